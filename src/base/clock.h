@@ -1,0 +1,14 @@
+/* base/clock.h: wall-clock and monotonic time in milliseconds, and RFC 3339 formatting. */
+#ifndef SG_BASE_CLOCK_H
+#define SG_BASE_CLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+int64_t sg_now_ms(void);  /* milliseconds since the Unix epoch (CLOCK_REALTIME) */
+int64_t sg_mono_ms(void); /* milliseconds of CLOCK_MONOTONIC, for timeouts and durations */
+int64_t sg_mono_us(void); /* microseconds of CLOCK_MONOTONIC, for latency measurement */
+/* Writes e.g. "2026-11-27T23:44:38.123Z" (UTC, RFC 3339). */
+void sg_time_iso8601(char *out, size_t outlen, int64_t epoch_ms);
+
+#endif

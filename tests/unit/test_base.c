@@ -1,0 +1,141 @@
+/* Unit tests of base/: base64url, buffers, JSON escaping, durable file writes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "base/b64.h"
+#include "base/buf.h"
+#include "base/file.h"
+#include "base/log.h"
+#include "base/rand.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void test_b64url_rfc4648_vectors(void **state)
+{
+	(void)state;
+	/* RFC 4648 §10 vectors, in the URL-safe alphabet without padding. */
+	static const struct {
+		const char *in, *out;
+	} v[] = {{"", ""},         {"f", "Zg"},         {"fo", "Zm8"},        {"foo", "Zm9v"},
+		 {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		char out[32];
+		sg_b64url_encode(v[i].in, strlen(v[i].in), out);
+		assert_string_equal(out, v[i].out);
+		assert_int_equal(sg_b64url_len(strlen(v[i].in)), strlen(v[i].out));
+		unsigned char back[32];
+		size_t n = 0;
+		assert_int_equal(sg_b64url_decode(out, strlen(out), back, sizeof back, &n), SG_OK);
+		assert_int_equal(n, strlen(v[i].in));
+		assert_memory_equal(back, v[i].in, n);
+	}
+	/* The URL-safe alphabet: 0xfb 0xff -> "-_8". */
+	unsigned char raw[] = {0xfb, 0xff};
+	char out[8];
+	sg_b64url_encode(raw, 2, out);
+	assert_string_equal(out, "-_8");
+}
+
+static void test_b64url_rejects(void **state)
+{
+	(void)state;
+	unsigned char out[16];
+	size_t n;
+	assert_int_equal(sg_b64url_decode("Zm9v+", 5, out, sizeof out, &n), SG_ERR_INVALID);
+	assert_int_equal(sg_b64url_decode("Zm9v/A", 6, out, sizeof out, &n), SG_ERR_INVALID);
+	assert_int_equal(sg_b64url_decode("Zm9=", 4, out, sizeof out, &n), SG_ERR_INVALID);
+	assert_int_equal(sg_b64url_decode("Z", 1, out, sizeof out, &n), SG_ERR_INVALID);
+	/* Non-canonical: trailing bits set ("Zh" would decode to 'f' with leftover bits). */
+	assert_int_equal(sg_b64url_decode("Zh", 2, out, sizeof out, &n), SG_ERR_INVALID);
+	assert_int_equal(sg_b64url_decode("Zm9vYmFy", 8, out, 3, &n), SG_ERR_LIMIT);
+}
+
+static void test_buf(void **state)
+{
+	(void)state;
+	struct sg_buf b = SG_BUF_INIT;
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(sg_buf_printf(&b, "%d,", i), SG_OK);
+	assert_true(b.len > 3000);
+	assert_int_equal(strncmp(b.data, "0,1,2,", 6), 0);
+	assert_int_equal(b.data[b.len], '\0');
+	sg_buf_reset(&b);
+	assert_int_equal(b.len, 0);
+	assert_int_equal(sg_buf_appends(&b, "abc"), SG_OK);
+	char *s = sg_buf_steal(&b);
+	assert_string_equal(s, "abc");
+	assert_null(b.data);
+	free(s);
+	sg_buf_wipe(&b);
+}
+
+static void test_json_escape(void **state)
+{
+	(void)state;
+	char out[64];
+	sg_json_escape(out, sizeof out, "a\"b\\c\nd\x01");
+	assert_string_equal(out, "a\\\"b\\\\c\\nd\\u0001");
+	/* Truncation never splits an escape and always terminates. */
+	char small[4];
+	sg_json_escape(small, sizeof small, "ab\"c");
+	assert_string_equal(small, "ab");
+}
+
+static void test_file_atomic(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/sg-base-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char sub[256], path[300];
+	snprintf(sub, sizeof sub, "%s/a/b/c", dir);
+	assert_int_equal(sg_mkdirs(sub, 0700), SG_OK);
+	assert_int_equal(sg_path_join(path, sizeof path, sub, "f"), SG_OK);
+	assert_int_equal(sg_file_write_atomic(path, "one", 3, 0600), SG_OK);
+	assert_int_equal(sg_file_write_atomic(path, "two!", 4, 0600), SG_OK);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	char *data = NULL;
+	size_t n = 0;
+	assert_int_equal(sg_file_read(path, 100, &data, &n), SG_OK);
+	assert_int_equal(n, 4);
+	assert_string_equal(data, "two!");
+	free(data);
+	assert_int_equal(sg_file_read(path, 2, &data, &n), SG_ERR_LIMIT);
+	assert_int_equal(sg_file_read("/nonexistent/x", 10, &data, &n), SG_ERR_NOTFOUND);
+	char small[8];
+	assert_int_equal(sg_path_join(small, sizeof small, "abcdef", "gh"), SG_ERR_LIMIT);
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_random_token(void **state)
+{
+	(void)state;
+	char a[64], b[64];
+	assert_int_equal(sg_random_token(a, sizeof a, 32), SG_OK);
+	assert_int_equal(sg_random_token(b, sizeof b, 32), SG_OK);
+	assert_int_equal(strlen(a), 43);
+	assert_string_not_equal(a, b);
+	assert_int_equal(sg_random_token(a, 10, 32), SG_ERR_INVALID);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_b64url_rfc4648_vectors),
+	    cmocka_unit_test(test_b64url_rejects),
+	    cmocka_unit_test(test_buf),
+	    cmocka_unit_test(test_json_escape),
+	    cmocka_unit_test(test_file_atomic),
+	    cmocka_unit_test(test_random_token),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
