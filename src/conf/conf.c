@@ -1,0 +1,957 @@
+/* conf/conf.c: loads the YAML configuration onto struct sg_conf.
+ *
+ * Two passes over the same text, driven by one schema:
+ *  1. libyaml builds a node tree; a walk of that tree against the libcyaml schema reports
+ *     syntax errors, unknown keys, missing keys and wrong value types with file:line (libcyaml's
+ *     own messages carry no line numbers);
+ *  2. libcyaml maps the (now known good) document onto the loaded-form structs below, which
+ *     are copied into struct sg_conf. Semantic checks then look up the line of the offending
+ *     value in the node tree by its path ("reference_points[1].tls.mode"). */
+#include "conf/conf.h"
+
+#include "base/file.h"
+
+#include <cyaml/cyaml.h>
+#include <yaml.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONF_MAX_BYTES (1024 * 1024)
+
+/* --- the loaded form (what libcyaml fills) --- */
+
+struct y_tls {
+	char *mode, *cert, *key, *ca, *crl, *psk_file;
+	char *min_version, *max_version, *ciphersuites, *ciphers, *groups, *sigalgs;
+};
+
+struct y_limits {
+	uint64_t *max_header_bytes, *max_body_bytes, *max_connections, *handshake_timeout_ms,
+	    *header_timeout_ms, *body_timeout_ms, *idle_timeout_ms, *h2_max_streams;
+};
+
+struct y_refpoint {
+	char *name, *bind;
+	struct y_tls *tls;
+	char *auth;
+	char **services;
+	unsigned services_count;
+	char **allowed_identities;
+	unsigned allowed_identities_count;
+	struct y_limits *limits;
+};
+
+struct y_store {
+	char *driver, *path, *url;
+};
+
+struct y_admin {
+	char *bind;
+};
+
+struct y_conf {
+	char *state_dir;
+	uint32_t *workers;
+	char *log_level;
+	bool *access_log;
+	struct y_store *store;
+	char *pki_dir;
+	struct y_admin *admin;
+	char **roles;
+	unsigned roles_count;
+	struct y_refpoint *reference_points;
+	unsigned reference_points_count;
+};
+
+/* --- the schema --- */
+
+#define OPT CYAML_FLAG_OPTIONAL
+#define STR(key, flags, type, member)                                                              \
+	CYAML_FIELD_STRING_PTR(key, flags, type, member, 0, CYAML_UNLIMITED)
+
+static const cyaml_schema_value_t str_entry = {
+    CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 0, CYAML_UNLIMITED),
+};
+
+static const cyaml_schema_field_t tls_fields[] = {
+    STR("mode", CYAML_FLAG_DEFAULT, struct y_tls, mode),
+    STR("cert", OPT, struct y_tls, cert),
+    STR("key", OPT, struct y_tls, key),
+    STR("ca", OPT, struct y_tls, ca),
+    STR("crl", OPT, struct y_tls, crl),
+    STR("psk_file", OPT, struct y_tls, psk_file),
+    STR("min_version", OPT, struct y_tls, min_version),
+    STR("max_version", OPT, struct y_tls, max_version),
+    STR("ciphersuites", OPT, struct y_tls, ciphersuites),
+    STR("ciphers", OPT, struct y_tls, ciphers),
+    STR("groups", OPT, struct y_tls, groups),
+    STR("sigalgs", OPT, struct y_tls, sigalgs),
+    CYAML_FIELD_END,
+};
+
+#define LIM(key) CYAML_FIELD_UINT_PTR(#key, OPT, struct y_limits, key)
+static const cyaml_schema_field_t limits_fields[] = {
+    LIM(max_header_bytes),     LIM(max_body_bytes),    LIM(max_connections),
+    LIM(handshake_timeout_ms), LIM(header_timeout_ms), LIM(body_timeout_ms),
+    LIM(idle_timeout_ms),      LIM(h2_max_streams),    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t refpoint_fields[] = {
+    STR("name", CYAML_FLAG_DEFAULT, struct y_refpoint, name),
+    STR("bind", CYAML_FLAG_DEFAULT, struct y_refpoint, bind),
+    CYAML_FIELD_MAPPING_PTR("tls", CYAML_FLAG_POINTER, struct y_refpoint, tls, tls_fields),
+    STR("auth", CYAML_FLAG_DEFAULT, struct y_refpoint, auth),
+    CYAML_FIELD_SEQUENCE("services", CYAML_FLAG_POINTER, struct y_refpoint, services, &str_entry, 1,
+                         CYAML_UNLIMITED),
+    CYAML_FIELD_SEQUENCE("allowed_identities", CYAML_FLAG_POINTER | OPT, struct y_refpoint,
+                         allowed_identities, &str_entry, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_MAPPING_PTR("limits", CYAML_FLAG_POINTER | OPT, struct y_refpoint, limits,
+                            limits_fields),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t refpoint_entry = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct y_refpoint, refpoint_fields),
+};
+
+static const cyaml_schema_field_t store_fields[] = {
+    STR("driver", OPT, struct y_store, driver),
+    STR("path", OPT, struct y_store, path),
+    STR("url", OPT, struct y_store, url),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t admin_fields[] = {
+    STR("bind", OPT, struct y_admin, bind),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t top_fields[] = {
+    STR("state_dir", OPT, struct y_conf, state_dir),
+    CYAML_FIELD_UINT_PTR("workers", OPT, struct y_conf, workers),
+    STR("log_level", OPT, struct y_conf, log_level),
+    CYAML_FIELD_BOOL_PTR("access_log", OPT, struct y_conf, access_log),
+    CYAML_FIELD_MAPPING_PTR("store", CYAML_FLAG_POINTER | OPT, struct y_conf, store, store_fields),
+    STR("pki_dir", OPT, struct y_conf, pki_dir),
+    CYAML_FIELD_MAPPING_PTR("admin", CYAML_FLAG_POINTER | OPT, struct y_conf, admin, admin_fields),
+    CYAML_FIELD_SEQUENCE("roles", CYAML_FLAG_POINTER | OPT, struct y_conf, roles, &str_entry, 0,
+                         CYAML_UNLIMITED),
+    CYAML_FIELD_SEQUENCE("reference_points", CYAML_FLAG_POINTER, struct y_conf, reference_points,
+                         &refpoint_entry, 1, CYAML_UNLIMITED),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t top_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct y_conf, top_fields),
+};
+
+/* --- error reporting --- */
+
+struct ctx {
+	const char *name; /* file name for messages */
+	yaml_document_t doc;
+	char *err;
+	size_t errlen;
+};
+
+static sg_err failv(struct ctx *x, unsigned long line, const char *path, const char *fmt,
+                    va_list ap)
+{
+	char msg[512];
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	if (path && *path)
+		return sg_fail(x->err, x->errlen, SG_ERR_CONFIG, "%s:%lu: %s: %s", x->name, line,
+		               path, msg);
+	return sg_fail(x->err, x->errlen, SG_ERR_CONFIG, "%s:%lu: %s", x->name, line, msg);
+}
+
+__attribute__((format(printf, 4, 5))) static sg_err fail_at(struct ctx *x, const yaml_node_t *n,
+                                                            const char *path, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	sg_err e = failv(x, n ? (unsigned long)n->start_mark.line + 1 : 1, path, fmt, ap);
+	va_end(ap);
+	return e;
+}
+
+/* The node whose line best names path ("a.b[2].c"): the key of the last mapping step (a block
+ * mapping value starts on the line after its key), or the deepest node that exists. */
+static yaml_node_t *node_at(struct ctx *x, const char *path)
+{
+	yaml_node_t *n = yaml_document_get_root_node(&x->doc), *at = n;
+	const char *p = path;
+	while (n && *p) {
+		if (*p == '.') {
+			p++;
+			continue;
+		}
+		if (*p == '[') {
+			char *end;
+			unsigned long i = strtoul(p + 1, &end, 10);
+			p = *end == ']' ? end + 1 : end;
+			if (n->type != YAML_SEQUENCE_NODE ||
+			    i >= (unsigned long)(n->data.sequence.items.top -
+			                         n->data.sequence.items.start))
+				return at;
+			n = at = yaml_document_get_node(&x->doc, n->data.sequence.items.start[i]);
+			continue;
+		}
+		size_t len = strcspn(p, ".[");
+		if (n->type != YAML_MAPPING_NODE)
+			return at;
+		yaml_node_t *next = NULL;
+		for (yaml_node_pair_t *pr = n->data.mapping.pairs.start;
+		     pr < n->data.mapping.pairs.top; pr++) {
+			yaml_node_t *k = yaml_document_get_node(&x->doc, pr->key);
+			if (k && k->type == YAML_SCALAR_NODE && k->data.scalar.length == len &&
+			    memcmp(k->data.scalar.value, p, len) == 0) {
+				next = yaml_document_get_node(&x->doc, pr->value);
+				at = k;
+				break;
+			}
+		}
+		if (!next)
+			return at;
+		n = next;
+		p += len;
+	}
+	return at;
+}
+
+/* Fails with the line of the node at path (the format's path argument is printf'd first). */
+__attribute__((format(printf, 3, 4))) static sg_err fail_path(struct ctx *x, const char *path,
+                                                              const char *fmt, ...)
+{
+	yaml_node_t *n = node_at(x, path);
+	va_list ap;
+	va_start(ap, fmt);
+	sg_err e = failv(x, n ? (unsigned long)n->start_mark.line + 1 : 1, path, fmt, ap);
+	va_end(ap);
+	return e;
+}
+
+/* --- pass 1: structure, against the cyaml schema --- */
+
+static const char *node_kind(const yaml_node_t *n)
+{
+	switch (n->type) {
+	case YAML_MAPPING_NODE:
+		return "a mapping";
+	case YAML_SEQUENCE_NODE:
+		return "a list";
+	default:
+		return "a scalar";
+	}
+}
+
+static sg_err walk(struct ctx *x, yaml_node_t *n, const cyaml_schema_value_t *s, char *path,
+                   size_t pathlen);
+
+static int scalar_is_uint(const yaml_node_t *n, uint32_t size)
+{
+	const char *v = (const char *)n->data.scalar.value;
+	if (!isdigit((unsigned char)v[0]))
+		return 0;
+	errno = 0;
+	char *end;
+	unsigned long long u = strtoull(v, &end, 10);
+	if (errno || *end)
+		return 0;
+	return size >= 8 || u < (1ULL << (size * 8));
+}
+
+static int scalar_is_bool(const yaml_node_t *n)
+{
+	static const char *const ok[] = {"true", "false", "yes", "no", "on", "off", "1", "0"};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+		if (strcasecmp((const char *)n->data.scalar.value, ok[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static sg_err walk_mapping(struct ctx *x, yaml_node_t *n, const cyaml_schema_field_t *fields,
+                           char *path, size_t pathlen)
+{
+	size_t base = strlen(path);
+	unsigned nfields = 0;
+	while (fields[nfields].key)
+		nfields++;
+	unsigned char seen[32] = {0};
+	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
+	     pr++) {
+		yaml_node_t *k = yaml_document_get_node(&x->doc, pr->key);
+		yaml_node_t *v = yaml_document_get_node(&x->doc, pr->value);
+		if (!k || k->type != YAML_SCALAR_NODE)
+			return fail_at(x, k, path, "keys must be plain names");
+		const char *key = (const char *)k->data.scalar.value;
+		snprintf(path + base, pathlen - base, "%s%s", base ? "." : "", key);
+		unsigned i = 0;
+		while (i < nfields && strcmp(fields[i].key, key) != 0)
+			i++;
+		if (i == nfields) {
+			char known[512] = "";
+			for (unsigned j = 0; j < nfields; j++)
+				snprintf(known + strlen(known), sizeof known - strlen(known),
+				         "%s%s", j ? ", " : "", fields[j].key);
+			return fail_at(x, k, path, "unknown key (expected one of %s)", known);
+		}
+		if (seen[i])
+			return fail_at(x, k, path, "duplicate key");
+		seen[i] = 1;
+		sg_err e = walk(x, v, &fields[i].value, path, pathlen);
+		if (e != SG_OK)
+			return e;
+	}
+	path[base] = '\0';
+	for (unsigned i = 0; i < nfields; i++)
+		if (!seen[i] && !(fields[i].value.flags & CYAML_FLAG_OPTIONAL))
+			return fail_at(x, n, path, "missing required key '%s'", fields[i].key);
+	return SG_OK;
+}
+
+static sg_err walk(struct ctx *x, yaml_node_t *n, const cyaml_schema_value_t *s, char *path,
+                   size_t pathlen)
+{
+	switch (s->type) {
+	case CYAML_MAPPING:
+		if (n->type != YAML_MAPPING_NODE)
+			return fail_at(x, n, path, "expected a mapping, got %s", node_kind(n));
+		return walk_mapping(x, n, s->mapping.fields, path, pathlen);
+	case CYAML_SEQUENCE: {
+		if (n->type != YAML_SEQUENCE_NODE)
+			return fail_at(x, n, path, "expected a list, got %s", node_kind(n));
+		size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+		if (count < s->sequence.min)
+			return fail_at(x, n, path, "needs at least %u entr%s", s->sequence.min,
+			               s->sequence.min == 1 ? "y" : "ies");
+		size_t base = strlen(path);
+		for (size_t i = 0; i < count; i++) {
+			snprintf(path + base, pathlen - base, "[%zu]", i);
+			yaml_node_t *item =
+			    yaml_document_get_node(&x->doc, n->data.sequence.items.start[i]);
+			sg_err e = walk(x, item, s->sequence.entry, path, pathlen);
+			if (e != SG_OK)
+				return e;
+		}
+		path[base] = '\0';
+		return SG_OK;
+	}
+	case CYAML_STRING:
+		if (n->type != YAML_SCALAR_NODE)
+			return fail_at(x, n, path, "expected a string, got %s", node_kind(n));
+		return SG_OK;
+	case CYAML_UINT:
+		if (n->type != YAML_SCALAR_NODE || !scalar_is_uint(n, s->data_size))
+			return fail_at(x, n, path, "expected a non-negative integer (at most %llu)",
+			               s->data_size >= 8 ? (unsigned long long)UINT64_MAX
+			                                 : (1ULL << (s->data_size * 8)) - 1);
+		return SG_OK;
+	case CYAML_BOOL:
+		if (n->type != YAML_SCALAR_NODE || !scalar_is_bool(n))
+			return fail_at(x, n, path, "expected true or false");
+		return SG_OK;
+	default:
+		return fail_at(x, n, path, "unsupported schema type");
+	}
+}
+
+/* --- semantic checks --- */
+
+static const char *const ROLES[] = {"idm", "gm", "km", "sdd"};
+#define N_ROLES (sizeof ROLES / sizeof ROLES[0])
+
+static int one_of(const char *v, const char *const *set, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v, set[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static void join(char *out, size_t outlen, const char *const *set, size_t n)
+{
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + strlen(out), outlen - strlen(out), "%s%s", i ? ", " : "", set[i]);
+}
+
+/* "host:port", "[v6]:port"; host non-empty, port 0..65535. Returns NULL or the problem. */
+static const char *bind_problem(const char *b)
+{
+	const char *colon;
+	if (b[0] == '[') {
+		const char *close = strchr(b, ']');
+		if (!close || close == b + 1)
+			return "an IPv6 address goes in brackets: [::1]:9443";
+		if (close[1] != ':')
+			return "expected host:port";
+		colon = close + 1;
+	} else {
+		colon = strrchr(b, ':');
+		if (!colon || colon == b)
+			return "expected host:port";
+		if (memchr(b, ':', (size_t)(colon - b)))
+			return "an IPv6 address goes in brackets: [::1]:9443";
+	}
+	const char *p = colon + 1;
+	if (!*p || strlen(p) > 5)
+		return "the port must be a number from 0 to 65535";
+	for (const char *q = p; *q; q++)
+		if (!isdigit((unsigned char)*q))
+			return "the port must be a number from 0 to 65535";
+	if (atol(p) > 65535)
+		return "the port must be a number from 0 to 65535";
+	return NULL;
+}
+
+static sg_err check_enum(struct ctx *x, const char *path, const char *v, const char *const *set,
+                         size_t n)
+{
+	if (one_of(v, set, n))
+		return SG_OK;
+	char list[256];
+	join(list, sizeof list, set, n);
+	return fail_path(x, path, "'%s' is not one of %s", v, list);
+}
+
+static sg_err check_roles(struct ctx *x, const char *path, char **v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		char p[128];
+		snprintf(p, sizeof p, "%s[%u]", path, i);
+		sg_err e = check_enum(x, p, v[i], ROLES, N_ROLES);
+		if (e != SG_OK)
+			return e;
+		for (unsigned j = 0; j < i; j++)
+			if (strcmp(v[i], v[j]) == 0)
+				return fail_path(x, p, "'%s' is listed twice", v[i]);
+	}
+	return SG_OK;
+}
+
+static sg_err check_refpoint(struct ctx *x, const struct y_conf *y, unsigned i)
+{
+	static const char *const modes[] = {"server-auth", "mutual", "psk"};
+	static const char *const auths[] = {"none", "bearer", "mtls", "mtls+bearer"};
+	static const char *const versions[] = {"TLS1.2", "TLS1.3"};
+	const struct y_refpoint *r = &y->reference_points[i];
+	char p[128];
+	sg_err e;
+#define P(...) (snprintf(p, sizeof p, __VA_ARGS__), p)
+	if (!*r->name)
+		return fail_path(x, P("reference_points[%u].name", i), "must not be empty");
+	for (unsigned j = 0; j < i; j++)
+		if (strcmp(y->reference_points[j].name, r->name) == 0)
+			return fail_path(x, P("reference_points[%u].name", i),
+			                 "'%s' is already used by reference_points[%u]", r->name,
+			                 j);
+	const char *bp = bind_problem(r->bind);
+	if (bp)
+		return fail_path(x, P("reference_points[%u].bind", i), "'%s': %s", r->bind, bp);
+	if ((e = check_enum(x, P("reference_points[%u].tls.mode", i), r->tls->mode, modes, 3)))
+		return e;
+	if ((e = check_enum(x, P("reference_points[%u].auth", i), r->auth, auths, 4)))
+		return e;
+	if (r->tls->min_version && (e = check_enum(x, P("reference_points[%u].tls.min_version", i),
+	                                           r->tls->min_version, versions, 2)))
+		return e;
+	if (r->tls->max_version && (e = check_enum(x, P("reference_points[%u].tls.max_version", i),
+	                                           r->tls->max_version, versions, 2)))
+		return e;
+	/* R3/R4: certificate identities need the peer to present a certificate. */
+	if (strncmp(r->auth, "mtls", 4) == 0 && strcmp(r->tls->mode, "mutual") != 0)
+		return fail_path(x, P("reference_points[%u].auth", i),
+		                 "'%s' needs tls.mode mutual (tls.mode is %s)", r->auth,
+		                 r->tls->mode);
+	if (strcmp(r->tls->mode, "psk") == 0 && (!r->tls->psk_file || !*r->tls->psk_file))
+		return fail_path(x, P("reference_points[%u].tls", i), "mode psk needs psk_file");
+	for (unsigned j = 0; j < r->services_count; j++) {
+		if ((e = check_enum(x, P("reference_points[%u].services[%u]", i, j), r->services[j],
+		                    ROLES, N_ROLES)))
+			return e;
+	}
+	if (r->allowed_identities_count && strcmp(r->tls->mode, "mutual") != 0)
+		return fail_path(x, P("reference_points[%u].allowed_identities", i),
+		                 "needs tls.mode mutual (identities come from certificates)");
+	if (r->limits) {
+		static const char *const names[] = {"max_header_bytes",  "max_body_bytes",
+		                                    "max_connections",   "handshake_timeout_ms",
+		                                    "header_timeout_ms", "body_timeout_ms",
+		                                    "idle_timeout_ms",   "h2_max_streams"};
+		uint64_t *const vals[] = {
+		    r->limits->max_header_bytes,  r->limits->max_body_bytes,
+		    r->limits->max_connections,   r->limits->handshake_timeout_ms,
+		    r->limits->header_timeout_ms, r->limits->body_timeout_ms,
+		    r->limits->idle_timeout_ms,   r->limits->h2_max_streams};
+		for (unsigned j = 0; j < 8; j++) {
+			uint64_t max = j < 2 ? SIZE_MAX : UINT_MAX;
+			if (vals[j] && (*vals[j] == 0 || *vals[j] > max))
+				return fail_path(x,
+				                 P("reference_points[%u].limits.%s", i, names[j]),
+				                 "must be from 1 to %llu", (unsigned long long)max);
+		}
+	}
+#undef P
+	return SG_OK;
+}
+
+static sg_err check(struct ctx *x, const struct y_conf *y)
+{
+	static const char *const levels[] = {"debug", "info", "warn", "error"};
+	static const char *const drivers[] = {"sqlite", "postgres"};
+	sg_err e;
+	if (y->state_dir && !*y->state_dir)
+		return fail_path(x, "state_dir", "must not be empty");
+	if (y->workers && *y->workers > 1024)
+		return fail_path(x, "workers", "must be from 0 to 1024");
+	if (y->log_level && (e = check_enum(x, "log_level", y->log_level, levels, 4)))
+		return e;
+	if (y->store && y->store->driver &&
+	    (e = check_enum(x, "store.driver", y->store->driver, drivers, 2)))
+		return e;
+	if (y->store && y->store->driver && strcmp(y->store->driver, "postgres") == 0 &&
+	    (!y->store->url || !*y->store->url))
+		return fail_path(x, "store", "driver postgres needs url");
+	if (y->admin && y->admin->bind && *y->admin->bind) {
+		const char *bp = bind_problem(y->admin->bind);
+		if (bp)
+			return fail_path(x, "admin.bind", "'%s': %s", y->admin->bind, bp);
+	}
+	if ((e = check_roles(x, "roles", y->roles, y->roles_count)))
+		return e;
+	for (unsigned i = 0; i < y->reference_points_count; i++)
+		if ((e = check_refpoint(x, y, i)))
+			return e;
+	return SG_OK;
+}
+
+/* --- copy into struct sg_conf --- */
+
+/* strdup that maps NULL and "" (an empty YAML value) to NULL. */
+static int dup_opt(char **out, const char *s)
+{
+	*out = NULL;
+	if (!s || !*s)
+		return 1;
+	return (*out = strdup(s)) != NULL;
+}
+
+static int dup_list(char ***out, unsigned *n, char **v, unsigned count)
+{
+	*out = calloc(count ? count : 1, sizeof **out);
+	if (!*out)
+		return 0;
+	for (*n = 0; *n < count; (*n)++)
+		if (!((*out)[*n] = strdup(v[*n])))
+			return 0;
+	return 1;
+}
+
+static int copy_refpoint(struct sg_conf_refpoint *d, const struct y_refpoint *s)
+{
+	const struct y_tls *t = s->tls;
+	if (!(d->name = strdup(s->name)) || !(d->bind = strdup(s->bind)) ||
+	    !(d->tls_mode = strdup(t->mode)) || !(d->auth = strdup(s->auth)))
+		return 0;
+	if (!dup_opt(&d->cert, t->cert) || !dup_opt(&d->key, t->key) || !dup_opt(&d->ca, t->ca) ||
+	    !dup_opt(&d->crl, t->crl) || !dup_opt(&d->psk_file, t->psk_file) ||
+	    !dup_opt(&d->min_version, t->min_version) ||
+	    !dup_opt(&d->max_version, t->max_version) ||
+	    !dup_opt(&d->ciphersuites, t->ciphersuites) || !dup_opt(&d->ciphers, t->ciphers) ||
+	    !dup_opt(&d->groups, t->groups) || !dup_opt(&d->sigalgs, t->sigalgs))
+		return 0;
+	if (!dup_list(&d->services, &d->n_services, s->services, s->services_count) ||
+	    !dup_list(&d->allowed_identities, &d->n_allowed_identities, s->allowed_identities,
+	              s->allowed_identities_count))
+		return 0;
+	sg_limits_default(&d->limits);
+	const struct y_limits *l = s->limits;
+	if (l) {
+		if (l->max_header_bytes)
+			d->limits.max_header_bytes = (size_t)*l->max_header_bytes;
+		if (l->max_body_bytes)
+			d->limits.max_body_bytes = (size_t)*l->max_body_bytes;
+		if (l->max_connections)
+			d->limits.max_connections = (unsigned)*l->max_connections;
+		if (l->handshake_timeout_ms)
+			d->limits.handshake_timeout_ms = (unsigned)*l->handshake_timeout_ms;
+		if (l->header_timeout_ms)
+			d->limits.header_timeout_ms = (unsigned)*l->header_timeout_ms;
+		if (l->body_timeout_ms)
+			d->limits.body_timeout_ms = (unsigned)*l->body_timeout_ms;
+		if (l->idle_timeout_ms)
+			d->limits.idle_timeout_ms = (unsigned)*l->idle_timeout_ms;
+		if (l->h2_max_streams)
+			d->limits.h2_max_streams = (unsigned)*l->h2_max_streams;
+	}
+	return 1;
+}
+
+static int copy_conf(struct sg_conf *c, const struct y_conf *y)
+{
+	if (!(c->state_dir = strdup(y->state_dir && *y->state_dir ? y->state_dir : "./var")))
+		return 0;
+	c->workers = y->workers ? *y->workers : 0;
+	if (!(c->log_level = strdup(y->log_level ? y->log_level : "info")))
+		return 0;
+	c->access_log = y->access_log ? *y->access_log : 1;
+	const struct y_store *st = y->store;
+	if (!(c->store_driver = strdup(st && st->driver ? st->driver : "sqlite")))
+		return 0;
+	if (!dup_opt(&c->store_path, st ? st->path : NULL) ||
+	    !dup_opt(&c->store_url, st ? st->url : NULL) || !dup_opt(&c->pki_dir, y->pki_dir))
+		return 0;
+	/* admin.bind: "" disables the admin listener */
+	const char *ab = y->admin && y->admin->bind ? y->admin->bind : "127.0.0.1:9090";
+	if (!(c->admin_bind = strdup(ab)))
+		return 0;
+	if (y->roles) {
+		if (!dup_list(&c->roles, &c->n_roles, y->roles, y->roles_count))
+			return 0;
+	} else if (!dup_list(&c->roles, &c->n_roles, (char **)ROLES, N_ROLES)) {
+		return 0;
+	}
+	c->refpoints = calloc(y->reference_points_count, sizeof *c->refpoints);
+	if (!c->refpoints)
+		return 0;
+	for (; c->n_refpoints < y->reference_points_count; c->n_refpoints++)
+		if (!copy_refpoint(&c->refpoints[c->n_refpoints],
+		                   &y->reference_points[c->n_refpoints]))
+			return c->n_refpoints++, 0;
+	return 1;
+}
+
+/* --- loading --- */
+
+struct cyaml_log_ctx {
+	char msg[256];
+};
+
+static void cyaml_log_capture(cyaml_log_t level, void *vctx, const char *fmt, va_list args)
+{
+	struct cyaml_log_ctx *lc = vctx;
+	if (level < CYAML_LOG_ERROR || lc->msg[0])
+		return;
+	vsnprintf(lc->msg, sizeof lc->msg, fmt, args);
+	lc->msg[strcspn(lc->msg, "\n")] = '\0';
+}
+
+sg_err sg_conf_load_string(const char *yaml, const char *name, struct sg_conf **out, char *err,
+                           size_t errlen)
+{
+	*out = NULL;
+	if (!name)
+		name = "<config>";
+	struct ctx x = {.name = name, .err = err, .errlen = errlen};
+	size_t len = strlen(yaml);
+
+	/* pass 1: syntax and structure, with lines */
+	yaml_parser_t parser;
+	if (!yaml_parser_initialize(&parser))
+		return sg_fail(err, errlen, SG_ERR_NOMEM, "%s: out of memory", name);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+	if (!yaml_parser_load(&parser, &x.doc)) {
+		sg_err e = sg_fail(err, errlen, SG_ERR_CONFIG, "%s:%lu: syntax error: %s%s%s", name,
+		                   (unsigned long)parser.problem_mark.line + 1,
+		                   parser.problem ? parser.problem : "malformed YAML",
+		                   parser.context ? " " : "", parser.context ? parser.context : "");
+		yaml_parser_delete(&parser);
+		return e;
+	}
+	yaml_parser_delete(&parser);
+	yaml_node_t *root = yaml_document_get_root_node(&x.doc);
+	sg_err e;
+	char path[512] = "";
+	if (!root)
+		e = sg_fail(err, errlen, SG_ERR_CONFIG, "%s:1: the configuration is empty", name);
+	else
+		e = walk(&x, root, &top_schema, path, sizeof path);
+	if (e != SG_OK) {
+		yaml_document_delete(&x.doc);
+		return e;
+	}
+
+	/* pass 2: libcyaml maps the document onto the loaded form */
+	struct cyaml_log_ctx lc = {.msg = ""};
+	const cyaml_config_t cfg = {
+	    .log_fn = cyaml_log_capture,
+	    .log_ctx = &lc,
+	    .mem_fn = cyaml_mem,
+	    .log_level = CYAML_LOG_ERROR,
+	    .flags = CYAML_CFG_DEFAULT,
+	};
+	struct y_conf *y = NULL;
+	cyaml_err_t ce = cyaml_load_data((const uint8_t *)yaml, len, &cfg, &top_schema,
+	                                 (cyaml_data_t **)&y, NULL);
+	if (ce != CYAML_OK) {
+		e = sg_fail(err, errlen, SG_ERR_CONFIG, "%s: %s%s%s", name, cyaml_strerror(ce),
+		            lc.msg[0] ? ": " : "", lc.msg);
+		yaml_document_delete(&x.doc);
+		return e;
+	}
+
+	/* semantic checks, with the line of the value looked up by path */
+	e = check(&x, y);
+	struct sg_conf *c = NULL;
+	if (e == SG_OK) {
+		c = calloc(1, sizeof *c);
+		if (!c || !(c->source = strdup(name)) || !copy_conf(c, y)) {
+			sg_conf_free(c);
+			c = NULL;
+			e = sg_fail(err, errlen, SG_ERR_NOMEM, "%s: out of memory", name);
+		}
+	}
+	cyaml_free(&cfg, &top_schema, y, 0);
+	yaml_document_delete(&x.doc);
+	*out = c;
+	return e;
+}
+
+sg_err sg_conf_load_file(const char *path, struct sg_conf **out, char *err, size_t errlen)
+{
+	char *text = NULL;
+	size_t len = 0;
+	*out = NULL;
+	sg_err e = sg_file_read(path, CONF_MAX_BYTES, &text, &len);
+	if (e == SG_ERR_LIMIT)
+		return sg_fail(err, errlen, SG_ERR_CONFIG, "%s: larger than %d bytes", path,
+		               CONF_MAX_BYTES);
+	if (e != SG_OK)
+		return sg_fail(err, errlen, SG_ERR_CONFIG, "%s: cannot read: %s", path,
+		               strerror(errno));
+	if (strlen(text) != len) {
+		free(text);
+		return sg_fail(err, errlen, SG_ERR_CONFIG, "%s: contains a NUL byte", path);
+	}
+	e = sg_conf_load_string(text, path, out, err, errlen);
+	free(text);
+	return e;
+}
+
+/* --- finishing: overrides, defaults, derived fields --- */
+
+static int set_str(char **field, const char *v)
+{
+	char *n = strdup(v);
+	if (!n)
+		return 0;
+	free(*field);
+	*field = n;
+	return 1;
+}
+
+static int set_path(char **field, const char *dir, const char *name)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = malloc(n);
+	if (!p)
+		return 0;
+	snprintf(p, n, "%s/%s", dir, name);
+	free(*field);
+	*field = p;
+	return 1;
+}
+
+/* Sets *field to dir + "/" + deflt when unset, or prefixes dir when it is relative. */
+static int resolve(char **field, const char *dir, const char *deflt)
+{
+	if (!*field)
+		return deflt ? set_path(field, dir, deflt) : 1;
+	if ((*field)[0] == '/')
+		return 1;
+	char *rel = *field;
+	*field = NULL;
+	int ok = set_path(field, dir, rel);
+	if (ok)
+		free(rel);
+	else
+		*field = rel;
+	return ok;
+}
+
+static sg_err apply_roles(struct sg_conf *c, const char *list, char *err, size_t errlen)
+{
+	char *copy = strdup(list);
+	char **roles = calloc(N_ROLES, sizeof *roles);
+	unsigned n = 0;
+	sg_err e = SG_OK;
+	char *save = NULL;
+	char roleset[64];
+	join(roleset, sizeof roleset, ROLES, N_ROLES);
+	if (!copy || !roles) {
+		e = sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		while (*t == ' ')
+			t++;
+		t[strcspn(t, " ")] = '\0';
+		if (!one_of(t, ROLES, N_ROLES)) {
+			e = sg_fail(err, errlen, SG_ERR_CONFIG, "--roles: '%s' is not one of %s", t,
+			            roleset);
+			goto out;
+		}
+		for (unsigned j = 0; j < n; j++)
+			if (strcmp(roles[j], t) == 0) {
+				e = sg_fail(err, errlen, SG_ERR_CONFIG,
+				            "--roles: '%s' is listed twice", t);
+				goto out;
+			}
+		if (!(roles[n++] = strdup(t))) {
+			e = sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
+	if (n == 0) {
+		e = sg_fail(err, errlen, SG_ERR_CONFIG, "--roles: empty (expected some of %s)",
+		            roleset);
+		goto out;
+	}
+	for (unsigned i = 0; i < c->n_roles; i++)
+		free(c->roles[i]);
+	free(c->roles);
+	c->roles = roles;
+	c->n_roles = n;
+	roles = NULL;
+out:
+	if (roles) {
+		for (unsigned i = 0; i < N_ROLES; i++)
+			free(roles[i]);
+		free(roles);
+	}
+	free(copy);
+	return e;
+}
+
+static enum sg_auth_mode auth_mode_of(const char *a)
+{
+	if (strcmp(a, "bearer") == 0)
+		return SG_AUTH_BEARER;
+	if (strcmp(a, "mtls") == 0)
+		return SG_AUTH_MTLS;
+	if (strcmp(a, "mtls+bearer") == 0)
+		return SG_AUTH_MTLS_BEARER;
+	return SG_AUTH_NONE;
+}
+
+sg_err sg_conf_finish(struct sg_conf *c, const char *state_dir_override, const char *roles_override,
+                      char *err, size_t errlen)
+{
+	const char *src = c->source ? c->source : "<config>";
+	if (state_dir_override) {
+		if (!*state_dir_override)
+			return sg_fail(err, errlen, SG_ERR_CONFIG,
+			               "--state-dir: must not be empty");
+		if (!set_str(&c->state_dir, state_dir_override))
+			goto nomem;
+	}
+	if (roles_override) {
+		sg_err e = apply_roles(c, roles_override, err, errlen);
+		if (e != SG_OK)
+			return e;
+	}
+	if (!c->pki_dir && !set_path(&c->pki_dir, c->state_dir, "pki"))
+		goto nomem;
+	if (strcmp(c->store_driver, "sqlite") == 0 && !c->store_path &&
+	    !set_path(&c->store_path, c->state_dir, "sealguard.db"))
+		goto nomem;
+	if (c->n_refpoints == 0)
+		return sg_fail(err, errlen, SG_ERR_CONFIG, "%s: no reference point is configured",
+		               src);
+
+	for (unsigned i = 0; i < c->n_refpoints; i++) {
+		struct sg_conf_refpoint *r = &c->refpoints[i];
+		enum sg_tls_mode mode;
+		if (strcmp(r->tls_mode, "mutual") == 0)
+			mode = SG_TLS_MUTUAL;
+		else if (strcmp(r->tls_mode, "psk") == 0)
+			mode = SG_TLS_PSK;
+		else if (strcmp(r->tls_mode, "server-auth") == 0)
+			mode = SG_TLS_SERVER_AUTH;
+		else
+			return sg_fail(err, errlen, SG_ERR_CONFIG, "%s: %s: unknown tls.mode '%s'",
+			               src, r->name, r->tls_mode);
+		r->auth_mode = auth_mode_of(r->auth);
+		if ((r->auth_mode == SG_AUTH_MTLS || r->auth_mode == SG_AUTH_MTLS_BEARER) &&
+		    mode != SG_TLS_MUTUAL)
+			return sg_fail(err, errlen, SG_ERR_CONFIG,
+			               "%s: %s: auth %s needs tls.mode mutual", src, r->name,
+			               r->auth);
+		if (mode == SG_TLS_PSK && !r->psk_file)
+			return sg_fail(err, errlen, SG_ERR_CONFIG,
+			               "%s: %s: tls.mode psk needs psk_file", src, r->name);
+		const int certs = mode != SG_TLS_PSK;
+		if (!resolve(&r->cert, c->pki_dir, certs ? "server.crt" : NULL) ||
+		    !resolve(&r->key, c->pki_dir, certs ? "server.key" : NULL) ||
+		    !resolve(&r->ca, c->pki_dir, certs ? "ca.crt" : NULL) ||
+		    !resolve(&r->crl, c->pki_dir, certs ? "crl.pem" : NULL) ||
+		    !resolve(&r->psk_file, c->pki_dir, NULL))
+			goto nomem;
+		r->tls = (struct sg_tls_conf){
+		    .mode = mode,
+		    .cert = r->cert,
+		    .key = r->key,
+		    .ca = r->ca,
+		    .crl = r->crl,
+		    .min_version = r->min_version,
+		    .max_version = r->max_version,
+		    .ciphersuites = r->ciphersuites,
+		    .ciphers = r->ciphers,
+		    .groups = r->groups,
+		    .sigalgs = r->sigalgs,
+		    .psk_file = r->psk_file,
+		    .psk_identity = NULL,
+		    .session_tickets = 1,
+		    .ticket_rotate_s = 3600,
+		};
+	}
+	return SG_OK;
+nomem:
+	return sg_fail(err, errlen, SG_ERR_NOMEM, "%s: out of memory", src);
+}
+
+static void free_list(char **v, unsigned n)
+{
+	if (!v)
+		return;
+	for (unsigned i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void sg_conf_free(struct sg_conf *c)
+{
+	if (!c)
+		return;
+	for (unsigned i = 0; i < c->n_refpoints; i++) {
+		struct sg_conf_refpoint *r = &c->refpoints[i];
+		char *s[] = {r->name,        r->bind,        r->tls_mode,     r->cert,
+		             r->key,         r->ca,          r->crl,          r->psk_file,
+		             r->min_version, r->max_version, r->ciphersuites, r->ciphers,
+		             r->groups,      r->sigalgs,     r->auth};
+		for (size_t j = 0; j < sizeof s / sizeof s[0]; j++)
+			free(s[j]);
+		free_list(r->services, r->n_services);
+		free_list(r->allowed_identities, r->n_allowed_identities);
+	}
+	free(c->refpoints);
+	free(c->state_dir);
+	free(c->log_level);
+	free(c->store_driver);
+	free(c->store_path);
+	free(c->store_url);
+	free(c->pki_dir);
+	free(c->admin_bind);
+	free_list(c->roles, c->n_roles);
+	free((char *)c->source);
+	free(c);
+}
