@@ -49,7 +49,7 @@ static int val(unsigned char c)
 }
 
 sg_err sg_b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t outcap,
-			size_t *outlen)
+                        size_t *outlen)
 {
 	if (inlen % 4 == 1)
 		return SG_ERR_INVALID;

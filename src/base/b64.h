@@ -12,6 +12,6 @@ void sg_b64url_encode(const void *in, size_t n, char *out);
 /* Decodes a base64url string (no padding, no whitespace) into out of outcap bytes.
  * Rejects any character outside the alphabet and impossible lengths. */
 sg_err sg_b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t outcap,
-			size_t *outlen);
+                        size_t *outlen);
 
 #endif

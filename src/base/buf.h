@@ -11,7 +11,10 @@ struct sg_buf {
 	size_t cap;
 };
 
-#define SG_BUF_INIT {NULL, 0, 0}
+#define SG_BUF_INIT                                                                                \
+	{                                                                                          \
+		NULL, 0, 0                                                                         \
+	}
 
 sg_err sg_buf_reserve(struct sg_buf *b, size_t extra);
 sg_err sg_buf_append(struct sg_buf *b, const void *p, size_t n);

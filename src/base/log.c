@@ -94,8 +94,8 @@ void sg_log_json(enum sg_log_level level, const char *fields, const char *fmt, .
 	va_end(ap);
 	sg_json_escape(esc, sizeof esc, msg);
 	sg_time_iso8601(ts, sizeof ts, sg_now_ms());
-	int n = snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"%s%s}", ts,
-			 names[level], esc, fields ? "," : "", fields ? fields : "");
+	int n = snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"%s%s}",
+	                 ts, names[level], esc, fields ? "," : "", fields ? fields : "");
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof line)

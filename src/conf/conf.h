@@ -17,13 +17,13 @@ enum sg_auth_mode {
 };
 
 struct sg_conf_refpoint {
-	char *name;  /* "SEAL-UU" */
-	char *bind;  /* "127.0.0.1:9443" */
+	char *name; /* "SEAL-UU" */
+	char *bind; /* "127.0.0.1:9443" */
 	/* TLS; file paths are resolved relative to the state dir's pki/ when not absolute */
 	char *tls_mode; /* "server-auth" | "mutual" | "psk" */
 	char *cert, *key, *ca, *crl, *psk_file;
 	char *min_version, *max_version, *ciphersuites, *ciphers, *groups, *sigalgs;
-	char *auth;     /* "none" | "bearer" | "mtls" | "mtls+bearer" */
+	char *auth;      /* "none" | "bearer" | "mtls" | "mtls+bearer" */
 	char **services; /* e.g. "idm", "gm", "km", "sdd" */
 	unsigned n_services;
 	char **allowed_identities; /* optional allow-list of certificate SANs (mutual) */
@@ -35,10 +35,10 @@ struct sg_conf_refpoint {
 };
 
 struct sg_conf {
-	char *state_dir;   /* default "./var" */
-	unsigned workers;  /* 0 = number of cores */
-	char *log_level;   /* debug|info|warn|error */
-	int access_log;    /* default 1 */
+	char *state_dir;    /* default "./var" */
+	unsigned workers;   /* 0 = number of cores */
+	char *log_level;    /* debug|info|warn|error */
+	int access_log;     /* default 1 */
 	char *store_driver; /* "sqlite" (default) | "postgres" */
 	char *store_path;   /* sqlite file, default STATE/sealguard.db */
 	char *store_url;    /* postgres conninfo */
@@ -48,7 +48,7 @@ struct sg_conf {
 	unsigned n_roles;
 	struct sg_conf_refpoint *refpoints;
 	unsigned n_refpoints;
-	const char *source;  /* file name, or "<embedded default>" */
+	const char *source; /* file name, or "<embedded default>" */
 };
 
 /* The embedded default configuration, as YAML text (also printed by `sealguard config show`). */
@@ -59,12 +59,12 @@ extern const char SG_CONF_DEFAULT_YAML[];
 sg_err sg_conf_load_file(const char *path, struct sg_conf **out, char *err, size_t errlen);
 /* Same, from text (name is used in error messages). */
 sg_err sg_conf_load_string(const char *yaml, const char *name, struct sg_conf **out, char *err,
-			   size_t errlen);
+                           size_t errlen);
 /* Applies overrides (state dir, roles) and derives the rest: resolves paths, fills each
  * refpoint's tls and auth_mode. Certificate files are not checked here (the server creates the
  * development PKI after this, then runs sg_tls_conf_check per reference point). */
-sg_err sg_conf_finish(struct sg_conf *c, const char *state_dir_override,
-		      const char *roles_override, char *err, size_t errlen);
+sg_err sg_conf_finish(struct sg_conf *c, const char *state_dir_override, const char *roles_override,
+                      char *err, size_t errlen);
 void sg_conf_free(struct sg_conf *c);
 
 #endif

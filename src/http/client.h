@@ -9,10 +9,10 @@
 #include "tls/tls.h"
 
 struct sg_http_client_conf {
-	struct sg_tls_conf tls; /* ca required for https; cert/key for mutual; psk_* for PSK */
-	int http2;              /* 1 = offer h2 (falls back to http/1.1 when refused) */
-	long connect_timeout_ms; /* default 5000 */
-	long timeout_ms;         /* whole request; default 30000 */
+	struct sg_tls_conf tls;    /* ca required for https; cert/key for mutual; psk_* for PSK */
+	int http2;                 /* 1 = offer h2 (falls back to http/1.1 when refused) */
+	long connect_timeout_ms;   /* default 5000 */
+	long timeout_ms;           /* whole request; default 30000 */
 	size_t max_response_bytes; /* default 8 MiB */
 };
 
@@ -29,13 +29,13 @@ void sg_http_response_free(struct sg_http_response *r);
 /* One client = one connection pool; not shared between threads. Caller frees. */
 struct sg_http_client;
 sg_err sg_http_client_new(const struct sg_http_client_conf *conf, struct sg_http_client **out,
-			  char *err, size_t errlen);
+                          char *err, size_t errlen);
 void sg_http_client_free(struct sg_http_client *c);
 
 /* Sends one request. headers: NULL-terminated array of "Name: value" (may be NULL). body may be
  * NULL. On transport failure returns an error with the reason in err (e.g. the TLS alert). */
 sg_err sg_http_client_request(struct sg_http_client *c, const char *method, const char *url,
-			      const char *const *headers, const void *body, size_t body_len,
-			      struct sg_http_response *resp, char *err, size_t errlen);
+                              const char *const *headers, const void *body, size_t body_len,
+                              struct sg_http_response *resp, char *err, size_t errlen);
 
 #endif

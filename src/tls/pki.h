@@ -19,12 +19,13 @@
  */
 struct sg_pki_opts {
 	const char *dir;
-	const char *crl_uri;  /* cRLDistributionPoints URI; default http://127.0.0.1:9090/pki/ca.crl */
-	const char **val_servers;  /* names, may be NULL */
+	const char
+	    *crl_uri; /* cRLDistributionPoints URI; default http://127.0.0.1:9090/pki/ca.crl */
+	const char **val_servers; /* names, may be NULL */
 	size_t n_val_servers;
 	const char **seal_servers;
 	size_t n_seal_servers;
-	int days;             /* leaf validity (default 365); CA: 10 years */
+	int days; /* leaf validity (default 365); CA: 10 years */
 };
 
 /* Creates the CA, CRL and server certificate when absent, then every named certificate that
@@ -38,10 +39,10 @@ sg_err sg_pki_revoke(const char *dir, const char *cert_path, char *err, size_t e
  * (expired, wrong EKU, other CA...). kind: "server", "val-server", "seal-server", or
  * "client-noeku"/"server-only" variants as documented in pki.c. Writes out_crt/out_key. */
 struct sg_pki_issue {
-	const char *ca_dir;      /* CA to sign with */
-	const char *san;         /* e.g. "DNS:foo" or "DNS:localhost,IP:127.0.0.1" */
+	const char *ca_dir;           /* CA to sign with */
+	const char *san;              /* e.g. "DNS:foo" or "DNS:localhost,IP:127.0.0.1" */
 	int server_auth, client_auth; /* EKU bits */
-	long not_before_offset_s; /* relative to now; negative = in the past */
+	long not_before_offset_s;     /* relative to now; negative = in the past */
 	long not_after_offset_s;
 	const char *out_crt, *out_key;
 };

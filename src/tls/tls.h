@@ -33,8 +33,8 @@ struct sg_tls_conf {
 	const char *sigalgs;      /* ':'-separated, subset of T2 */
 	const char *psk_file;     /* PSK mode: lines "identity:hex-key" (0600 file) */
 	const char *psk_identity; /* client side PSK: identity to present */
-	int session_tickets;      /* server: 1 = stateless resumption with rotating keys (default) */
-	int ticket_rotate_s;      /* ticket key lifetime in seconds (default 3600) */
+	int session_tickets; /* server: 1 = stateless resumption with rotating keys (default) */
+	int ticket_rotate_s; /* ticket key lifetime in seconds (default 3600) */
 };
 
 /* The profile in OpenSSL's names, exposed for tests and documentation. */
@@ -51,8 +51,8 @@ sg_err sg_tls_conf_check(const struct sg_tls_conf *conf, int is_server, char *er
  * sigalgs, no compression, no renegotiation, no 0-RTT, EMS required for TLS 1.2, and for a
  * client: chain + CRL verification of the server and hostname checking by the caller.
  * Used on contexts made elsewhere too (libcurl's, via CURLOPT_SSL_CTX_FUNCTION). */
-sg_err sg_tls_apply_profile(SSL_CTX *ctx, const struct sg_tls_conf *conf, int is_server,
-			    char *err, size_t errlen);
+sg_err sg_tls_apply_profile(SSL_CTX *ctx, const struct sg_tls_conf *conf, int is_server, char *err,
+                            size_t errlen);
 
 /* A server-side TLS endpoint whose certificate, key, CA and CRL can be reloaded while
  * connections are being accepted on other threads. */
@@ -61,7 +61,7 @@ struct sg_tls_server;
 /* Builds the server endpoint (certificates loaded, profile applied, ALPN h2/http1.1 selection
  * when alpn_h2 is set, session tickets). *out is owned by the caller: sg_tls_server_free. */
 sg_err sg_tls_server_new(const struct sg_tls_conf *conf, int alpn_h2, struct sg_tls_server **out,
-			 char *err, size_t errlen);
+                         char *err, size_t errlen);
 /* Re-reads certificate, key, CA and CRL; on failure keeps the old context and reports why.
  * Safe to call from any thread. New connections use the new context. */
 sg_err sg_tls_server_reload(struct sg_tls_server *srv, char *err, size_t errlen);
@@ -75,7 +75,7 @@ void sg_tls_server_free(struct sg_tls_server *srv);
 /* Builds a client context with the profile: trust anchors conf->ca (required), optional
  * client certificate (mutual), optional PSK (psk_file + psk_identity). Caller frees it. */
 sg_err sg_tls_client_ctx_new(const struct sg_tls_conf *conf, SSL_CTX **out, char *err,
-			     size_t errlen);
+                             size_t errlen);
 
 /* Who is on the other side of a finished handshake, as the policy engine sees it. */
 #define SG_TLS_MAX_SANS 16
@@ -86,11 +86,11 @@ struct sg_tls_principal {
 	 * "URI:uri" or "IP:addr" (TS 33.310: the identity is the SAN, never the CN). */
 	char *sans[SG_TLS_MAX_SANS];
 	size_t nsans;
-	char *psk_identity;             /* when is_psk */
-	unsigned char cert_sha256[32];  /* SHA-256 of the DER certificate (RFC 8705 x5t#S256) */
-	char version[16];               /* "TLSv1.3" */
-	char cipher[64];                /* "TLS_AES_128_GCM_SHA256" */
-	int resumed;                    /* session was resumed */
+	char *psk_identity;            /* when is_psk */
+	unsigned char cert_sha256[32]; /* SHA-256 of the DER certificate (RFC 8705 x5t#S256) */
+	char version[16];              /* "TLSv1.3" */
+	char cipher[64];               /* "TLS_AES_128_GCM_SHA256" */
+	int resumed;                   /* session was resumed */
 };
 
 /* Fills p from a connection whose handshake completed (and whose chain OpenSSL verified).

@@ -22,8 +22,8 @@ static void test_b64url_rfc4648_vectors(void **state)
 	/* RFC 4648 §10 vectors, in the URL-safe alphabet without padding. */
 	static const struct {
 		const char *in, *out;
-	} v[] = {{"", ""},         {"f", "Zg"},         {"fo", "Zm8"},        {"foo", "Zm9v"},
-		 {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}};
+	} v[] = {{"", ""},           {"f", "Zg"},          {"fo", "Zm8"},         {"foo", "Zm9v"},
+	         {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}};
 	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
 		char out[32];
 		sg_b64url_encode(v[i].in, strlen(v[i].in), out);
