@@ -1,0 +1,305 @@
+/* cli/cmd_serve.c: `sealguard serve`: loads the configuration, creates the development PKI on
+ * the first start, builds one TLS endpoint and router per reference point (DESIGN §2: a
+ * reference point is a listener with a security profile), the admin listener, and runs. */
+#include "base/buf.h"
+#include "base/file.h"
+#include "base/log.h"
+#include "cli/cli.h"
+#include "conf/conf.h"
+#include "net/server.h"
+#include "tls/pki.h"
+#include "tls/tls.h"
+
+#include <getopt.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static const char USAGE[] =
+    "usage: sealguard serve [--config FILE] [--state-dir DIR] [--roles LIST] [--workers N]\n"
+    "                       [--log-level LEVEL]\n"
+    "\n"
+    "Runs the SEAL functions named by the roles behind the reference-point listeners of the\n"
+    "configuration. Without --config the embedded default is used (`sealguard config show`):\n"
+    "  SEAL-UU  127.0.0.1:9443  TLS, server certificate; clients present bearer tokens\n"
+    "  SEAL-S   127.0.0.1:9444  mutual TLS (VAL servers) + bearer tokens\n"
+    "  SEAL-E   127.0.0.1:9445  mutual TLS between SEAL servers\n"
+    "  admin    127.0.0.1:9090  plain HTTP, loopback: /healthz, /metrics, /pki/ca.crl\n"
+    "On the first start a development PKI is created in STATE/pki (see `sealguard pki`).\n"
+    "Every TLS listener answers GET /healthz. SIGTERM or SIGINT drains and stops; certificate\n"
+    "and CRL files are re-read when they change (`sealguard pki revoke` takes effect live).\n"
+    "\n"
+    "options:\n"
+    "  --roles LIST       comma-separated SEAL functions to run: idm, gm, km, sdd (default all)\n"
+    "  --workers N        event-loop threads (default: number of cores)\n"
+    "  --log-level LEVEL  debug, info, warn or error (default info)\n";
+
+struct serve_state {
+	struct sg_conf *conf;
+	struct sg_server *server;
+	struct sg_tls_server **tls; /* one per reference point */
+	struct sg_router **routers; /* one per reference point, then the admin router */
+	unsigned n;
+};
+
+static enum sg_http_result h_healthz(struct sg_http_req *r, void *arg)
+{
+	(void)arg;
+	static const char body[] = "{\"status\":\"pass\"}";
+	sg_http_resp_body(r, body, sizeof body - 1, "application/health+json");
+	return SG_HTTP_DONE;
+}
+
+static enum sg_http_result h_metrics(struct sg_http_req *r, void *arg)
+{
+	struct serve_state *st = arg;
+	struct sg_buf b = SG_BUF_INIT;
+	if (sg_server_metrics(st->server, &b) != SG_OK) {
+		sg_buf_free(&b);
+		sg_http_resp_problem(r, 500, NULL, "metrics unavailable");
+		return SG_HTTP_DONE;
+	}
+	sg_http_resp_body(r, b.data, b.len, "text/plain; version=0.0.4");
+	sg_buf_free(&b);
+	return SG_HTTP_DONE;
+}
+
+/* TS 33.310 §6.1.3a: the CRL named by every certificate's cRLDistributionPoints, served DER
+ * (RFC 5280 §4.2.1.13, media type application/pkix-crl). */
+static enum sg_http_result h_crl(struct sg_http_req *r, void *arg)
+{
+	struct serve_state *st = arg;
+	char path[4096];
+	if (sg_path_join(path, sizeof path, st->conf->pki_dir, "crl.pem") != SG_OK)
+		goto fail;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		goto fail;
+	X509_CRL *crl = PEM_read_X509_CRL(f, NULL, NULL, NULL);
+	fclose(f);
+	if (!crl)
+		goto fail;
+	unsigned char *der = NULL;
+	int n = i2d_X509_CRL(crl, &der);
+	X509_CRL_free(crl);
+	if (n <= 0)
+		goto fail;
+	sg_http_resp_body(r, der, (size_t)n, "application/pkix-crl");
+	OPENSSL_free(der);
+	return SG_HTTP_DONE;
+fail:
+	sg_http_resp_problem(r, 404, NULL, "no CRL is published by this server");
+	return SG_HTTP_DONE;
+}
+
+static enum sg_http_result h_ca(struct sg_http_req *r, void *arg)
+{
+	struct serve_state *st = arg;
+	char path[4096], *pem = NULL;
+	size_t len = 0;
+	if (sg_path_join(path, sizeof path, st->conf->pki_dir, "ca.crt") != SG_OK ||
+	    sg_file_read(path, 1 << 20, &pem, &len) != SG_OK) {
+		sg_http_resp_problem(r, 404, NULL, "no CA certificate is published by this server");
+		return SG_HTTP_DONE;
+	}
+	sg_http_resp_body(r, pem, len, "application/x-pem-file");
+	free(pem);
+	return SG_HTTP_DONE;
+}
+
+/* R3/R4: on mutual-TLS reference points the identity in the peer's end-entity certificate is
+ * used for policy: when the operator lists allowed identities, any other SAN is refused. */
+static int pre_allow_list(struct sg_http_req *r, void *arg)
+{
+	const struct sg_conf_refpoint *rp = arg;
+	if (rp->n_allowed_identities == 0 || strcmp(sg_http_req_path(r), "/healthz") == 0)
+		return -1;
+	const struct sg_tls_principal *p = sg_http_req_tls_principal(r);
+	for (unsigned i = 0; p && i < rp->n_allowed_identities; i++)
+		if (sg_tls_principal_has_san(p, rp->allowed_identities[i]))
+			return -1;
+	sg_http_resp_problem(r, 403, "UNAUTHORIZED_IDENTITY",
+	                     "the client certificate's identity is not allowed on %s", rp->name);
+	return SG_HTTP_DONE;
+}
+
+static void reload_tick(void *arg)
+{
+	struct serve_state *st = arg;
+	for (unsigned i = 0; i < st->n; i++) {
+		char err[512] = "";
+		if (sg_tls_server_reload_if_changed(st->tls[i], err, sizeof err) != SG_OK)
+			sg_log_warn("TLS reload of %s failed, keeping the previous files: %s",
+			            st->conf->refpoints[i].name, err);
+	}
+}
+
+/* Creates the development PKI when the state dir has none: "dev PKI created on first start". */
+static int ensure_pki(const struct sg_conf *c)
+{
+	char ca[4096];
+	if (sg_path_join(ca, sizeof ca, c->pki_dir, "ca.crt") != SG_OK)
+		return sg_cli_fail("PKI directory path too long");
+	if (sg_file_exists(ca))
+		return 0;
+	char uri[300];
+	snprintf(uri, sizeof uri, "http://%s/pki/ca.crl",
+	         c->admin_bind && *c->admin_bind ? c->admin_bind : "127.0.0.1:9090");
+	struct sg_pki_opts o = {.dir = c->pki_dir, .crl_uri = uri};
+	char err[512] = "";
+	if (sg_pki_init(&o, err, sizeof err) != SG_OK)
+		return sg_cli_fail("cannot create the development PKI in %s: %s", c->pki_dir, err);
+	sg_log_info("created a development PKI in %s (for development only)", c->pki_dir);
+	return 0;
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void serve_state_free(struct serve_state *st)
+{
+	if (st->server)
+		sg_server_free(st->server);
+	for (unsigned i = 0; i < st->n; i++) {
+		if (st->tls && st->tls[i])
+			sg_tls_server_free(st->tls[i]);
+	}
+	for (unsigned i = 0; st->routers && i <= st->n; i++)
+		if (st->routers[i])
+			sg_router_free(st->routers[i]);
+	free(st->tls);
+	free(st->routers);
+	sg_conf_free(st->conf);
+}
+
+static int build(struct serve_state *st)
+{
+	struct sg_conf *c = st->conf;
+	char err[1024] = "";
+	st->n = c->n_refpoints;
+	st->tls = calloc(st->n, sizeof *st->tls);
+	st->routers = calloc(st->n + 1, sizeof *st->routers);
+	if (!st->tls || !st->routers)
+		return sg_cli_fail("out of memory");
+	if (sg_server_new(c->workers, &st->server) != SG_OK)
+		return sg_cli_fail("cannot create the server");
+	for (unsigned i = 0; i < st->n; i++) {
+		struct sg_conf_refpoint *rp = &c->refpoints[i];
+		if (sg_tls_conf_check(&rp->tls, 1, err, sizeof err) != SG_OK)
+			return sg_cli_fail("%s: reference point %s: %s", c->source, rp->name, err);
+		if (sg_tls_server_new(&rp->tls, 1, &st->tls[i], err, sizeof err) != SG_OK)
+			return sg_cli_fail("reference point %s: TLS: %s", rp->name, err);
+		st->routers[i] = sg_router_new();
+		if (!st->routers[i] ||
+		    sg_router_add(st->routers[i], "GET", "/healthz", h_healthz, NULL) != SG_OK)
+			return sg_cli_fail("out of memory");
+		struct sg_listener_conf lc = {
+		    .name = rp->name,
+		    .bind = rp->bind,
+		    .tls = st->tls[i],
+		    .router = st->routers[i],
+		    .pre = pre_allow_list,
+		    .pre_arg = rp,
+		    .limits = rp->limits,
+		    .access_log = c->access_log,
+		};
+		if (sg_server_add_listener(st->server, &lc, err, sizeof err) != SG_OK)
+			return sg_cli_fail("%s", err);
+		sg_log_info("%s listening on %s (tls %s, auth %s)", rp->name, rp->bind,
+		            rp->tls_mode, rp->auth);
+	}
+	if (c->admin_bind && *c->admin_bind) {
+		struct sg_router *rt = sg_router_new();
+		st->routers[st->n] = rt;
+		if (!rt || sg_router_add(rt, "GET", "/healthz", h_healthz, NULL) ||
+		    sg_router_add(rt, "GET", "/metrics", h_metrics, st) ||
+		    sg_router_add(rt, "GET", "/pki/ca.crl", h_crl, st) ||
+		    sg_router_add(rt, "GET", "/pki/ca.crt", h_ca, st))
+			return sg_cli_fail("out of memory");
+		struct sg_listener_conf lc = {.name = "admin", .bind = c->admin_bind, .router = rt};
+		sg_limits_default(&lc.limits);
+		if (sg_server_add_listener(st->server, &lc, err, sizeof err) != SG_OK)
+			return sg_cli_fail("admin listener on %s: %s", c->admin_bind, err);
+		sg_log_info("admin listening on %s (plain HTTP: /healthz /metrics /pki/ca.crl)",
+		            c->admin_bind);
+	}
+	if (sg_server_add_timer(st->server, 1000, reload_tick, st) != SG_OK)
+		return sg_cli_fail("cannot start the reload timer");
+	return 0;
+}
+
+int sg_cli_serve(int argc, char **argv, const struct sg_cli_global *g)
+{
+	static const struct option opts[] = {
+	    {"roles", required_argument, NULL, 'r'},
+	    {"workers", required_argument, NULL, 'w'},
+	    {"log-level", required_argument, NULL, 'l'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *roles = NULL, *level = NULL;
+	long workers = -1;
+	optind = 0;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'r':
+			roles = optarg;
+			break;
+		case 'w': {
+			char *end;
+			workers = strtol(optarg, &end, 10);
+			if (*end || workers < 0 || workers > 256)
+				return sg_cli_fail("--workers takes a number from 0 to 256"), 2;
+			break;
+		}
+		case 'l':
+			level = optarg;
+			break;
+		case 'h':
+			fputs(USAGE, stdout);
+			return 0;
+		default:
+			fputs(USAGE, stderr);
+			return 2;
+		}
+	}
+	if (optind < argc)
+		return sg_cli_fail("serve takes no arguments ('%s')", argv[optind]), 2;
+
+	struct serve_state st = {0};
+	if (sg_cli_load_conf(g, roles, &st.conf) != 0)
+		return 1;
+	if (workers >= 0)
+		st.conf->workers = (unsigned)workers;
+	const char *lvl = level ? level : st.conf->log_level;
+	if (lvl) {
+		int l = sg_log_level_parse(lvl);
+		if (l < 0) {
+			sg_conf_free(st.conf);
+			return sg_cli_fail("unknown log level '%s'", lvl), 2;
+		}
+		sg_log_set_level((enum sg_log_level)l);
+	}
+	raise_nofile();
+	int rc = 1;
+	if (sg_mkdirs(st.conf->state_dir, 0700) != SG_OK) {
+		sg_cli_fail("cannot create the state directory %s", st.conf->state_dir);
+	} else if (ensure_pki(st.conf) == 0 && build(&st) == 0) {
+		sg_log_info("sealguard %s serving (config %s, state %s)", SG_VERSION,
+		            st.conf->source, st.conf->state_dir);
+		rc = sg_server_run(st.server) == SG_OK ? 0 : 1;
+		sg_log_info("sealguard stopped");
+	}
+	serve_state_free(&st);
+	return rc;
+}

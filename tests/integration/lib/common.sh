@@ -1,0 +1,118 @@
+# Shared helpers of the integration tests: a private temp dir, free loopback ports, a config
+# writer, starting and stopping `sealguard serve`, and pass/fail bookkeeping. Sourced, not run.
+set -uo pipefail
+
+SG_BIN=${SG_BIN:?SG_BIN must name the sealguard binary}
+SG_SOURCE_DIR=${SG_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}
+T=$(mktemp -d /tmp/sg-it.XXXXXX)
+SG_PID=""
+PASSED=0
+FAILED=0
+
+sg_cleanup() {
+	if [ -n "$SG_PID" ] && kill -0 "$SG_PID" 2>/dev/null; then
+		kill -KILL "$SG_PID" 2>/dev/null
+		wait "$SG_PID" 2>/dev/null
+	fi
+	rm -rf "$T"
+}
+trap sg_cleanup EXIT
+
+# free_port: prints a TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+ok() { PASSED=$((PASSED + 1)); echo "ok   - $*"; }
+not_ok() { FAILED=$((FAILED + 1)); echo "FAIL - $*"; }
+
+# expect NAME CMD...: the command must succeed.
+expect() {
+	local name=$1; shift
+	if "$@" >"$T/last.out" 2>&1; then ok "$name"; else not_ok "$name"; sed 's/^/     | /' "$T/last.out" | tail -15; fi
+}
+# refuse NAME CMD...: the command must fail.
+refuse() {
+	local name=$1; shift
+	if "$@" >"$T/last.out" 2>&1; then not_ok "$name (was accepted)"; sed 's/^/     | /' "$T/last.out" | tail -15; else ok "$name"; fi
+}
+# expect_eq NAME WANT GOT
+expect_eq() {
+	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1: want '$2', got '$3'"; fi
+}
+# expect_match NAME REGEX TEXT
+expect_match() {
+	if printf '%s' "$3" | grep -Eq -- "$2"; then ok "$1"; else not_ok "$1: '$2' not in: $(printf '%s' "$3" | head -c 400)"; fi
+}
+
+# sg_ports: sets UU, S, E, ADMIN to free ports.
+sg_ports() {
+	UU=$(free_port); S=$(free_port); E=$(free_port); ADMIN=$(free_port)
+}
+
+# sg_write_config FILE [EXTRA_LIMITS_YAML]: the default layout on free ports, state in $T/state.
+sg_write_config() {
+	local f=$1 limits=${2:-}
+	cat >"$f" <<YAML
+state_dir: $T/state
+workers: 2
+log_level: info
+admin:
+  bind: 127.0.0.1:$ADMIN
+reference_points:
+  - name: SEAL-UU
+    bind: 127.0.0.1:$UU
+    tls: {mode: server-auth}
+    auth: bearer
+    services: [idm, gm, km, sdd]
+$limits
+  - name: SEAL-S
+    bind: 127.0.0.1:$S
+    tls: {mode: mutual}
+    auth: mtls+bearer
+    services: [idm, gm, km, sdd]
+  - name: SEAL-E
+    bind: 127.0.0.1:$E
+    tls: {mode: mutual}
+    auth: mtls
+    services: [idm, gm, km]
+YAML
+}
+
+# sg_start CONFIG [ARGS...]: starts the server, waits until the admin /healthz answers.
+sg_start() {
+	local conf=$1; shift
+	"$SG_BIN" --config "$conf" serve "$@" >"$T/server.log" 2>&1 &
+	SG_PID=$!
+	for _ in $(seq 1 100); do
+		if curl -sf "http://127.0.0.1:$ADMIN/healthz" >/dev/null 2>&1; then return 0; fi
+		if ! kill -0 "$SG_PID" 2>/dev/null; then break; fi
+		sleep 0.1
+	done
+	echo "server did not start:"; tail -20 "$T/server.log"
+	return 1
+}
+
+# sg_stop: SIGTERM, and the server must exit 0 (graceful drain) within 15 s.
+sg_stop() {
+	[ -n "$SG_PID" ] || return 0
+	kill -TERM "$SG_PID"
+	local rc=0
+	for _ in $(seq 1 150); do
+		kill -0 "$SG_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$SG_PID" 2>/dev/null; then
+		kill -KILL "$SG_PID"; rc=99
+	fi
+	wait "$SG_PID" 2>/dev/null || rc=$?
+	SG_PID=""
+	return $rc
+}
+
+# sg_done: prints the closing line and exits non-zero on any failure.
+sg_done() {
+	echo "$PASSED passed, $FAILED failed"
+	[ "$FAILED" -eq 0 ]
+	exit $?
+}
