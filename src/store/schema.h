@@ -1,0 +1,81 @@
+/* store/schema.h: the SQL schema of the SQLite backend as numbered migrations (private).
+ * Migration i (1-based) moves a database from version i-1 to i; a released migration is never
+ * edited, a change is a new one appended here. */
+#ifndef SG_STORE_SCHEMA_H
+#define SG_STORE_SCHEMA_H
+
+static const char *const sg_store_sqlite_migrations[] = {
+    /* 1: the identity-management registry, codes, refresh-token families, revocations, audit. */
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    "INSERT INTO meta (key, value) VALUES ('generation', 1);"
+    /* Every sub ever assigned, never deleted: a sub is never reassigned (TS 33.434 via OIDC
+     * Core §2: sub is locally unique and never reassigned). */
+    "CREATE TABLE subs (sub TEXT PRIMARY KEY, created_at INTEGER NOT NULL,"
+    "  deleted_at INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE users (sub TEXT PRIMARY KEY REFERENCES subs(sub),"
+    "  name TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,"
+    "  disabled INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);"
+    "CREATE TABLE user_val_ids (sub TEXT NOT NULL REFERENCES users(sub) ON DELETE CASCADE,"
+    "  service TEXT NOT NULL, val_user_id TEXT NOT NULL, PRIMARY KEY (sub, service));"
+    "CREATE TABLE clients (client_id TEXT PRIMARY KEY, secret_digest BLOB,"
+    "  scopes TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL);"
+    "CREATE TABLE client_redirect_uris (client_id TEXT NOT NULL"
+    "  REFERENCES clients(client_id) ON DELETE CASCADE,"
+    "  pos INTEGER NOT NULL, uri TEXT NOT NULL, PRIMARY KEY (client_id, pos));"
+    "CREATE TABLE valservers (name TEXT PRIMARY KEY, identity TEXT NOT NULL,"
+    "  scopes TEXT NOT NULL DEFAULT '', key_provisioning INTEGER NOT NULL DEFAULT 0,"
+    "  disabled INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);"
+    "CREATE TABLE valserver_services (name TEXT NOT NULL"
+    "  REFERENCES valservers(name) ON DELETE CASCADE,"
+    "  service TEXT NOT NULL, PRIMARY KEY (name, service));"
+    "CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, alg TEXT NOT NULL, priv BLOB,"
+    "  public_jwk TEXT NOT NULL, created_at INTEGER NOT NULL,"
+    "  not_after_use INTEGER NOT NULL DEFAULT 0, retire_at INTEGER NOT NULL DEFAULT 0,"
+    "  active INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE auth_codes (digest BLOB PRIMARY KEY, client_id TEXT NOT NULL"
+    "  REFERENCES clients(client_id) ON DELETE CASCADE, sub TEXT NOT NULL,"
+    "  redirect_uri TEXT NOT NULL, scope TEXT NOT NULL, nonce TEXT,"
+    "  code_challenge TEXT NOT NULL, acr TEXT, auth_time INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL, used_at INTEGER NOT NULL DEFAULT 0,"
+    "  grant_id TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX auth_codes_expires ON auth_codes (expires_at);"
+    "CREATE INDEX auth_codes_client ON auth_codes (client_id);"
+    "CREATE TABLE refresh_tokens (digest BLOB PRIMARY KEY, grant_id TEXT NOT NULL,"
+    "  client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,"
+    "  sub TEXT NOT NULL, scope TEXT NOT NULL, expires_at INTEGER NOT NULL,"
+    "  rotated_at INTEGER NOT NULL DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0)"
+    "  WITHOUT ROWID;"
+    "CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id);"
+    "CREATE INDEX refresh_tokens_expires ON refresh_tokens (expires_at);"
+    "CREATE INDEX refresh_tokens_client ON refresh_tokens (client_id);"
+    /* kind 1: an access token's jti; kind 2: a grant id (token family). */
+    "CREATE TABLE revoked (kind INTEGER NOT NULL, id TEXT NOT NULL,"
+    "  revoked_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (kind, id))"
+    "  WITHOUT ROWID;"
+    "CREATE INDEX revoked_at ON revoked (revoked_at);"
+    "CREATE INDEX revoked_expires ON revoked (expires_at);"
+    "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL,"
+    "  actor TEXT NOT NULL, action TEXT NOT NULL, object TEXT, refpoint TEXT, detail TEXT);"
+    "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+    "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+    "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"
+/* Change detection: any write to a registry table, by any connection of any process (the
+ * server, the CLI, even the sqlite3 shell), bumps the generation in the same transaction. */
+#define SG_GEN_TRIGGERS(t)                                                                         \
+	"CREATE TRIGGER " t "_gen_ins AFTER INSERT ON " t                                          \
+	" BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;"                  \
+	"CREATE TRIGGER " t "_gen_upd AFTER UPDATE ON " t                                          \
+	" BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;"                  \
+	"CREATE TRIGGER " t "_gen_del AFTER DELETE ON " t                                          \
+	" BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;"
+    SG_GEN_TRIGGERS("users") SG_GEN_TRIGGERS("user_val_ids") SG_GEN_TRIGGERS("clients")
+        SG_GEN_TRIGGERS("client_redirect_uris") SG_GEN_TRIGGERS("valservers")
+            SG_GEN_TRIGGERS("valserver_services") SG_GEN_TRIGGERS("signing_keys")
+#undef SG_GEN_TRIGGERS
+};
+
+#define SG_STORE_SQLITE_NMIGRATIONS                                                                \
+	((int)(sizeof sg_store_sqlite_migrations / sizeof sg_store_sqlite_migrations[0]))
+
+#endif

@@ -1,0 +1,889 @@
+/* Unit tests of store/: the SQLite backend on real files (CRUD of every entity, uniqueness,
+ * single-use codes, refresh rotation with reuse detection, revocation, migrations, change
+ * detection across connections, file mode), the worker pool on a libevent loop, and
+ * durability of acknowledged writes across a SIGKILL. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "base/clock.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct fx {
+	char dir[64];
+	char path[128];
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof *f);
+	snprintf(f->dir, sizeof f->dir, "/tmp/sg_store_XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof f->path, "%s/state.db", f->dir);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
+	for (size_t i = 0; i < 4; i++) {
+		char p[160];
+		snprintf(p, sizeof p, "%s%s", f->path, sfx[i]);
+		unlink(p);
+	}
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+static struct sg_store *open_ok(const char *path)
+{
+	struct sg_store *st = NULL;
+	char err[256] = "";
+	sg_err e = sg_store_open("sqlite", path, &st, err, sizeof err);
+	if (e != SG_OK)
+		fail_msg("open: %s", err);
+	return st;
+}
+
+/* Runs SQL on the file with a plain sqlite3 connection (like an operator's shell would). */
+static int raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open(path, &db);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc;
+}
+
+static int64_t raw_int(const char *path, const char *sql, const char *arg)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	int64_t v = -1;
+	if (sqlite3_open(path, &db) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK) {
+		if (arg)
+			sqlite3_bind_text(q, 1, arg, -1, SQLITE_STATIC);
+		if (sqlite3_step(q) == SQLITE_ROW)
+			v = sqlite3_column_int64(q, 0);
+	}
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return v;
+}
+
+static int first_col(void *arg, int n, char **vals, char **names)
+{
+	(void)names;
+	char **out = arg;
+	if (n > 0 && vals[0] && !*out)
+		*out = strdup(vals[0]);
+	return 0;
+}
+
+static struct sg_store_client mk_client(const char *id, char **uris, size_t n)
+{
+	struct sg_store_client c = {0};
+	c.client_id = (char *)id;
+	memset(c.secret_digest, 0xab, 32);
+	c.secret_digest_len = 32;
+	c.redirect_uris = uris;
+	c.n_redirect_uris = n;
+	c.scopes = "openid seal:gm seal:km sdd";
+	return c;
+}
+
+static void test_open_file_mode_and_drivers(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	struct stat sb;
+	assert_int_equal(stat(f->path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	struct sg_store_audit a = {.actor = "cli", .action = "test.write"};
+	assert_int_equal(sg_store_audit_append(st, &a), SG_OK);
+	char wal[160];
+	snprintf(wal, sizeof wal, "%s-wal", f->path);
+	assert_int_equal(stat(wal, &sb), 0); /* WAL mode */
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	int v = 0;
+	assert_int_equal(sg_store_schema_version(st, &v), SG_OK);
+	assert_int_equal(v, SG_STORE_SCHEMA_VERSION);
+	sg_store_close(st);
+	/* WAL is persistent: a plain connection sees it. */
+	sqlite3 *db = NULL;
+	char *mode = NULL;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode", first_col, &mode, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+	assert_non_null(mode);
+	assert_string_equal(mode, "wal");
+	free(mode);
+
+	struct sg_store *none = NULL;
+	char err[256] = "";
+	assert_int_equal(sg_store_open("postgres", "postgresql://x/y", &none, err, sizeof err),
+	                 SG_ERR_CONFIG);
+	assert_non_null(strstr(err, "PostgreSQL"));
+	assert_int_equal(sg_store_open("mysql", f->path, &none, err, sizeof err), SG_ERR_CONFIG);
+	assert_null(none);
+	char bad[200];
+	snprintf(bad, sizeof bad, "%s/no/such/dir/x.db", f->dir);
+	assert_int_equal(sg_store_open("sqlite", bad, &none, err, sizeof err), SG_ERR_IO);
+}
+
+static void test_users_crud(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	struct sg_store_val_id vids[] = {{"v2x", "alice@v2x"}, {"uas", "pilot-7"}};
+	struct sg_store_user u = {.name = "alice",
+	                          .password_hash = "$scrypt$ln=15,r=8,p=1$c2FsdA$aGFzaA",
+	                          .val_ids = vids,
+	                          .n_val_ids = 2};
+	char sub[SG_STORE_SUB_LEN + 1] = "";
+	assert_int_equal(sg_store_user_add(st, &u, sub), SG_OK);
+	assert_int_equal(strlen(sub), SG_STORE_SUB_LEN);
+	assert_int_equal(
+	    strspn(sub, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+	    SG_STORE_SUB_LEN);
+	assert_int_equal(sg_store_user_add(st, &u, NULL), SG_ERR_EXISTS);
+	assert_non_null(strstr(sg_store_last_error(), "alice"));
+	struct sg_store_user bob = {.name = "bob", .password_hash = "h2", .disabled = 1};
+	char bsub[SG_STORE_SUB_LEN + 1];
+	assert_int_equal(sg_store_user_add(st, &bob, bsub), SG_OK);
+	assert_string_not_equal(sub, bsub);
+
+	struct sg_store_user g;
+	assert_int_equal(sg_store_user_get_by_name(st, "alice", &g), SG_OK);
+	assert_string_equal(g.sub, sub);
+	assert_string_equal(g.password_hash, u.password_hash);
+	assert_int_equal(g.disabled, 0);
+	assert_true(g.created_at > 0);
+	assert_int_equal(g.n_val_ids, 2);
+	assert_string_equal(g.val_ids[0].service, "uas"); /* ordered by service */
+	assert_string_equal(g.val_ids[0].val_user_id, "pilot-7");
+	assert_string_equal(g.val_ids[1].val_user_id, "alice@v2x");
+	sg_store_user_clear(&g);
+	assert_int_equal(sg_store_user_get_by_sub(st, bsub, &g), SG_OK);
+	assert_string_equal(g.name, "bob");
+	assert_int_equal(g.disabled, 1);
+	assert_int_equal(g.n_val_ids, 0);
+	sg_store_user_clear(&g);
+	assert_int_equal(sg_store_user_get_by_name(st, "carol", &g), SG_ERR_NOTFOUND);
+
+	assert_int_equal(sg_store_user_set_password(st, "alice", "newhash"), SG_OK);
+	assert_int_equal(sg_store_user_set_disabled(st, "alice", 1), SG_OK);
+	assert_int_equal(sg_store_user_set_disabled(st, "carol", 1), SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_user_val_id_set(st, "alice", "v2x", "alice2"), SG_OK);
+	assert_int_equal(sg_store_user_val_id_delete(st, "alice", "uas"), SG_OK);
+	assert_int_equal(sg_store_user_val_id_delete(st, "alice", "uas"), SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_user_val_id_set(st, "carol", "v2x", "x"), SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_user_get_by_name(st, "alice", &g), SG_OK);
+	assert_string_equal(g.password_hash, "newhash");
+	assert_int_equal(g.disabled, 1);
+	assert_int_equal(g.n_val_ids, 1);
+	assert_string_equal(g.val_ids[0].service, "v2x");
+	assert_string_equal(g.val_ids[0].val_user_id, "alice2");
+	sg_store_user_clear(&g);
+
+	struct sg_store_user *list = NULL;
+	size_t n = 0;
+	assert_int_equal(sg_store_user_list(st, &list, &n), SG_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].name, "alice");
+	assert_int_equal(list[0].n_val_ids, 1);
+	assert_string_equal(list[1].name, "bob");
+	sg_store_user_list_free(list, n);
+
+	/* Delete: the sub is kept as a tombstone and never given again. */
+	assert_int_equal(sg_store_user_delete(st, "alice"), SG_OK);
+	assert_int_equal(sg_store_user_delete(st, "alice"), SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_user_get_by_sub(st, sub, &g), SG_ERR_NOTFOUND);
+	assert_true(raw_int(f->path, "SELECT deleted_at FROM subs WHERE sub = ?", sub) > 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM user_val_ids", NULL), 0);
+	char sub2[SG_STORE_SUB_LEN + 1];
+	assert_int_equal(sg_store_user_add(st, &u, sub2), SG_OK);
+	assert_string_not_equal(sub2, sub);
+	/* A tombstoned sub cannot be inserted again, even by hand. */
+	char sql[160];
+	snprintf(sql, sizeof sql, "INSERT INTO subs (sub, created_at) VALUES ('%s', 1)", sub);
+	assert_int_not_equal(raw_exec(f->path, sql), SQLITE_OK);
+
+	struct sg_store_user bad = {.name = "x"};
+	assert_int_equal(sg_store_user_add(st, &bad, NULL), SG_ERR_INVALID);
+	sg_store_close(st);
+}
+
+static void test_clients_and_valservers(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	char *uris[] = {"https://app.example/cb", "com.example.app:/oauth2redirect"};
+	struct sg_store_client c = mk_client("simc-1", uris, 2);
+	assert_int_equal(sg_store_client_add(st, &c), SG_OK);
+	assert_int_equal(sg_store_client_add(st, &c), SG_ERR_EXISTS);
+
+	struct sg_store_client g;
+	assert_int_equal(sg_store_client_get(st, "simc-1", &g), SG_OK);
+	assert_int_equal(g.n_redirect_uris, 2);
+	assert_string_equal(g.redirect_uris[0], uris[0]); /* registration order kept */
+	assert_string_equal(g.redirect_uris[1], uris[1]);
+	assert_int_equal(g.secret_digest_len, 32);
+	assert_memory_equal(g.secret_digest, c.secret_digest, 32);
+	assert_string_equal(g.scopes, c.scopes);
+	sg_store_client_clear(&g);
+	unsigned char d2[32];
+	memset(d2, 0x11, sizeof d2);
+	assert_int_equal(sg_store_client_set_secret(st, "simc-1", d2, sizeof d2), SG_OK);
+	assert_int_equal(sg_store_client_set_secret(st, "nope", d2, sizeof d2), SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_client_get(st, "simc-1", &g), SG_OK);
+	assert_memory_equal(g.secret_digest, d2, 32);
+	sg_store_client_clear(&g);
+	assert_int_equal(sg_store_client_get(st, "nope", &g), SG_ERR_NOTFOUND);
+
+	char *svc[] = {"v2x", "uas", "v2x"};
+	struct sg_store_valserver v = {.name = "v2x-app",
+	                               .identity = "DNS:v2x-app",
+	                               .val_services = svc,
+	                               .n_val_services = 3,
+	                               .scopes = "seal:gm seal:km seal:kp",
+	                               .key_provisioning = 1};
+	assert_int_equal(sg_store_valserver_add(st, &v), SG_OK);
+	assert_int_equal(sg_store_valserver_add(st, &v), SG_ERR_EXISTS);
+	/* client_id namespace shared between SIM-C clients and VAL servers */
+	struct sg_store_valserver clash = v;
+	clash.name = "simc-1";
+	assert_int_equal(sg_store_valserver_add(st, &clash), SG_ERR_EXISTS);
+	struct sg_store_client clash2 = mk_client("v2x-app", uris, 1);
+	assert_int_equal(sg_store_client_add(st, &clash2), SG_ERR_EXISTS);
+
+	struct sg_store_valserver gv;
+	assert_int_equal(sg_store_valserver_get(st, "v2x-app", &gv), SG_OK);
+	assert_string_equal(gv.identity, "DNS:v2x-app");
+	assert_int_equal(gv.n_val_services, 2); /* duplicates collapse */
+	assert_string_equal(gv.val_services[0], "uas");
+	assert_string_equal(gv.val_services[1], "v2x");
+	assert_int_equal(gv.key_provisioning, 1);
+	assert_int_equal(gv.disabled, 0);
+	sg_store_valserver_clear(&gv);
+	assert_int_equal(sg_store_valserver_set_disabled(st, "v2x-app", 1), SG_OK);
+	assert_int_equal(sg_store_valserver_get(st, "v2x-app", &gv), SG_OK);
+	assert_int_equal(gv.disabled, 1);
+	sg_store_valserver_clear(&gv);
+	struct sg_store_valserver v2 = {.name = "uas-app", .identity = "URI:urn:uas"};
+	assert_int_equal(sg_store_valserver_add(st, &v2), SG_OK);
+	struct sg_store_valserver *vl = NULL;
+	size_t n = 0;
+	assert_int_equal(sg_store_valserver_list(st, &vl, &n), SG_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(vl[0].name, "uas-app");
+	assert_int_equal(vl[0].n_val_services, 0);
+	assert_string_equal(vl[1].name, "v2x-app");
+	assert_int_equal(vl[1].n_val_services, 2);
+	sg_store_valserver_list_free(vl, n);
+	assert_int_equal(sg_store_valserver_delete(st, "v2x-app"), SG_OK);
+	assert_int_equal(sg_store_valserver_delete(st, "v2x-app"), SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_valserver_get(st, "v2x-app", &gv), SG_ERR_NOTFOUND);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM valserver_services", NULL), 0);
+
+	struct sg_store_client c2 = mk_client("simc-2", uris, 1);
+	assert_int_equal(sg_store_client_add(st, &c2), SG_OK);
+	struct sg_store_client *cl = NULL;
+	assert_int_equal(sg_store_client_list(st, &cl, &n), SG_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(cl[1].client_id, "simc-2");
+	assert_int_equal(cl[1].n_redirect_uris, 1);
+	sg_store_client_list_free(cl, n);
+
+	/* Deleting a client removes its codes and refresh tokens. */
+	int64_t now = sg_now_ms();
+	struct sg_store_code code = {.digest = {1, 2, 3},
+	                             .digest_len = 3,
+	                             .client_id = "simc-2",
+	                             .sub = "s",
+	                             .redirect_uri = uris[0],
+	                             .scope = "openid",
+	                             .code_challenge = "ch",
+	                             .expires_at = now + 60000,
+	                             .grant_id = "g1"};
+	assert_int_equal(sg_store_code_put(st, &code), SG_OK);
+	assert_int_equal(sg_store_client_delete(st, "simc-2"), SG_OK);
+	assert_int_equal(sg_store_client_delete(st, "simc-2"), SG_ERR_NOTFOUND);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM auth_codes", NULL), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM client_redirect_uris", NULL), 2);
+	sg_store_close(st);
+}
+
+static void test_signing_keys_rotation(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	unsigned char blob[48];
+	for (size_t i = 0; i < sizeof blob; i++)
+		blob[i] = (unsigned char)i;
+	struct sg_store_key k1 = {.kid = "k1",
+	                          .alg = "ES256",
+	                          .priv = blob,
+	                          .priv_len = sizeof blob,
+	                          .public_jwk = "{\"kty\":\"EC\",\"kid\":\"k1\"}",
+	                          .created_at = 1000,
+	                          .active = 1};
+	assert_int_equal(sg_store_key_add(st, &k1, 3600000), SG_OK);
+	assert_int_equal(sg_store_key_add(st, &k1, 3600000), SG_ERR_EXISTS);
+	struct sg_store_key k2 = k1;
+	k2.kid = "k2";
+	k2.created_at = 2000;
+	int64_t before = sg_now_ms();
+	assert_int_equal(sg_store_key_add(st, &k2, 3600000), SG_OK);
+
+	struct sg_store_key g;
+	assert_int_equal(sg_store_key_get(st, "k1", &g), SG_OK);
+	assert_int_equal(g.active, 0);
+	assert_true(g.not_after_use >= before);
+	assert_int_equal(g.retire_at, g.not_after_use + 3600000);
+	assert_int_equal(g.priv_len, sizeof blob);
+	assert_memory_equal(g.priv, blob, sizeof blob);
+	assert_string_equal(g.alg, "ES256");
+	sg_store_key_clear(&g);
+	assert_null(g.priv);
+
+	struct sg_store_key *kl = NULL;
+	size_t n = 0;
+	assert_int_equal(sg_store_key_list(st, &kl, &n), SG_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(kl[0].kid, "k2"); /* newest first */
+	assert_int_equal(kl[0].active, 1);
+	assert_int_equal(kl[0].not_after_use, 0);
+	sg_store_key_list_free(kl, n);
+
+	assert_int_equal(sg_store_key_retire(st, "k2", 99), SG_OK);
+	assert_int_equal(sg_store_key_get(st, "k2", &g), SG_OK);
+	assert_int_equal(g.active, 0);
+	assert_int_equal(g.retire_at, 99);
+	assert_true(g.not_after_use > 0);
+	sg_store_key_clear(&g);
+	assert_int_equal(sg_store_key_retire(st, "k9", 1), SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_key_delete(st, "k1"), SG_OK);
+	assert_int_equal(sg_store_key_get(st, "k1", &g), SG_ERR_NOTFOUND);
+	sg_store_close(st);
+}
+
+static void test_code_single_use(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	char *uris[] = {"https://app/cb"};
+	struct sg_store_client c = mk_client("simc", uris, 1);
+	assert_int_equal(sg_store_client_add(st, &c), SG_OK);
+	int64_t now = sg_now_ms();
+	struct sg_store_code code = {.client_id = "simc",
+	                             .sub = "SUB",
+	                             .redirect_uri = "https://app/cb",
+	                             .scope = "openid seal:gm",
+	                             .nonce = "n-1",
+	                             .code_challenge =
+	                                 "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+	                             .acr = "3gpp:acr:password",
+	                             .auth_time = now - 1000,
+	                             .expires_at = now + 60000,
+	                             .grant_id = "grant-A"};
+	memset(code.digest, 0x42, 32);
+	code.digest_len = 32;
+	assert_int_equal(sg_store_code_put(st, &code), SG_OK);
+	assert_int_equal(sg_store_code_put(st, &code), SG_ERR_EXISTS);
+
+	struct sg_store_code out;
+	enum sg_store_use use = -1;
+	assert_int_equal(sg_store_code_consume(st, code.digest, 32, now, &out, &use), SG_OK);
+	assert_int_equal(use, SG_STORE_USE_OK);
+	assert_string_equal(out.client_id, "simc");
+	assert_string_equal(out.sub, "SUB");
+	assert_string_equal(out.nonce, "n-1");
+	assert_string_equal(out.code_challenge, code.code_challenge);
+	assert_string_equal(out.acr, "3gpp:acr:password");
+	assert_int_equal(out.auth_time, now - 1000);
+	assert_string_equal(out.grant_id, "grant-A");
+	assert_int_equal(out.used_at, now);
+	sg_store_code_clear(&out);
+	/* Replay: reported with the grant id so the caller revokes what the first use issued. */
+	assert_int_equal(sg_store_code_consume(st, code.digest, 32, now + 1, &out, &use), SG_OK);
+	assert_int_equal(use, SG_STORE_USE_REPLAY);
+	assert_string_equal(out.grant_id, "grant-A");
+	assert_int_equal(out.used_at, now);
+	sg_store_code_clear(&out);
+
+	/* Expired: refused and left unused. */
+	struct sg_store_code old = code;
+	memset(old.digest, 0x43, 32);
+	old.expires_at = now - 1;
+	old.grant_id = "grant-B";
+	old.nonce = NULL;
+	assert_int_equal(sg_store_code_put(st, &old), SG_OK);
+	assert_int_equal(sg_store_code_consume(st, old.digest, 32, now, &out, &use), SG_OK);
+	assert_int_equal(use, SG_STORE_USE_EXPIRED);
+	assert_null(out.nonce);
+	assert_int_equal(out.used_at, 0);
+	sg_store_code_clear(&out);
+	assert_int_equal(
+	    raw_int(f->path, "SELECT count(*) FROM auth_codes WHERE used_at = 0", NULL), 1);
+
+	unsigned char unknown[32] = {0};
+	assert_int_equal(sg_store_code_consume(st, unknown, 32, now, &out, &use), SG_ERR_NOTFOUND);
+	/* A code for an unknown client is refused. */
+	struct sg_store_code orphan = code;
+	memset(orphan.digest, 0x44, 32);
+	orphan.client_id = "ghost";
+	assert_int_equal(sg_store_code_put(st, &orphan), SG_ERR_NOTFOUND);
+
+	uint64_t purged = 0;
+	assert_int_equal(sg_store_purge(st, now, &purged), SG_OK);
+	assert_int_equal(purged, 1); /* the expired code */
+	sg_store_close(st);
+}
+
+static void test_refresh_rotation_and_revocation(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	char *uris[] = {"https://app/cb"};
+	struct sg_store_client c = mk_client("simc", uris, 1);
+	assert_int_equal(sg_store_client_add(st, &c), SG_OK);
+	int64_t now = sg_now_ms();
+	struct sg_store_refresh r1 = {.digest = {1},
+	                              .digest_len = 32,
+	                              .grant_id = "fam-1",
+	                              .client_id = "simc",
+	                              .sub = "SUB",
+	                              .scope = "openid seal:km",
+	                              .expires_at = now + 86400000};
+	assert_int_equal(sg_store_refresh_put(st, &r1), SG_OK);
+	struct sg_store_refresh out;
+	enum sg_store_use use;
+	assert_int_equal(sg_store_refresh_consume(st, r1.digest, 32, now, &out, &use), SG_OK);
+	assert_int_equal(use, SG_STORE_USE_OK);
+	assert_string_equal(out.grant_id, "fam-1");
+	assert_string_equal(out.scope, "openid seal:km");
+	sg_store_refresh_clear(&out);
+	struct sg_store_refresh r2 = r1;
+	r2.digest[0] = 2;
+	assert_int_equal(sg_store_refresh_put(st, &r2), SG_OK);
+	/* Reuse of the rotated token is detected; the caller then revokes the family. */
+	assert_int_equal(sg_store_refresh_consume(st, r1.digest, 32, now + 5, &out, &use), SG_OK);
+	assert_int_equal(use, SG_STORE_USE_REPLAY);
+	assert_string_equal(out.grant_id, "fam-1");
+	sg_store_refresh_clear(&out);
+	int rv = -1;
+	assert_int_equal(sg_store_grant_is_revoked(st, "fam-1", &rv), SG_OK);
+	assert_int_equal(rv, 0);
+	assert_int_equal(sg_store_grant_revoke(st, "fam-1", now + 6, now + 600000), SG_OK);
+	assert_int_equal(sg_store_grant_revoke(st, "fam-1", now + 7, now + 300000), SG_OK);
+	assert_int_equal(sg_store_grant_is_revoked(st, "fam-1", &rv), SG_OK);
+	assert_int_equal(rv, 1);
+	assert_int_equal(sg_store_refresh_consume(st, r2.digest, 32, now + 8, &out, &use), SG_OK);
+	assert_int_equal(use, SG_STORE_USE_REVOKED);
+	sg_store_refresh_clear(&out);
+	/* A token added to a revoked family after the revocation is refused as well. */
+	struct sg_store_refresh r3 = r1;
+	r3.digest[0] = 3;
+	assert_int_equal(sg_store_refresh_put(st, &r3), SG_OK);
+	assert_int_equal(sg_store_refresh_consume(st, r3.digest, 32, now + 9, &out, &use), SG_OK);
+	assert_int_equal(use, SG_STORE_USE_REVOKED);
+	sg_store_refresh_clear(&out);
+
+	/* Expired token of another family. */
+	struct sg_store_refresh r4 = r1;
+	r4.digest[0] = 4;
+	r4.grant_id = "fam-2";
+	r4.expires_at = now - 1;
+	assert_int_equal(sg_store_refresh_put(st, &r4), SG_OK);
+	assert_int_equal(sg_store_refresh_consume(st, r4.digest, 32, now, &out, &use), SG_OK);
+	assert_int_equal(use, SG_STORE_USE_EXPIRED);
+	sg_store_refresh_clear(&out);
+	unsigned char unk[32] = {9};
+	assert_int_equal(sg_store_refresh_consume(st, unk, 32, now, &out, &use), SG_ERR_NOTFOUND);
+
+	/* Revoked access tokens. */
+	assert_int_equal(sg_store_jti_revoke(st, "jti-1", now + 10, now + 60000), SG_OK);
+	assert_int_equal(sg_store_jti_revoke(st, "jti-1", now + 11, now + 60000), SG_OK);
+	assert_int_equal(sg_store_jti_revoke(st, "jti-old", now - 10, now - 5), SG_OK);
+	struct sg_store_revoked *rl = NULL;
+	size_t n = 0;
+	assert_int_equal(sg_store_revoked_list(st, 0, now, &rl, &n), SG_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(rl[0].kind, SG_STORE_REVOKED_GRANT);
+	assert_string_equal(rl[0].id, "fam-1");
+	assert_int_equal(rl[0].expires_at, now + 600000); /* the later expiry is kept */
+	assert_int_equal(rl[1].kind, SG_STORE_REVOKED_JTI);
+	assert_string_equal(rl[1].id, "jti-1");
+	assert_int_equal(rl[1].revoked_at, now + 10);
+	sg_store_revoked_list_free(rl, n);
+	assert_int_equal(sg_store_revoked_list(st, now + 10, now, &rl, &n), SG_OK);
+	assert_int_equal(n, 1);
+	sg_store_revoked_list_free(rl, n);
+
+	uint64_t purged = 0;
+	assert_int_equal(sg_store_purge(st, now, &purged), SG_OK);
+	assert_int_equal(purged, 2); /* r4 and jti-old */
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM revoked", NULL), 2);
+	sg_store_close(st);
+}
+
+static void test_audit_append_only(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	struct sg_store_audit a = {.ts = 5,
+	                           .actor = "cli",
+	                           .action = "user.add",
+	                           .object = "user:alice",
+	                           .refpoint = NULL,
+	                           .detail = "{\"val_ids\":1}"};
+	assert_int_equal(sg_store_audit_append(st, &a), SG_OK);
+	a.action = "client.add";
+	a.refpoint = "SEAL-UU";
+	assert_int_equal(sg_store_audit_append(st, &a), SG_OK);
+	struct sg_store_audit *v = NULL;
+	size_t n = 0;
+	assert_int_equal(sg_store_audit_list(st, 0, 0, &v, &n), SG_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(v[0].ts, 5);
+	assert_string_equal(v[0].action, "user.add");
+	assert_null(v[0].refpoint);
+	assert_string_equal(v[1].refpoint, "SEAL-UU");
+	int64_t first = v[0].id;
+	sg_store_audit_list_free(v, n);
+	assert_int_equal(sg_store_audit_list(st, first, 10, &v, &n), SG_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].action, "client.add");
+	sg_store_audit_list_free(v, n);
+	assert_int_not_equal(raw_exec(f->path, "UPDATE audit SET detail = 'x'"), SQLITE_OK);
+	assert_int_not_equal(raw_exec(f->path, "DELETE FROM audit"), SQLITE_OK);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit", NULL), 2);
+	sg_store_close(st);
+}
+
+static void test_transactions(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	struct sg_store_user u = {.name = "a", .password_hash = "h"};
+	assert_int_equal(sg_store_tx_begin(st), SG_OK);
+	assert_int_equal(sg_store_user_add(st, &u, NULL), SG_OK);
+	u.name = "b";
+	assert_int_equal(sg_store_user_add(st, &u, NULL), SG_OK);
+	assert_int_equal(sg_store_tx_rollback(st), SG_OK);
+	struct sg_store_user *l = NULL;
+	size_t n = 9;
+	assert_int_equal(sg_store_user_list(st, &l, &n), SG_OK);
+	assert_int_equal(n, 0);
+	/* Nested: a failed inner level rolls back alone. */
+	assert_int_equal(sg_store_tx_begin(st), SG_OK);
+	assert_int_equal(sg_store_user_add(st, &u, NULL), SG_OK);
+	assert_int_equal(sg_store_tx_begin(st), SG_OK);
+	u.name = "c";
+	assert_int_equal(sg_store_user_add(st, &u, NULL), SG_OK);
+	assert_int_equal(sg_store_tx_rollback(st), SG_OK);
+	u.name = "b";
+	assert_int_equal(sg_store_user_add(st, &u, NULL), SG_ERR_EXISTS); /* op failure */
+	assert_int_equal(sg_store_tx_commit(st), SG_OK);
+	assert_int_equal(sg_store_user_list(st, &l, &n), SG_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(l[0].name, "b");
+	sg_store_user_list_free(l, n);
+	assert_int_equal(sg_store_tx_commit(st), SG_ERR_INVALID);
+	sg_store_close(st);
+}
+
+static void test_migrations_idempotent_and_newer_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	struct sg_store_user u = {.name = "keep", .password_hash = "h"};
+	assert_int_equal(sg_store_user_add(st, &u, NULL), SG_OK);
+	sg_store_close(st);
+	for (int i = 0; i < 2; i++) {
+		st = open_ok(f->path);
+		int v = 0;
+		assert_int_equal(sg_store_schema_version(st, &v), SG_OK);
+		assert_int_equal(v, SG_STORE_SCHEMA_VERSION);
+		struct sg_store_user g;
+		assert_int_equal(sg_store_user_get_by_name(st, "keep", &g), SG_OK);
+		sg_store_user_clear(&g);
+		sg_store_close(st);
+	}
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_version", NULL), 1);
+
+	assert_int_equal(raw_exec(f->path, "UPDATE schema_version SET version = 999"), SQLITE_OK);
+	char err[512] = "";
+	st = NULL;
+	assert_int_equal(sg_store_open("sqlite", f->path, &st, err, sizeof err), SG_ERR_CONFIG);
+	assert_null(st);
+	assert_non_null(strstr(err, "999"));
+	assert_non_null(strstr(err, "newer"));
+	/* Refusing changed nothing. */
+	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version", NULL), 999);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM users", NULL), 1);
+}
+
+static void test_generation_sees_other_connection(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *server = open_ok(f->path);
+	struct sg_store *cli = open_ok(f->path); /* simulates the CLI on a running server's dir */
+	uint64_t g0 = 0, g1 = 0, g2 = 0, g3 = 0;
+	assert_int_equal(sg_store_generation(server, &g0), SG_OK);
+	char *uris[] = {"https://app/cb"};
+	struct sg_store_client c = mk_client("simc", uris, 1);
+	assert_int_equal(sg_store_client_add(cli, &c), SG_OK);
+	assert_int_equal(sg_store_generation(server, &g1), SG_OK);
+	assert_true(g1 != g0);
+	/* Non-registry writes do not invalidate registry caches. */
+	int64_t now = sg_now_ms();
+	struct sg_store_code code = {.digest = {7},
+	                             .digest_len = 16,
+	                             .client_id = "simc",
+	                             .sub = "s",
+	                             .redirect_uri = uris[0],
+	                             .scope = "openid",
+	                             .code_challenge = "x",
+	                             .expires_at = now + 1000,
+	                             .grant_id = "g"};
+	assert_int_equal(sg_store_code_put(cli, &code), SG_OK);
+	struct sg_store_audit a = {.actor = "cli", .action = "x"};
+	assert_int_equal(sg_store_audit_append(cli, &a), SG_OK);
+	assert_int_equal(sg_store_generation(server, &g2), SG_OK);
+	assert_true(g2 == g1);
+	/* A write by a plain sqlite3 connection counts too (triggers). */
+	assert_int_equal(raw_exec(f->path, "UPDATE clients SET scopes = 'openid'"), SQLITE_OK);
+	assert_int_equal(sg_store_generation(server, &g3), SG_OK);
+	assert_true(g3 != g2);
+	/* A rolled-back write does not. */
+	assert_int_equal(sg_store_tx_begin(cli), SG_OK);
+	struct sg_store_user u = {.name = "x", .password_hash = "h"};
+	assert_int_equal(sg_store_user_add(cli, &u, NULL), SG_OK);
+	assert_int_equal(sg_store_tx_rollback(cli), SG_OK);
+	assert_int_equal(sg_store_generation(server, &g2), SG_OK);
+	assert_true(g2 == g3);
+	sg_store_close(cli);
+	sg_store_close(server);
+}
+
+/* ---- pool ---- */
+
+struct pool_ctx {
+	struct event_base *base;
+	pthread_t loop_thread;
+	int done, expected, wrong_thread, failures;
+};
+
+struct pool_arg {
+	struct pool_ctx *ctx;
+	int i;
+	int fail;
+};
+
+static sg_err job_write(struct sg_store *st, void *arg)
+{
+	struct pool_arg *a = arg;
+	char obj[32];
+	snprintf(obj, sizeof obj, "row-%d", a->i);
+	struct sg_store_audit au = {.actor = "pool", .action = "job", .object = obj};
+	sg_err e = sg_store_audit_append(st, &au);
+	if (e == SG_OK && a->fail)
+		return SG_ERR_INVALID; /* after writing: the write must be rolled back */
+	return e;
+}
+
+static sg_err job_read(struct sg_store *st, void *arg)
+{
+	(void)arg;
+	uint64_t g;
+	return sg_store_generation(st, &g);
+}
+
+static void job_done(sg_err rc, void *arg)
+{
+	struct pool_arg *a = arg;
+	struct pool_ctx *c = a->ctx;
+	if (!pthread_equal(pthread_self(), c->loop_thread))
+		c->wrong_thread++;
+	if ((rc != SG_OK) != (a->fail != 0))
+		c->failures++;
+	if (++c->done == c->expected)
+		event_base_loopbreak(c->base);
+}
+
+static void watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	event_base_loopbreak(arg);
+}
+
+static void test_pool_completions_on_loop(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store_pool *pool = NULL;
+	char err[256] = "";
+	assert_int_equal(sg_store_pool_create("sqlite", f->path, 3, &pool, err, sizeof err), SG_OK);
+	struct pool_ctx ctx = {.base = event_base_new(), .loop_thread = pthread_self()};
+	assert_non_null(ctx.base);
+	enum { NJOBS = 200 };
+	static struct pool_arg args[NJOBS];
+	ctx.expected = NJOBS;
+	for (int i = 0; i < NJOBS; i++) {
+		args[i] = (struct pool_arg){.ctx = &ctx, .i = i, .fail = (i % 50 == 7)};
+		if (i % 10 == 3)
+			assert_int_equal(sg_store_pool_submit_read(pool, job_read, &args[i],
+			                                           job_done, &args[i], ctx.base),
+			                 SG_OK);
+		else
+			assert_int_equal(sg_store_pool_submit(pool, job_write, &args[i], job_done,
+			                                      &args[i], ctx.base),
+			                 SG_OK);
+	}
+	struct timeval tv = {10, 0};
+	struct event *wd = evtimer_new(ctx.base, watchdog, ctx.base);
+	evtimer_add(wd, &tv);
+	event_base_loop(ctx.base, EVLOOP_NO_EXIT_ON_EMPTY);
+	assert_int_equal(ctx.done, NJOBS);
+	assert_int_equal(ctx.wrong_thread, 0);
+	assert_int_equal(ctx.failures, 0);
+	event_free(wd);
+	sg_store_pool_destroy(pool);
+	event_base_free(ctx.base);
+
+	/* Every successful write job committed; the failed ones left nothing. */
+	int writes = 0, failed = 0;
+	for (int i = 0; i < NJOBS; i++)
+		if (i % 10 != 3) {
+			writes++;
+			failed += i % 50 == 7;
+		}
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit", NULL), writes - failed);
+	assert_int_equal(
+	    raw_int(f->path, "SELECT count(*) FROM audit WHERE object = 'row-7'", NULL), 0);
+}
+
+static void done_on_worker(sg_err rc, void *arg)
+{
+	int *flag = arg;
+	__atomic_store_n(flag, rc == SG_OK ? 1 : 2, __ATOMIC_SEQ_CST);
+}
+
+static void test_pool_without_loop_and_bad_args(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store_pool *pool = NULL;
+	char err[256] = "";
+	assert_int_equal(sg_store_pool_create("sqlite", f->path, 0, &pool, err, sizeof err),
+	                 SG_ERR_INVALID);
+	char bad[200];
+	snprintf(bad, sizeof bad, "%s/missing/x.db", f->dir);
+	assert_int_equal(sg_store_pool_create("sqlite", bad, 2, &pool, err, sizeof err), SG_ERR_IO);
+	assert_int_equal(sg_store_pool_create("sqlite", f->path, 1, &pool, err, sizeof err), SG_OK);
+	int flag = 0;
+	struct pool_arg a = {.i = 1};
+	assert_int_equal(sg_store_pool_submit(pool, job_write, &a, done_on_worker, &flag, NULL),
+	                 SG_OK);
+	assert_int_equal(sg_store_pool_submit(pool, NULL, NULL, NULL, NULL, NULL), SG_ERR_INVALID);
+	sg_store_pool_destroy(pool); /* drains the queue first */
+	assert_int_equal(__atomic_load_n(&flag, __ATOMIC_SEQ_CST), 1);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit", NULL), 1);
+}
+
+/* ---- durability ---- */
+
+static void test_acknowledged_writes_survive_sigkill(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path); /* create + migrate before the race */
+	sg_store_close(st);
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		struct sg_store *cs = NULL;
+		if (sg_store_open("sqlite", f->path, &cs, NULL, 0) != SG_OK)
+			_exit(2);
+		for (int i = 0;; i++) {
+			char name[32];
+			snprintf(name, sizeof name, "user-%d", i);
+			struct sg_store_user u = {.name = name, .password_hash = "h"};
+			if (sg_store_user_add(cs, &u, NULL) != SG_OK)
+				_exit(3);
+			/* Acknowledge only after the commit returned. */
+			if (write(fds[1], &i, sizeof i) != (ssize_t)sizeof i)
+				_exit(4);
+		}
+	}
+	close(fds[1]);
+	int last = -1, v;
+	while (last < 40 && read(fds[0], &v, sizeof v) == (ssize_t)sizeof v)
+		last = v;
+	kill(pid, SIGKILL);
+	/* Acks already in the pipe were sent before the kill: they count too. */
+	while (read(fds[0], &v, sizeof v) == (ssize_t)sizeof v)
+		last = v;
+	close(fds[0]);
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	assert_true(last >= 40);
+
+	st = open_ok(f->path);
+	for (int i = 0; i <= last; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "user-%d", i);
+		struct sg_store_user g;
+		if (sg_store_user_get_by_name(st, name, &g) != SG_OK)
+			fail_msg("acknowledged row %s lost", name);
+		sg_store_user_clear(&g);
+	}
+	sg_store_close(st);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_open_file_mode_and_drivers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_users_crud, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_clients_and_valservers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_signing_keys_rotation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_code_single_use, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refresh_rotation_and_revocation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_audit_append_only, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrations_idempotent_and_newer_refused, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_generation_sees_other_connection, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pool_completions_on_loop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pool_without_loop_and_bad_args, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_acknowledged_writes_survive_sigkill, setup,
+	                                    teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
