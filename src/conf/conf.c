@@ -57,6 +57,17 @@ struct y_admin {
 	char *bind;
 };
 
+struct y_idm {
+	char *issuer;
+	uint32_t *access_token_ttl_s, *id_token_ttl_s, *refresh_token_ttl_s, *code_ttl_s,
+	    *scrypt_ln;
+};
+
+struct y_resource {
+	char *idm_url;
+	uint32_t *revocation_poll_ms, *jwks_min_refresh_ms, *token_cache_entries;
+};
+
 struct y_conf {
 	char *state_dir;
 	uint32_t *workers;
@@ -69,6 +80,8 @@ struct y_conf {
 	unsigned roles_count;
 	struct y_refpoint *reference_points;
 	unsigned reference_points_count;
+	struct y_idm *idm;
+	struct y_resource *resource;
 };
 
 /* --- the schema --- */
@@ -134,6 +147,24 @@ static const cyaml_schema_field_t admin_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t idm_fields[] = {
+    STR("issuer", OPT, struct y_idm, issuer),
+    CYAML_FIELD_UINT_PTR("access_token_ttl_s", OPT, struct y_idm, access_token_ttl_s),
+    CYAML_FIELD_UINT_PTR("id_token_ttl_s", OPT, struct y_idm, id_token_ttl_s),
+    CYAML_FIELD_UINT_PTR("refresh_token_ttl_s", OPT, struct y_idm, refresh_token_ttl_s),
+    CYAML_FIELD_UINT_PTR("code_ttl_s", OPT, struct y_idm, code_ttl_s),
+    CYAML_FIELD_UINT_PTR("scrypt_ln", OPT, struct y_idm, scrypt_ln),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t resource_fields[] = {
+    STR("idm_url", OPT, struct y_resource, idm_url),
+    CYAML_FIELD_UINT_PTR("revocation_poll_ms", OPT, struct y_resource, revocation_poll_ms),
+    CYAML_FIELD_UINT_PTR("jwks_min_refresh_ms", OPT, struct y_resource, jwks_min_refresh_ms),
+    CYAML_FIELD_UINT_PTR("token_cache_entries", OPT, struct y_resource, token_cache_entries),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t top_fields[] = {
     STR("state_dir", OPT, struct y_conf, state_dir),
     CYAML_FIELD_UINT_PTR("workers", OPT, struct y_conf, workers),
@@ -146,6 +177,9 @@ static const cyaml_schema_field_t top_fields[] = {
                          CYAML_UNLIMITED),
     CYAML_FIELD_SEQUENCE("reference_points", CYAML_FLAG_POINTER, struct y_conf, reference_points,
                          &refpoint_entry, 1, CYAML_UNLIMITED),
+    CYAML_FIELD_MAPPING_PTR("idm", CYAML_FLAG_POINTER | OPT, struct y_conf, idm, idm_fields),
+    CYAML_FIELD_MAPPING_PTR("resource", CYAML_FLAG_POINTER | OPT, struct y_conf, resource,
+                            resource_fields),
     CYAML_FIELD_END,
 };
 
@@ -528,6 +562,32 @@ static sg_err check(struct ctx *x, const struct y_conf *y)
 	}
 	if ((e = check_roles(x, "roles", y->roles, y->roles_count)))
 		return e;
+	if (y->idm) {
+		const struct y_idm *d = y->idm;
+		if (d->issuer && strncmp(d->issuer, "https://", 8) != 0)
+			return fail_path(x, "idm.issuer", "'%s' must be an https URL (I7)",
+			                 d->issuer);
+		if (d->access_token_ttl_s &&
+		    (*d->access_token_ttl_s < 10 || *d->access_token_ttl_s > 86400))
+			return fail_path(x, "idm.access_token_ttl_s", "must be from 10 to 86400");
+		if (d->id_token_ttl_s && (*d->id_token_ttl_s < 10 || *d->id_token_ttl_s > 86400))
+			return fail_path(x, "idm.id_token_ttl_s", "must be from 10 to 86400");
+		if (d->code_ttl_s && (*d->code_ttl_s < 5 || *d->code_ttl_s > 600))
+			return fail_path(x, "idm.code_ttl_s", "must be from 5 to 600");
+		if (d->scrypt_ln && (*d->scrypt_ln < 10 || *d->scrypt_ln > 20))
+			return fail_path(x, "idm.scrypt_ln", "must be from 10 to 20");
+		unsigned at = d->access_token_ttl_s ? *d->access_token_ttl_s : 600;
+		unsigned it = d->id_token_ttl_s ? *d->id_token_ttl_s : 3600;
+		if (at >= it)
+			return fail_path(x, "idm.access_token_ttl_s",
+			                 "must be shorter than id_token_ttl_s (%u), as TS 33.434 "
+			                 "requires",
+			                 it);
+	}
+	if (y->resource && y->resource->idm_url &&
+	    strncmp(y->resource->idm_url, "https://", 8) != 0)
+		return fail_path(x, "resource.idm_url", "'%s' must be an https URL",
+		                 y->resource->idm_url);
 	for (unsigned i = 0; i < y->reference_points_count; i++)
 		if ((e = check_refpoint(x, y, i)))
 			return e;
@@ -620,6 +680,23 @@ static int copy_conf(struct sg_conf *c, const struct y_conf *y)
 	} else if (!dup_list(&c->roles, &c->n_roles, (char **)ROLES, N_ROLES)) {
 		return 0;
 	}
+	const struct y_idm *d = y->idm;
+	if (!dup_opt(&c->idm.issuer, d ? d->issuer : NULL))
+		return 0;
+	c->idm.access_ttl_s = d && d->access_token_ttl_s ? *d->access_token_ttl_s : 600;
+	c->idm.id_ttl_s = d && d->id_token_ttl_s ? *d->id_token_ttl_s : 3600;
+	c->idm.refresh_ttl_s = d && d->refresh_token_ttl_s ? *d->refresh_token_ttl_s : 30 * 86400;
+	c->idm.code_ttl_s = d && d->code_ttl_s ? *d->code_ttl_s : 60;
+	c->idm.scrypt_ln = d && d->scrypt_ln ? *d->scrypt_ln : 14;
+	const struct y_resource *rs = y->resource;
+	if (!dup_opt(&c->resource.idm_url, rs ? rs->idm_url : NULL))
+		return 0;
+	c->resource.revocation_poll_ms =
+	    rs && rs->revocation_poll_ms ? *rs->revocation_poll_ms : 2000;
+	c->resource.jwks_min_refresh_ms =
+	    rs && rs->jwks_min_refresh_ms ? *rs->jwks_min_refresh_ms : 10000;
+	c->resource.token_cache_entries =
+	    rs && rs->token_cache_entries ? *rs->token_cache_entries : 100000;
 	c->refpoints = calloc(y->reference_points_count, sizeof *c->refpoints);
 	if (!c->refpoints)
 		return 0;
@@ -843,6 +920,35 @@ static enum sg_auth_mode auth_mode_of(const char *a)
 	return SG_AUTH_NONE;
 }
 
+/* The https URL of the first reference point serving idm with the given TLS mode and auth:
+ * "https://localhost:PORT" for loopback binds (the development certificate's name), else
+ * "https://HOST:PORT". Leaves *out NULL when there is none; returns 0 only on allocation failure.
+ */
+static int derive_url(char **out, const struct sg_conf *c, enum sg_tls_mode mode,
+                      enum sg_auth_mode auth)
+{
+	for (unsigned i = 0; i < c->n_refpoints; i++) {
+		const struct sg_conf_refpoint *r = &c->refpoints[i];
+		int serves_idm = 0;
+		for (unsigned j = 0; j < r->n_services; j++)
+			serves_idm |= strcmp(r->services[j], "idm") == 0;
+		if (!serves_idm || r->tls.mode != mode || r->auth_mode != auth)
+			continue;
+		const char *colon = strrchr(r->bind, ':');
+		size_t hostlen = colon ? (size_t)(colon - r->bind) : 0;
+		const char *port = colon ? colon + 1 : "443";
+		char host[256];
+		snprintf(host, sizeof host, "%.*s", (int)hostlen, r->bind);
+		if (!*host || strcmp(host, "127.0.0.1") == 0 || strcmp(host, "[::1]") == 0 ||
+		    strcmp(host, "0.0.0.0") == 0 || strcmp(host, "[::]") == 0)
+			snprintf(host, sizeof host, "localhost");
+		char url[300];
+		snprintf(url, sizeof url, "https://%s:%s", host, port);
+		return (*out = strdup(url)) != NULL;
+	}
+	return 1;
+}
+
 sg_err sg_conf_finish(struct sg_conf *c, const char *state_dir_override, const char *roles_override,
                       char *err, size_t errlen)
 {
@@ -914,6 +1020,11 @@ sg_err sg_conf_finish(struct sg_conf *c, const char *state_dir_override, const c
 		    .ticket_rotate_s = 3600,
 		};
 	}
+	if (!c->idm.issuer && !derive_url(&c->idm.issuer, c, SG_TLS_SERVER_AUTH, SG_AUTH_BEARER))
+		goto nomem;
+	if (!c->resource.idm_url &&
+	    !derive_url(&c->resource.idm_url, c, SG_TLS_MUTUAL, SG_AUTH_MTLS))
+		goto nomem;
 	return SG_OK;
 nomem:
 	return sg_fail(err, errlen, SG_ERR_NOMEM, "%s: out of memory", src);
@@ -951,6 +1062,8 @@ void sg_conf_free(struct sg_conf *c)
 	free(c->store_url);
 	free(c->pki_dir);
 	free(c->admin_bind);
+	free(c->idm.issuer);
+	free(c->resource.idm_url);
 	free_list(c->roles, c->n_roles);
 	free((char *)c->source);
 	free(c);

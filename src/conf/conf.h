@@ -34,6 +34,28 @@ struct sg_conf_refpoint {
 	enum sg_auth_mode auth_mode;
 };
 
+/* Identity management (SIM-S), used where the idm role runs. TS 33.434 A.4: lifetimes. */
+struct sg_conf_idm {
+	char *issuer;           /* https URL; default https://localhost:PORT of the first
+	                         * server-auth reference point serving idm */
+	unsigned access_ttl_s;  /* default 600; shorter than the ID token's (I8) */
+	unsigned id_ttl_s;      /* default 3600 */
+	unsigned refresh_ttl_s; /* default 30 days */
+	unsigned code_ttl_s;    /* default 60 (single use, short-lived: I5) */
+	unsigned scrypt_ln;     /* log2 of scrypt N for new password hashes; default 14 */
+};
+
+/* How resource servers (gm, km, sdd) reach identity management: over SEAL-E with mutual TLS,
+ * also when both run in one process (DESIGN §2). */
+struct sg_conf_resource {
+	char *idm_url; /* default https://localhost:PORT of the first mutual
+	                * reference point serving idm with auth mtls (SEAL-E) */
+	unsigned
+	    revocation_poll_ms; /* default 2000: revocations reach resource servers within it */
+	unsigned jwks_min_refresh_ms; /* default 10000: unknown-kid refetches are rate-limited */
+	unsigned token_cache_entries; /* default 100000; 0 disables the verified-token cache */
+};
+
 struct sg_conf {
 	char *state_dir;    /* default "./var" */
 	unsigned workers;   /* 0 = number of cores */
@@ -48,6 +70,8 @@ struct sg_conf {
 	unsigned n_roles;
 	struct sg_conf_refpoint *refpoints;
 	unsigned n_refpoints;
+	struct sg_conf_idm idm;
+	struct sg_conf_resource resource;
 	const char *source; /* file name, or "<embedded default>" */
 };
 

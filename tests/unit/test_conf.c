@@ -75,6 +75,12 @@ static void test_default(void **state)
 	struct sg_limits d;
 	sg_limits_default(&d);
 	assert_memory_equal(&uu->limits, &d, sizeof d);
+	/* identity management and resource-server defaults derive from the listeners */
+	assert_string_equal(c->idm.issuer, "https://localhost:9443");
+	assert_string_equal(c->resource.idm_url, "https://localhost:9445");
+	assert_true(c->idm.access_ttl_s < c->idm.id_ttl_s);
+	assert_int_equal(c->idm.code_ttl_s, 60);
+	assert_int_equal(c->resource.revocation_poll_ms, 2000);
 	sg_conf_free(c);
 }
 
@@ -233,6 +239,13 @@ struct bad {
 };
 
 static const struct bad BAD[] = {
+    {1, "state_dir: ./var\nidm: {issuer: http://localhost:9443}",
+     "bad.yaml:2: idm.issuer:", "must be an https URL"},
+    {1, "state_dir: ./var\nidm: {access_token_ttl_s: 7200}",
+     "bad.yaml:2: idm.access_token_ttl_s:", "must be shorter than id_token_ttl_s"},
+    {1, "state_dir: ./var\nidm: {scrypt_ln: 30}", "bad.yaml:2: idm.scrypt_ln:", "from 10 to 20"},
+    {1, "state_dir: ./var\nresource: {idm_url: ftp://x}",
+     "bad.yaml:2: resource.idm_url:", "must be an https URL"},
     {1, "state_dri: ./var", "bad.yaml:1: state_dri:", "unknown key"},
     {7, "      mode: server-auth\n      cert_file: x",
      "bad.yaml:8: reference_points[0].tls.cert_file:", "unknown key (expected one of mode, cert"},
