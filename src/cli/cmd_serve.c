@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "cli/cli.h"
 #include "conf/conf.h"
+#include "idm/idm.h"
 #include "net/server.h"
 #include "tls/pki.h"
 #include "tls/tls.h"
@@ -43,6 +44,7 @@ struct serve_state {
 	struct sg_tls_server **tls; /* one per reference point */
 	struct sg_router **routers; /* one per reference point, then the admin router */
 	unsigned n;
+	struct sg_idm *idm; /* identity management (SIM-S) when the idm role runs */
 };
 
 static enum sg_http_result h_healthz(struct sg_http_req *r, void *arg)
@@ -126,6 +128,19 @@ static int pre_allow_list(struct sg_http_req *r, void *arg)
 	return SG_HTTP_DONE;
 }
 
+static int has_str(char **v, unsigned n, const char *s)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (strcmp(v[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+static void idm_tick(void *arg)
+{
+	sg_idm_tick(arg);
+}
+
 static void reload_tick(void *arg)
 {
 	struct serve_state *st = arg;
@@ -167,6 +182,9 @@ static void raise_nofile(void)
 
 static void serve_state_free(struct serve_state *st)
 {
+	/* before the server: queued store jobs complete while the loops still exist */
+	sg_idm_free(st->idm);
+	st->idm = NULL;
 	if (st->server)
 		sg_server_free(st->server);
 	for (unsigned i = 0; i < st->n; i++) {
@@ -192,6 +210,13 @@ static int build(struct serve_state *st)
 		return sg_cli_fail("out of memory");
 	if (sg_server_new(c->workers, &st->server) != SG_OK)
 		return sg_cli_fail("cannot create the server");
+	int idm_listeners = 0;
+	for (unsigned i = 0; i < c->n_refpoints; i++)
+		idm_listeners +=
+		    has_str(c->refpoints[i].services, c->refpoints[i].n_services, "idm");
+	if (has_str(c->roles, c->n_roles, "idm") && idm_listeners &&
+	    sg_idm_new(c, &st->idm, err, sizeof err) != SG_OK)
+		return sg_cli_fail("identity management: %s", err);
 	for (unsigned i = 0; i < st->n; i++) {
 		struct sg_conf_refpoint *rp = &c->refpoints[i];
 		if (sg_tls_conf_check(&rp->tls, 1, err, sizeof err) != SG_OK)
@@ -202,6 +227,9 @@ static int build(struct serve_state *st)
 		if (!st->routers[i] ||
 		    sg_router_add(st->routers[i], "GET", "/healthz", h_healthz, NULL) != SG_OK)
 			return sg_cli_fail("out of memory");
+		if (st->idm && has_str(rp->services, rp->n_services, "idm") &&
+		    sg_idm_mount(st->idm, st->routers[i], rp, err, sizeof err) != SG_OK)
+			return sg_cli_fail("%s", err);
 		struct sg_listener_conf lc = {
 		    .name = rp->name,
 		    .bind = rp->bind,
@@ -234,6 +262,9 @@ static int build(struct serve_state *st)
 	}
 	if (sg_server_add_timer(st->server, 1000, reload_tick, st) != SG_OK)
 		return sg_cli_fail("cannot start the reload timer");
+	/* registry caches follow the store (CLI changes on a running server) within 0.5 s */
+	if (st->idm && sg_server_add_timer(st->server, 500, idm_tick, st->idm) != SG_OK)
+		return sg_cli_fail("cannot start the identity management timer");
 	return 0;
 }
 

@@ -15,6 +15,12 @@ static const char USAGE[] =
     "  serve        run SEAL functions behind their reference-point listeners\n"
     "  pki          development PKI: CA, server and VAL/SEAL server certificates, CRL\n"
     "  config       print the embedded default configuration, or check a file\n"
+    "  user         VAL users of identity management (add, list, disable, passwd...)\n"
+    "  client       SIM-C clients registered with identity management\n"
+    "  valserver    VAL servers registered with identity management\n"
+    "  login        log a VAL user in as a SIM-C (OIDC code flow + PKCE), cache the tokens\n"
+    "  token        show or refresh the cached tokens\n"
+    "  keys         identity management signing keys (rotate, list)\n"
     "  version      print the version\n"
     "\n"
     "global options (accepted before or after the command):\n"
@@ -95,9 +101,9 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(int, char **, const struct sg_cli_global *);
 	} cmds[] = {
-	    {"serve", sg_cli_serve},
-	    {"pki", sg_cli_pki},
-	    {"config", sg_cli_config},
+	    {"serve", sg_cli_serve}, {"pki", sg_cli_pki},       {"config", sg_cli_config},
+	    {"user", sg_cli_user},   {"client", sg_cli_client}, {"valserver", sg_cli_valserver},
+	    {"login", sg_cli_login}, {"token", sg_cli_token},   {"keys", sg_cli_keys},
 	};
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		if (strcmp(cmd, cmds[i].name) == 0)

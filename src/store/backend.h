@@ -80,4 +80,9 @@ void sg_store_clear_error(void);
 /* The SQLite backend's constructor (sqlite.c). *out owned by the caller: ops->close(). */
 sg_err sg_store_sqlite_open(const char *path, struct sg_store **out, char *err, size_t errlen);
 
+/* The SQLite handle of a connection of the SQLite backend (NULL for any other backend), for the
+ * store extensions in other files of store/ (ipp.c). Use it only between sg_store_tx_begin()
+ * and sg_store_tx_commit()/rollback(), which hold the connection's mutex. */
+void *sg_store_sqlite_handle(struct sg_store *st);
+
 #endif

@@ -73,6 +73,12 @@ static const char *const sg_store_sqlite_migrations[] = {
         SG_GEN_TRIGGERS("client_redirect_uris") SG_GEN_TRIGGERS("valservers")
             SG_GEN_TRIGGERS("valserver_services") SG_GEN_TRIGGERS("signing_keys")
 #undef SG_GEN_TRIGGERS
+                ,
+    /* 2: ss-ipp (TS 29.549 SS_IdmParameterProvisioning, I11): VAL services configurations
+     * provisioned by VAL servers, one row per resource, the VALServicesConfig kept as JSON. */
+    "CREATE TABLE ipp_configs (conf_id TEXT PRIMARY KEY, val_server TEXT NOT NULL,"
+    "  body TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+    "CREATE INDEX ipp_configs_val_server ON ipp_configs (val_server);",
 };
 
 #define SG_STORE_SQLITE_NMIGRATIONS                                                                \

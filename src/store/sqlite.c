@@ -1475,3 +1475,8 @@ fail:
 	op_close(&s->base);
 	return e;
 }
+
+void *sg_store_sqlite_handle(struct sg_store *st)
+{
+	return st && st->ops == &sq_ops ? SQ(st)->db : NULL;
+}

@@ -29,7 +29,7 @@
 struct sg_store;
 struct event_base;
 
-#define SG_STORE_SCHEMA_VERSION 1  /* the newest schema this build knows */
+#define SG_STORE_SCHEMA_VERSION 2  /* the newest schema this build knows */
 #define SG_STORE_DIGEST_MAX     64 /* bytes of a code / refresh token / client secret digest */
 #define SG_STORE_SUB_LEN        22 /* base64url of 128 random bits, without NUL */
 
@@ -326,5 +326,29 @@ sg_err sg_store_pool_submit_read(struct sg_store_pool *pool, sg_store_job_fn job
 /* Runs what is queued, stops the workers, closes their connections and frees the pool. Event
  * bases waiting for completions must still be alive and run afterwards to deliver them. */
 void sg_store_pool_destroy(struct sg_store_pool *pool);
+
+/* ---- ss-ipp: VAL services configurations (store/ipp.c; TS 29.549, I11) ------------------ */
+
+struct sg_store_ipp_conf {
+	char *conf_id;    /* resource id (confId) */
+	char *val_server; /* the VAL server that provisioned it (owner) */
+	char *body;       /* the VALServicesConfig as JSON text */
+	int64_t created_at;
+	int64_t updated_at;
+};
+
+/* Stores a configuration: create = 1 inserts (SG_ERR_EXISTS on a conf_id collision), create = 0
+ * replaces body and updated_at of an existing one (SG_ERR_NOTFOUND when absent). Timestamps are
+ * set by the store. Not a registry table: the generation does not change. */
+sg_err sg_store_ipp_put(struct sg_store *st, const struct sg_store_ipp_conf *c, int create);
+/* *out owned by the caller: sg_store_ipp_clear(). SG_ERR_NOTFOUND when absent. */
+sg_err sg_store_ipp_get(struct sg_store *st, const char *conf_id, struct sg_store_ipp_conf *out);
+/* Configurations of one VAL server (NULL: all), by conf_id; *out owned by the caller:
+ * sg_store_ipp_list_free(). */
+sg_err sg_store_ipp_list(struct sg_store *st, const char *val_server,
+                         struct sg_store_ipp_conf **out, size_t *n);
+sg_err sg_store_ipp_delete(struct sg_store *st, const char *conf_id);
+void sg_store_ipp_clear(struct sg_store_ipp_conf *c);
+void sg_store_ipp_list_free(struct sg_store_ipp_conf *v, size_t n);
 
 #endif
