@@ -46,7 +46,7 @@ step() { # step "what" expected-outcome(ok|refused) command...
 	if "$@" >"$STATE/out" 2>&1; then got=ok; else got=refused; fi
 	if [ "$got" = "$want" ]; then mark="PASS"; else mark="FAIL"; FAILS=$((FAILS + 1)); fi
 	printf '   [%s] %-62s -> %s\n' "$mark" "$what" "$got"
-	[ "$got" = ok ] && [ -s "$STATE/out" ] && head -c 300 "$STATE/out" | sed 's/^/          /' && echo
+	[ "$got" = ok ] && [ -s "$STATE/out" ] && head -c 700 "$STATE/out" | sed 's/^/          /' && echo
 	return 0
 }
 
@@ -65,10 +65,26 @@ step "certificate from another CA" refused curl -sf --cacert "$CA" --cert "$STAT
 sleep 2
 step "v2x-app after its certificate was revoked (CRL reloaded live)" refused curl -sf --cacert "$CA" "${VAL[@]}" https://localhost:9444/healthz
 
-bold "5. Admin listener (127.0.0.1:9090, plain HTTP, loopback only)"
+bold "5. Identity management (SIM-S, TS 33.434 Annex A): a VAL user logs in with the SIM-C"
+printf 'correct horse battery staple\n' >"$STATE/alice.pw"; chmod 600 "$STATE/alice.pw"
+"$SG" --state-dir "$STATE" user add alice --password-file "$STATE/alice.pw" --val-user-id v2x=alice@v2x | sed 's/^/   /'
+"$SG" --state-dir "$STATE" client add ue-app --redirect-uri http://127.0.0.1/callback --secret-file "$STATE/ue-app.secret" | sed 's/^/   /'
+sleep 1.2 # the running server picks registry changes up within a second
+CACHE=$STATE/tokens.json
+step "login: authorization code + PKCE S256, password, ID token validated" ok "$SG" --state-dir "$STATE" login --client-id ue-app --client-secret-file "$STATE/ue-app.secret" --username alice --password-file "$STATE/alice.pw" --token-cache "$CACHE"
+"$SG" token show --token-cache "$CACHE" 2>&1 | sed 's/^/   /' | head -40
+printf 'wrong\n' >"$STATE/wrong.pw"
+step "login with a wrong password" refused "$SG" --state-dir "$STATE" login --client-id ue-app --client-secret-file "$STATE/ue-app.secret" --username alice --password-file "$STATE/wrong.pw" --token-cache "$STATE/t2.json"
+step "refresh (rotation: the old refresh token dies)" ok "$SG" token refresh --token-cache "$CACHE"
+AT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_token"])' "$CACHE" 2>/dev/null)
+step "userinfo with the access token" ok curl -sf --cacert "$CA" -H "Authorization: Bearer $AT" https://localhost:9443/oauth2/userinfo
+last=${AT: -1}; [ "$last" = A ] && flip=B || flip=A
+step "userinfo with a forged token (signature changed)" refused curl -sf --cacert "$CA" -H "Authorization: Bearer ${AT%?}$flip" https://localhost:9443/oauth2/userinfo
+
+bold "6. Admin listener (127.0.0.1:9090, plain HTTP, loopback only)"
 curl -s http://127.0.0.1:9090/metrics | grep -E '^sealguard_(tls_handshakes_total|connections_accepted_total|http_requests_total)' | head -12 | sed 's/^/   /'
 
-bold "6. Graceful stop (SIGTERM)"
+bold "7. Graceful stop (SIGTERM)"
 kill -TERM "$PID"; wait "$PID"; rc=$?; PID=""
 say "server exited with status $rc"
 [ "$rc" -eq 0 ] || FAILS=$((FAILS + 1))
