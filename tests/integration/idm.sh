@@ -171,7 +171,7 @@ expect_eq "revoke of an unknown token: 200" 200 "$code"
 IPAT=$(jget "$("${C[@]}" "${VAL[@]}" -d grant_type=client_credentials -d client_id=v2x-app -d scope=seal:ipp "$SISS/oauth2/token")" access_token)
 IPP="$SISS/ss-ipp/v1/configurations"
 body='{"valSvcConf":[{"valServiceId":"v2x","idList":[{"valUserId":"alice@v2x"},{"valUeId":"ue-7"}]}]}'
-validate() { "$SG_SOURCE_DIR/../shared/tools/openapi-validate-json" "$SG_SOURCE_DIR/../shared/openapi/multi" TS29549_SS_IdmParameterProvisioning.yaml "$1" "$2" 2>/dev/null || /work/shared/tools/openapi-validate-json /work/shared/openapi/multi TS29549_SS_IdmParameterProvisioning.yaml "$1" "$2"; }
+validate() { openapi_validate TS29549_SS_IdmParameterProvisioning.yaml "$1" "$2"; }
 expect "request body is a valid VALServicesConfig" validate VALServicesConfig "$body"
 "${C[@]}" "${VAL[@]}" -D "$T/ipp.hdr" -o "$T/ipp.body" -H "Authorization: Bearer $IPAT" -H 'Content-Type: application/json' -d "$body" "$IPP"
 expect_match "ss-ipp create: 201 + Location" "^HTTP/[0-9.]+ 201.*[Ll]ocation: $IPP/[A-Za-z0-9_-]+" "$(tr -d '\r' <"$T/ipp.hdr" | tr '\n' ' ')"
