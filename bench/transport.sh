@@ -58,6 +58,9 @@ http {
   ssl_ecdh_curve prime256v1:X25519:secp384r1;
   ssl_certificate $PKI/server.crt; ssl_certificate_key $PKI/server.key;
   ssl_session_cache off; ssl_session_tickets on;
+  # the same work per full handshake: sealguard issues one TLS 1.3 ticket, OpenSSL's (and so
+  # nginx's) default is two
+  ssl_conf_command NumTickets 1;
   server {
     listen 127.0.0.1:$NX_UU ssl http2;
     location = /healthz { default_type application/health+json; return 200 '{"status":"pass"}'; }

@@ -98,8 +98,39 @@ void sg_conn_set_timer(struct sg_conn *c, int kind)
 	evtimer_add(&c->tmr, &c->w->to[c->l->idx][kind]);
 }
 
+#define SG_SPARE_MAX 16384
+
+/* Gives c's (empty) output buffer back to its worker, or frees it. */
+static void out_release(struct sg_conn *c)
+{
+	struct sg_worker *w = c->w;
+	if (!c->out)
+		return;
+	if (!w->spare_out && c->ocap <= SG_SPARE_MAX) {
+		w->spare_out = c->out;
+		w->spare_cap = c->ocap;
+	} else {
+		free(c->out);
+	}
+	c->out = NULL;
+	c->ocap = 0;
+}
+
+void sg_worker_free_spare(struct sg_worker *w)
+{
+	free(w->spare_out);
+	w->spare_out = NULL;
+	w->spare_cap = 0;
+}
+
 int sg_conn_out(struct sg_conn *c, const void *p, size_t n)
 {
+	if (!c->out && c->w->spare_out) {
+		c->out = c->w->spare_out;
+		c->ocap = c->w->spare_cap;
+		c->w->spare_out = NULL;
+		c->w->spare_cap = 0;
+	}
 	if (c->olen + n > c->ocap) {
 		size_t nc = c->ocap ? c->ocap : 1024;
 		while (nc < c->olen + n)
@@ -203,9 +234,7 @@ void sg_conn_flush(struct sg_conn *c)
 	}
 	if (conn_idle(c) && c->out) {
 		/* nothing in flight: give the buffer back (idle connections hold no buffers) */
-		free(c->out);
-		c->out = NULL;
-		c->ocap = 0;
+		out_release(c);
 	}
 	if (c->proto == 11 && c->close_after && !c->cur && !c->pending) {
 		if (c->linger)
@@ -493,7 +522,8 @@ static void conn_free(struct sg_conn *c)
 		sg_tls_principal_clear(c->principal);
 		free(c->principal);
 	}
-	free(c->out);
+	c->olen = c->ooff = 0;
+	out_release(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else

@@ -63,6 +63,11 @@ struct sg_worker {
 	unsigned nconns;
 	int draining;
 	uint64_t req_seq;
+	/* one output buffer handed from connection to connection: a keep-alive request takes it,
+	 * and gives it back once its response is written, so idle connections hold no buffer
+	 * and busy ones do not malloc/free one per response */
+	char *spare_out;
+	size_t spare_cap;
 	unsigned char rbuf[SG_RBUF_SIZE];
 };
 
@@ -118,6 +123,7 @@ void sg_conn_set_timer(struct sg_conn *c, int kind);
 void sg_conn_drain(struct sg_conn *c);
 /* Called after an async request finished on c: flush, resume reading. */
 void sg_conn_resume(struct sg_conn *c);
+void sg_worker_free_spare(struct sg_worker *w);
 
 /* h1.c */
 void sg_h1_init(struct sg_conn *c);

@@ -585,6 +585,7 @@ void sg_server_free(struct sg_server *s)
 			event_free(w->flush_ev);
 		alog_flush(w);
 		sg_buf_free(&w->alog);
+		sg_worker_free_spare(w);
 		if (w->base)
 			event_base_free(w->base);
 		free(w);
