@@ -8,7 +8,7 @@ BUILD="build-essential cmake pkg-config clang-format
 libssl-dev libevent-dev libhttp-parser-dev libnghttp2-dev libcurl4-openssl-dev
 libjansson-dev libcjose-dev libcyaml-dev libyaml-dev libsqlite3-dev libpq-dev libcmocka-dev"
 # Real peers the tests drive: curl (HTTP/1.1 + HTTP/2), openssl s_client, nghttp/h2load, sqlite3.
-TEST="curl openssl nghttp2-client sqlite3 python3 procps"
+TEST="curl openssl nghttp2-client sqlite3 python3 python3-cryptography procps"
 BENCH="nginx-light wrk glewlwyd"
 
 want="$BUILD $TEST"

@@ -21,6 +21,60 @@ int sg_cli_login(int argc, char **argv, const struct sg_cli_global *g);
 int sg_cli_token(int argc, char **argv, const struct sg_cli_global *g);
 int sg_cli_keys(int argc, char **argv, const struct sg_cli_global *g); /* cmd_keys.c */
 
+/* `sealguard call` (cmd_call.c): one SEAL API request as a VAL server, over SEAL-S. */
+int sg_cli_call(int argc, char **argv, const struct sg_cli_global *g);
+/* `sealguard dd` (cmd_dd.c): the SEALDD client (flows, data) and a VAL echo endpoint. */
+int sg_cli_dd(int argc, char **argv, const struct sg_cli_global *g);
+/* `sealguard key` (cmd_key.c): the SKM-C, for UEs (KM-UU) and VAL servers (KM-S). */
+int sg_cli_key(int argc, char **argv, const struct sg_cli_global *g);
+
+/* The VAL-server options `call` and `valserver token` share (cmd_call.c): a VAL server's
+ * credentials, by default from the state dir's PKI (val-servers/NAME.crt|key, ca.crt), and
+ * where its tokens come from (by default discovery at the configuration's issuer). */
+struct sg_cli_valsrv_args {
+	const char *name, *scope, *resource, *cert, *key, *cacert, *token_url, *issuer;
+};
+enum {
+	SG_CLI_OPT_NAME = 1900,
+	SG_CLI_OPT_SCOPE,
+	SG_CLI_OPT_RESOURCE,
+	SG_CLI_OPT_CERT,
+	SG_CLI_OPT_KEY,
+	SG_CLI_OPT_CACERT,
+	SG_CLI_OPT_TOKEN_URL,
+	SG_CLI_OPT_ISSUER
+};
+#define SG_CLI_VALSRV_LONGOPTS                                                                     \
+	{"name", required_argument, NULL, SG_CLI_OPT_NAME},                                        \
+	    {"scope", required_argument, NULL, SG_CLI_OPT_SCOPE},                                  \
+	    {"resource", required_argument, NULL, SG_CLI_OPT_RESOURCE},                            \
+	    {"cert", required_argument, NULL, SG_CLI_OPT_CERT},                                    \
+	    {"key", required_argument, NULL, SG_CLI_OPT_KEY},                                      \
+	    {"cacert", required_argument, NULL, SG_CLI_OPT_CACERT},                                \
+	    {"token-url", required_argument, NULL, SG_CLI_OPT_TOKEN_URL},                          \
+	{                                                                                          \
+		"issuer", required_argument, NULL, SG_CLI_OPT_ISSUER                               \
+	}
+#define SG_CLI_VALSRV_OPTIONS                                                                      \
+	"VAL server options:\n"                                                                    \
+	"  --name NAME          the VAL server (client_id); default: the only one with a\n"        \
+	"                       certificate in STATE/pki/val-servers\n"                            \
+	"  --scope S            scopes to ask for (default: all it is registered for)\n"           \
+	"  --resource AUD       RFC 8707 audience, e.g. sealguard:gm (call: from the URL path)\n"  \
+	"  --cert F --key F     its certificate and key (default STATE/pki/val-servers/NAME.*)\n"  \
+	"  --cacert F           trust anchors for the SEAL servers (default STATE/pki/ca.crt)\n"   \
+	"  --token-url URL      the token endpoint on SEAL-S, e.g. https://localhost:9444/oauth2/" \
+	"token\n"                                                                                  \
+	"  --issuer URL         else discover it there (mtls_endpoint_aliases); default: the\n"    \
+	"                       issuer of the configuration\n"
+struct sg_valsrv;
+/* Takes one of the options above into a; 1 when opt was one of them. */
+int sg_cli_valsrv_opt(struct sg_cli_valsrv_args *a, int opt, const char *arg);
+/* The VAL-server client for a (prints the error and returns 1 or 2 on failure). *out is the
+ * caller's: sg_valsrv_free(). */
+int sg_cli_valsrv_open(const struct sg_cli_global *g, const struct sg_cli_valsrv_args *a, int http2,
+                       struct sg_valsrv **out);
+
 struct sg_conf;
 /* Loads --config (or the embedded default) and finishes it with --state-dir and roles (may be
  * NULL). Prints the error and returns 1 on failure; *out is the caller's (sg_conf_free). */

@@ -1,13 +1,17 @@
 /* cli/cmd_serve.c: `sealguard serve`: loads the configuration, creates the development PKI on
  * the first start, builds one TLS endpoint and router per reference point (DESIGN §2: a
  * reference point is a listener with a security profile), the admin listener, and runs. */
+#include "auth/policy.h"
 #include "base/buf.h"
 #include "base/file.h"
 #include "base/log.h"
 #include "cli/cli.h"
 #include "conf/conf.h"
+#include "gm/gm.h"
 #include "idm/idm.h"
+#include "km/km.h"
 #include "net/server.h"
+#include "sdd/sdd.h"
 #include "tls/pki.h"
 #include "tls/tls.h"
 
@@ -44,7 +48,11 @@ struct serve_state {
 	struct sg_tls_server **tls; /* one per reference point */
 	struct sg_router **routers; /* one per reference point, then the admin router */
 	unsigned n;
-	struct sg_idm *idm; /* identity management (SIM-S) when the idm role runs */
+	struct sg_idm *idm;       /* identity management (SIM-S) when the idm role runs */
+	struct sg_sdd *sdd;       /* SEALDD server when the sdd role runs */
+	struct sg_gm *gm;         /* group management (ss-gm) when the gm role runs */
+	struct sg_km *km;         /* key management (SKM-S) when the km role runs */
+	struct sg_policy *policy; /* auth/: the pre-handler of every reference point */
 };
 
 static enum sg_http_result h_healthz(struct sg_http_req *r, void *arg)
@@ -112,22 +120,6 @@ static enum sg_http_result h_ca(struct sg_http_req *r, void *arg)
 	return SG_HTTP_DONE;
 }
 
-/* R3/R4: on mutual-TLS reference points the identity in the peer's end-entity certificate is
- * used for policy: when the operator lists allowed identities, any other SAN is refused. */
-static int pre_allow_list(struct sg_http_req *r, void *arg)
-{
-	const struct sg_conf_refpoint *rp = arg;
-	if (rp->n_allowed_identities == 0 || strcmp(sg_http_req_path(r), "/healthz") == 0)
-		return -1;
-	const struct sg_tls_principal *p = sg_http_req_tls_principal(r);
-	for (unsigned i = 0; p && i < rp->n_allowed_identities; i++)
-		if (sg_tls_principal_has_san(p, rp->allowed_identities[i]))
-			return -1;
-	sg_http_resp_problem(r, 403, "UNAUTHORIZED_IDENTITY",
-	                     "the client certificate's identity is not allowed on %s", rp->name);
-	return SG_HTTP_DONE;
-}
-
 static int has_str(char **v, unsigned n, const char *s)
 {
 	for (unsigned i = 0; i < n; i++)
@@ -139,6 +131,16 @@ static int has_str(char **v, unsigned n, const char *s)
 static void idm_tick(void *arg)
 {
 	sg_idm_tick(arg);
+}
+
+static void gm_tick(void *arg)
+{
+	sg_gm_tick(arg);
+}
+
+static void km_tick(void *arg)
+{
+	sg_km_tick(arg);
 }
 
 static void reload_tick(void *arg)
@@ -185,8 +187,16 @@ static void serve_state_free(struct serve_state *st)
 	/* before the server: queued store jobs complete while the loops still exist */
 	sg_idm_free(st->idm);
 	st->idm = NULL;
+	sg_gm_free(st->gm);
+	st->gm = NULL;
+	sg_km_free(st->km);
+	st->km = NULL;
+	sg_sdd_free(st->sdd); /* before the policy its data plane verifies tokens with */
+	st->sdd = NULL;
 	if (st->server)
 		sg_server_free(st->server);
+	sg_policy_free(st->policy);
+	st->policy = NULL;
 	for (unsigned i = 0; i < st->n; i++) {
 		if (st->tls && st->tls[i])
 			sg_tls_server_free(st->tls[i]);
@@ -196,6 +206,7 @@ static void serve_state_free(struct serve_state *st)
 			sg_router_free(st->routers[i]);
 	free(st->tls);
 	free(st->routers);
+	sg_policy_routes_release();
 	sg_conf_free(st->conf);
 }
 
@@ -217,6 +228,16 @@ static int build(struct serve_state *st)
 	if (has_str(c->roles, c->n_roles, "idm") && idm_listeners &&
 	    sg_idm_new(c, &st->idm, err, sizeof err) != SG_OK)
 		return sg_cli_fail("identity management: %s", err);
+	if (has_str(c->roles, c->n_roles, "gm") && sg_gm_new(c, &st->gm, err, sizeof err) != SG_OK)
+		return sg_cli_fail("group management: %s", err);
+	if (has_str(c->roles, c->n_roles, "km") && sg_km_new(c, &st->km, err, sizeof err) != SG_OK)
+		return sg_cli_fail("key management: %s", err);
+	/* TS 33.434 §5.1.1: one policy engine, enforced before any handler (R1-R4, I10) */
+	if (sg_policy_new(c, &st->policy, err, sizeof err) != SG_OK)
+		return sg_cli_fail("%s: authorization policy: %s", c->source, err);
+	if (has_str(c->roles, c->n_roles, "sdd") &&
+	    sg_sdd_new(c, st->policy, &st->sdd, err, sizeof err) != SG_OK)
+		return sg_cli_fail("SEALDD: %s", err);
 	for (unsigned i = 0; i < st->n; i++) {
 		struct sg_conf_refpoint *rp = &c->refpoints[i];
 		if (sg_tls_conf_check(&rp->tls, 1, err, sizeof err) != SG_OK)
@@ -230,13 +251,22 @@ static int build(struct serve_state *st)
 		if (st->idm && has_str(rp->services, rp->n_services, "idm") &&
 		    sg_idm_mount(st->idm, st->routers[i], rp, err, sizeof err) != SG_OK)
 			return sg_cli_fail("%s", err);
+		if (st->gm && has_str(rp->services, rp->n_services, "gm") &&
+		    sg_gm_mount(st->gm, st->routers[i], rp, err, sizeof err) != SG_OK)
+			return sg_cli_fail("%s", err);
+		if (st->sdd && has_str(rp->services, rp->n_services, "sdd") &&
+		    sg_sdd_mount(st->sdd, st->routers[i], rp, err, sizeof err) != SG_OK)
+			return sg_cli_fail("%s", err);
+		if (st->km && has_str(rp->services, rp->n_services, "km") &&
+		    sg_km_mount(st->km, st->routers[i], rp, err, sizeof err) != SG_OK)
+			return sg_cli_fail("%s", err);
 		struct sg_listener_conf lc = {
 		    .name = rp->name,
 		    .bind = rp->bind,
 		    .tls = st->tls[i],
 		    .router = st->routers[i],
-		    .pre = pre_allow_list,
-		    .pre_arg = rp,
+		    .pre = sg_policy_pre,
+		    .pre_arg = sg_policy_listener_arg(st->policy, rp),
 		    .limits = rp->limits,
 		    .access_log = c->access_log,
 		};
@@ -260,11 +290,20 @@ static int build(struct serve_state *st)
 		sg_log_info("admin listening on %s (plain HTTP: /healthz /metrics /pki/ca.crl)",
 		            c->admin_bind);
 	}
+	/* JWKS and revocations from identity management over SEAL-E, on a thread of its own */
+	if (sg_policy_start(st->policy, err, sizeof err) != SG_OK)
+		return sg_cli_fail("%s", err);
+	if (st->sdd && sg_sdd_start(st->sdd, err, sizeof err) != SG_OK)
+		return sg_cli_fail("SEALDD: %s", err);
 	if (sg_server_add_timer(st->server, 1000, reload_tick, st) != SG_OK)
 		return sg_cli_fail("cannot start the reload timer");
 	/* registry caches follow the store (CLI changes on a running server) within 0.5 s */
 	if (st->idm && sg_server_add_timer(st->server, 500, idm_tick, st->idm) != SG_OK)
 		return sg_cli_fail("cannot start the identity management timer");
+	if (st->gm && sg_server_add_timer(st->server, 500, gm_tick, st->gm) != SG_OK)
+		return sg_cli_fail("cannot start the group management timer");
+	if (st->km && sg_server_add_timer(st->server, 500, km_tick, st->km) != SG_OK)
+		return sg_cli_fail("cannot start the key management timer");
 	return 0;
 }
 

@@ -4,9 +4,14 @@
  * it serves, its scopes (I8a) and the key provisioning right (SKeyProv, TS 33.434 §5.8, K3). */
 #include "cli/cli.h"
 
+#include "base/b64.h"
 #include "base/buf.h"
+#include "base/clock.h"
+#include "client/valsrv.h"
 #include "conf/conf.h"
 #include "store/store.h"
+
+#include <jansson.h>
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -31,6 +36,10 @@ static const char USAGE[] =
     "              serves (repeatable).\n"
     "  list        the VAL servers with identity, services, scopes and rights\n"
     "  remove NAME delete the VAL server\n"
+    "  token --name NAME [--raw] [the VAL server options of `sealguard call --help`]\n"
+    "              get an access token as VAL server NAME does (client credentials over\n"
+    "              mutual TLS, RFC 8705) and print its claims; --raw prints the token\n"
+    "              alone\n"
     "\n"
     "Scopes (docs/scopes.md, REQUIREMENTS I8a): seal:gm seal:km seal:kp seal:ipp sdd. The\n"
     "default is all of them except seal:kp; --key-provisioning adds seal:kp together with\n"
@@ -326,6 +335,71 @@ static int cmd_remove(int argc, char **argv, const struct sg_cli_global *g)
 	return rc;
 }
 
+/* `valserver token`: the VAL-server SDK's token (client/valsrv.h), decoded for display. */
+static int cmd_token(int argc, char **argv, const struct sg_cli_global *g)
+{
+	enum { OPT_RAW = 2100 };
+	static const struct option opts[] = {
+	    SG_CLI_VALSRV_LONGOPTS,
+	    {"raw", no_argument, NULL, OPT_RAW},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct sg_cli_valsrv_args a = {0};
+	int raw = 0, ch;
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (sg_cli_valsrv_opt(&a, ch, optarg))
+			continue;
+		if (ch == OPT_RAW) {
+			raw = 1;
+		} else if (ch == 'h') {
+			fputs(USAGE, stdout);
+			return 0;
+		} else {
+			fputs(USAGE, stderr);
+			return 2;
+		}
+	}
+	if (optind < argc)
+		return sg_cli_fail("valserver token takes no arguments ('%s')", argv[optind]), 2;
+	struct sg_valsrv *v = NULL;
+	int rc = sg_cli_valsrv_open(g, &a, 0, &v);
+	if (rc)
+		return rc;
+	const char *tok = NULL, *scope = NULL;
+	int64_t exp = 0;
+	char err[512] = "";
+	if (sg_valsrv_token(v, &tok, &exp, &scope, err, sizeof err) != SG_OK) {
+		rc = sg_cli_fail("no token: %s", err);
+	} else if (raw) {
+		printf("%s\n", tok); /* asked for: it is a bearer credential */
+	} else {
+		/* the payload, for display only: the SEAL servers verify the signature */
+		const char *p1 = strchr(tok, '.'), *p2 = p1 ? strchr(p1 + 1, '.') : NULL;
+		size_t n = p2 ? (size_t)(p2 - p1 - 1) : 0, len = 0;
+		unsigned char *buf = n ? malloc(n) : NULL;
+		json_t *claims = NULL;
+		if (buf && sg_b64url_decode(p1 + 1, n, buf, n, &len) == SG_OK)
+			claims = json_loadb((const char *)buf, len, 0, NULL);
+		free(buf);
+		char *txt = claims ? json_dumps(claims, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+		if (!txt) {
+			rc = sg_cli_fail("the token is not a JWT");
+		} else {
+			const char *cid = json_string_value(json_object_get(claims, "client_id"));
+			printf("access token of VAL server %s from %s\n  scope: %s\n  expires in "
+			       "%lld s\nclaims (as issued; the SEAL servers verify them):\n%s\n",
+			       cid ? cid : "?", sg_valsrv_token_endpoint(v), scope,
+			       (long long)((exp - sg_now_ms()) / 1000), txt);
+		}
+		free(txt);
+		json_decref(claims);
+	}
+	sg_valsrv_free(v);
+	return rc;
+}
+
 int sg_cli_valserver(int argc, char **argv, const struct sg_cli_global *g)
 {
 	if (argc < 2) {
@@ -343,6 +417,8 @@ int sg_cli_valserver(int argc, char **argv, const struct sg_cli_global *g)
 		return cmd_list(argc - 1, argv + 1, g);
 	if (strcmp(cmd, "remove") == 0)
 		return cmd_remove(argc - 1, argv + 1, g);
+	if (strcmp(cmd, "token") == 0)
+		return cmd_token(argc - 1, argv + 1, g);
 	sg_cli_fail("unknown valserver command '%s' (try `sealguard valserver --help`)", cmd);
 	return 2;
 }

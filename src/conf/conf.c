@@ -65,7 +65,13 @@ struct y_idm {
 
 struct y_resource {
 	char *idm_url;
+	char *client_cert, *client_key, *ca;
 	uint32_t *revocation_poll_ms, *jwks_min_refresh_ms, *token_cache_entries;
+};
+
+struct y_sdd {
+	char *data_bind;
+	uint32_t *flow_lifetime_s;
 };
 
 struct y_conf {
@@ -82,6 +88,7 @@ struct y_conf {
 	unsigned reference_points_count;
 	struct y_idm *idm;
 	struct y_resource *resource;
+	struct y_sdd *sdd;
 };
 
 /* --- the schema --- */
@@ -159,9 +166,18 @@ static const cyaml_schema_field_t idm_fields[] = {
 
 static const cyaml_schema_field_t resource_fields[] = {
     STR("idm_url", OPT, struct y_resource, idm_url),
+    STR("client_cert", OPT, struct y_resource, client_cert),
+    STR("client_key", OPT, struct y_resource, client_key),
+    STR("ca", OPT, struct y_resource, ca),
     CYAML_FIELD_UINT_PTR("revocation_poll_ms", OPT, struct y_resource, revocation_poll_ms),
     CYAML_FIELD_UINT_PTR("jwks_min_refresh_ms", OPT, struct y_resource, jwks_min_refresh_ms),
     CYAML_FIELD_UINT_PTR("token_cache_entries", OPT, struct y_resource, token_cache_entries),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t sdd_fields[] = {
+    STR("data_bind", OPT, struct y_sdd, data_bind),
+    CYAML_FIELD_UINT_PTR("flow_lifetime_s", OPT, struct y_sdd, flow_lifetime_s),
     CYAML_FIELD_END,
 };
 
@@ -180,6 +196,7 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING_PTR("idm", CYAML_FLAG_POINTER | OPT, struct y_conf, idm, idm_fields),
     CYAML_FIELD_MAPPING_PTR("resource", CYAML_FLAG_POINTER | OPT, struct y_conf, resource,
                             resource_fields),
+    CYAML_FIELD_MAPPING_PTR("sdd", CYAML_FLAG_POINTER | OPT, struct y_conf, sdd, sdd_fields),
     CYAML_FIELD_END,
 };
 
@@ -588,6 +605,14 @@ static sg_err check(struct ctx *x, const struct y_conf *y)
 	    strncmp(y->resource->idm_url, "https://", 8) != 0)
 		return fail_path(x, "resource.idm_url", "'%s' must be an https URL",
 		                 y->resource->idm_url);
+	if (y->sdd && y->sdd->data_bind) {
+		const char *bp = bind_problem(y->sdd->data_bind);
+		if (bp)
+			return fail_path(x, "sdd.data_bind", "'%s': %s", y->sdd->data_bind, bp);
+	}
+	if (y->sdd && y->sdd->flow_lifetime_s &&
+	    (*y->sdd->flow_lifetime_s < 60 || *y->sdd->flow_lifetime_s > 86400))
+		return fail_path(x, "sdd.flow_lifetime_s", "must be from 60 to 86400");
 	for (unsigned i = 0; i < y->reference_points_count; i++)
 		if ((e = check_refpoint(x, y, i)))
 			return e;
@@ -689,7 +714,10 @@ static int copy_conf(struct sg_conf *c, const struct y_conf *y)
 	c->idm.code_ttl_s = d && d->code_ttl_s ? *d->code_ttl_s : 60;
 	c->idm.scrypt_ln = d && d->scrypt_ln ? *d->scrypt_ln : 14;
 	const struct y_resource *rs = y->resource;
-	if (!dup_opt(&c->resource.idm_url, rs ? rs->idm_url : NULL))
+	if (!dup_opt(&c->resource.idm_url, rs ? rs->idm_url : NULL) ||
+	    !dup_opt(&c->resource.client_cert, rs ? rs->client_cert : NULL) ||
+	    !dup_opt(&c->resource.client_key, rs ? rs->client_key : NULL) ||
+	    !dup_opt(&c->resource.ca, rs ? rs->ca : NULL))
 		return 0;
 	c->resource.revocation_poll_ms =
 	    rs && rs->revocation_poll_ms ? *rs->revocation_poll_ms : 2000;
@@ -697,6 +725,10 @@ static int copy_conf(struct sg_conf *c, const struct y_conf *y)
 	    rs && rs->jwks_min_refresh_ms ? *rs->jwks_min_refresh_ms : 10000;
 	c->resource.token_cache_entries =
 	    rs && rs->token_cache_entries ? *rs->token_cache_entries : 100000;
+	if (!dup_opt(&c->sdd.data_bind, y->sdd ? y->sdd->data_bind : NULL))
+		return 0;
+	c->sdd.flow_lifetime_s =
+	    y->sdd && y->sdd->flow_lifetime_s ? *y->sdd->flow_lifetime_s : 3600;
 	c->refpoints = calloc(y->reference_points_count, sizeof *c->refpoints);
 	if (!c->refpoints)
 		return 0;
@@ -1025,6 +1057,12 @@ sg_err sg_conf_finish(struct sg_conf *c, const char *state_dir_override, const c
 	if (!c->resource.idm_url &&
 	    !derive_url(&c->resource.idm_url, c, SG_TLS_MUTUAL, SG_AUTH_MTLS))
 		goto nomem;
+	/* R4: the SEAL-E client certificate of a resource server is its own server certificate
+	 * unless configured otherwise (it carries clientAuth in the development PKI) */
+	if (!resolve(&c->resource.client_cert, c->pki_dir, "server.crt") ||
+	    !resolve(&c->resource.client_key, c->pki_dir, "server.key") ||
+	    !resolve(&c->resource.ca, c->pki_dir, "ca.crt"))
+		goto nomem;
 	return SG_OK;
 nomem:
 	return sg_fail(err, errlen, SG_ERR_NOMEM, "%s: out of memory", src);
@@ -1064,6 +1102,10 @@ void sg_conf_free(struct sg_conf *c)
 	free(c->admin_bind);
 	free(c->idm.issuer);
 	free(c->resource.idm_url);
+	free(c->resource.client_cert);
+	free(c->resource.client_key);
+	free(c->resource.ca);
+	free(c->sdd.data_bind);
 	free_list(c->roles, c->n_roles);
 	free((char *)c->source);
 	free(c);

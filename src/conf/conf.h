@@ -54,6 +54,19 @@ struct sg_conf_resource {
 	    revocation_poll_ms; /* default 2000: revocations reach resource servers within it */
 	unsigned jwks_min_refresh_ms; /* default 10000: unknown-kid refetches are rate-limited */
 	unsigned token_cache_entries; /* default 100000; 0 disables the verified-token cache */
+	/* SEAL-E client credentials toward identity management (R4); relative to pki_dir;
+	 * default server.crt, server.key (this server's own certificate) and ca.crt */
+	char *client_cert, *client_key, *ca;
+};
+
+/* SEALDD server (TS 23.433; TS 33.434 Rel-18 G6), where the sdd role runs: the SEALDD-UU
+ * user-plane data endpoint (TLS 1.3, server-auth, token in the first frame; docs/sdd-protocol.md)
+ * and how long an established flow lives before it must be re-established. */
+struct sg_conf_sdd {
+	char *data_bind;          /* NULL (not set): 127.0.0.1:9446, or an ephemeral port on
+	                           * 127.0.0.1 when 9446 is taken (clients learn the endpoint
+	                           * from the flow answer); set: exactly there or fail */
+	unsigned flow_lifetime_s; /* default 3600 (60..86400) */
 };
 
 struct sg_conf {
@@ -72,6 +85,7 @@ struct sg_conf {
 	unsigned n_refpoints;
 	struct sg_conf_idm idm;
 	struct sg_conf_resource resource;
+	struct sg_conf_sdd sdd;
 	const char *source; /* file name, or "<embedded default>" */
 };
 

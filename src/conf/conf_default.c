@@ -95,4 +95,14 @@ const char SG_CONF_DEFAULT_YAML[] =
     "#   idm_url: https://localhost:9445  # default: the first mutual listener serving idm\n"
     "#   revocation_poll_ms: 2000         # revoked tokens are refused within this delay\n"
     "#   jwks_min_refresh_ms: 10000       # unknown kid: refetch the JWKS at most this often\n"
-    "#   token_cache_entries: 100000      # verified-token cache (0 = verify every request)\n";
+    "#   token_cache_entries: 100000      # verified-token cache (0 = verify every request)\n"
+    "#   client_cert: server.crt          # SEAL-E client certificate (relative to pki_dir)\n"
+    "#   client_key: server.key\n"
+    "#   ca: ca.crt                       # trust anchors for identity management's certificate\n"
+    "\n"
+    "# SEALDD server (TS 23.433), where the sdd role runs: the SEALDD-UU user-plane data endpoint\n"
+    "# (TLS 1.3 with the server certificate; the client's access token in the first frame) and\n"
+    "# the lifetime of an established flow (docs/sdd-protocol.md).\n"
+    "# sdd:\n"
+    "#   data_bind: 127.0.0.1:9446\n"
+    "#   flow_lifetime_s: 3600            # 60..86400\n";

@@ -218,8 +218,10 @@ static sg_err reg_load(struct sg_idm *idm, struct sg_store *st, uint64_t gen, st
 		return e;
 	}
 	/* the lists come sorted by SQLite's BINARY collation; sort again to be independent */
-	qsort(g->clients, g->nclients, sizeof *g->clients, cmp_client);
-	qsort(g->vals, g->nvals, sizeof *g->vals, cmp_val);
+	if (g->nclients > 1)
+		qsort(g->clients, g->nclients, sizeof *g->clients, cmp_client);
+	if (g->nvals > 1)
+		qsort(g->vals, g->nvals, sizeof *g->vals, cmp_val);
 	for (size_t i = 0; i < g->nusers; i++) {
 		/* the cache never needs password hashes: logins read the store */
 		if (g->users[i].password_hash) {
@@ -241,7 +243,8 @@ static sg_err reg_load(struct sg_idm *idm, struct sg_store *st, uint64_t gen, st
 	for (size_t i = 0; i < g->nusers; i++)
 		g->by_sub[i] = i;
 	g_sort_users = g->users;
-	qsort(g->by_sub, g->nusers, sizeof *g->by_sub, cmp_sub);
+	if (g->nusers > 1)
+		qsort(g->by_sub, g->nusers, sizeof *g->by_sub, cmp_sub);
 	for (size_t i = 0; i < g->nvals; i++)
 		for (size_t j = 0; j < g->vals[i].n_val_services; j++) {
 			int seen = 0;
@@ -254,7 +257,8 @@ static sg_err reg_load(struct sg_idm *idm, struct sg_store *st, uint64_t gen, st
 			}
 			g->nservices += !seen;
 		}
-	qsort(g->services, g->nservices, sizeof *g->services, cmp_str);
+	if (g->nservices > 1)
+		qsort(g->services, g->nservices, sizeof *g->services, cmp_str);
 	if ((e = keys_sync(idm, st, g, err, errlen)) != SG_OK) {
 		reg_free(g);
 		return e;

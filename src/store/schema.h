@@ -79,6 +79,37 @@ static const char *const sg_store_sqlite_migrations[] = {
     "CREATE TABLE ipp_configs (conf_id TEXT PRIMARY KEY, val_server TEXT NOT NULL,"
     "  body TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
     "CREATE INDEX ipp_configs_val_server ON ipp_configs (val_server);",
+    /* 3: ss-gm (TS 29.549 SS_GroupManagement, TS 23.434 §10.3): VAL group documents, one row
+     * per resource, the VALGroupDocument kept as JSON; owner = the VAL server that created it.
+     * Its own change counter (meta 'gm_generation', bumped by triggers in the writing
+     * transaction) keeps group-document caches coherent without reloading the registry. */
+    "INSERT INTO meta (key, value) VALUES ('gm_generation', 1);"
+    "CREATE TABLE gm_docs (doc_id TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+    "  val_group_id TEXT NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE INDEX gm_docs_val_group_id ON gm_docs (val_group_id);"
+    "CREATE TRIGGER gm_docs_gen_ins AFTER INSERT ON gm_docs"
+    " BEGIN UPDATE meta SET value = value + 1 WHERE key = 'gm_generation'; END;"
+    "CREATE TRIGGER gm_docs_gen_upd AFTER UPDATE ON gm_docs"
+    " BEGIN UPDATE meta SET value = value + 1 WHERE key = 'gm_generation'; END;"
+    "CREATE TRIGGER gm_docs_gen_del AFTER DELETE ON gm_docs"
+    " BEGIN UPDATE meta SET value = value + 1 WHERE key = 'gm_generation'; END;",
+    /* 4: key management (TS 33.434 §5.3, §5.8; TS 29.549 ss-kpp/ss-kir; store/km.c).
+     * km_clients: the SKM-C public keys (JWK, public half only) key material is encrypted to
+     * (R2), one per owner ("ue:<sub>" / "vs:<name>") and OAuth client.
+     * km_keys: every version of every provisioned key; the key bytes only as `sealed`
+     * (AES-256-GCM under the master key kept outside the database, AAD = the record id and
+     * version): never in plaintext here. */
+    "CREATE TABLE km_clients (owner TEXT NOT NULL, client_id TEXT NOT NULL,"
+    "  kid TEXT NOT NULL, jwk TEXT NOT NULL, skmc_uri TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL, PRIMARY KEY (owner, client_id));"
+    "CREATE TABLE km_keys (val_service TEXT NOT NULL, key_id TEXT NOT NULL,"
+    "  version INTEGER NOT NULL, target_kind TEXT NOT NULL, target TEXT NOT NULL,"
+    "  provider TEXT NOT NULL, skmc_uri TEXT NOT NULL, sealed BLOB NOT NULL,"
+    "  not_before INTEGER NOT NULL, not_after INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+    "  revoked_at INTEGER NOT NULL DEFAULT 0, superseded_at INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (val_service, key_id, version));"
+    "CREATE INDEX km_keys_target ON km_keys (val_service, target_kind, target);",
 };
 
 #define SG_STORE_SQLITE_NMIGRATIONS                                                                \

@@ -29,7 +29,7 @@
 struct sg_store;
 struct event_base;
 
-#define SG_STORE_SCHEMA_VERSION 2  /* the newest schema this build knows */
+#define SG_STORE_SCHEMA_VERSION 4  /* the newest schema this build knows */
 #define SG_STORE_DIGEST_MAX     64 /* bytes of a code / refresh token / client secret digest */
 #define SG_STORE_SUB_LEN        22 /* base64url of 128 random bits, without NUL */
 
@@ -350,5 +350,87 @@ sg_err sg_store_ipp_list(struct sg_store *st, const char *val_server,
 sg_err sg_store_ipp_delete(struct sg_store *st, const char *conf_id);
 void sg_store_ipp_clear(struct sg_store_ipp_conf *c);
 void sg_store_ipp_list_free(struct sg_store_ipp_conf *v, size_t n);
+
+/* ---- ss-gm: VAL group documents (store/gm.c; TS 29.549 SS_GroupManagement) -------------- */
+
+struct sg_store_gm_doc {
+	char *doc_id;       /* resource id (groupDocId) */
+	char *owner;        /* the VAL server that created it */
+	char *val_group_id; /* the document's valGroupId (for the val-group-id filter) */
+	char *body;         /* the VALGroupDocument as JSON text */
+	int64_t created_at;
+	int64_t updated_at;
+};
+
+/* Stores a group document: create = 1 inserts (SG_ERR_EXISTS on a doc_id collision), create = 0
+ * replaces val_group_id, body and updated_at of an existing one (SG_ERR_NOTFOUND when absent;
+ * the owner never changes). Timestamps are set by the store. Not a registry table: the
+ * registry generation does not change, the group-document generation does. */
+sg_err sg_store_gm_put(struct sg_store *st, const struct sg_store_gm_doc *d, int create);
+/* *out owned by the caller: sg_store_gm_clear(). SG_ERR_NOTFOUND when absent. */
+sg_err sg_store_gm_get(struct sg_store *st, const char *doc_id, struct sg_store_gm_doc *out);
+/* Every group document by doc_id; *out owned by the caller: sg_store_gm_list_free(). */
+sg_err sg_store_gm_list(struct sg_store *st, struct sg_store_gm_doc **out, size_t *n);
+sg_err sg_store_gm_delete(struct sg_store *st, const char *doc_id);
+/* Like sg_store_generation, for group documents only: changes with every committed write to
+ * them, by any connection of any process. */
+sg_err sg_store_gm_generation(struct sg_store *st, uint64_t *gen);
+void sg_store_gm_clear(struct sg_store_gm_doc *d);
+void sg_store_gm_list_free(struct sg_store_gm_doc *v, size_t n);
+
+/* ---- key management (store/km.c; TS 33.434 §5.3, §5.8; TS 29.549 ss-kpp, ss-kir) -------- */
+
+/* An SKM-C's registered public key (R2: key material is encrypted to it). */
+struct sg_store_km_client {
+	char *owner;     /* "ue:<sub>" for a UE, "vs:<name>" for a VAL server */
+	char *client_id; /* the token's client_id (SIM-C app / VAL server name) */
+	char *kid;       /* RFC 7638 thumbprint of the public key */
+	char *jwk;       /* public JWK as JSON text (never a private member) */
+	char *skmc_uri;  /* the SKM-C's URI (userUri of ValKeyInfo) */
+	int64_t created_at;
+};
+
+/* Inserts or replaces the owner's key for client_id (re-registration rotates it). */
+sg_err sg_store_km_client_put(struct sg_store *st, const struct sg_store_km_client *c);
+/* *out owned by the caller: sg_store_km_client_clear(). SG_ERR_NOTFOUND when absent. */
+sg_err sg_store_km_client_get(struct sg_store *st, const char *owner, const char *client_id,
+                              struct sg_store_km_client *out);
+sg_err sg_store_km_client_delete(struct sg_store *st, const char *owner, const char *client_id);
+void sg_store_km_client_clear(struct sg_store_km_client *c);
+
+/* One version of a provisioned key. The key bytes exist here only sealed (the caller seals
+ * them under the master key with the record id and version as AAD); sealed is wiped when
+ * cleared. target_kind: "user" (target = valUserId), "ue" (valUeId), "" (the VAL service). */
+struct sg_store_km_key {
+	char *val_service, *key_id;
+	int64_t version;
+	char *target_kind, *target;
+	char *provider; /* the VAL server that provisioned it */
+	char *skmc_uri; /* the provisioning SKM-C's skmcUri */
+	unsigned char *sealed;
+	size_t sealed_len;
+	int64_t not_before, not_after;                 /* ms; not_after 0: no expiry */
+	int64_t created_at, revoked_at, superseded_at; /* ms; 0: not revoked / current */
+};
+
+/* Adds version k->version of (val_service, key_id) and marks every older version superseded
+ * (same transaction). SG_ERR_EXISTS when that version exists. created_at is set by the store
+ * when 0. */
+sg_err sg_store_km_key_add(struct sg_store *st, const struct sg_store_km_key *k);
+/* The highest version of (val_service, key_id); *out owned by the caller. SG_ERR_NOTFOUND. */
+sg_err sg_store_km_key_latest(struct sg_store *st, const char *val_service, const char *key_id,
+                              struct sg_store_km_key *out);
+/* The current (not superseded) versions of a VAL service's keys, by key_id; target_kind NULL:
+ * every target, else only that target_kind/target. Revoked and expired ones are included (the
+ * caller decides: it never releases them). *out owned by the caller: sg_store_km_key_list_free.
+ */
+sg_err sg_store_km_key_list(struct sg_store *st, const char *val_service, const char *target_kind,
+                            const char *target, struct sg_store_km_key **out, size_t *n);
+/* Revokes every version of (val_service, key_id) at now (idempotent: the first time stays).
+ * SG_ERR_NOTFOUND when there is no such key. */
+sg_err sg_store_km_key_revoke(struct sg_store *st, const char *val_service, const char *key_id,
+                              int64_t now);
+void sg_store_km_key_clear(struct sg_store_km_key *k);
+void sg_store_km_key_list_free(struct sg_store_km_key *v, size_t n);
 
 #endif

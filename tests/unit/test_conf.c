@@ -81,6 +81,37 @@ static void test_default(void **state)
 	assert_true(c->idm.access_ttl_s < c->idm.id_ttl_s);
 	assert_int_equal(c->idm.code_ttl_s, 60);
 	assert_int_equal(c->resource.revocation_poll_ms, 2000);
+	assert_null(c->sdd.data_bind);
+	assert_int_equal(c->sdd.flow_lifetime_s, 3600);
+	/* R4: SEAL-E client credentials default to this server's own certificate */
+	assert_string_equal(c->resource.client_cert, "./var/pki/server.crt");
+	assert_string_equal(c->resource.client_key, "./var/pki/server.key");
+	assert_string_equal(c->resource.ca, "./var/pki/ca.crt");
+	sg_conf_free(c);
+}
+
+/* the roles split: a gm-only process names identity management's issuer and SEAL-E, its own
+ * client credentials (relative to pki_dir, or absolute) and may disable the token cache */
+static void test_resource_split(void **state)
+{
+	(void)state;
+	struct sg_conf *c = NULL;
+	char err[512] = "";
+	const char *y = "state_dir: /tmp/gm\nroles: [gm]\n"
+	                "idm: {issuer: \"https://idm.example:9443\"}\n"
+	                "resource: {idm_url: \"https://idm.example:9445\", client_cert: gm.crt,"
+	                " client_key: /etc/gm.key, token_cache_entries: 0}\n"
+	                "reference_points:\n"
+	                "  - {name: SEAL-UU, bind: \"0.0.0.0:9543\", tls: {mode: server-auth},"
+	                " auth: bearer, services: [gm]}\n";
+	assert_int_equal(sg_conf_load_string(y, "gm.yaml", &c, err, sizeof err), SG_OK);
+	assert_int_equal(sg_conf_finish(c, NULL, NULL, err, sizeof err), SG_OK);
+	assert_string_equal(c->idm.issuer, "https://idm.example:9443");
+	assert_string_equal(c->resource.idm_url, "https://idm.example:9445");
+	assert_string_equal(c->resource.client_cert, "/tmp/gm/pki/gm.crt");
+	assert_string_equal(c->resource.client_key, "/etc/gm.key");
+	assert_string_equal(c->resource.ca, "/tmp/gm/pki/ca.crt");
+	assert_int_equal(c->resource.token_cache_entries, 0);
 	sg_conf_free(c);
 }
 
@@ -246,6 +277,10 @@ static const struct bad BAD[] = {
     {1, "state_dir: ./var\nidm: {scrypt_ln: 30}", "bad.yaml:2: idm.scrypt_ln:", "from 10 to 20"},
     {1, "state_dir: ./var\nresource: {idm_url: ftp://x}",
      "bad.yaml:2: resource.idm_url:", "must be an https URL"},
+    {1, "state_dir: ./var\nsdd: {data_bind: 127.0.0.1}",
+     "bad.yaml:2: sdd.data_bind:", "expected host:port"},
+    {1, "state_dir: ./var\nsdd: {flow_lifetime_s: 5}",
+     "bad.yaml:2: sdd.flow_lifetime_s:", "from 60 to 86400"},
     {1, "state_dri: ./var", "bad.yaml:1: state_dri:", "unknown key"},
     {7, "      mode: server-auth\n      cert_file: x",
      "bad.yaml:8: reference_points[0].tls.cert_file:", "unknown key (expected one of mode, cert"},
@@ -343,8 +378,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_default),        cmocka_unit_test(test_overrides),
-	    cmocka_unit_test(test_full_and_paths), cmocka_unit_test(test_file),
-	    cmocka_unit_test(test_bad_table),      cmocka_unit_test(test_empty),
+	    cmocka_unit_test(test_resource_split), cmocka_unit_test(test_full_and_paths),
+	    cmocka_unit_test(test_file),           cmocka_unit_test(test_bad_table),
+	    cmocka_unit_test(test_empty),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

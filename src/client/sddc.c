@@ -1,0 +1,760 @@
+/* client/sddc.c: the SEALDD client (see sddc.h; docs/sdd-protocol.md). Signalling through the
+ * HTTP client (libcurl with the TLS profile); the user plane on non-blocking OpenSSL sockets
+ * driven by poll(), one loop that always reads while it writes. */
+#include "client/sddc.h"
+
+#include "base/buf.h"
+#include "base/clock.h"
+#include "http/client.h"
+#include "sdd/proto.h"
+#include "tls/tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define OUT_HWM (1u << 20) /* send() pumps while more than this is queued */
+#define CHUNK   (32u << 10)
+
+/* ---- signalling ---- */
+
+static long tmo(const struct sg_sddc_conf *c)
+{
+	return c->timeout_ms > 0 ? c->timeout_ms : 10000;
+}
+
+static sg_err call(const struct sg_sddc_conf *c, const char *method, const char *path,
+                   const char *body, json_t **out, long want, char *err, size_t errlen)
+{
+	if (!c->url || !c->ca || !c->token)
+		return sg_fail(err, errlen, SG_ERR_INVALID, "url, ca and token are required");
+	struct sg_http_client_conf hc = {.tls = {.mode = SG_TLS_SERVER_AUTH, .ca = c->ca},
+	                                 .timeout_ms = tmo(c),
+	                                 .connect_timeout_ms = tmo(c)};
+	struct sg_http_client *cl = NULL;
+	sg_err e = sg_http_client_new(&hc, &cl, err, errlen);
+	if (e != SG_OK)
+		return e;
+	struct sg_buf url = SG_BUF_INIT, auth = SG_BUF_INIT;
+	size_t ul = strlen(c->url);
+	while (ul && c->url[ul - 1] == '/')
+		ul--;
+	if (sg_buf_append(&url, c->url, ul) || sg_buf_appends(&url, path) ||
+	    sg_buf_printf(&auth, "Authorization: Bearer %s", c->token)) {
+		e = sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	const char *h[] = {auth.data, "Content-Type: application/json", "Accept: application/json",
+	                   NULL};
+	struct sg_http_response resp = {0};
+	e = sg_http_client_request(cl, method, url.data, h, body, body ? strlen(body) : 0, &resp,
+	                           err, errlen);
+	if (e == SG_OK && resp.status != want) {
+		json_t *p =
+		    json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
+		const char *cause = json_string_value(json_object_get(p, "cause"));
+		const char *detail = json_string_value(json_object_get(p, "detail"));
+		e = resp.status == 401 || resp.status == 403 ? SG_ERR_DENIED
+		    : resp.status == 404                     ? SG_ERR_NOTFOUND
+		    : resp.status == 429                     ? SG_ERR_LIMIT
+		                                             : SG_ERR_PROTO;
+		sg_fail(err, errlen, e, "%ld %s%s%s", resp.status, cause ? cause : "",
+		        detail ? ": " : "", detail ? detail : "");
+		json_decref(p);
+	} else if (e == SG_OK && out) {
+		*out = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
+		if (!json_is_object(*out)) {
+			json_decref(*out);
+			*out = NULL;
+			e = sg_fail(err, errlen, SG_ERR_PROTO, "the answer is not a JSON object");
+		}
+	}
+	sg_http_response_free(&resp);
+out:
+	sg_buf_free(&url);
+	sg_buf_wipe(&auth);
+	sg_http_client_free(cl);
+	return e;
+}
+
+static sg_err flow_from_json(const json_t *j, struct sg_sddc_flow *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof *out);
+	const char *id = json_string_value(json_object_get(j, "sddFlowId"));
+	const json_t *ci = json_object_get(j, "ddServerConnInfo");
+	const char *host = json_string_value(json_object_get(ci, "ipv4Addr"));
+	if (!host)
+		host = json_string_value(json_object_get(ci, "ipv6Addr"));
+	json_int_t port = json_integer_value(json_object_get(ci, "port"));
+	uint8_t raw[SG_SDD_FLOW_ID_LEN];
+	if (!id || sg_sdd_flow_from_text(id, raw) != 0 || port <= 0 || port > 65535)
+		return sg_fail(err, errlen, SG_ERR_PROTO,
+		               "the flow answer lacks sddFlowId or the "
+		               "data endpoint");
+	const char *uri = json_string_value(json_object_get(ci, "uri"));
+	if (!host && uri && !strncmp(uri, "sealdd://", 9)) {
+		snprintf(out->host, sizeof out->host, "%.*s", (int)strcspn(uri + 9, ":/"), uri + 9);
+		host = out->host;
+	}
+	if (!host)
+		return sg_fail(err, errlen, SG_ERR_PROTO,
+		               "the flow answer has no data endpoint host");
+	snprintf(out->id, sizeof out->id, "%s", id);
+	snprintf(out->host, sizeof out->host, "%s", host);
+	out->port = (unsigned)port;
+	snprintf(out->val_service_id, sizeof out->val_service_id, "%s",
+	         json_string_value(json_object_get(j, "valServiceId")) ?: "");
+	snprintf(out->trans_type, sizeof out->trans_type, "%s",
+	         json_string_value(json_object_get(j, "transType")) ?: "regular");
+	out->lifetime_s = (long)json_integer_value(json_object_get(j, "lifetime"));
+	return SG_OK;
+}
+
+sg_err sg_sddc_flow_open(const struct sg_sddc_conf *c, const char *val_service_id,
+                         struct sg_sddc_flow *out, char *err, size_t errlen)
+{
+	json_t *req = json_pack("{s:s}", "valServiceId", val_service_id ? val_service_id : "");
+	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (!body)
+		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+	json_t *j = NULL;
+	sg_err e = call(c, "POST", "/sdd-flows/v1/flows", body, &j, 201, err, errlen);
+	free(body);
+	if (e == SG_OK)
+		e = flow_from_json(j, out, err, errlen);
+	json_decref(j);
+	return e;
+}
+
+static int flow_id_ok(const char *id)
+{
+	uint8_t raw[SG_SDD_FLOW_ID_LEN];
+	return sg_sdd_flow_from_text(id, raw) == 0;
+}
+
+sg_err sg_sddc_flow_get(const struct sg_sddc_conf *c, const char *flow_id, struct sg_sddc_flow *out,
+                        char *err, size_t errlen)
+{
+	if (!flow_id_ok(flow_id))
+		return sg_fail(err, errlen, SG_ERR_INVALID, "not a sddFlowId");
+	char path[96];
+	snprintf(path, sizeof path, "/sdd-flows/v1/flows/%s", flow_id);
+	json_t *j = NULL;
+	sg_err e = call(c, "GET", path, NULL, &j, 200, err, errlen);
+	if (e == SG_OK)
+		e = flow_from_json(j, out, err, errlen);
+	json_decref(j);
+	return e;
+}
+
+sg_err sg_sddc_flow_release(const struct sg_sddc_conf *c, const char *flow_id, char *err,
+                            size_t errlen)
+{
+	if (!flow_id_ok(flow_id))
+		return sg_fail(err, errlen, SG_ERR_INVALID, "not a sddFlowId");
+	char path[96];
+	snprintf(path, sizeof path, "/sdd-flows/v1/flows/%s", flow_id);
+	return call(c, "DELETE", path, NULL, NULL, 204, err, errlen);
+}
+
+/* ---- user plane ---- */
+
+struct cflow {
+	struct cflow *next;
+	uint8_t id[SG_SDD_FLOW_ID_LEN];
+	char text[SG_SDD_FLOW_TEXT_LEN + 1];
+	uint64_t next_seq;
+	struct sg_sdd_dedup down;
+	struct sg_buf in;
+	size_t in_off;
+	int attached[2], attach_sent;
+	int ended;
+	char reason[200];
+};
+
+struct cchan {
+	int fd;
+	SSL *ssl;
+	struct sg_buf out, in;
+	size_t out_off, in_off;
+	int dead, authed;
+	char why[200];
+};
+
+struct sg_sddc {
+	SSL_CTX *ctx;
+	struct cchan ch[2];
+	unsigned n;
+	long timeout_ms;
+	struct cflow *flows;
+	unsigned long long dups;
+	char *token;
+};
+
+static void chan_dead(struct cchan *c, const char *why)
+{
+	if (c->dead)
+		return;
+	c->dead = 1;
+	snprintf(c->why, sizeof c->why, "%s", why);
+}
+
+static int queue_frame(struct cchan *c, uint8_t type, const uint8_t *flow, uint64_t seq,
+                       const void *p, size_t n)
+{
+	uint8_t hdr[SG_SDD_HDR_LEN];
+	sg_sdd_frame_header(hdr, type, (uint32_t)n, seq, flow);
+	if (sg_buf_append(&c->out, hdr, sizeof hdr) != SG_OK ||
+	    (n && sg_buf_append(&c->out, p, n) != SG_OK))
+		return -1;
+	return 0;
+}
+
+static struct cflow *find_flow(struct sg_sddc *s, const uint8_t *id)
+{
+	for (struct cflow *f = s->flows; f; f = f->next)
+		if (!memcmp(f->id, id, SG_SDD_FLOW_ID_LEN))
+			return f;
+	return NULL;
+}
+
+static void handle(struct sg_sddc *s, unsigned ci, const struct sg_sdd_frame *f)
+{
+	struct cchan *c = &s->ch[ci];
+	struct cflow *fl = find_flow(s, f->flow);
+	char text[200];
+	snprintf(text, sizeof text, "%.*s", (int)(f->len < 199 ? f->len : 199),
+	         (const char *)f->payload);
+	switch (f->type) {
+	case SG_SDD_AUTH_OK:
+		c->authed = 1;
+		break;
+	case SG_SDD_ATTACHED:
+		if (fl) {
+			fl->attached[ci] = 1;
+			if (f->seq > fl->next_seq)
+				fl->next_seq = f->seq;
+		}
+		break;
+	case SG_SDD_DATA:
+		if (!fl)
+			break;
+		if (!sg_sdd_dedup_accept(&fl->down, f->seq)) {
+			s->dups++; /* URLLC: the copy from the other channel came first */
+			break;
+		}
+		if (fl->in_off && fl->in_off == fl->in.len) {
+			sg_buf_reset(&fl->in);
+			fl->in_off = 0;
+		}
+		if (sg_buf_append(&fl->in, f->payload, f->len) != SG_OK)
+			chan_dead(c, "out of memory");
+		break;
+	case SG_SDD_END:
+	case SG_SDD_ERROR:
+		if (sg_sdd_flow_is_zero(f->flow)) {
+			chan_dead(c, text); /* channel-level: the server closes it */
+		} else if (fl && !fl->ended) {
+			fl->ended = 1;
+			snprintf(fl->reason, sizeof fl->reason, "%s", text);
+		}
+		break;
+	default:
+		chan_dead(c, "the server sent a frame a client does not take");
+	}
+}
+
+static void parse_in(struct sg_sddc *s, unsigned ci)
+{
+	struct cchan *c = &s->ch[ci];
+	while (!c->dead) {
+		struct sg_sdd_frame f;
+		int r = sg_sdd_frame_parse((const uint8_t *)c->in.data + c->in_off,
+		                           c->in.len - c->in_off, &f);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			chan_dead(c, sg_sdd_perr_str(r));
+			break;
+		}
+		handle(s, ci, &f);
+		c->in_off += (size_t)r;
+	}
+	if (c->in_off == c->in.len) {
+		sg_buf_reset(&c->in);
+		c->in_off = 0;
+	} else if (c->in_off > (1u << 20)) {
+		memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
+		c->in.len -= c->in_off;
+		c->in_off = 0;
+	}
+}
+
+static void chan_read(struct sg_sddc *s, unsigned ci)
+{
+	struct cchan *c = &s->ch[ci];
+	char buf[64 * 1024];
+	for (;;) {
+		int n = SSL_read(c->ssl, buf, sizeof buf);
+		if (n > 0) {
+			if (sg_buf_append(&c->in, buf, (size_t)n) != SG_OK) {
+				chan_dead(c, "out of memory");
+				return;
+			}
+			continue;
+		}
+		int e = SSL_get_error(c->ssl, n);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+			break;
+		parse_in(s, ci);
+		chan_dead(c, e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL
+		                 ? "the SEALDD server closed the data channel"
+		                 : "TLS error on the data channel");
+		ERR_clear_error();
+		return;
+	}
+	parse_in(s, ci);
+}
+
+static void chan_write(struct cchan *c)
+{
+	while (!c->dead && c->out_off < c->out.len) {
+		size_t left = c->out.len - c->out_off;
+		int n = SSL_write(c->ssl, c->out.data + c->out_off,
+		                  (int)(left > CHUNK * 2 ? CHUNK * 2 : left));
+		if (n > 0) {
+			c->out_off += (size_t)n;
+			continue;
+		}
+		int e = SSL_get_error(c->ssl, n);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+			return;
+		chan_dead(c, "the SEALDD server closed the data channel");
+		ERR_clear_error();
+		return;
+	}
+	if (c->out_off == c->out.len) {
+		sg_buf_reset(&c->out);
+		c->out_off = 0;
+	}
+}
+
+static int live(const struct sg_sddc *s)
+{
+	int n = 0;
+	for (unsigned i = 0; i < s->n; i++)
+		n += !s->ch[i].dead;
+	return n;
+}
+
+static size_t max_out(const struct sg_sddc *s)
+{
+	size_t m = 0;
+	for (unsigned i = 0; i < s->n; i++)
+		if (!s->ch[i].dead && s->ch[i].out.len - s->ch[i].out_off > m)
+			m = s->ch[i].out.len - s->ch[i].out_off;
+	return m;
+}
+
+/* One round: poll up to wait_ms, read everything readable, write what is queued. */
+static void pump(struct sg_sddc *s, long wait_ms)
+{
+	struct pollfd pf[2];
+	unsigned map[2], np = 0;
+	for (unsigned i = 0; i < s->n; i++) {
+		struct cchan *c = &s->ch[i];
+		if (c->dead)
+			continue;
+		if (SSL_pending(c->ssl) > 0) {
+			wait_ms = 0;
+		}
+		pf[np].fd = c->fd;
+		pf[np].events = POLLIN | (c->out.len > c->out_off ? POLLOUT : 0);
+		pf[np].revents = 0;
+		map[np++] = i;
+	}
+	if (!np)
+		return;
+	int r = poll(pf, np, (int)(wait_ms < 0 ? 0 : wait_ms));
+	if (r < 0 && errno != EINTR)
+		return;
+	for (unsigned k = 0; k < np; k++) {
+		struct cchan *c = &s->ch[map[k]];
+		if (pf[k].revents & (POLLIN | POLLHUP | POLLERR) || SSL_pending(c->ssl) > 0)
+			chan_read(s, map[k]);
+		if (!c->dead && c->out.len > c->out_off)
+			chan_write(c);
+	}
+}
+
+static sg_err dead_err(const struct sg_sddc *s, char *err, size_t errlen)
+{
+	const char *why = "the data channel is closed";
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->ch[i].dead && s->ch[i].why[0])
+			why = s->ch[i].why;
+	return sg_fail(err, errlen, SG_ERR_PROTO, "%s", why);
+}
+
+static int tcp_connect(const char *host, unsigned port, long timeout_ms, char *err, size_t errlen)
+{
+	char ps[8];
+	snprintf(ps, sizeof ps, "%u", port);
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+	int rc = getaddrinfo(host, ps, &hints, &ai);
+	if (rc != 0) {
+		sg_fail(err, errlen, SG_ERR_IO, "%s: %s", host, gai_strerror(rc));
+		return -1;
+	}
+	int fd = -1;
+	for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
+		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0)
+			continue;
+		if (connect(fd, a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) {
+			sg_fail(err, errlen, SG_ERR_IO, "connect %s:%u: %s", host, port,
+			        strerror(errno));
+			close(fd);
+			fd = -1;
+			continue;
+		}
+		struct pollfd pf = {.fd = fd, .events = POLLOUT};
+		int soerr = 0;
+		socklen_t sl = sizeof soerr;
+		if (poll(&pf, 1, (int)timeout_ms) != 1 ||
+		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr) {
+			sg_fail(err, errlen, SG_ERR_IO, "connect %s:%u: %s", host, port,
+			        soerr ? strerror(soerr) : "timed out");
+			close(fd);
+			fd = -1;
+		}
+	}
+	freeaddrinfo(ai);
+	if (fd >= 0) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	}
+	return fd;
+}
+
+static sg_err chan_open(struct sg_sddc *s, struct cchan *c, const char *host, unsigned port,
+                        const char *verify_host, char *err, size_t errlen)
+{
+	c->fd = tcp_connect(host, port, s->timeout_ms, err, errlen);
+	if (c->fd < 0)
+		return SG_ERR_IO;
+	if (!(c->ssl = SSL_new(s->ctx)))
+		return sg_fail(err, errlen, SG_ERR_TLS, "SSL_new");
+	SSL_set_fd(c->ssl, c->fd);
+	c->dead = 0;
+	SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* R1: the SEALDD server is authenticated by its certificate: the same identity as the
+	 * SEALDD-UU signalling URL's host */
+	unsigned char ip[16];
+	if (inet_pton(AF_INET, verify_host, ip) == 1 || inet_pton(AF_INET6, verify_host, ip) == 1)
+		X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), verify_host);
+	else {
+		SSL_set1_host(c->ssl, verify_host);
+		SSL_set_tlsext_host_name(c->ssl, verify_host);
+	}
+	int64_t end = sg_mono_ms() + s->timeout_ms;
+	for (;;) {
+		int r = SSL_connect(c->ssl);
+		if (r == 1)
+			break;
+		int e = SSL_get_error(c->ssl, r);
+		long left = (long)(end - sg_mono_ms());
+		if ((e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) || left <= 0) {
+			sg_err x = sg_fail(err, errlen, SG_ERR_TLS,
+			                   "TLS handshake with %s:%u failed", host, port);
+			long vr = SSL_get_verify_result(c->ssl);
+			if (vr != X509_V_OK) {
+				size_t l = strlen(err);
+				snprintf(err + l, errlen - l, ": %s",
+				         X509_verify_cert_error_string(vr));
+			} else {
+				sg_fail_append_openssl(err, errlen);
+			}
+			return x;
+		}
+		struct pollfd pf = {.fd = c->fd,
+		                    .events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT};
+		poll(&pf, 1, (int)left);
+	}
+	if (SSL_version(c->ssl) != TLS1_3_VERSION)
+		return sg_fail(err, errlen, SG_ERR_TLS, "the data channel must be TLS 1.3");
+	if (queue_frame(c, SG_SDD_AUTH, NULL, 0, s->token, strlen(s->token)))
+		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+	return SG_OK;
+}
+
+static sg_err wait_auth(struct sg_sddc *s, char *err, size_t errlen)
+{
+	int64_t end = sg_mono_ms() + s->timeout_ms;
+	for (;;) {
+		int all = 1;
+		for (unsigned i = 0; i < s->n; i++)
+			all &= s->ch[i].authed || s->ch[i].dead;
+		for (unsigned i = 0; i < s->n; i++)
+			if (s->ch[i].dead)
+				return dead_err(s, err, errlen);
+		if (all)
+			return SG_OK;
+		long left = (long)(end - sg_mono_ms());
+		if (left <= 0)
+			return sg_fail(err, errlen, SG_ERR_TIMEOUT, "no answer to AUTH");
+		pump(s, left);
+	}
+}
+
+sg_err sg_sddc_connect(const struct sg_sddc_conf *c, const char *host, unsigned port,
+                       unsigned nchan, struct sg_sddc **out, char *err, size_t errlen)
+{
+	if (!c->ca || !c->token || !c->url || !host || nchan < 1 || nchan > 2)
+		return sg_fail(err, errlen, SG_ERR_INVALID,
+		               "ca, token, url, host and 1 or 2 "
+		               "channels are required");
+	struct sg_sddc *s = calloc(1, sizeof *s);
+	if (!s)
+		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+	s->timeout_ms = tmo(c);
+	s->n = nchan;
+	s->ch[0].fd = s->ch[1].fd = -1;
+	s->ch[0].dead = s->ch[1].dead = 1; /* until opened */
+	sg_err e;
+	if (!(s->token = strdup(c->token))) {
+		e = sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+		goto fail;
+	}
+	/* the TLS profile (T1-T3), narrowed to TLS 1.3 for the user plane */
+	struct sg_tls_conf tc = {.mode = SG_TLS_SERVER_AUTH,
+	                         .ca = c->ca,
+	                         .min_version = "TLS1.3",
+	                         .max_version = "TLS1.3"};
+	if ((e = sg_tls_client_ctx_new(&tc, &s->ctx, err, errlen)) != SG_OK)
+		goto fail;
+	char vh[256] = "";
+	const char *u = strstr(c->url, "://");
+	u = u ? u + 3 : c->url;
+	if (*u == '[')
+		snprintf(vh, sizeof vh, "%.*s", (int)strcspn(u + 1, "]"), u + 1);
+	else
+		snprintf(vh, sizeof vh, "%.*s", (int)strcspn(u, ":/"), u);
+	for (unsigned i = 0; i < nchan; i++)
+		if ((e = chan_open(s, &s->ch[i], host, port, vh, err, errlen)) != SG_OK)
+			goto fail;
+	if ((e = wait_auth(s, err, errlen)) != SG_OK)
+		goto fail;
+	*out = s;
+	return SG_OK;
+fail:
+	sg_sddc_close(s);
+	return e;
+}
+
+static struct cflow *flow_of(struct sg_sddc *s, const char *id, char *err, size_t errlen)
+{
+	uint8_t raw[SG_SDD_FLOW_ID_LEN];
+	if (sg_sdd_flow_from_text(id, raw) != 0) {
+		sg_fail(err, errlen, SG_ERR_INVALID, "not a sddFlowId");
+		return NULL;
+	}
+	struct cflow *f = find_flow(s, raw);
+	if (!f)
+		sg_fail(err, errlen, SG_ERR_INVALID, "the flow is not attached");
+	return f;
+}
+
+sg_err sg_sddc_attach(struct sg_sddc *s, const char *flow_id, unsigned flags, char *err,
+                      size_t errlen)
+{
+	uint8_t raw[SG_SDD_FLOW_ID_LEN];
+	if (sg_sdd_flow_from_text(flow_id, raw) != 0)
+		return sg_fail(err, errlen, SG_ERR_INVALID, "not a sddFlowId");
+	struct cflow *f = find_flow(s, raw);
+	if (!f) {
+		if (!(f = calloc(1, sizeof *f)))
+			return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+		memcpy(f->id, raw, sizeof raw);
+		snprintf(f->text, sizeof f->text, "%s", flow_id);
+		f->next_seq = 1;
+		f->next = s->flows;
+		s->flows = f;
+	}
+	f->ended = 0;
+	f->reason[0] = '\0';
+	for (unsigned i = 0; i < s->n; i++)
+		if (!s->ch[i].dead && !f->attached[i] &&
+		    queue_frame(&s->ch[i], SG_SDD_ATTACH, raw, flags & SG_SDDC_SEND_ONLY ? 1 : 0,
+		                NULL, 0))
+			return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+	int64_t end = sg_mono_ms() + s->timeout_ms;
+	for (;;) {
+		if (f->ended)
+			return sg_fail(err, errlen, SG_ERR_DENIED, "%s", f->reason);
+		if (!live(s))
+			return dead_err(s, err, errlen);
+		int all = 1;
+		for (unsigned i = 0; i < s->n; i++)
+			all &= f->attached[i] || s->ch[i].dead;
+		if (all)
+			return SG_OK;
+		long left = (long)(end - sg_mono_ms());
+		if (left <= 0)
+			return sg_fail(err, errlen, SG_ERR_TIMEOUT, "no answer to ATTACH");
+		pump(s, left);
+	}
+}
+
+sg_err sg_sddc_send(struct sg_sddc *s, const char *flow_id, const void *data, size_t len, char *err,
+                    size_t errlen)
+{
+	struct cflow *f = flow_of(s, flow_id, err, errlen);
+	if (!f)
+		return SG_ERR_INVALID;
+	const uint8_t *p = data;
+	int64_t last_progress = sg_mono_ms();
+	while (len || max_out(s)) {
+		if (f->ended)
+			return sg_fail(err, errlen, SG_ERR_PROTO, "%s", f->reason);
+		if (!live(s))
+			return dead_err(s, err, errlen);
+		while (len && max_out(s) < OUT_HWM) {
+			size_t n = len > CHUNK ? CHUNK : len;
+			for (unsigned i = 0; i < s->n; i++)
+				if (!s->ch[i].dead &&
+				    queue_frame(&s->ch[i], SG_SDD_DATA, f->id, f->next_seq, p, n))
+					return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+			f->next_seq++;
+			p += n;
+			len -= n;
+		}
+		size_t before = max_out(s);
+		pump(s, 200);
+		if (max_out(s) != before)
+			last_progress = sg_mono_ms();
+		else if (sg_mono_ms() - last_progress > s->timeout_ms)
+			return sg_fail(err, errlen, SG_ERR_TIMEOUT,
+			               "the SEALDD server took no data for %ld ms", s->timeout_ms);
+	}
+	return SG_OK;
+}
+
+sg_err sg_sddc_recv(struct sg_sddc *s, const char *flow_id, void *buf, size_t cap, long timeout_ms,
+                    size_t *n, char *err, size_t errlen)
+{
+	*n = 0;
+	struct cflow *f = flow_of(s, flow_id, err, errlen);
+	if (!f)
+		return SG_ERR_INVALID;
+	int64_t end = sg_mono_ms() + timeout_ms;
+	for (;;) {
+		size_t have = f->in.len - f->in_off;
+		if (have) {
+			size_t k = have < cap ? have : cap;
+			memcpy(buf, f->in.data + f->in_off, k);
+			f->in_off += k;
+			if (f->in_off == f->in.len) {
+				sg_buf_reset(&f->in);
+				f->in_off = 0;
+			}
+			*n = k;
+			return SG_OK;
+		}
+		if (f->ended)
+			return sg_fail(err, errlen, SG_ERR_PROTO, "%s", f->reason);
+		if (!live(s))
+			return dead_err(s, err, errlen);
+		long left = (long)(end - sg_mono_ms());
+		if (left <= 0)
+			return sg_fail(err, errlen, SG_ERR_TIMEOUT, "no data within %ld ms",
+			               timeout_ms);
+		pump(s, left);
+	}
+}
+
+sg_err sg_sddc_reauth(struct sg_sddc *s, const char *token, char *err, size_t errlen)
+{
+	char *t = strdup(token);
+	if (!t)
+		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+	OPENSSL_cleanse(s->token, strlen(s->token));
+	free(s->token);
+	s->token = t;
+	for (unsigned i = 0; i < s->n; i++) {
+		if (s->ch[i].dead)
+			continue;
+		s->ch[i].authed = 0;
+		if (queue_frame(&s->ch[i], SG_SDD_AUTH, NULL, 0, t, strlen(t)))
+			return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+	}
+	return wait_auth(s, err, errlen);
+}
+
+sg_err sg_sddc_send_raw(struct sg_sddc *s, const void *p, size_t n, char *err, size_t errlen)
+{
+	if (s->ch[0].dead)
+		return dead_err(s, err, errlen);
+	if (sg_buf_append(&s->ch[0].out, p, n) != SG_OK)
+		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+	int64_t end = sg_mono_ms() + s->timeout_ms;
+	while (!s->ch[0].dead && s->ch[0].out.len > s->ch[0].out_off && sg_mono_ms() < end)
+		pump(s, 100);
+	return SG_OK;
+}
+
+unsigned long long sg_sddc_duplicates(const struct sg_sddc *s)
+{
+	return s->dups;
+}
+
+void sg_sddc_close(struct sg_sddc *s)
+{
+	if (!s)
+		return;
+	/* what is still queued goes out first (bounded by the timeout) */
+	int64_t end = sg_mono_ms() + s->timeout_ms;
+	while (s->ctx && live(s) && max_out(s) && sg_mono_ms() < end)
+		pump(s, 100);
+	for (unsigned i = 0; i < 2; i++) {
+		struct cchan *c = &s->ch[i];
+		if (c->ssl) {
+			if (!c->dead)
+				SSL_shutdown(c->ssl);
+			c->dead = 1;
+			SSL_free(c->ssl);
+			c->ssl = NULL;
+		}
+		if (c->fd >= 0)
+			close(c->fd);
+		sg_buf_wipe(&c->out); /* held the AUTH frame */
+		sg_buf_free(&c->in);
+	}
+	while (s->flows) {
+		struct cflow *f = s->flows;
+		s->flows = f->next;
+		sg_buf_free(&f->in);
+		free(f);
+	}
+	if (s->token) {
+		OPENSSL_cleanse(s->token, strlen(s->token));
+		free(s->token);
+	}
+	if (s->ctx)
+		SSL_CTX_free(s->ctx);
+	free(s);
+}

@@ -1,0 +1,68 @@
+/* client/sddc.h: the SEALDD client (SEALDD-C is in-process, R5; TS 23.433): flow establishment
+ * over SEALDD-UU signalling (`sdd-flows/v1`, HTTPS with the access token, R1) and the SEALDD-UU
+ * user plane (TLS 1.3 data channels, token in the first frame, framed VAL data; two redundant
+ * channels for URLLC with duplicate elimination). docs/sdd-protocol.md. One sg_sddc is used by
+ * one thread; its calls block (with timeouts) and keep reading while they write, so a peer
+ * echoing back never deadlocks a sender. */
+#ifndef SG_CLIENT_SDDC_H
+#define SG_CLIENT_SDDC_H
+
+#include "base/err.h"
+
+#include <stddef.h>
+
+struct sg_sddc_conf {
+	const char *url;   /* SEALDD-UU base URL, e.g. https://localhost:9443 */
+	const char *ca;    /* trust anchors for the SEALDD server's certificate (required) */
+	const char *token; /* access token, aud sealguard:sdd, scope sdd (borrowed) */
+	long timeout_ms;   /* per operation; default 10000 */
+};
+
+struct sg_sddc_flow {
+	char id[32]; /* sddFlowId (base64url, 22 characters) */
+	char val_service_id[256];
+	char trans_type[16]; /* "regular" | "urllc" */
+	char host[256];      /* data endpoint (ddServerConnInfo) */
+	unsigned port;
+	long lifetime_s;
+};
+
+/* SEALDD-UU signalling. On refusal the error names the HTTP status and the ProblemDetails
+ * cause, e.g. "404 TRANSMISSION_NOT_REQUESTED: ...". */
+sg_err sg_sddc_flow_open(const struct sg_sddc_conf *c, const char *val_service_id,
+                         struct sg_sddc_flow *out, char *err, size_t errlen);
+sg_err sg_sddc_flow_get(const struct sg_sddc_conf *c, const char *flow_id, struct sg_sddc_flow *out,
+                        char *err, size_t errlen);
+sg_err sg_sddc_flow_release(const struct sg_sddc_conf *c, const char *flow_id, char *err,
+                            size_t errlen);
+
+/* A data session: nchan TLS 1.3 channels (1, or 2 for URLLC redundancy) to host:port, each
+ * authenticated with c->token (AUTH frame). *out owned by the caller: sg_sddc_close(). */
+struct sg_sddc;
+sg_err sg_sddc_connect(const struct sg_sddc_conf *c, const char *host, unsigned port,
+                       unsigned nchan, struct sg_sddc **out, char *err, size_t errlen);
+/* Attaches the flow on every channel and waits until the SEALDD server's relay to the VAL server
+ * is up (ATTACHED). A refusal (UNKNOWN_FLOW, BUSY, VAL_SERVER_UNREACHABLE, ...) is an error. */
+#define SG_SDDC_SEND_ONLY                                                                          \
+	1u /* this session only sends: what the VAL server sends back                              \
+	    * waits in the SEALDD server for a session that receives */
+sg_err sg_sddc_attach(struct sg_sddc *s, const char *flow_id, unsigned flags, char *err,
+                      size_t errlen);
+/* Sends len bytes on the flow (split into DATA frames, on every channel). Returns once the
+ * data is handed to TLS; data arriving meanwhile is queued for sg_sddc_recv. */
+sg_err sg_sddc_send(struct sg_sddc *s, const char *flow_id, const void *data, size_t len, char *err,
+                    size_t errlen);
+/* Receives up to cap bytes of the flow: waits up to timeout_ms for the first byte.
+ * *n = 0 with SG_ERR_TIMEOUT when nothing came; SG_ERR_PROTO with the reason when the flow or
+ * the channel ended (END / ERROR frame, token expiry, server gone). */
+sg_err sg_sddc_recv(struct sg_sddc *s, const char *flow_id, void *buf, size_t cap, long timeout_ms,
+                    size_t *n, char *err, size_t errlen);
+/* Renews the channel authentication with a fresh token of the same user (before exp). */
+sg_err sg_sddc_reauth(struct sg_sddc *s, const char *token, char *err, size_t errlen);
+/* Sends raw bytes on channel 0 (tests: malformed frames). */
+sg_err sg_sddc_send_raw(struct sg_sddc *s, const void *p, size_t n, char *err, size_t errlen);
+/* Duplicates dropped by the receive side (URLLC). */
+unsigned long long sg_sddc_duplicates(const struct sg_sddc *s);
+void sg_sddc_close(struct sg_sddc *s);
+
+#endif

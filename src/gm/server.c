@@ -1,0 +1,934 @@
+/* gm/server.c: the group management server's ss-gm/v1 (TS 29.549 SS_GroupManagement, TS 23.434
+ * §10.3): routes, the six operations, the in-memory snapshots and their coherence with the
+ * store. Security of the transport and of the token is the auth/ policy's (TS 33.434 §5.1.1,
+ * R1/R3, I10); the rules here are gm's own (docs/gm.md):
+ *   - SEAL-S, VAL servers (principal client_id = VAL server name, its VAL services from the
+ *     registry): read the groups of a VAL service they serve; create, replace, modify and
+ *     delete only groups all of whose VAL services they serve (before and after the change).
+ *   - SEAL-UU (GM-UU), UEs: read only the groups they are a member of (a member's valUserId
+ *     equals the UE's VAL user id for one of the group's VAL services, from the token's
+ *     val_user_ids); no writes (the write routes are not mounted there: 405).
+ * A group the caller may not read is answered as absent (404), so ids reveal nothing. */
+#include "gm/gm.h"
+
+#include "auth/policy.h"
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/rand.h"
+#include "conf/conf.h"
+#include "gm/logic.h"
+#include "http/http.h"
+#include "store/store.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define GM_POOL_THREADS 2
+#define GM_BASE         "/ss-gm/v1/group-documents"
+
+/* ---- snapshots -------------------------------------------------------------------------- */
+
+/* One group document, immutable once built; shared by snapshots (refcounted). */
+struct gm_doc {
+	atomic_int refs;
+	char *id, *owner;
+	json_t *body; /* canonical VALGroupDocument (read-only) */
+	char *text;   /* body serialized, served as is */
+	size_t len;
+};
+
+/* Every group document, by id. */
+struct gm_docs {
+	atomic_int refs;
+	uint64_t gen; /* group-document generation it was loaded at */
+	struct gm_doc **v;
+	size_t n;
+};
+
+/* The VAL servers of the registry (name -> VAL services), by name. */
+struct gm_vals {
+	atomic_int refs;
+	uint64_t gen; /* registry generation */
+	struct sg_store_valserver *v;
+	size_t n;
+};
+
+struct gm_mount {
+	struct sg_gm *gm;
+	const struct sg_conf_refpoint *rp;
+	int ue; /* 1: SEAL-UU (UEs read); 0: SEAL-S (VAL servers) */
+};
+
+struct sg_gm {
+	const struct sg_conf *conf;
+	struct sg_store_pool *pool;
+	pthread_mutex_t mu;
+	struct gm_docs *docs;
+	struct gm_vals *vals;
+	uint64_t epoch; /* bumped (under mu) whenever a write of ours changes docs */
+	atomic_int busy;
+	struct gm_mount **mounts;
+	size_t nmounts;
+};
+
+static void doc_put(struct gm_doc *d)
+{
+	if (d && atomic_fetch_sub(&d->refs, 1) == 1) {
+		free(d->id);
+		free(d->owner);
+		json_decref(d->body);
+		free(d->text);
+		free(d);
+	}
+}
+
+/* Takes the reference to body. */
+static struct gm_doc *doc_new(const char *id, const char *owner, json_t *body)
+{
+	struct gm_doc *d = calloc(1, sizeof *d);
+	if (!d) {
+		json_decref(body);
+		return NULL;
+	}
+	atomic_init(&d->refs, 1);
+	d->body = body;
+	d->id = strdup(id);
+	d->owner = strdup(owner);
+	d->text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	if (!d->id || !d->owner || !d->text) {
+		doc_put(d);
+		return NULL;
+	}
+	d->len = strlen(d->text);
+	return d;
+}
+
+static void docs_put(struct gm_docs *s)
+{
+	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+		for (size_t i = 0; i < s->n; i++)
+			doc_put(s->v[i]);
+		free(s->v);
+		free(s);
+	}
+}
+
+static void vals_put(struct gm_vals *s)
+{
+	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+		sg_store_valserver_list_free(s->v, s->n);
+		free(s);
+	}
+}
+
+static struct gm_docs *docs_get(struct sg_gm *gm)
+{
+	pthread_mutex_lock(&gm->mu);
+	struct gm_docs *s = gm->docs;
+	if (s)
+		atomic_fetch_add(&s->refs, 1);
+	pthread_mutex_unlock(&gm->mu);
+	return s;
+}
+
+static struct gm_vals *vals_get(struct sg_gm *gm)
+{
+	pthread_mutex_lock(&gm->mu);
+	struct gm_vals *s = gm->vals;
+	if (s)
+		atomic_fetch_add(&s->refs, 1);
+	pthread_mutex_unlock(&gm->mu);
+	return s;
+}
+
+/* Index of id in s, or of where it would go (*found = 0). */
+static size_t docs_find(const struct gm_docs *s, const char *id, int *found)
+{
+	size_t lo = 0, hi = s ? s->n : 0;
+	*found = 0;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(id, s->v[mid]->id);
+		if (c == 0) {
+			*found = 1;
+			return mid;
+		}
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
+static const struct sg_store_valserver *vals_find(const struct gm_vals *s, const char *name)
+{
+	size_t lo = 0, hi = s ? s->n : 0;
+	while (name && lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(name, s->v[mid].name);
+		if (c == 0)
+			return &s->v[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* Replaces (d != NULL) or removes (d == NULL) document id in the current snapshot: a new
+ * snapshot, swapped in; readers holding the old one keep it. Takes the reference to d. The
+ * snapshot keeps its generation, so the next tick reloads from the store once (other
+ * processes' writes in between are then picked up too). */
+static void docs_apply(struct sg_gm *gm, const char *id, struct gm_doc *d)
+{
+	pthread_mutex_lock(&gm->mu);
+	struct gm_docs *cur = gm->docs;
+	struct gm_docs *s = calloc(1, sizeof *s);
+	size_t n = cur ? cur->n : 0;
+	if (s)
+		s->v = calloc(n + 1, sizeof *s->v);
+	if (!s || !s->v) {
+		/* no memory: drop the snapshot's claim so that the next tick reloads */
+		free(s);
+		if (cur)
+			cur->gen = 0;
+		pthread_mutex_unlock(&gm->mu);
+		doc_put(d);
+		return;
+	}
+	atomic_init(&s->refs, 1);
+	s->gen = cur ? cur->gen : 0;
+	int found;
+	size_t at = docs_find(cur, id, &found);
+	for (size_t i = 0; i < n; i++) {
+		if (i == at && found)
+			continue;
+		atomic_fetch_add(&cur->v[i]->refs, 1);
+		s->v[s->n++] = cur->v[i];
+	}
+	if (d) {
+		/* insert at its sorted place among the copied entries */
+		size_t pos = at;
+		memmove(&s->v[pos + 1], &s->v[pos], (s->n - pos) * sizeof *s->v);
+		s->v[pos] = d;
+		s->n++;
+	}
+	gm->docs = s;
+	gm->epoch++;
+	pthread_mutex_unlock(&gm->mu);
+	docs_put(cur);
+}
+
+static int cmp_doc(const void *a, const void *b)
+{
+	return strcmp((*(struct gm_doc *const *)a)->id, (*(struct gm_doc *const *)b)->id);
+}
+
+static sg_err docs_load(struct sg_store *st, uint64_t gen, struct gm_docs **out)
+{
+	struct sg_store_gm_doc *v = NULL;
+	size_t n = 0;
+	sg_err e = sg_store_gm_list(st, &v, &n);
+	if (e != SG_OK)
+		return e;
+	struct gm_docs *s = calloc(1, sizeof *s);
+	if (s)
+		s->v = calloc(n + 1, sizeof *s->v);
+	if (!s || !s->v) {
+		free(s);
+		sg_store_gm_list_free(v, n);
+		return SG_ERR_NOMEM;
+	}
+	atomic_init(&s->refs, 1);
+	s->gen = gen;
+	for (size_t i = 0; i < n; i++) {
+		json_t *b = json_loads(v[i].body, 0, NULL);
+		struct gm_doc *d = b ? doc_new(v[i].doc_id, v[i].owner, b) : NULL;
+		if (!d) {
+			sg_log_warn("gm: group document %s is unreadable, skipped", v[i].doc_id);
+			continue;
+		}
+		s->v[s->n++] = d;
+	}
+	sg_store_gm_list_free(v, n);
+	if (s->n > 1) /* docs_find needs strcmp order, whatever the backend's collation */
+		qsort(s->v, s->n, sizeof *s->v, cmp_doc);
+	*out = s;
+	return SG_OK;
+}
+
+static int cmp_val(const void *a, const void *b)
+{
+	return strcmp(((const struct sg_store_valserver *)a)->name,
+	              ((const struct sg_store_valserver *)b)->name);
+}
+
+static sg_err vals_load(struct sg_store *st, uint64_t gen, struct gm_vals **out)
+{
+	struct gm_vals *s = calloc(1, sizeof *s);
+	if (!s)
+		return SG_ERR_NOMEM;
+	atomic_init(&s->refs, 1);
+	s->gen = gen;
+	sg_err e = sg_store_valserver_list(st, &s->v, &s->n);
+	if (e != SG_OK) {
+		free(s);
+		return e;
+	}
+	if (s->n > 1) /* vals_find needs strcmp order, whatever the backend's collation */
+		qsort(s->v, s->n, sizeof *s->v, cmp_val);
+	*out = s;
+	return SG_OK;
+}
+
+/* Reloads what changed in the store. */
+static sg_err upkeep(struct sg_gm *gm, struct sg_store *st)
+{
+	uint64_t dgen = 0, rgen = 0;
+	sg_err e = sg_store_gm_generation(st, &dgen);
+	if (e == SG_OK)
+		e = sg_store_generation(st, &rgen);
+	if (e != SG_OK)
+		return e;
+	pthread_mutex_lock(&gm->mu);
+	uint64_t epoch = gm->epoch;
+	int reload_docs = !gm->docs || gm->docs->gen != dgen;
+	int reload_vals = !gm->vals || gm->vals->gen != rgen;
+	pthread_mutex_unlock(&gm->mu);
+	struct gm_docs *d = NULL;
+	struct gm_vals *v = NULL;
+	if (reload_docs && (e = docs_load(st, dgen, &d)) != SG_OK)
+		return e;
+	if (reload_vals && (e = vals_load(st, rgen, &v)) != SG_OK) {
+		docs_put(d);
+		return e;
+	}
+	struct gm_docs *old_d = NULL;
+	struct gm_vals *old_v = NULL;
+	pthread_mutex_lock(&gm->mu);
+	if (d && gm->epoch == epoch) {
+		old_d = gm->docs;
+		gm->docs = d;
+		d = NULL;
+	} /* else a write of ours landed meanwhile: keep it, reload on the next tick */
+	if (v) {
+		old_v = gm->vals;
+		gm->vals = v;
+	}
+	pthread_mutex_unlock(&gm->mu);
+	docs_put(d);
+	docs_put(old_d);
+	vals_put(old_v);
+	return SG_OK;
+}
+
+static sg_err tick_job(struct sg_store *st, void *arg)
+{
+	sg_err e = upkeep(arg, st);
+	if (e != SG_OK)
+		sg_log_warn("gm: refresh from the store failed, keeping the previous snapshot: %s",
+		            sg_store_last_error());
+	return e;
+}
+
+static void tick_done(sg_err rc, void *arg)
+{
+	(void)rc;
+	struct sg_gm *gm = arg;
+	atomic_store(&gm->busy, 0);
+}
+
+void sg_gm_tick(struct sg_gm *gm)
+{
+	int expected = 0;
+	if (!gm || !atomic_compare_exchange_strong(&gm->busy, &expected, 1))
+		return;
+	if (sg_store_pool_submit_read(gm->pool, tick_job, gm, tick_done, gm, NULL) != SG_OK)
+		atomic_store(&gm->busy, 0);
+}
+
+/* ---- responses -------------------------------------------------------------------------- */
+
+static void problem(struct sg_http_req *r, int status, const char *cause,
+                    const struct sg_gm_check *chk, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void problem(struct sg_http_req *r, int status, const char *cause,
+                    const struct sg_gm_check *chk, const char *fmt, ...)
+{
+	char detail[384];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	json_t *j = sg_gm_problem(status, cause, detail, chk);
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	sg_http_resp_status(r, status);
+	if (s) {
+		sg_http_resp_body(r, s, strlen(s), "application/problem+json");
+		free(s);
+	}
+}
+
+static void not_found(struct sg_http_req *r)
+{
+	problem(r, 404, "RESOURCE_NOT_FOUND", NULL, "no such VAL group document");
+}
+
+/* ---- who is asking ---------------------------------------------------------------------- */
+
+static const char *uid_of(void *ctx, const char *svc)
+{
+	return sg_principal_val_user_id(ctx, svc);
+}
+
+/* The services of the requesting VAL server (copied into *svcs, a NULL-terminated array owned
+ * by the caller) or -1 with the 403 answered. */
+static int val_server_services(struct sg_gm *gm, struct sg_http_req *r,
+                               const struct sg_principal *p, char ***svcs, size_t *n)
+{
+	*svcs = NULL;
+	*n = 0;
+	if (!p || p->kind != SG_PRINCIPAL_VAL_SERVER || !p->client_id) {
+		problem(r, 403, "OPERATION_NOT_ALLOWED", NULL,
+		        "ss-gm on this reference point is for VAL servers");
+		return -1;
+	}
+	struct gm_vals *vals = vals_get(gm);
+	const struct sg_store_valserver *v = vals_find(vals, p->client_id);
+	int rc = 0;
+	if (!v || v->disabled) {
+		problem(r, 403, "OPERATION_NOT_ALLOWED", NULL,
+		        "VAL server %.128s is not registered", p->client_id);
+		rc = -1;
+	} else if (!(*svcs = calloc(v->n_val_services + 1, sizeof **svcs))) {
+		problem(r, 503, "SERVICE_UNAVAILABLE", NULL, "out of memory");
+		rc = -1;
+	} else {
+		for (size_t i = 0; i < v->n_val_services; i++) {
+			if (!((*svcs)[i] = strdup(v->val_services[i]))) {
+				problem(r, 503, "SERVICE_UNAVAILABLE", NULL, "out of memory");
+				rc = -1;
+				break;
+			}
+			(*n)++;
+		}
+	}
+	vals_put(vals);
+	return rc;
+}
+
+static void strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Read visibility of one document for the caller (docs/gm.md). */
+struct gm_reader {
+	int ue;
+	const struct sg_principal *p;
+	char **svcs; /* VAL server: its VAL services */
+	size_t nsvcs;
+};
+
+static int visible(const struct gm_reader *rd, const json_t *doc)
+{
+	if (rd->ue)
+		return sg_gm_is_member(doc, uid_of, (void *)rd->p);
+	return sg_gm_services_overlap(doc, rd->svcs, rd->nsvcs);
+}
+
+/* Fills rd for the request, or -1 with the refusal answered. */
+static int reader_init(struct gm_mount *m, struct sg_http_req *r, struct gm_reader *rd)
+{
+	memset(rd, 0, sizeof *rd);
+	rd->ue = m->ue;
+	rd->p = sg_principal_of(r);
+	if (m->ue) {
+		if (!rd->p || rd->p->kind != SG_PRINCIPAL_UE) {
+			problem(r, 403, "OPERATION_NOT_ALLOWED", NULL,
+			        "group documents are read here by VAL users' clients (GM-UU)");
+			return -1;
+		}
+		return 0;
+	}
+	return val_server_services(m->gm, r, rd->p, &rd->svcs, &rd->nsvcs);
+}
+
+/* ---- reads (from the snapshot, on the loop) --------------------------------------------- */
+
+/* A query parameter that, when present, must not be empty. -1 with the 400 answered. */
+static int query_opt(struct sg_http_req *r, const char *name, const char **out)
+{
+	*out = sg_http_req_query_param(r, name);
+	if (*out && !**out) {
+		struct sg_gm_check chk = {0};
+		snprintf(chk.v[0].param, sizeof chk.v[0].param, "%s", name);
+		snprintf(chk.v[0].reason, sizeof chk.v[0].reason, "must not be empty");
+		chk.n = 1;
+		problem(r, 400, "INVALID_QUERY_PARAM", &chk, "query parameter %s is empty", name);
+		return -1;
+	}
+	return 0;
+}
+
+static int query_bool(struct sg_http_req *r, const char *name, int *out)
+{
+	const char *v = sg_http_req_query_param(r, name);
+	*out = 0;
+	if (!v || !strcmp(v, "false"))
+		return 0;
+	if (!strcmp(v, "true")) {
+		*out = 1;
+		return 0;
+	}
+	struct sg_gm_check chk = {0};
+	snprintf(chk.v[0].param, sizeof chk.v[0].param, "%s", name);
+	snprintf(chk.v[0].reason, sizeof chk.v[0].reason, "must be true or false");
+	chk.n = 1;
+	problem(r, 400, "INVALID_QUERY_PARAM", &chk, "query parameter %s must be a boolean", name);
+	return -1;
+}
+
+/* RetrieveValGroupDocs: GET /group-documents[?val-group-id=&val-service-id=] */
+static enum sg_http_result h_list(struct sg_http_req *r, void *arg)
+{
+	struct gm_mount *m = arg;
+	const char *gid, *sid;
+	if (query_opt(r, "val-group-id", &gid) || query_opt(r, "val-service-id", &sid))
+		return SG_HTTP_DONE;
+	struct gm_reader rd;
+	if (reader_init(m, r, &rd))
+		return SG_HTTP_DONE;
+	struct gm_docs *s = docs_get(m->gm);
+	struct sg_buf b = SG_BUF_INIT;
+	sg_err e = sg_buf_appends(&b, "[");
+	size_t cnt = 0;
+	for (size_t i = 0; s && e == SG_OK && i < s->n; i++) {
+		const struct gm_doc *d = s->v[i];
+		if (!sg_gm_doc_matches(d->body, gid, sid) || !visible(&rd, d->body))
+			continue;
+		if (cnt++)
+			e = sg_buf_append(&b, ",", 1);
+		if (e == SG_OK)
+			e = sg_buf_append(&b, d->text, d->len);
+	}
+	if (e == SG_OK)
+		e = sg_buf_append(&b, "]", 1);
+	docs_put(s);
+	strv_free(rd.svcs, rd.nsvcs);
+	if (e != SG_OK) {
+		problem(r, 503, "SERVICE_UNAVAILABLE", NULL, "out of memory");
+	} else {
+		sg_http_resp_status(r, 200);
+		sg_http_resp_body(r, b.data, b.len, "application/json");
+	}
+	sg_buf_free(&b);
+	return SG_HTTP_DONE;
+}
+
+/* RetrieveIndValGroupDoc: GET /group-documents/{groupDocId}[?group-members=&group-configuration=]
+ */
+static enum sg_http_result h_get(struct sg_http_req *r, void *arg)
+{
+	struct gm_mount *m = arg;
+	int members, configuration;
+	if (query_bool(r, "group-members", &members) ||
+	    query_bool(r, "group-configuration", &configuration))
+		return SG_HTTP_DONE;
+	struct gm_reader rd;
+	if (reader_init(m, r, &rd))
+		return SG_HTTP_DONE;
+	const char *id = sg_http_req_param(r, "groupDocId");
+	struct gm_docs *s = docs_get(m->gm);
+	int found = 0;
+	size_t at = id ? docs_find(s, id, &found) : 0;
+	const struct gm_doc *d = found ? s->v[at] : NULL;
+	if (!d || !visible(&rd, d->body)) {
+		not_found(r);
+	} else if (!members && !configuration) {
+		sg_http_resp_status(r, 200);
+		sg_http_resp_body(r, d->text, d->len, "application/json");
+	} else {
+		json_t *j = sg_gm_doc_project(d->body, members, configuration);
+		if (j)
+			sg_http_resp_json(r, 200, j); /* takes the reference */
+		else
+			problem(r, 503, "SERVICE_UNAVAILABLE", NULL, "out of memory");
+	}
+	docs_put(s);
+	strv_free(rd.svcs, rd.nsvcs);
+	return SG_HTTP_DONE;
+}
+
+/* ---- writes (on the pool, durable before the answer) ------------------------------------ */
+
+enum gm_op { GM_CREATE, GM_PUT, GM_PATCH, GM_DELETE };
+
+struct gm_job {
+	struct sg_http_req *r;
+	struct gm_mount *m;
+	enum gm_op op;
+	char *id, *owner;
+	char **svcs; /* the VAL server's VAL services */
+	size_t nsvcs;
+	json_t *body; /* create/put: the validated document; patch: the merge patch */
+	/* results */
+	int status;
+	const char *cause;
+	char msg[256];
+	struct sg_gm_check chk;
+	struct gm_doc *out; /* the document as stored (create, put, patch) */
+	char location[600];
+};
+
+static void job_free(struct gm_job *j)
+{
+	free(j->id);
+	free(j->owner);
+	strv_free(j->svcs, j->nsvcs);
+	json_decref(j->body);
+	doc_put(j->out);
+	free(j);
+}
+
+static sg_err job_refuse(struct gm_job *j, int status, const char *cause, const char *msg)
+{
+	j->status = status;
+	j->cause = cause;
+	snprintf(j->msg, sizeof j->msg, "%s", msg);
+	return SG_ERR_DENIED;
+}
+
+/* The stored document j->id as the VAL server may write it: 404 when absent or not one of its
+ * VAL services' groups, 403 when it may read but not write it. */
+static sg_err load_writable(struct sg_store *st, struct gm_job *j, json_t **doc)
+{
+	struct sg_store_gm_doc row = {0};
+	sg_err e = sg_store_gm_get(st, j->id, &row);
+	*doc = NULL;
+	if (e == SG_ERR_NOTFOUND)
+		return job_refuse(j, 404, "RESOURCE_NOT_FOUND", "no such VAL group document");
+	if (e != SG_OK)
+		return e;
+	*doc = json_loads(row.body, 0, NULL);
+	sg_store_gm_clear(&row);
+	if (!*doc)
+		return SG_ERR_INTERNAL;
+	if (!sg_gm_services_overlap(*doc, j->svcs, j->nsvcs))
+		e = job_refuse(j, 404, "RESOURCE_NOT_FOUND", "no such VAL group document");
+	else if (!sg_gm_services_within(*doc, j->svcs, j->nsvcs))
+		e = job_refuse(j, 403, "OPERATION_NOT_ALLOWED",
+		               "the group has VAL services this VAL server does not serve");
+	if (e != SG_OK) {
+		json_decref(*doc);
+		*doc = NULL;
+	}
+	return e;
+}
+
+static sg_err store_doc(struct sg_store *st, struct gm_job *j, json_t *doc, int create)
+{
+	char *s = json_dumps(doc, JSON_COMPACT);
+	if (!s)
+		return SG_ERR_NOMEM;
+	struct sg_store_gm_doc row = {
+	    .doc_id = j->id,
+	    .owner = j->owner,
+	    .val_group_id = (char *)json_string_value(json_object_get(doc, "valGroupId")),
+	    .body = s};
+	sg_err e = sg_store_gm_put(st, &row, create);
+	free(s);
+	if (e == SG_OK && !(j->out = doc_new(j->id, j->owner, json_incref(doc))))
+		e = SG_ERR_NOMEM;
+	return e;
+}
+
+static sg_err job_run(struct sg_store *st, void *arg)
+{
+	struct gm_job *j = arg;
+	sg_err e = SG_OK;
+	json_t *doc = NULL, *next = NULL;
+	switch (j->op) {
+	case GM_CREATE:
+		for (int tries = 0; tries < 3; tries++) {
+			char id[32];
+			if ((e = sg_random_token(id, sizeof id, 16)) != SG_OK)
+				return e;
+			free(j->id);
+			if (!(j->id = strdup(id)))
+				return SG_ERR_NOMEM;
+			if ((e = store_doc(st, j, j->body, 1)) != SG_ERR_EXISTS)
+				break;
+		}
+		if (e == SG_OK)
+			j->status = 201;
+		break;
+	case GM_PUT:
+		if ((e = load_writable(st, j, &doc)) == SG_OK &&
+		    (e = store_doc(st, j, j->body, 0)) == SG_OK)
+			j->status = 200;
+		break;
+	case GM_PATCH:
+		if ((e = load_writable(st, j, &doc)) != SG_OK)
+			break;
+		if (sg_gm_doc_patch(doc, j->body, &next, &j->chk) != 0) {
+			/* nothing is written: the patch would leave an invalid document */
+			e = job_refuse(j, 400, "INVALID_MSG_FORMAT",
+			               "the merge patch would leave an invalid VALGroupDocument");
+		} else if (!sg_gm_services_within(next, j->svcs, j->nsvcs)) {
+			e = job_refuse(j, 403, "OPERATION_NOT_ALLOWED",
+			               "valServiceIds may name only VAL services this VAL server "
+			               "serves");
+		} else if ((e = store_doc(st, j, next, 0)) == SG_OK) {
+			j->status = 200;
+		}
+		break;
+	case GM_DELETE:
+		if ((e = load_writable(st, j, &doc)) == SG_OK &&
+		    (e = sg_store_gm_delete(st, j->id)) == SG_OK)
+			j->status = 204;
+		break;
+	}
+	json_decref(doc);
+	json_decref(next);
+	if (e == SG_OK) {
+		static const char *const act[] = {"gm.create", "gm.update", "gm.modify",
+		                                  "gm.delete"};
+		char actor[300];
+		snprintf(actor, sizeof actor, "valserver:%s", j->owner);
+		struct sg_store_audit a = {.ts = sg_now_ms(),
+		                           .actor = actor,
+		                           .action = (char *)act[j->op],
+		                           .object = j->id,
+		                           .refpoint = j->m->rp->name};
+		e = sg_store_audit_append(st, &a);
+	}
+	return e;
+}
+
+static void job_done(sg_err rc, void *arg)
+{
+	struct gm_job *j = arg;
+	struct sg_http_req *r = j->r;
+	if (j->status >= 400) {
+		problem(r, j->status, j->cause, j->chk.n ? &j->chk : NULL, "%s", j->msg);
+	} else if (rc != SG_OK || !j->status) {
+		problem(r, 503, "SERVICE_UNAVAILABLE", NULL, "the store is unavailable");
+	} else {
+		/* durable: the snapshot follows at once (read-your-writes on this server) */
+		if (j->op == GM_DELETE) {
+			docs_apply(j->m->gm, j->id, NULL);
+		} else {
+			atomic_fetch_add(&j->out->refs, 1);
+			docs_apply(j->m->gm, j->id, j->out);
+		}
+		if (j->status == 204) {
+			sg_http_resp_status(r, 204);
+			sg_http_resp_body(r, NULL, 0, NULL);
+		} else {
+			if (j->status == 201) {
+				/* TS 29.549: 201 with the URI of the new resource in Location */
+				snprintf(j->location + strlen(j->location),
+				         sizeof j->location - strlen(j->location), "/%s", j->id);
+				sg_http_resp_header(r, "Location", j->location);
+			}
+			sg_http_resp_status(r, j->status);
+			sg_http_resp_body(r, j->out->text, j->out->len, "application/json");
+		}
+	}
+	job_free(j);
+	sg_http_req_finish(r);
+}
+
+/* {apiRoot}/ss-gm/v1/group-documents for Location (TS 29.549 §6.5 apiRoot): the authority
+ * the client used (Host, or :authority on HTTP/2) when it is a plain host[:port], else the
+ * listener's bind address. */
+static void collection_uri(struct gm_mount *m, struct sg_http_req *r, char *out, size_t len)
+{
+	const char *host = sg_http_req_header(r, "host");
+	size_t hl = host ? strlen(host) : 0;
+	if (!hl || hl > 255 ||
+	    strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") !=
+	        hl)
+		host = m->rp->bind;
+	snprintf(out, len, "https://%s" GM_BASE, host);
+}
+
+static int ctype_is(const char *ct, const char *want)
+{
+	size_t n = strlen(want);
+	return ct && strncasecmp(ct, want, n) == 0 &&
+	       (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* CreateValGroupDoc (POST), UpdateIndValGroupDoc (PUT), ModifyIndValGroupDoc (PATCH),
+ * DeleteIndValGroupDoc (DELETE). */
+static enum sg_http_result h_write(struct sg_http_req *r, void *arg)
+{
+	struct gm_mount *m = arg;
+	const char *method = sg_http_req_method(r);
+	const char *id = sg_http_req_param(r, "groupDocId");
+	struct gm_job *j = calloc(1, sizeof *j);
+	if (!j) {
+		problem(r, 503, "SERVICE_UNAVAILABLE", NULL, "out of memory");
+		return SG_HTTP_DONE;
+	}
+	j->r = r;
+	j->m = m;
+	j->op = !strcmp(method, "POST")    ? GM_CREATE
+	        : !strcmp(method, "PUT")   ? GM_PUT
+	        : !strcmp(method, "PATCH") ? GM_PATCH
+	                                   : GM_DELETE;
+	const struct sg_principal *p = sg_principal_of(r);
+	if (val_server_services(m->gm, r, p, &j->svcs, &j->nsvcs))
+		goto done;
+	if (!(j->owner = strdup(p->client_id)) || (id && !(j->id = strdup(id)))) {
+		problem(r, 503, "SERVICE_UNAVAILABLE", NULL, "out of memory");
+		goto done;
+	}
+	if (id && !sg_gm_doc_id_ok(id)) {
+		not_found(r);
+		goto done;
+	}
+	if (j->op != GM_DELETE) {
+		const char *want =
+		    j->op == GM_PATCH ? "application/merge-patch+json" : "application/json";
+		if (!ctype_is(sg_http_req_header(r, "content-type"), want)) {
+			problem(r, 415, "UNSUPPORTED_MEDIA_TYPE", NULL, "the body must be %s",
+			        want);
+			goto done;
+		}
+		json_t *b = sg_http_req_json(r);
+		if (!b)
+			goto done; /* answered: 400 */
+		if (j->op == GM_PATCH) {
+			j->body = b;
+		} else {
+			int rc = sg_gm_doc_validate(b, &j->body, &j->chk);
+			json_decref(b);
+			if (rc) {
+				problem(r, 400, "INVALID_MSG_FORMAT", &j->chk,
+				        "the body is not a valid VALGroupDocument");
+				goto done;
+			}
+			if (!sg_gm_services_within(j->body, j->svcs, j->nsvcs)) {
+				problem(r, 403, "OPERATION_NOT_ALLOWED", NULL,
+				        "a VAL server manages the groups of the VAL services it "
+				        "serves: valServiceIds must list only those (and at least "
+				        "one)");
+				goto done;
+			}
+		}
+	}
+	if (j->op == GM_CREATE)
+		collection_uri(m, r, j->location, sizeof j->location);
+	if (sg_store_pool_submit(m->gm->pool, job_run, j, job_done, j, sg_http_req_loop(r)) !=
+	    SG_OK) {
+		problem(r, 503, "SERVICE_UNAVAILABLE", NULL, "the store is unavailable");
+		goto done;
+	}
+	return SG_HTTP_ASYNC;
+done:
+	job_free(j);
+	return SG_HTTP_DONE;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------- */
+
+sg_err sg_gm_new(const struct sg_conf *conf, struct sg_gm **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	struct sg_gm *gm = calloc(1, sizeof *gm);
+	if (!gm)
+		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+	gm->conf = conf;
+	pthread_mutex_init(&gm->mu, NULL);
+	atomic_init(&gm->busy, 0);
+	const char *driver = conf->store_driver ? conf->store_driver : "sqlite";
+	const char *where = !strcmp(driver, "postgres") ? conf->store_url : conf->store_path;
+	sg_err e = sg_store_pool_create(driver, where, GM_POOL_THREADS, &gm->pool, err, errlen);
+	struct sg_store *st = NULL;
+	if (e == SG_OK)
+		e = sg_store_open(driver, where, &st, err, errlen);
+	if (e == SG_OK && (e = upkeep(gm, st)) != SG_OK)
+		sg_fail(err, errlen, e, "gm: loading group documents: %s", sg_store_last_error());
+	sg_store_close(st);
+	if (e != SG_OK) {
+		sg_gm_free(gm);
+		return e;
+	}
+	sg_log_info("gm: %zu group documents loaded", gm->docs ? gm->docs->n : 0);
+	*out = gm;
+	return SG_OK;
+}
+
+void sg_gm_free(struct sg_gm *gm)
+{
+	if (!gm)
+		return;
+	sg_store_pool_destroy(gm->pool);
+	docs_put(gm->docs);
+	vals_put(gm->vals);
+	for (size_t i = 0; i < gm->nmounts; i++)
+		free(gm->mounts[i]);
+	free(gm->mounts);
+	pthread_mutex_destroy(&gm->mu);
+	free(gm);
+}
+
+sg_err sg_gm_mount(struct sg_gm *gm, struct sg_router *rt, const struct sg_conf_refpoint *rp,
+                   char *err, size_t errlen)
+{
+	int ue;
+	if (rp->auth_mode == SG_AUTH_BEARER)
+		ue = 1; /* SEAL-UU (GM-UU): UEs, reads only */
+	else if (rp->auth_mode == SG_AUTH_MTLS_BEARER)
+		ue = 0; /* SEAL-S: VAL servers */
+	else
+		return SG_OK; /* ss-gm needs a token: nothing on auth none / mtls (SEAL-E) */
+	struct gm_mount *m = calloc(1, sizeof *m);
+	struct gm_mount **v = m ? realloc(gm->mounts, (gm->nmounts + 1) * sizeof *v) : NULL;
+	if (!v) {
+		free(m);
+		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+	}
+	gm->mounts = v;
+	v[gm->nmounts++] = m;
+	m->gm = gm;
+	m->rp = rp;
+	m->ue = ue;
+	const struct {
+		const char *method, *path;
+		sg_http_handler h;
+		int write;
+	} routes[] = {
+	    {"GET", GM_BASE, h_list, 0},
+	    {"GET", GM_BASE "/{groupDocId}", h_get, 0},
+	    {"POST", GM_BASE, h_write, 1},
+	    {"PUT", GM_BASE "/{groupDocId}", h_write, 1},
+	    {"PATCH", GM_BASE "/{groupDocId}", h_write, 1},
+	    {"DELETE", GM_BASE "/{groupDocId}", h_write, 1},
+	};
+	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+		if (routes[i].write && ue)
+			continue;
+		sg_err e = sg_policy_route(rt, routes[i].method, routes[i].path, SG_GM_AUDIENCE,
+		                           SG_GM_SCOPE, routes[i].h, m);
+		if (e != SG_OK)
+			return sg_fail(err, errlen, e, "gm: route %s %s on %s: %s",
+			               routes[i].method, routes[i].path, rp->name, sg_err_str(e));
+	}
+	return SG_OK;
+}

@@ -1,0 +1,1024 @@
+/* km/server.c: the SKM-S routes and operations (TS 33.434 §5.3 SEAL KM Request/Response, §5.8
+ * key provisioning; TS 29.549 ss-kpp/v1, ss-kir/v1; docs/km-protocol.md). Transport and token
+ * security are the auth/ policy's (R1/R3, I10: audience sealguard:km, the route's scope, and on
+ * SEAL-S the certificate binding); the rules here are key management's own:
+ *   - every operation runs on the store pool: the authorization against the registry snapshot,
+ *     the record, and its audit row commit in one transaction before the answer (K3: an
+ *     acknowledged provisioning is durable);
+ *   - key bytes exist in memory only inside a job, between unsealing (master key) and the JWE
+ *     to the requester's registered SKM-C key (R2), and are wiped there; they are never
+ *     logged, never in a response in clear, never in the database in clear;
+ *   - a revoked, superseded, expired or not yet valid key is never released. */
+#include "km/km.h"
+
+#include "auth/keyfile.h"
+#include "auth/policy.h"
+#include "base/b64.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/rand.h"
+#include "conf/conf.h"
+#include "http/http.h"
+#include "km/logic.h"
+#include "store/store.h"
+
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define KM_POOL_THREADS 2
+#define KM_REGISTER     "/km/v1/skmc-keys"
+#define KM_REQUEST      "/km/v1/key-requests"
+#define KM_REVOKE       "/km/v1/keys/{valServiceId}/{payloadId}"
+#define KPP_REQUEST     "/ss-kpp/v1/request"
+#define KIR_RECORDS     "/ss-kir/v1/key-records"
+
+/* The VAL servers of the registry (name -> VAL services, provisioning right), by name. */
+struct km_vals {
+	atomic_int refs;
+	uint64_t gen;
+	struct sg_store_valserver *v;
+	size_t n;
+};
+
+struct km_mount {
+	struct sg_km *km;
+	const struct sg_conf_refpoint *rp;
+	int ue; /* 1: KM-UU (SEAL-UU); 0: KM-S (SEAL-S) */
+};
+
+struct sg_km {
+	const struct sg_conf *conf;
+	struct sg_store_pool *pool;
+	unsigned char mk[SG_KEY_LEN]; /* master key: never leaves this struct */
+	pthread_mutex_t mu;
+	struct km_vals *vals;
+	atomic_int busy;
+	struct km_mount **mounts;
+	size_t nmounts;
+};
+
+/* ---- registry snapshot ------------------------------------------------------------------ */
+
+static void vals_put(struct km_vals *s)
+{
+	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+		sg_store_valserver_list_free(s->v, s->n);
+		free(s);
+	}
+}
+
+static struct km_vals *vals_get(struct sg_km *km)
+{
+	pthread_mutex_lock(&km->mu);
+	struct km_vals *s = km->vals;
+	if (s)
+		atomic_fetch_add(&s->refs, 1);
+	pthread_mutex_unlock(&km->mu);
+	return s;
+}
+
+static const struct sg_store_valserver *vals_find(const struct km_vals *s, const char *name)
+{
+	size_t lo = 0, hi = s ? s->n : 0;
+	while (name && lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(name, s->v[mid].name);
+		if (c == 0)
+			return &s->v[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+static int serves(const struct sg_store_valserver *v, const char *svc)
+{
+	for (size_t i = 0; v && i < v->n_val_services; i++)
+		if (!strcmp(v->val_services[i], svc))
+			return 1;
+	return 0;
+}
+
+static sg_err upkeep(struct sg_km *km, struct sg_store *st)
+{
+	uint64_t gen = 0;
+	sg_err e = sg_store_generation(st, &gen);
+	if (e != SG_OK)
+		return e;
+	pthread_mutex_lock(&km->mu);
+	int reload = !km->vals || km->vals->gen != gen;
+	pthread_mutex_unlock(&km->mu);
+	if (!reload)
+		return SG_OK;
+	struct km_vals *s = calloc(1, sizeof *s);
+	if (!s)
+		return SG_ERR_NOMEM;
+	atomic_init(&s->refs, 1);
+	s->gen = gen;
+	if ((e = sg_store_valserver_list(st, &s->v, &s->n)) != SG_OK) { /* by name */
+		free(s);
+		return e;
+	}
+	pthread_mutex_lock(&km->mu);
+	struct km_vals *old = km->vals;
+	km->vals = s;
+	pthread_mutex_unlock(&km->mu);
+	vals_put(old);
+	return SG_OK;
+}
+
+static sg_err tick_job(struct sg_store *st, void *arg)
+{
+	sg_err e = upkeep(arg, st);
+	if (e != SG_OK)
+		sg_log_warn("km: registry refresh failed, keeping the previous snapshot: %s",
+		            sg_store_last_error());
+	return e;
+}
+
+static void tick_done(sg_err rc, void *arg)
+{
+	(void)rc;
+	atomic_store(&((struct sg_km *)arg)->busy, 0);
+}
+
+void sg_km_tick(struct sg_km *km)
+{
+	int expected = 0;
+	if (!km || !atomic_compare_exchange_strong(&km->busy, &expected, 1))
+		return;
+	if (sg_store_pool_submit_read(km->pool, tick_job, km, tick_done, km, NULL) != SG_OK)
+		atomic_store(&km->busy, 0);
+}
+
+/* ---- responses -------------------------------------------------------------------------- */
+
+/* ProblemDetails (TS 29.122) with the KM ErrorCode as cause and, when given, invalidParams. */
+static void problem(struct sg_http_req *r, enum sg_km_error code, const struct sg_km_invalid *why,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void problem(struct sg_http_req *r, enum sg_km_error code, const struct sg_km_invalid *why,
+                    const char *fmt, ...)
+{
+	char detail[384];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	int status = sg_km_error_status(code);
+	json_t *j = json_pack("{s:s,s:i,s:s,s:s}", "title", sg_km_error_cause(code), "status",
+	                      status, "detail", detail, "cause", sg_km_error_cause(code));
+	if (j && why && why->param[0])
+		json_object_set_new(
+		    j, "invalidParams",
+		    json_pack("[{s:s,s:s}]", "param", why->param, "reason", why->reason));
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	sg_http_resp_status(r, status);
+	if (s) {
+		sg_http_resp_body(r, s, strlen(s), "application/problem+json");
+		free(s);
+	}
+}
+
+/* ---- jobs ------------------------------------------------------------------------------- */
+
+enum km_op { KM_REGISTER_KEY, KM_PROVISION, KM_REVOKE_KEY, KM_RETRIEVE_UU, KM_RETRIEVE_KIR };
+
+struct km_job {
+	struct sg_http_req *r;
+	struct km_mount *m;
+	enum km_op op;
+	char owner[160];     /* "ue:<sub>" / "vs:<name>" */
+	char client_id[160]; /* the token's client_id */
+	char actor[200];     /* audit actor */
+	char refpoint[64];
+	/* register */
+	char *jwk, kid[64], skmc_uri[SG_KM_URI_MAX + 1];
+	/* provision */
+	struct sg_km_pp_req pp;
+	/* retrieve / revoke */
+	char svc[SG_KM_ID_MAX + 1];
+	struct sg_km_uu_req *uu; /* KM-UU: the request (ids) */
+	struct sg_km_target tgt; /* the keys' target (NONE on ss-kir: every target) */
+	char payload_id[SG_KM_ID_MAX + 1];
+	/* results */
+	enum sg_km_error code;
+	char msg[256];
+	int status;
+	json_t *resp;
+};
+
+static void job_free(struct km_job *j)
+{
+	free(j->jwk);
+	sg_km_pp_req_wipe(&j->pp);
+	free(j->uu);
+	json_decref(j->resp);
+	free(j);
+}
+
+static sg_err refuse(struct km_job *j, enum sg_km_error code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static sg_err refuse(struct km_job *j, enum sg_km_error code, const char *fmt, ...)
+{
+	j->code = code;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(j->msg, sizeof j->msg, fmt, ap);
+	va_end(ap);
+	return SG_ERR_DENIED; /* rolls the job's savepoint back: nothing stored */
+}
+
+static sg_err audit(struct sg_store *st, struct km_job *j, const char *action, const char *object,
+                    const char *detail)
+{
+	struct sg_store_audit a = {.ts = sg_now_ms(),
+	                           .actor = j->actor,
+	                           .action = (char *)action,
+	                           .object = (char *)object,
+	                           .refpoint = j->refpoint,
+	                           .detail = (char *)detail};
+	return sg_store_audit_append(st, &a);
+}
+
+static sg_err run_register(struct sg_store *st, struct km_job *j)
+{
+	struct sg_store_km_client c = {.owner = j->owner,
+	                               .client_id = j->client_id,
+	                               .kid = j->kid,
+	                               .jwk = j->jwk,
+	                               .skmc_uri = j->skmc_uri};
+	sg_err e = sg_store_km_client_put(st, &c);
+	if (e == SG_OK)
+		e = audit(st, j, "km.skmc.register", j->kid, j->client_id);
+	if (e == SG_OK) {
+		char now[32];
+		sg_km_time_format(sg_now_ms(), now);
+		j->resp = json_pack("{s:s,s:s,s:s}", "kid", j->kid, "skmcUri", j->skmc_uri,
+		                    "registeredAt", now);
+		j->status = 201;
+		if (!j->resp)
+			e = SG_ERR_NOMEM;
+	}
+	return e;
+}
+
+/* K3: the VAL server is an authorized provisioning client for the VAL service: registered,
+ * enabled, with the key-provisioning right, and serving it (the token's SKeyProv was checked
+ * on the loop). */
+static sg_err check_provisioner(struct sg_km *km, struct km_job *j, const char *svc)
+{
+	struct km_vals *vals = vals_get(km);
+	const struct sg_store_valserver *v = vals_find(vals, j->client_id);
+	sg_err e = SG_OK;
+	if (!v || v->disabled)
+		e = refuse(j, SG_KM_PROVISIONING_NOT_AUTHORIZED,
+		           "VAL server %.128s is not registered", j->client_id);
+	else if (!v->key_provisioning)
+		e = refuse(j, SG_KM_PROVISIONING_NOT_AUTHORIZED,
+		           "VAL server %.128s has no key-provisioning right", j->client_id);
+	else if (!serves(v, svc))
+		e = refuse(j, SG_KM_PROVISIONING_NOT_AUTHORIZED,
+		           "VAL server %.128s is not a provisioning client of VAL service %.128s",
+		           j->client_id, svc);
+	vals_put(vals);
+	return e;
+}
+
+static sg_err run_provision(struct sg_store *st, struct km_job *j)
+{
+	struct sg_km *km = j->m->km;
+	struct sg_km_pp_req *p = &j->pp;
+	sg_err e = check_provisioner(km, j, p->val_service);
+	if (e != SG_OK)
+		return e;
+	int64_t now = sg_now_ms(), version = 1;
+	const char *tk = sg_km_tgt_kind_str(p->tgt.kind);
+	if (!p->payload_id[0]) {
+		char id[32];
+		if ((e = sg_random_token(id, sizeof id, 16)) != SG_OK)
+			return e;
+		snprintf(p->payload_id, sizeof p->payload_id, "%s", id);
+	} else {
+		struct sg_store_km_key cur;
+		e = sg_store_km_key_latest(st, p->val_service, p->payload_id, &cur);
+		if (e == SG_OK) {
+			/* a new version of an existing key: rotation */
+			if (strcmp(cur.target_kind, tk) || strcmp(cur.target, p->tgt.id))
+				e = refuse(j, SG_KM_PAYLOAD_ID_CONFLICT,
+				           "payloadId %s is a key of another target",
+				           p->payload_id);
+			else if (cur.revoked_at)
+				e = refuse(j, SG_KM_PAYLOAD_ID_CONFLICT,
+				           "payloadId %s is revoked and cannot be reused",
+				           p->payload_id);
+			version = cur.version + 1;
+			sg_store_km_key_clear(&cur);
+			if (e != SG_OK)
+				return e;
+		} else if (e != SG_ERR_NOTFOUND) {
+			return e;
+		}
+	}
+	unsigned char gen[SG_KM_GEN_KEY_LEN];
+	const unsigned char *key = p->payload;
+	size_t klen = p->payload_len;
+	if (!klen) { /* no payload: the SKM-S generates the key */
+		if ((e = sg_random_bytes(gen, sizeof gen)) != SG_OK)
+			return e;
+		key = gen;
+		klen = sizeof gen;
+	}
+	unsigned char sealed[SG_SEALED_LEN(SG_KM_KEY_MAX)];
+	e = sg_km_seal(km->mk, p->val_service, p->payload_id, version, key, klen, sealed);
+	OPENSSL_cleanse(gen, sizeof gen);
+	sg_km_pp_req_wipe(p);
+	if (e != SG_OK)
+		return e;
+	int64_t from = p->valid_from_ms ? p->valid_from_ms : now;
+	struct sg_store_km_key k = {.val_service = p->val_service,
+	                            .key_id = p->payload_id,
+	                            .version = version,
+	                            .target_kind = (char *)tk,
+	                            .target = p->tgt.id,
+	                            .provider = j->client_id,
+	                            .skmc_uri = p->skmc_uri,
+	                            .sealed = sealed,
+	                            .sealed_len = SG_SEALED_LEN(klen),
+	                            .not_before = from,
+	                            .not_after = p->valid_until_ms ? p->valid_until_ms
+	                                                           : from + SG_KM_DEFAULT_TTL_MS,
+	                            .created_at = now};
+	e = sg_store_km_key_add(st, &k);
+	if (e != SG_OK)
+		return e;
+	char obj[300], det[300];
+	snprintf(obj, sizeof obj, "%s/%s", p->val_service, p->payload_id);
+	snprintf(det, sizeof det, "version=%lld target=%s%s%s", (long long)version,
+	         *tk ? tk : "service", *tk ? ":" : "", p->tgt.id);
+	if ((e = audit(st, j, version > 1 ? "km.rotate" : "km.provision", obj, det)) != SG_OK)
+		return e;
+	/* VALKeyPpResp: the acknowledgement (never the key) */
+	j->resp = json_pack("{s:s,s:s,s:s,s:s}", "skmcUri", p->skmc_uri, "valServiceId",
+	                    p->val_service, "payloadId", p->payload_id, "skmsId", SG_KM_SKMS_ID);
+	if (j->resp && p->tgt.kind)
+		json_object_set_new(j->resp, "valTgtUe", sg_km_target_json(&p->tgt));
+	j->status = 200;
+	return j->resp ? SG_OK : SG_ERR_NOMEM;
+}
+
+static sg_err run_revoke(struct sg_store *st, struct km_job *j)
+{
+	sg_err e = check_provisioner(j->m->km, j, j->svc);
+	if (e != SG_OK)
+		return e;
+	e = sg_store_km_key_revoke(st, j->svc, j->payload_id, sg_now_ms());
+	if (e == SG_ERR_NOTFOUND)
+		return refuse(j, SG_KM_KEY_NOT_FOUND, "no key %s of VAL service %s", j->payload_id,
+		              j->svc);
+	char obj[300];
+	snprintf(obj, sizeof obj, "%s/%s", j->svc, j->payload_id);
+	if (e == SG_OK && (e = audit(st, j, "km.revoke", obj, NULL)) == SG_OK)
+		j->status = 204;
+	return e;
+}
+
+/* Why a stored key version may not be released now (SG_KM_OK when it may). */
+static enum sg_km_error releasable(const struct sg_store_km_key *k, int64_t now)
+{
+	if (k->revoked_at)
+		return SG_KM_KEY_REVOKED;
+	if (k->superseded_at)
+		return SG_KM_KEY_NOT_FOUND;
+	if (now < k->not_before || (k->not_after && now >= k->not_after))
+		return SG_KM_KEY_EXPIRED;
+	return SG_KM_OK;
+}
+
+/* Unseals k and returns its record JSON (with the key, to be encrypted then wiped), or NULL
+ * when it does not open (logged without bytes: tampering or another master key). */
+static json_t *open_record(struct sg_km *km, const struct sg_store_km_key *k)
+{
+	if (k->sealed_len < SG_SEALED_LEN(1) || k->sealed_len > SG_SEALED_LEN(SG_KM_KEY_MAX))
+		return NULL;
+	unsigned char key[SG_KM_KEY_MAX];
+	size_t n = 0;
+	if (sg_km_unseal(km->mk, k->val_service, k->key_id, k->version, k->sealed, k->sealed_len,
+	                 key, &n) != SG_OK) {
+		sg_log_error("km: key %s/%s version %lld does not open with the master key "
+		             "(tampered, or another master key): not released",
+		             k->val_service, k->key_id, (long long)k->version);
+		return NULL;
+	}
+	json_t *rec = sg_km_record_json(k->val_service, k->key_id, k->version, k->target_kind,
+	                                k->target, k->not_before, k->not_after, key, n);
+	OPENSSL_cleanse(key, sizeof key);
+	return rec;
+}
+
+/* Wipes the "key" members of a record or of an array of records in place. */
+static void wipe_keys(json_t *o)
+{
+	size_t i;
+	json_t *v;
+	if (json_is_array(o)) {
+		json_array_foreach(o, i, v) wipe_keys(v);
+		return;
+	}
+	json_t *k = json_object_get(o, "key");
+	if (json_is_string(k))
+		OPENSSL_cleanse((void *)json_string_value(k), json_string_length(k));
+}
+
+/* Serializes o, encrypts it to jwk, wipes the serialized copy and o's key members, drops o. */
+static char *seal_to(const char *jwk, json_t *o)
+{
+	char *pt = json_dumps(o, JSON_COMPACT), *jwe = NULL;
+	json_t *recs = json_object_get(o, "keyRecords");
+	wipe_keys(recs ? recs : o);
+	json_decref(o);
+	if (!pt)
+		return NULL;
+	char err[160];
+	if (sg_km_jwe_encrypt(jwk, pt, strlen(pt), &jwe, err, sizeof err) != SG_OK)
+		sg_log_error("km: JWE: %s", err);
+	OPENSSL_cleanse(pt, strlen(pt));
+	free(pt);
+	return jwe;
+}
+
+static sg_err audit_release(struct sg_store *st, struct km_job *j, const struct sg_store_km_key *k)
+{
+	char obj[300], det[64];
+	snprintf(obj, sizeof obj, "%s/%s", k->val_service, k->key_id);
+	snprintf(det, sizeof det, "version=%lld", (long long)k->version);
+	return audit(st, j, "km.retrieve", obj, det);
+}
+
+/* KM-UU: the SEAL KM Request of a UE for the keys of its own VAL user id. */
+static sg_err run_retrieve_uu(struct sg_store *st, struct km_job *j)
+{
+	struct sg_km *km = j->m->km;
+	struct sg_store_km_client c;
+	sg_err e = sg_store_km_client_get(st, j->owner, j->client_id, &c);
+	if (e == SG_ERR_NOTFOUND)
+		return refuse(j, SG_KM_SKMC_KEY_NOT_REGISTERED,
+		              "register an SKM-C public key first (POST " KM_REGISTER ")");
+	if (e != SG_OK)
+		return e;
+	int64_t now = sg_now_ms();
+	const char *tk = sg_km_tgt_kind_str(j->tgt.kind);
+	struct sg_store_km_key *v = NULL;
+	size_t n = 0;
+	if (j->uu->nids) {
+		if (!(v = calloc(j->uu->nids, sizeof *v))) {
+			sg_store_km_client_clear(&c);
+			return SG_ERR_NOMEM;
+		}
+		for (size_t i = 0; i < j->uu->nids; i++) {
+			const char *id = j->uu->ids[i];
+			e = sg_store_km_key_latest(st, j->svc, id, &v[n]);
+			if (e == SG_ERR_NOTFOUND) {
+				e = refuse(j, SG_KM_KEY_NOT_FOUND, "no key %s for this VAL user",
+				           id);
+				break;
+			}
+			if (e != SG_OK)
+				break;
+			const struct sg_store_km_key *k = &v[n++];
+			/* another target's key is answered as absent: ids reveal nothing */
+			if (strcmp(k->target_kind, tk) || strcmp(k->target, j->tgt.id)) {
+				e = refuse(j, SG_KM_KEY_NOT_FOUND, "no key %s for this VAL user",
+				           id);
+				break;
+			}
+			enum sg_km_error why = releasable(k, now);
+			if (why != SG_KM_OK) {
+				e = refuse(j, why, "key %s is %s", id,
+				           why == SG_KM_KEY_REVOKED
+				               ? "revoked"
+				               : "outside its validity period");
+				break;
+			}
+		}
+	} else {
+		e = sg_store_km_key_list(st, j->svc, tk, j->tgt.id, &v, &n);
+	}
+	json_t *recs = json_array();
+	for (size_t i = 0; e == SG_OK && i < n; i++) {
+		if (releasable(&v[i], now) != SG_KM_OK)
+			continue; /* "all current": revoked and expired keys are left out */
+		json_t *rec = open_record(km, &v[i]);
+		if (!rec)
+			continue;
+		char *jwe = seal_to(c.jwk, rec);
+		char from[32], until[32];
+		sg_km_time_format(v[i].not_before, from);
+		sg_km_time_format(v[i].not_after, until);
+		json_t *o = jwe ? json_pack("{s:s,s:I,s:s,s:s,s:s,s:s}", "payloadId", v[i].key_id,
+		                            "version", (json_int_t)v[i].version, "valServiceId",
+		                            v[i].val_service, "validFrom", from, "validUntil",
+		                            until, "keyInfo", jwe)
+		                : NULL;
+		free(jwe);
+		if (!o || json_array_append_new(recs, o)) {
+			e = SG_ERR_NOMEM;
+			break;
+		}
+		e = audit_release(st, j, &v[i]);
+	}
+	sg_store_km_key_list_free(v, n);
+	if (e == SG_OK && json_array_size(recs) == 0)
+		e = refuse(j, SG_KM_KEY_NOT_FOUND,
+		           "no current key of VAL service %s for this VAL user", j->svc);
+	if (e == SG_OK) {
+		char t[32];
+		sg_km_time_format(now, t);
+		/* SEAL KM Response (docs/km-protocol.md) */
+		j->resp = json_pack("{s:s,s:s,s:s,s:s,s:o,s:O}", "userUri", c.skmc_uri, "skmsId",
+		                    SG_KM_SKMS_ID, "time", t, "valServiceId", j->svc, "valTgtUe",
+		                    sg_km_target_json(&j->tgt), "keyRecords", recs);
+		j->status = 200;
+		if (!j->resp)
+			e = SG_ERR_NOMEM;
+	}
+	json_decref(recs);
+	sg_store_km_client_clear(&c);
+	return e;
+}
+
+/* KM-S ss-kir (K4): the current keys of a VAL service the VAL server serves, as ValKeyInfo
+ * whose keyInfo is one JWE to the VAL server's SKM-C key. */
+static sg_err run_retrieve_kir(struct sg_store *st, struct km_job *j)
+{
+	struct sg_km *km = j->m->km;
+	struct km_vals *vals = vals_get(km);
+	const struct sg_store_valserver *vs = vals_find(vals, j->client_id);
+	int ok = vs && !vs->disabled && serves(vs, j->svc);
+	vals_put(vals);
+	if (!ok)
+		return refuse(j, SG_KM_VAL_SERVICE_NOT_ALLOWED,
+		              "VAL server %.128s does not serve VAL service %.128s", j->client_id,
+		              j->svc);
+	struct sg_store_km_client c;
+	sg_err e = sg_store_km_client_get(st, j->owner, j->client_id, &c);
+	if (e == SG_ERR_NOTFOUND)
+		return refuse(j, SG_KM_SKMC_KEY_NOT_REGISTERED,
+		              "register an SKM-C public key first (POST " KM_REGISTER ")");
+	if (e != SG_OK)
+		return e;
+	int64_t now = sg_now_ms();
+	struct sg_store_km_key *v = NULL;
+	size_t n = 0;
+	e = sg_store_km_key_list(st, j->svc, j->tgt.kind ? sg_km_tgt_kind_str(j->tgt.kind) : NULL,
+	                         j->tgt.kind ? j->tgt.id : NULL, &v, &n);
+	json_t *recs = json_array();
+	for (size_t i = 0; e == SG_OK && i < n; i++) {
+		if (releasable(&v[i], now) != SG_KM_OK)
+			continue;
+		json_t *rec = open_record(km, &v[i]);
+		if (!rec)
+			continue;
+		if (json_array_append_new(recs, rec)) {
+			e = SG_ERR_NOMEM;
+			break;
+		}
+		e = audit_release(st, j, &v[i]);
+	}
+	sg_store_km_key_list_free(v, n);
+	if (e == SG_OK && json_array_size(recs) == 0)
+		e = refuse(j, SG_KM_KEY_NOT_FOUND, "no current key of VAL service %s matches",
+		           j->svc);
+	char *jwe = NULL;
+	if (e == SG_OK) {
+		json_t *pt = json_pack("{s:s,s:O}", "skmsId", SG_KM_SKMS_ID, "keyRecords", recs);
+		jwe = pt ? seal_to(c.jwk, pt) : NULL; /* wipes the records' keys */
+		if (!jwe)
+			e = SG_ERR_INTERNAL;
+	}
+	wipe_keys(recs);
+	json_decref(recs);
+	if (e == SG_OK) {
+		/* ValKeyInfo (TS 29.549 SS_KeyInfoRetrieval) */
+		j->resp = json_pack("{s:s,s:s,s:s,s:s}", "userUri", c.skmc_uri, "skmsId",
+		                    SG_KM_SKMS_ID, "valService", j->svc, "keyInfo", jwe);
+		if (j->resp && j->tgt.kind)
+			json_object_set_new(j->resp, "valTgtUe", sg_km_target_json(&j->tgt));
+		j->status = 200;
+		if (!j->resp)
+			e = SG_ERR_NOMEM;
+	}
+	free(jwe);
+	sg_store_km_client_clear(&c);
+	return e;
+}
+
+static sg_err job_run(struct sg_store *st, void *arg)
+{
+	struct km_job *j = arg;
+	switch (j->op) {
+	case KM_REGISTER_KEY:
+		return run_register(st, j);
+	case KM_PROVISION:
+		return run_provision(st, j);
+	case KM_REVOKE_KEY:
+		return run_revoke(st, j);
+	case KM_RETRIEVE_UU:
+		return run_retrieve_uu(st, j);
+	case KM_RETRIEVE_KIR:
+		return run_retrieve_kir(st, j);
+	}
+	return SG_ERR_INTERNAL;
+}
+
+static void job_done(sg_err rc, void *arg)
+{
+	struct km_job *j = arg;
+	struct sg_http_req *r = j->r;
+	if (j->code != SG_KM_OK) {
+		problem(r, j->code, NULL, "%s", j->msg);
+	} else if (rc != SG_OK || !j->status) {
+		/* not committed: nothing was stored, nothing released */
+		json_decref(j->resp);
+		j->resp = NULL;
+		problem(r, SG_KM_SERVICE_UNAVAILABLE, NULL, "the key store is unavailable");
+	} else if (j->status == 204) {
+		sg_http_resp_status(r, 204);
+		sg_http_resp_body(r, NULL, 0, NULL);
+	} else {
+		sg_http_resp_header(r, "Cache-Control", "no-store");
+		sg_http_resp_json(r, j->status, j->resp);
+	}
+	job_free(j);
+	sg_http_req_finish(r);
+}
+
+/* ---- handlers --------------------------------------------------------------------------- */
+
+/* A new job for the request, or NULL with the refusal answered (principal of the wrong kind). */
+static struct km_job *job_new(struct sg_http_req *r, struct km_mount *m, enum km_op op)
+{
+	const struct sg_principal *p = sg_principal_of(r);
+	int ok = m->ue ? p && p->kind == SG_PRINCIPAL_UE && p->sub && p->client_id
+	               : p && p->kind == SG_PRINCIPAL_VAL_SERVER && p->client_id;
+	if (!ok) {
+		problem(r, SG_KM_OPERATION_NOT_ALLOWED, NULL,
+		        m->ue ? "KM-UU is for VAL users' SKM-Cs"
+		              : "KM-S is for VAL servers' SKM-Cs");
+		return NULL;
+	}
+	struct km_job *j = calloc(1, sizeof *j);
+	if (!j) {
+		problem(r, SG_KM_SERVICE_UNAVAILABLE, NULL, "out of memory");
+		return NULL;
+	}
+	j->r = r;
+	j->m = m;
+	j->op = op;
+	const char *who = m->ue ? p->sub : p->client_id;
+	if (strlen(who) >= 128 || strlen(p->client_id) >= sizeof j->client_id) {
+		problem(r, SG_KM_OPERATION_NOT_ALLOWED, NULL, "identity too long");
+		free(j);
+		return NULL;
+	}
+	snprintf(j->owner, sizeof j->owner, "%s:%s", m->ue ? "ue" : "vs", who);
+	snprintf(j->client_id, sizeof j->client_id, "%s", p->client_id);
+	snprintf(j->actor, sizeof j->actor, "%s:%s", m->ue ? "user" : "valserver", who);
+	snprintf(j->refpoint, sizeof j->refpoint, "%s%s", m->ue ? "KM-UU/" : "KM-S/", m->rp->name);
+	return j;
+}
+
+static enum sg_http_result submit(struct km_job *j)
+{
+	struct sg_http_req *r = j->r;
+	if (sg_store_pool_submit(j->m->km->pool, job_run, j, job_done, j, sg_http_req_loop(r)) !=
+	    SG_OK) {
+		problem(r, SG_KM_SERVICE_UNAVAILABLE, NULL, "the key store is unavailable");
+		job_free(j);
+		return SG_HTTP_DONE;
+	}
+	return SG_HTTP_ASYNC;
+}
+
+static int ctype_json(const char *ct)
+{
+	static const char want[] = "application/json";
+	size_t n = sizeof want - 1;
+	return ct && !strncasecmp(ct, want, n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* The JSON body of a KM request: application/json, at most SG_KM_MAX_BODY bytes. */
+static json_t *body_json(struct sg_http_req *r)
+{
+	size_t len = 0;
+	sg_http_req_body(r, &len);
+	if (!ctype_json(sg_http_req_header(r, "content-type"))) {
+		problem(r, SG_KM_UNSUPPORTED_MEDIA_TYPE, NULL, "the body must be application/json");
+		return NULL;
+	}
+	if (len > SG_KM_MAX_BODY) {
+		problem(r, SG_KM_PAYLOAD_TOO_LARGE, NULL, "a KM request is at most %d bytes",
+		        SG_KM_MAX_BODY);
+		return NULL;
+	}
+	return sg_http_req_json(r); /* answers 400 itself */
+}
+
+/* POST /km/v1/skmc-keys {"jwk":{...},"skmcUri":"..."}: registers the SKM-C public key. */
+static enum sg_http_result h_register(struct sg_http_req *r, void *arg)
+{
+	struct km_mount *m = arg;
+	struct km_job *j = job_new(r, m, KM_REGISTER_KEY);
+	if (!j)
+		return SG_HTTP_DONE;
+	json_t *b = body_json(r), *canon = NULL;
+	struct sg_km_invalid why = {{0}, {0}};
+	if (!b)
+		goto done;
+	if (!json_is_object(b)) {
+		snprintf(why.param, sizeof why.param, "/");
+		snprintf(why.reason, sizeof why.reason, "must be an object");
+		problem(r, SG_KM_INVALID_MSG_FORMAT, &why, "not an SKM-C key registration");
+		goto done;
+	}
+	if (sg_km_jwk_check(json_object_get(b, "jwk"), &canon, j->kid, &why)) {
+		problem(r, SG_KM_INVALID_SKMC_KEY, &why, "the SKM-C key is not usable");
+		goto done;
+	}
+	const json_t *u = json_object_get(b, "skmcUri");
+	if (u) {
+		const char *s = json_string_value(u);
+		if (!s || !*s || strlen(s) > SG_KM_URI_MAX || !strchr(s, ':') ||
+		    strcspn(s, " \t\r\n\"\\") != strlen(s)) {
+			snprintf(why.param, sizeof why.param, "/skmcUri");
+			snprintf(why.reason, sizeof why.reason, "must be a URI");
+			problem(r, SG_KM_INVALID_MSG_FORMAT, &why, "skmcUri is not a URI");
+			goto done;
+		}
+		snprintf(j->skmc_uri, sizeof j->skmc_uri, "%s", s);
+	} else {
+		snprintf(j->skmc_uri, sizeof j->skmc_uri, "urn:sealguard:skmc:%s", j->owner);
+	}
+	if (!(j->jwk = json_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS))) {
+		problem(r, SG_KM_SERVICE_UNAVAILABLE, NULL, "out of memory");
+		goto done;
+	}
+	json_decref(canon);
+	json_decref(b);
+	return submit(j);
+done:
+	json_decref(canon);
+	json_decref(b);
+	job_free(j);
+	return SG_HTTP_DONE;
+}
+
+/* K3: the token's SKeyProv lists the VAL service. */
+static int skeyprov_has(const struct sg_principal *p, const char *svc)
+{
+	const json_t *a = p && p->claims ? json_object_get(p->claims, "SKeyProv") : NULL;
+	size_t i;
+	const json_t *v;
+	json_array_foreach(a, i,
+	                   v) if (json_is_string(v) && !strcmp(json_string_value(v), svc)) return 1;
+	return 0;
+}
+
+/* ss-kpp POST /request: VALKeyPpReq -> VALKeyPpResp (TS 29.549; TS 33.434 §5.8). */
+static enum sg_http_result h_kpp(struct sg_http_req *r, void *arg)
+{
+	struct km_mount *m = arg;
+	struct km_job *j = job_new(r, m, KM_PROVISION);
+	if (!j)
+		return SG_HTTP_DONE;
+	json_t *b = body_json(r);
+	struct sg_km_invalid why = {{0}, {0}};
+	if (!b)
+		goto done;
+	if (sg_km_parse_pp_req(b, &j->pp, &why)) {
+		problem(r, SG_KM_INVALID_MSG_FORMAT, &why, "not a valid VALKeyPpReq");
+		goto done;
+	}
+	const struct sg_principal *p = sg_principal_of(r);
+	if (!json_is_array(json_object_get(p->claims, "SKeyProv"))) {
+		problem(r, SG_KM_PROVISIONING_NOT_AUTHORIZED, NULL,
+		        "the access token carries no SKeyProv (TS 33.434 §5.8)");
+		goto done;
+	}
+	if (!skeyprov_has(p, j->pp.val_service)) {
+		problem(r, SG_KM_PROVISIONING_NOT_AUTHORIZED, NULL,
+		        "SKeyProv of the access token does not list VAL service %.128s",
+		        j->pp.val_service);
+		goto done;
+	}
+	json_decref(b);
+	return submit(j);
+done:
+	json_decref(b);
+	job_free(j);
+	return SG_HTTP_DONE;
+}
+
+/* DELETE /km/v1/keys/{valServiceId}/{payloadId}: revokes every version (sealguard). */
+static enum sg_http_result h_revoke(struct sg_http_req *r, void *arg)
+{
+	struct km_mount *m = arg;
+	struct km_job *j = job_new(r, m, KM_REVOKE_KEY);
+	if (!j)
+		return SG_HTTP_DONE;
+	const char *svc = sg_http_req_param(r, "valServiceId");
+	const char *id = sg_http_req_param(r, "payloadId");
+	if (!sg_km_id_ok(svc) || !sg_km_payload_id_ok(id)) {
+		problem(r, SG_KM_KEY_NOT_FOUND, NULL, "no such key");
+		job_free(j);
+		return SG_HTTP_DONE;
+	}
+	snprintf(j->svc, sizeof j->svc, "%s", svc);
+	snprintf(j->payload_id, sizeof j->payload_id, "%s", id);
+	if (!skeyprov_has(sg_principal_of(r), svc)) {
+		problem(r, SG_KM_PROVISIONING_NOT_AUTHORIZED, NULL,
+		        "SKeyProv of the access token does not list VAL service %.128s", svc);
+		job_free(j);
+		return SG_HTTP_DONE;
+	}
+	return submit(j);
+}
+
+/* KM-UU POST /km/v1/key-requests: SEAL KM Request -> SEAL KM Response (TS 33.434 §5.3). */
+static enum sg_http_result h_request(struct sg_http_req *r, void *arg)
+{
+	struct km_mount *m = arg;
+	struct km_job *j = job_new(r, m, KM_RETRIEVE_UU);
+	if (!j)
+		return SG_HTTP_DONE;
+	json_t *b = body_json(r);
+	struct sg_km_invalid why = {{0}, {0}};
+	if (!b)
+		goto done;
+	if (!(j->uu = calloc(1, sizeof *j->uu))) {
+		problem(r, SG_KM_SERVICE_UNAVAILABLE, NULL, "out of memory");
+		goto done;
+	}
+	if (sg_km_parse_uu_req(b, j->uu, &why)) {
+		problem(r, SG_KM_INVALID_MSG_FORMAT, &why, "not a valid SEAL KM Request");
+		goto done;
+	}
+	snprintf(j->svc, sizeof j->svc, "%s", j->uu->val_service);
+	/* the UE's own VAL user id for the VAL service (token claim val_user_ids) */
+	const char *uid = sg_principal_val_user_id(sg_principal_of(r), j->svc);
+	if (!uid || !sg_km_id_ok(uid)) {
+		problem(r, SG_KM_TARGET_NOT_ALLOWED, NULL,
+		        "the VAL user has no VAL user id for VAL service %.128s", j->svc);
+		goto done;
+	}
+	if (j->uu->tgt.kind != SG_KM_TGT_NONE &&
+	    (j->uu->tgt.kind != SG_KM_TGT_USER || strcmp(j->uu->tgt.id, uid))) {
+		problem(r, SG_KM_TARGET_NOT_ALLOWED, NULL,
+		        "a VAL user may request only the keys of its own VAL user id");
+		goto done;
+	}
+	j->tgt.kind = SG_KM_TGT_USER;
+	snprintf(j->tgt.id, sizeof j->tgt.id, "%s", uid);
+	json_decref(b);
+	return submit(j);
+done:
+	json_decref(b);
+	job_free(j);
+	return SG_HTTP_DONE;
+}
+
+/* ss-kir GET /key-records?val-service-id=&val-tgt-ue= -> ValKeyInfo (TS 29.549, K4). */
+static enum sg_http_result h_kir(struct sg_http_req *r, void *arg)
+{
+	struct km_mount *m = arg;
+	struct sg_km_invalid why = {{0}, {0}};
+	const char *svc = sg_http_req_query_param(r, "val-service-id");
+	const char *tgt = sg_http_req_query_param(r, "val-tgt-ue");
+	if (!svc || !sg_km_id_ok(svc)) {
+		snprintf(why.param, sizeof why.param, "val-service-id");
+		snprintf(why.reason, sizeof why.reason,
+		         svc ? "not a VAL service id" : "is required");
+		problem(r, SG_KM_INVALID_QUERY_PARAM, &why, "val-service-id is required");
+		return SG_HTTP_DONE;
+	}
+	struct km_job *j = job_new(r, m, KM_RETRIEVE_KIR);
+	if (!j)
+		return SG_HTTP_DONE;
+	snprintf(j->svc, sizeof j->svc, "%s", svc);
+	if (tgt) {
+		/* an object-valued query parameter: JSON-encoded (3GPP practice) */
+		json_t *t =
+		    strlen(tgt) <= 1024 ? json_loads(tgt, JSON_REJECT_DUPLICATES, NULL) : NULL;
+		int rc = sg_km_parse_target(t, "val-tgt-ue", &j->tgt, &why);
+		json_decref(t);
+		if (rc) {
+			snprintf(why.param, sizeof why.param, "val-tgt-ue");
+			problem(r, SG_KM_INVALID_QUERY_PARAM, &why,
+			        "val-tgt-ue must be a JSON ValTargetUe");
+			job_free(j);
+			return SG_HTTP_DONE;
+		}
+	}
+	return submit(j);
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------- */
+
+sg_err sg_km_new(const struct sg_conf *conf, struct sg_km **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	struct sg_km *km = calloc(1, sizeof *km);
+	if (!km)
+		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+	km->conf = conf;
+	pthread_mutex_init(&km->mu, NULL);
+	atomic_init(&km->busy, 0);
+	/* the master key lives outside the database (auth/keyfile.h) */
+	sg_err e = sg_keyfile_load(conf->state_dir, "master", 1, km->mk, err, errlen);
+	const char *driver = conf->store_driver ? conf->store_driver : "sqlite";
+	const char *where = !strcmp(driver, "postgres") ? conf->store_url : conf->store_path;
+	if (e == SG_OK)
+		e = sg_store_pool_create(driver, where, KM_POOL_THREADS, &km->pool, err, errlen);
+	struct sg_store *st = NULL;
+	if (e == SG_OK)
+		e = sg_store_open(driver, where, &st, err, errlen);
+	if (e == SG_OK && (e = upkeep(km, st)) != SG_OK)
+		sg_fail(err, errlen, e, "km: loading the registry: %s", sg_store_last_error());
+	sg_store_close(st);
+	if (e != SG_OK) {
+		sg_km_free(km);
+		return e;
+	}
+	sg_log_info("km: key management ready (%zu VAL servers)", km->vals ? km->vals->n : 0);
+	*out = km;
+	return SG_OK;
+}
+
+void sg_km_free(struct sg_km *km)
+{
+	if (!km)
+		return;
+	sg_store_pool_destroy(km->pool);
+	vals_put(km->vals);
+	for (size_t i = 0; i < km->nmounts; i++)
+		free(km->mounts[i]);
+	free(km->mounts);
+	OPENSSL_cleanse(km->mk, sizeof km->mk);
+	pthread_mutex_destroy(&km->mu);
+	free(km);
+}
+
+sg_err sg_km_mount(struct sg_km *km, struct sg_router *rt, const struct sg_conf_refpoint *rp,
+                   char *err, size_t errlen)
+{
+	int ue;
+	if (rp->auth_mode == SG_AUTH_BEARER)
+		ue = 1; /* SEAL-UU as KM-UU: UEs */
+	else if (rp->auth_mode == SG_AUTH_MTLS_BEARER)
+		ue = 0; /* SEAL-S as KM-S: VAL servers */
+	else
+		return SG_OK; /* key management needs a token */
+	struct km_mount *m = calloc(1, sizeof *m);
+	struct km_mount **v = m ? realloc(km->mounts, (km->nmounts + 1) * sizeof *v) : NULL;
+	if (!v) {
+		free(m);
+		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+	}
+	km->mounts = v;
+	v[km->nmounts++] = m;
+	m->km = km;
+	m->rp = rp;
+	m->ue = ue;
+	const struct {
+		int ue;
+		const char *method, *path, *scope;
+		sg_http_handler h;
+	} routes[] = {
+	    {1, "POST", KM_REGISTER, SG_KM_SCOPE, h_register},
+	    {1, "POST", KM_REQUEST, SG_KM_SCOPE, h_request},
+	    {0, "POST", KM_REGISTER, SG_KM_SCOPE, h_register},
+	    {0, "POST", KPP_REQUEST, SG_KP_SCOPE, h_kpp},
+	    {0, "GET", KIR_RECORDS, SG_KM_SCOPE, h_kir},
+	    {0, "DELETE", KM_REVOKE, SG_KP_SCOPE, h_revoke},
+	};
+	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+		if (routes[i].ue != ue)
+			continue;
+		sg_err e = sg_policy_route(rt, routes[i].method, routes[i].path, SG_KM_AUDIENCE,
+		                           routes[i].scope, routes[i].h, m);
+		if (e != SG_OK)
+			return sg_fail(err, errlen, e, "km: route %s %s on %s: %s",
+			               routes[i].method, routes[i].path, rp->name, sg_err_str(e));
+	}
+	return SG_OK;
+}

@@ -1,0 +1,698 @@
+/* sdd/proto.c: SEALDD-UU frame codec, sddFlowId text form, duplicate elimination, the flow
+ * table and the TS 29.548 schema checks (see proto.h). */
+#include "sdd/proto.h"
+
+#include "base/b64.h"
+#include "base/rand.h"
+
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- frames ---- */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)(v >> 32));
+	put32(p + 4, (uint32_t)v);
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) << 32 | get32(p + 4);
+}
+
+const char *sg_sdd_perr_str(int perr)
+{
+	switch (perr) {
+	case SG_SDD_PERR_VERSION:
+		return "unknown frame version";
+	case SG_SDD_PERR_TYPE:
+		return "unknown frame type";
+	case SG_SDD_PERR_RESERVED:
+		return "reserved header bits set";
+	case SG_SDD_PERR_TOO_LARGE:
+		return "frame larger than allowed";
+	case SG_SDD_PERR_FLOW:
+		return "flow id missing or misplaced";
+	default:
+		return "malformed frame";
+	}
+}
+
+int sg_sdd_flow_is_zero(const uint8_t flow[SG_SDD_FLOW_ID_LEN])
+{
+	uint8_t acc = 0;
+	for (size_t i = 0; i < SG_SDD_FLOW_ID_LEN; i++)
+		acc |= flow[i];
+	return acc == 0;
+}
+
+void sg_sdd_frame_header(uint8_t hdr[SG_SDD_HDR_LEN], uint8_t type, uint32_t len, uint64_t seq,
+                         const uint8_t *flow)
+{
+	hdr[0] = SG_SDD_VERSION;
+	hdr[1] = type;
+	hdr[2] = hdr[3] = 0;
+	put32(hdr + 4, len);
+	put64(hdr + 8, seq);
+	if (flow)
+		memcpy(hdr + 16, flow, SG_SDD_FLOW_ID_LEN);
+	else
+		memset(hdr + 16, 0, SG_SDD_FLOW_ID_LEN);
+}
+
+int sg_sdd_frame_parse(const uint8_t *buf, size_t len, struct sg_sdd_frame *f)
+{
+	if (len < SG_SDD_HDR_LEN)
+		return 0;
+	if (buf[0] != SG_SDD_VERSION)
+		return SG_SDD_PERR_VERSION;
+	if (buf[1] == 0 || buf[1] > SG_SDD_FTYPE_MAX)
+		return SG_SDD_PERR_TYPE;
+	if (buf[2] || buf[3])
+		return SG_SDD_PERR_RESERVED;
+	uint32_t plen = get32(buf + 4);
+	uint32_t max = buf[1] == SG_SDD_AUTH ? SG_SDD_MAX_TOKEN : SG_SDD_MAX_PAYLOAD;
+	if (plen > max)
+		return SG_SDD_PERR_TOO_LARGE;
+	int zero = sg_sdd_flow_is_zero(buf + 16);
+	switch (buf[1]) {
+	case SG_SDD_AUTH:
+	case SG_SDD_AUTH_OK:
+		if (!zero)
+			return SG_SDD_PERR_FLOW;
+		break;
+	case SG_SDD_ERROR:
+		break; /* channel-level (zero) or flow-level */
+	default:
+		if (zero)
+			return SG_SDD_PERR_FLOW;
+	}
+	if (len < SG_SDD_HDR_LEN + (size_t)plen)
+		return 0;
+	f->type = buf[1];
+	f->len = plen;
+	f->seq = get64(buf + 8);
+	memcpy(f->flow, buf + 16, SG_SDD_FLOW_ID_LEN);
+	f->payload = buf + SG_SDD_HDR_LEN;
+	return (int)(SG_SDD_HDR_LEN + plen);
+}
+
+void sg_sdd_flow_to_text(const uint8_t flow[SG_SDD_FLOW_ID_LEN], char out[SG_SDD_FLOW_TEXT_LEN + 1])
+{
+	sg_b64url_encode(flow, SG_SDD_FLOW_ID_LEN, out);
+}
+
+int sg_sdd_flow_from_text(const char *text, uint8_t flow[SG_SDD_FLOW_ID_LEN])
+{
+	size_t n = 0;
+	if (!text || strlen(text) != SG_SDD_FLOW_TEXT_LEN)
+		return -1;
+	if (sg_b64url_decode(text, SG_SDD_FLOW_TEXT_LEN, flow, SG_SDD_FLOW_ID_LEN, &n) != SG_OK ||
+	    n != SG_SDD_FLOW_ID_LEN)
+		return -1;
+	/* canonical form only: the last character carries 2 unused bits that must be zero */
+	char back[SG_SDD_FLOW_TEXT_LEN + 1];
+	sg_sdd_flow_to_text(flow, back);
+	return strcmp(back, text) == 0 ? 0 : -1;
+}
+
+/* ---- duplicate elimination ---- */
+
+#define WBITS SG_SDD_WINDOW
+
+static int bit_get(const struct sg_sdd_dedup *d, uint64_t seq)
+{
+	uint64_t i = seq % WBITS;
+	return (int)((d->bits[i / 64] >> (i % 64)) & 1);
+}
+
+static void bit_set(struct sg_sdd_dedup *d, uint64_t seq, int v)
+{
+	uint64_t i = seq % WBITS;
+	if (v)
+		d->bits[i / 64] |= (uint64_t)1 << (i % 64);
+	else
+		d->bits[i / 64] &= ~((uint64_t)1 << (i % 64));
+}
+
+int sg_sdd_dedup_accept(struct sg_sdd_dedup *d, uint64_t seq)
+{
+	if (seq == 0)
+		return 0;
+	if (seq > d->top) {
+		uint64_t adv = seq - d->top;
+		if (adv >= WBITS) {
+			memset(d->bits, 0, sizeof d->bits);
+		} else {
+			for (uint64_t s = d->top + 1; s <= seq; s++)
+				bit_set(d, s, 0);
+		}
+		d->top = seq;
+		bit_set(d, seq, 1);
+		return 1;
+	}
+	if (d->top - seq >= WBITS)
+		return 0; /* too old to tell: treated as a duplicate */
+	if (bit_get(d, seq))
+		return 0;
+	bit_set(d, seq, 1);
+	return 1;
+}
+
+/* ---- flow table ---- */
+
+#define NBUCKETS 4096
+
+struct sg_sdd_flowtab {
+	struct sg_sdd_flow *b[NBUCKETS];
+	size_t n, max_total, max_per_user;
+};
+
+static size_t bucket(const uint8_t *id)
+{
+	return ((size_t)id[0] << 8 | id[1]) % NBUCKETS;
+}
+
+struct sg_sdd_flowtab *sg_sdd_flowtab_new(size_t max_total, size_t max_per_user)
+{
+	struct sg_sdd_flowtab *t = calloc(1, sizeof *t);
+	if (t) {
+		t->max_total = max_total;
+		t->max_per_user = max_per_user;
+	}
+	return t;
+}
+
+static void flow_free(struct sg_sdd_flow *f)
+{
+	free(f->sub);
+	free(f->val_service_id);
+	OPENSSL_cleanse(f->id, sizeof f->id);
+	free(f);
+}
+
+void sg_sdd_flowtab_free(struct sg_sdd_flowtab *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < NBUCKETS; i++)
+		while (t->b[i]) {
+			struct sg_sdd_flow *f = t->b[i];
+			t->b[i] = f->next;
+			flow_free(f);
+		}
+	free(t);
+}
+
+struct sg_sdd_flow *sg_sdd_flowtab_add(struct sg_sdd_flowtab *t, const char *sub,
+                                       const char *val_service_id, int urllc, int64_t now_ms,
+                                       unsigned lifetime_s, const char **why)
+{
+	*why = "limit";
+	if (t->n >= t->max_total)
+		return NULL;
+	size_t mine = 0;
+	for (size_t i = 0; i < NBUCKETS; i++)
+		for (struct sg_sdd_flow *f = t->b[i]; f; f = f->next)
+			mine += !f->released && strcmp(f->sub, sub) == 0;
+	if (mine >= t->max_per_user)
+		return NULL;
+	*why = "nomem";
+	struct sg_sdd_flow *f = calloc(1, sizeof *f);
+	if (!f)
+		return NULL;
+	f->sub = strdup(sub);
+	f->val_service_id = strdup(val_service_id);
+	if (!f->sub || !f->val_service_id)
+		goto fail;
+	/* 128 bits from the DRBG; a collision with a live flow (2^-128) is simply redrawn */
+	do {
+		if (sg_random_bytes(f->id, sizeof f->id) != SG_OK)
+			goto fail;
+	} while (sg_sdd_flow_is_zero(f->id) || sg_sdd_flowtab_find(t, f->id, NULL));
+	f->urllc = urllc;
+	f->created_ms = now_ms;
+	f->expires_ms = now_ms + (int64_t)lifetime_s * 1000;
+	size_t b = bucket(f->id);
+	f->next = t->b[b];
+	t->b[b] = f;
+	t->n++;
+	*why = NULL;
+	return f;
+fail:
+	flow_free(f);
+	return NULL;
+}
+
+struct sg_sdd_flow *sg_sdd_flowtab_find(struct sg_sdd_flowtab *t, const uint8_t *id,
+                                        const char *sub)
+{
+	for (struct sg_sdd_flow *f = t->b[bucket(id)]; f; f = f->next) {
+		if (CRYPTO_memcmp(f->id, id, SG_SDD_FLOW_ID_LEN) != 0)
+			continue;
+		if (f->released || (sub && strcmp(f->sub, sub) != 0))
+			return NULL;
+		return f;
+	}
+	return NULL;
+}
+
+void sg_sdd_flowtab_remove(struct sg_sdd_flowtab *t, struct sg_sdd_flow *f)
+{
+	for (struct sg_sdd_flow **pp = &t->b[bucket(f->id)]; *pp; pp = &(*pp)->next)
+		if (*pp == f) {
+			*pp = f->next;
+			t->n--;
+			flow_free(f);
+			return;
+		}
+}
+
+size_t sg_sdd_flowtab_expire(struct sg_sdd_flowtab *t, int64_t now_ms)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < NBUCKETS; i++)
+		for (struct sg_sdd_flow *f = t->b[i]; f; f = f->next)
+			if (!f->released && f->expires_ms <= now_ms) {
+				f->released = 1;
+				n++;
+			}
+	return n;
+}
+
+size_t sg_sdd_flowtab_count(const struct sg_sdd_flowtab *t)
+{
+	return t->n;
+}
+
+void sg_sdd_flowtab_each(struct sg_sdd_flowtab *t, void (*fn)(struct sg_sdd_flow *, void *),
+                         void *arg)
+{
+	for (size_t i = 0; i < NBUCKETS; i++)
+		for (struct sg_sdd_flow *f = t->b[i], *n; f; f = n) {
+			n = f->next;
+			fn(f, arg);
+		}
+}
+
+/* ---- TS 29.548 schemas ---- */
+
+static void bad(struct sg_sdd_check *chk, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void bad(struct sg_sdd_check *chk, const char *param, const char *fmt, ...)
+{
+	if (chk->n < SG_SDD_MAX_INVALID) {
+		struct sg_sdd_invalid *v = &chk->v[chk->n];
+		snprintf(v->param, sizeof v->param, "%s", param);
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(v->reason, sizeof v->reason, fmt, ap);
+		va_end(ap);
+	}
+	chk->n++;
+}
+
+/* The OpenAPI patterns (TS 29.571 / TS 29.122), as POSIX EREs (\d written [0-9]). */
+enum { RX_IPV4, RX_IPV6A, RX_IPV6B, RX_SUPPFEAT, RX_BITRATE, RX_PER, RX_N };
+static const char *const RX_SRC[RX_N] = {
+    "^(([0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])\\.){3}"
+    "([0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])$",
+    "^((:|(0?|([1-9a-f][0-9a-f]{0,3}))):)((0?|([1-9a-f][0-9a-f]{0,3})):){0,6}"
+    "(:|(0?|([1-9a-f][0-9a-f]{0,3})))$",
+    "^((([^:]+:){7}([^:]+))|((([^:]+:)*[^:]+)?::(([^:]+:)*[^:]+)?))$",
+    "^[A-Fa-f0-9]*$",
+    "^[0-9]+(\\.[0-9]+)? (bps|Kbps|Mbps|Gbps|Tbps)$",
+    "^([0-9]E-[0-9])$",
+};
+static regex_t rx[RX_N];
+static int rx_ok;
+static pthread_once_t rx_once = PTHREAD_ONCE_INIT;
+
+static void rx_init(void)
+{
+	rx_ok = 1;
+	for (int i = 0; i < RX_N; i++)
+		if (regcomp(&rx[i], RX_SRC[i], REG_EXTENDED | REG_NOSUB) != 0)
+			rx_ok = 0;
+}
+
+static int match(int which, const char *s)
+{
+	pthread_once(&rx_once, rx_init);
+	return rx_ok && regexec(&rx[which], s, 0, NULL, 0) == 0;
+}
+
+static int is_ipv4(const char *s)
+{
+	return match(RX_IPV4, s);
+}
+
+static int is_ipv6(const char *s)
+{
+	return match(RX_IPV6A, s) && match(RX_IPV6B, s);
+}
+
+static void want_string(struct sg_sdd_check *chk, const json_t *v, const char *param)
+{
+	if (v && !json_is_string(v))
+		bad(chk, param, "must be a string");
+}
+
+static void want_uint(struct sg_sdd_check *chk, const json_t *v, const char *param, json_int_t min,
+                      json_int_t max)
+{
+	if (!v)
+		return;
+	if (!json_is_integer(v))
+		bad(chk, param, "must be an integer");
+	else if (json_integer_value(v) < min || json_integer_value(v) > max)
+		bad(chk, param, "must be from %lld to %lld", (long long)min, (long long)max);
+}
+
+static void want_pattern(struct sg_sdd_check *chk, const json_t *v, const char *param, int which,
+                         const char *what)
+{
+	if (!v)
+		return;
+	if (!json_is_string(v))
+		bad(chk, param, "must be a string");
+	else if (!match(which, json_string_value(v)))
+		bad(chk, param, "must be %s", what);
+}
+
+/* TS 29.549 ValTargetUe: oneOf valUserId | valUeId */
+static void check_target_ue(struct sg_sdd_check *chk, const json_t *v, const char *param)
+{
+	if (!v)
+		return;
+	if (!json_is_object(v)) {
+		bad(chk, param, "must be an object");
+		return;
+	}
+	char p[128];
+	const json_t *u = json_object_get(v, "valUserId"), *e = json_object_get(v, "valUeId");
+	snprintf(p, sizeof p, "%s/valUserId", param);
+	want_string(chk, u, p);
+	snprintf(p, sizeof p, "%s/valUeId", param);
+	want_string(chk, e, p);
+	if ((u != NULL) == (e != NULL))
+		bad(chk, param, "must have exactly one of valUserId and valUeId");
+}
+
+/* port 0..65535; the host part of a uri (scheme://host:port/..., or host:port) */
+static int uri_host_port(const char *uri, struct sg_sdd_target *tgt)
+{
+	const char *s = strstr(uri, "://");
+	s = s ? s + 3 : uri;
+	const char *at = strpbrk(s, "@/?#");
+	if (at && *at == '@')
+		return -1; /* no userinfo */
+	const char *hs = s, *he, *pc;
+	if (*s == '[') {
+		he = strchr(s, ']');
+		if (!he)
+			return -1;
+		hs = s + 1;
+		pc = he + 1;
+	} else {
+		he = s + strcspn(s, ":/?#");
+		pc = he;
+	}
+	size_t hl = (size_t)(he - hs);
+	if (hl == 0 || hl >= sizeof tgt->host)
+		return -1;
+	memcpy(tgt->host, hs, hl);
+	tgt->host[hl] = '\0';
+	if (*pc == ':') {
+		char *end;
+		long port = strtol(pc + 1, &end, 10);
+		if (end == pc + 1 || port < 1 || port > 65535 || (*end && !strchr("/?#", *end)))
+			return -1;
+		tgt->port = (unsigned)port;
+	}
+	return 0;
+}
+
+/* TS 29.548 ConnInfo: oneOf required ipv4Addr | ipv6Addr | uri; port */
+static void check_conninfo(struct sg_sdd_check *chk, const json_t *v, const char *param,
+                           struct sg_sdd_target *tgt)
+{
+	if (!json_is_object(v)) {
+		bad(chk, param, "must be an object");
+		return;
+	}
+	char p[128];
+	const json_t *v4 = json_object_get(v, "ipv4Addr"), *v6 = json_object_get(v, "ipv6Addr"),
+	             *uri = json_object_get(v, "uri"), *port = json_object_get(v, "port");
+	size_t before = chk->n;
+	snprintf(p, sizeof p, "%s/ipv4Addr", param);
+	want_pattern(chk, v4, p, RX_IPV4, "an IPv4 address in dotted decimal (TS 29.571 Ipv4Addr)");
+	snprintf(p, sizeof p, "%s/ipv6Addr", param);
+	if (v6 && (!json_is_string(v6) || !is_ipv6(json_string_value(v6))))
+		bad(chk, p, "must be an IPv6 address per RFC 5952 clause 4 (TS 29.571 Ipv6Addr)");
+	snprintf(p, sizeof p, "%s/uri", param);
+	want_string(chk, uri, p);
+	snprintf(p, sizeof p, "%s/port", param);
+	want_uint(chk, port, p, 0, 65535);
+	if ((v4 != NULL) + (v6 != NULL) + (uri != NULL) != 1)
+		bad(chk, param, "must have exactly one of ipv4Addr, ipv6Addr and uri");
+	if (chk->n != before || !tgt)
+		return;
+	memset(tgt, 0, sizeof *tgt);
+	if (uri) {
+		if (uri_host_port(json_string_value(uri), tgt) != 0) {
+			snprintf(p, sizeof p, "%s/uri", param);
+			bad(chk, p, "must name a host and optionally a port: scheme://host:port");
+			return;
+		}
+	} else {
+		snprintf(tgt->host, sizeof tgt->host, "%s", json_string_value(v4 ? v4 : v6));
+	}
+	if (port)
+		tgt->port = (unsigned)json_integer_value(port);
+	if (tgt->port == 0) {
+		snprintf(p, sizeof p, "%s/port", param);
+		bad(chk, p, "a port from 1 to 65535 is needed to reach the endpoint");
+	}
+}
+
+static void check_bdw(struct sg_sdd_check *chk, const json_t *v, const char *param,
+                      const char *const *req, size_t n)
+{
+	if (!v)
+		return;
+	if (!json_is_object(v)) {
+		bad(chk, param, "must be an object");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char p[128];
+		snprintf(p, sizeof p, "%s/%s", param, req[i]);
+		const json_t *b = json_object_get(v, req[i]);
+		if (!b)
+			bad(chk, p, "is required");
+		else
+			want_uint(chk, b, p, 0, INT64_MAX);
+	}
+}
+
+static void check_str_array(struct sg_sdd_check *chk, const json_t *v, const char *param)
+{
+	if (!v)
+		return;
+	if (!json_is_array(v) || json_array_size(v) == 0) {
+		bad(chk, param, "must be an array of at least one string");
+		return;
+	}
+	size_t i;
+	const json_t *e;
+	json_array_foreach(v, i, e)
+	{
+		char p[128];
+		snprintf(p, sizeof p, "%s/%zu", param, i);
+		want_string(chk, e, p);
+	}
+}
+
+/* TS 29.548 QosInfo; its anyOf holds for every object (the last two alternatives cover every
+ * combination the first three do not), so only the member types are checked. */
+static void check_qos(struct sg_sdd_check *chk, const json_t *v)
+{
+	if (!v)
+		return;
+	if (!json_is_object(v)) {
+		bad(chk, "/qosInfo", "must be an object");
+		return;
+	}
+	want_string(chk, json_object_get(v, "qosReference"), "/qosInfo/qosReference");
+	check_str_array(chk, json_object_get(v, "altQoSReferences"), "/qosInfo/altQoSReferences");
+	const json_t *a = json_object_get(v, "altQosReqs");
+	if (!a)
+		return;
+	if (!json_is_array(a) || json_array_size(a) == 0) {
+		bad(chk, "/qosInfo/altQosReqs", "must be an array of at least one object");
+		return;
+	}
+	size_t i;
+	const json_t *e;
+	json_array_foreach(a, i, e)
+	{
+		char p[128], q[160];
+		snprintf(p, sizeof p, "/qosInfo/altQosReqs/%zu", i);
+		if (!json_is_object(e)) {
+			bad(chk, p, "must be an object");
+			continue;
+		}
+		const json_t *ref = json_object_get(e, "altQosParamSetRef");
+		snprintf(q, sizeof q, "%s/altQosParamSetRef", p);
+		if (!ref)
+			bad(chk, q, "is required");
+		want_string(chk, ref, q);
+		snprintf(q, sizeof q, "%s/gbrUl", p);
+		want_pattern(chk, json_object_get(e, "gbrUl"), q, RX_BITRATE,
+		             "a TS 29.571 BitRate");
+		snprintf(q, sizeof q, "%s/gbrDl", p);
+		want_pattern(chk, json_object_get(e, "gbrDl"), q, RX_BITRATE,
+		             "a TS 29.571 BitRate");
+		snprintf(q, sizeof q, "%s/pdb", p);
+		want_uint(chk, json_object_get(e, "pdb"), q, 1, INT64_MAX);
+		snprintf(q, sizeof q, "%s/per", p);
+		want_pattern(chk, json_object_get(e, "per"), q, RX_PER,
+		             "a TS 29.571 PacketErrRate");
+	}
+}
+
+int sg_sdd_transreq_validate(const json_t *req, struct sg_sdd_target *tgt, struct sg_sdd_check *chk)
+{
+	memset(chk, 0, sizeof *chk);
+	if (!json_is_object(req)) {
+		bad(chk, "/", "TransReq must be a JSON object");
+		return -1;
+	}
+	const json_t *svc = json_object_get(req, "valServiceId");
+	want_string(chk, svc, "/valServiceId");
+	check_target_ue(chk, json_object_get(req, "valTargetId"), "/valTargetId");
+	const json_t *ci = json_object_get(req, "valServerConnInfo");
+	if (!ci)
+		bad(chk, "/valServerConnInfo", "is required");
+	else
+		check_conninfo(chk, ci, "/valServerConnInfo", tgt);
+	check_qos(chk, json_object_get(req, "qosInfo"));
+	static const char *const SRV[] = {"totalUlBdw", "totalDlBdw"};
+	static const char *const USR[] = {"minUlBdw", "minDlBdw", "maxUlBdw", "maxDlBdw"};
+	check_bdw(chk, json_object_get(req, "valServerBdw"), "/valServerBdw", SRV, 2);
+	check_bdw(chk, json_object_get(req, "valUsersBdw"), "/valUsersBdw", USR, 4);
+	want_pattern(chk, json_object_get(req, "suppFeat"), "/suppFeat", RX_SUPPFEAT,
+	             "a hexadecimal string (TS 29.571 SupportedFeatures)");
+	/* sealguard: flows are mapped from the VAL service id (TS 23.433; D2), so it is needed */
+	if (!svc)
+		bad(chk, "/valServiceId",
+		    "is required by this SEALDD server: flows are mapped from it");
+	else if (json_is_string(svc) && json_string_length(svc) == 0)
+		bad(chk, "/valServiceId", "must not be empty");
+	return chk->n ? -1 : 0;
+}
+
+int sg_sdd_subsc_validate(const json_t *s, struct sg_sdd_check *chk)
+{
+	memset(chk, 0, sizeof *chk);
+	if (!json_is_object(s)) {
+		bad(chk, "/", "ConnStatusSubsc must be a JSON object");
+		return -1;
+	}
+	const json_t *ev = json_object_get(s, "events");
+	if (!ev)
+		bad(chk, "/events", "is required");
+	else
+		check_str_array(chk, ev, "/events");
+	want_string(chk, json_object_get(s, "valServiceId"), "/valServiceId");
+	check_target_ue(chk, json_object_get(s, "valTgtUe"), "/valTgtUe");
+	const json_t *ci = json_object_get(s, "valServerConnInfo");
+	struct sg_sdd_target t;
+	if (!ci)
+		bad(chk, "/valServerConnInfo", "is required");
+	else
+		check_conninfo(chk, ci, "/valServerConnInfo", &t);
+	const json_t *nu = json_object_get(s, "notifUri");
+	if (!nu)
+		bad(chk, "/notifUri", "is required");
+	else if (!json_is_string(nu))
+		bad(chk, "/notifUri", "must be a string");
+	else if (strncmp(json_string_value(nu), "https://", 8) != 0)
+		bad(chk, "/notifUri", "must be an https URL (notifications go over mutual TLS)");
+	want_string(chk, json_object_get(s, "expTime"), "/expTime");
+	want_pattern(chk, json_object_get(s, "suppFeat"), "/suppFeat", RX_SUPPFEAT,
+	             "a hexadecimal string (TS 29.571 SupportedFeatures)");
+	return chk->n ? -1 : 0;
+}
+
+json_t *sg_sdd_conninfo(const char *host, unsigned port)
+{
+	if (is_ipv4(host))
+		return json_pack("{s:s, s:I}", "ipv4Addr", host, "port", (json_int_t)port);
+	if (is_ipv6(host))
+		return json_pack("{s:s, s:I}", "ipv6Addr", host, "port", (json_int_t)port);
+	char uri[300];
+	snprintf(uri, sizeof uri, "sealdd://%s:%u", host, port);
+	return json_pack("{s:s, s:I}", "uri", uri, "port", (json_int_t)port);
+}
+
+static const char *reason(int status)
+{
+	switch (status) {
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 409:
+		return "Conflict";
+	case 429:
+		return "Too Many Requests";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Error";
+	}
+}
+
+json_t *sg_sdd_problem(int status, const char *cause, const char *detail,
+                       const struct sg_sdd_check *chk)
+{
+	json_t *p = json_pack("{s:s, s:i, s:s}", "title", reason(status), "status", status,
+	                      "detail", detail ? detail : "");
+	if (!p)
+		return NULL;
+	if (cause)
+		json_object_set_new(p, "cause", json_string(cause));
+	if (chk && chk->n) {
+		json_t *a = json_array();
+		size_t n = chk->n < SG_SDD_MAX_INVALID ? chk->n : SG_SDD_MAX_INVALID;
+		for (size_t i = 0; a && i < n; i++)
+			json_array_append_new(a, json_pack("{s:s, s:s}", "param", chk->v[i].param,
+			                                   "reason", chk->v[i].reason));
+		if (a)
+			json_object_set_new(p, "invalidParams", a);
+	}
+	return p;
+}

@@ -1,0 +1,151 @@
+/* sdd/proto.h (private to sdd/ and client/sddc): the pure parts of SEALDD (TS 23.433; TS 33.434
+ * Rel-18 with G6): the SEALDD-UU user-plane frame codec (docs/sdd-protocol.md), sddFlowId
+ * encoding, duplicate elimination by sequence number (URLLC redundant transmission, TS 23.433
+ * §9.x), the flow table, and the TS 29.548 TransReq / ConnStatusSubsc validation. No I/O here:
+ * everything is unit-tested (tests/unit/test_sdd.c). */
+#ifndef SG_SDD_PROTO_H
+#define SG_SDD_PROTO_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- frames (docs/sdd-protocol.md §3) ------------------------------------------------- */
+
+#define SG_SDD_VERSION     1
+#define SG_SDD_HDR_LEN     32
+#define SG_SDD_FLOW_ID_LEN 16          /* 128 random bits: unguessable (RFC 4086) */
+#define SG_SDD_MAX_PAYLOAD (64 * 1024) /* larger frames are a protocol error */
+#define SG_SDD_MAX_TOKEN   8192        /* AUTH payload bound */
+
+enum sg_sdd_ftype {
+	SG_SDD_AUTH = 1,     /* c->s channel: access token (first frame; again to renew) */
+	SG_SDD_AUTH_OK = 2,  /* s->c channel: seq = token exp (epoch s) */
+	SG_SDD_ATTACH = 3,   /* c->s flow: bind this channel to the flow */
+	SG_SDD_ATTACHED = 4, /* s->c flow: relay ready; seq = next uplink seq expected */
+	SG_SDD_DATA = 5,     /* both: VAL application data */
+	SG_SDD_DETACH = 6,   /* c->s flow: unbind this channel (the flow lives on) */
+	SG_SDD_END = 7,      /* s->c flow: the flow ended; payload = reason code */
+	SG_SDD_ERROR = 8,    /* s->c: payload = "CODE: text"; zero flow id = channel error */
+};
+#define SG_SDD_FTYPE_MAX 8
+
+struct sg_sdd_frame {
+	uint8_t type;
+	uint32_t len; /* payload length */
+	uint64_t seq;
+	uint8_t flow[SG_SDD_FLOW_ID_LEN];
+	const uint8_t *payload; /* points into the parsed buffer */
+};
+
+/* Why a frame is refused (negative returns of sg_sdd_frame_parse). */
+enum sg_sdd_perr {
+	SG_SDD_PERR_VERSION = -1,  /* unknown version */
+	SG_SDD_PERR_TYPE = -2,     /* unknown frame type */
+	SG_SDD_PERR_RESERVED = -3, /* reserved bits set */
+	SG_SDD_PERR_TOO_LARGE = -4,
+	SG_SDD_PERR_FLOW = -5, /* flow id zero where one is needed, or set where none is */
+};
+const char *sg_sdd_perr_str(int perr);
+
+/* Parses one frame from buf: returns the bytes it takes (header + payload), 0 when more bytes
+ * are needed, or a negative sg_sdd_perr. The header is checked as soon as it is complete (an
+ * oversized length is refused before its payload arrives). */
+int sg_sdd_frame_parse(const uint8_t *buf, size_t len, struct sg_sdd_frame *f);
+/* Writes the 32-byte header for a frame; flow may be NULL (zero). */
+void sg_sdd_frame_header(uint8_t hdr[SG_SDD_HDR_LEN], uint8_t type, uint32_t len, uint64_t seq,
+                         const uint8_t *flow);
+int sg_sdd_flow_is_zero(const uint8_t flow[SG_SDD_FLOW_ID_LEN]);
+
+/* sddFlowId as text: base64url without padding, 22 characters. */
+#define SG_SDD_FLOW_TEXT_LEN 22
+void sg_sdd_flow_to_text(const uint8_t flow[SG_SDD_FLOW_ID_LEN],
+                         char out[SG_SDD_FLOW_TEXT_LEN + 1]);
+/* 0 on success; -1 unless text is exactly 22 base64url characters of 16 bytes. */
+int sg_sdd_flow_from_text(const char *text, uint8_t flow[SG_SDD_FLOW_ID_LEN]);
+
+/* ---- duplicate elimination (RFC 4303 §3.4.3-style sliding window) --------------------- */
+
+#define SG_SDD_WINDOW 1024 /* sequence numbers remembered behind the highest one */
+
+struct sg_sdd_dedup {
+	uint64_t top; /* highest accepted (0: none yet) */
+	uint64_t bits[SG_SDD_WINDOW / 64];
+};
+/* 1 when seq is new (and records it), 0 when it is a duplicate or older than the window.
+ * seq 0 is never accepted. */
+int sg_sdd_dedup_accept(struct sg_sdd_dedup *d, uint64_t seq);
+
+/* ---- flow table ---------------------------------------------------------------------- */
+
+/* The owner-visible parts of a flow; the server hangs its runtime state off `rt`. */
+struct sg_sdd_flow {
+	uint8_t id[SG_SDD_FLOW_ID_LEN];
+	char *sub;            /* the VAL user (token sub) it is bound to */
+	char *val_service_id; /* the VAL service */
+	int urllc;            /* transType urllc: up to two redundant channels */
+	int64_t created_ms, expires_ms;
+	int released; /* release requested or expired: the data plane frees it */
+	void *rt;     /* runtime (data plane) */
+	struct sg_sdd_flow *next;
+};
+
+struct sg_sdd_flowtab;
+/* max_total / max_per_user bound the table (G4). NULL on allocation failure. */
+struct sg_sdd_flowtab *sg_sdd_flowtab_new(size_t max_total, size_t max_per_user);
+/* Frees the table and every flow in it (runtime state must be gone). */
+void sg_sdd_flowtab_free(struct sg_sdd_flowtab *t);
+/* Allocates a flow with a fresh random id for sub and val_service_id; the table owns it.
+ * Returns NULL with *why = "limit" or "nomem". */
+struct sg_sdd_flow *sg_sdd_flowtab_add(struct sg_sdd_flowtab *t, const char *sub,
+                                       const char *val_service_id, int urllc, int64_t now_ms,
+                                       unsigned lifetime_s, const char **why);
+/* The live (not released) flow with this id whose owner is sub, else NULL: a flow of another
+ * user is indistinguishable from a flow that does not exist (no oracle). sub NULL: any owner. */
+struct sg_sdd_flow *sg_sdd_flowtab_find(struct sg_sdd_flowtab *t, const uint8_t *id,
+                                        const char *sub);
+/* Unlinks and frees f (its rt must be gone). */
+void sg_sdd_flowtab_remove(struct sg_sdd_flowtab *t, struct sg_sdd_flow *f);
+/* Marks flows whose lifetime ended as released; returns how many it marked. */
+size_t sg_sdd_flowtab_expire(struct sg_sdd_flowtab *t, int64_t now_ms);
+size_t sg_sdd_flowtab_count(const struct sg_sdd_flowtab *t);
+/* Calls fn for every flow (released too); fn may not add or remove. */
+void sg_sdd_flowtab_each(struct sg_sdd_flowtab *t, void (*fn)(struct sg_sdd_flow *, void *),
+                         void *arg);
+
+/* ---- TS 29.548 schemas --------------------------------------------------------------- */
+
+#define SG_SDD_MAX_INVALID 16
+struct sg_sdd_invalid {
+	char param[128];
+	char reason[160];
+};
+struct sg_sdd_check {
+	struct sg_sdd_invalid v[SG_SDD_MAX_INVALID];
+	size_t n;
+};
+
+/* Where the relay connects: from a ConnInfo (ipv4Addr | ipv6Addr | uri, with port). */
+struct sg_sdd_target {
+	char host[256];
+	unsigned port;
+};
+
+/* Validates a TransReq strictly against TS29548_SDD_Transmission.yaml (types, the ConnInfo
+ * oneOf, ValTargetUe oneOf, Ipv4Addr/Ipv6Addr/SupportedFeatures patterns, Port range,
+ * Bandwidth minimum, QosInfo arrays), plus what sealguard needs to relay (docs/sdd-protocol.md):
+ * valServiceId, and a port for valServerConnInfo (in `port` or in the uri). On success fills
+ * tgt and returns 0; else -1 with the problems in chk. */
+int sg_sdd_transreq_validate(const json_t *req, struct sg_sdd_target *tgt,
+                             struct sg_sdd_check *chk);
+/* Validates a ConnStatusSubsc (events minItems 1, ConnStatusEvent strings, valServerConnInfo,
+ * notifUri an https URL, valTgtUe, valServiceId, suppFeat; expTime is readOnly and ignored). */
+int sg_sdd_subsc_validate(const json_t *s, struct sg_sdd_check *chk);
+/* A ConnInfo (TS 29.548) for host:port as this server announces it: ipv4Addr or ipv6Addr when
+ * host is an address literal, else uri "sealdd://host:port". New reference. */
+json_t *sg_sdd_conninfo(const char *host, unsigned port);
+/* ProblemDetails with invalidParams (TS 29.122 §5.2.1.2.12). New reference. */
+json_t *sg_sdd_problem(int status, const char *cause, const char *detail,
+                       const struct sg_sdd_check *chk);
+
+#endif
