@@ -16,7 +16,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for port in 9443 9444 9445 9090; do
+for port in 9443 9444 9445 9446 9450 9090; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		echo "demo: port $port on 127.0.0.1 is in use (another sealguard running?); stop it first" >&2
 		exit 1
@@ -81,10 +81,89 @@ step "userinfo with the access token" ok curl -sf --cacert "$CA" -H "Authorizati
 last=${AT: -1}; [ "$last" = A ] && flip=B || flip=A
 step "userinfo with a forged token (signature changed)" refused curl -sf --cacert "$CA" -H "Authorization: Bearer ${AT%?}$flip" https://localhost:9443/oauth2/userinfo
 
-bold "6. Admin listener (127.0.0.1:9090, plain HTTP, loopback only)"
+bold "6. Group management over SEAL-S and SEAL-UU: one policy engine in front of every service"
+"$SG" --state-dir "$STATE" pki init --val-server fleet-app >/dev/null
+"$SG" --state-dir "$STATE" valserver add fleet-app --identity DNS:fleet-app --val-service v2x | sed 's/^/   /'
+"$SG" --state-dir "$STATE" user add bob --password-file "$STATE/alice.pw" >/dev/null
+sleep 1.2
+printf '{"valGroupId":"fleet-north","grpDesc":"north fleet","members":[{"valUserId":"alice@v2x"}],"valServiceIds":["v2x"]}' >"$STATE/group.json"
+step "fleet-app creates a group with alice as member (mutual TLS + bound token)" ok "$SG" --state-dir "$STATE" call POST https://localhost:9444/ss-gm/v1/group-documents --body "$STATE/group.json" --name fleet-app
+GID=$(sed -n 's|^Location: .*/group-documents/||p' "$STATE/out" | tr -d '\r')
+"$SG" --state-dir "$STATE" valserver token --name fleet-app 2>/dev/null | grep -E '"(client_id|scope|cnf|x5t#S256)"' | sed 's/^/        /'
+AT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_token"])' "$CACHE")
+step "alice reads her group over SEAL-UU with her token" ok curl -sf --cacert "$CA" -H "Authorization: Bearer $AT" https://localhost:9443/ss-gm/v1/group-documents
+BCACHE=$STATE/bob.json
+"$SG" --state-dir "$STATE" login --client-id ue-app --client-secret-file "$STATE/ue-app.secret" --username bob --password-file "$STATE/alice.pw" --token-cache "$BCACHE" >/dev/null 2>&1
+BT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_token"])' "$BCACHE")
+step "bob (not a member) reads alice's group" refused curl -sf --cacert "$CA" -H "Authorization: Bearer $BT" "https://localhost:9443/ss-gm/v1/group-documents/$GID"
+step "a request without a token" refused curl -sf --cacert "$CA" https://localhost:9443/ss-gm/v1/group-documents
+step "alice's UE token used on SEAL-S with fleet-app's certificate" refused curl -sf --cacert "$CA" --cert "$PKI/val-servers/fleet-app.crt" --key "$PKI/val-servers/fleet-app.key" -H "Authorization: Bearer $AT" https://localhost:9444/ss-gm/v1/group-documents
+step "a UE trying to write a group over SEAL-UU" refused curl -sf --cacert "$CA" -H "Authorization: Bearer $AT" -H 'Content-Type: application/json' --data-binary @"$STATE/group.json" https://localhost:9443/ss-gm/v1/group-documents
+
+bold "7. Key management (SKM-S, TS 33.434 §5.3/§5.8): a VAL server provisions a key for alice, her SKM-C decrypts it"
+"$SG" --state-dir "$STATE" pki init --val-server kms-app >/dev/null
+"$SG" --state-dir "$STATE" valserver add kms-app --identity DNS:kms-app --val-service v2x --key-provisioning | sed 's/^/   /'
+sleep 1.2
+KCACHE=$STATE/km-tokens.json
+step "alice logs in for key management (scope seal:km)" ok "$SG" --state-dir "$STATE" login --client-id ue-app --client-secret-file "$STATE/ue-app.secret" --username alice --password-file "$STATE/alice.pw" --token-cache "$KCACHE" --scope "openid seal:km"
+step "alice's SKM-C registers its P-256 public key (KM-UU)" ok "$SG" --state-dir "$STATE" key register --token-cache "$KCACHE"
+step "kms-app's SKM-C registers its public key (KM-S, mutual TLS)" ok "$SG" --state-dir "$STATE" key register --name kms-app
+head -c 32 /dev/urandom >"$STATE/demo.key"
+step "kms-app provisions a key for alice@v2x (ss-kpp, token with SKeyProv)" ok "$SG" --state-dir "$STATE" key provision --name kms-app --val-service v2x --user alice@v2x --payload-id demo-key --key-file "$STATE/demo.key"
+"$SG" --state-dir "$STATE" key get --token-cache "$KCACHE" --val-service v2x >"$STATE/kget" 2>&1
+step "alice's SKM-C: SEAL KM Request, JWE (ECDH-ES + A256GCM) decrypted locally" ok cat "$STATE/kget"
+KB64U=$(python3 -c 'import base64,sys;print(base64.urlsafe_b64encode(open(sys.argv[1],"rb").read()).decode().rstrip("="))' "$STATE/demo.key")
+step "... the decrypted key is the one kms-app provisioned" ok grep -qF "key=$KB64U" "$STATE/kget"
+KAT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_token"])' "$KCACHE")
+curl -s --cacert "$CA" -H "Authorization: Bearer $KAT" -H 'Content-Type: application/json' -d '{"valServiceId":"v2x"}' https://localhost:9443/km/v1/key-requests >"$STATE/kraw"
+say "on the wire (KM-UU), keyInfo is a JWE: $(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["keyRecords"][0]["keyInfo"][:90])' "$STATE/kraw")..."
+step "the raw KM-UU response contains the key" refused grep -qF "$KB64U" "$STATE/kraw"
+step "alice asking for bob's keys (another VAL user)" refused curl -sf --cacert "$CA" -H "Authorization: Bearer $KAT" -H 'Content-Type: application/json' -d '{"valServiceId":"v2x","valTgtUe":{"valUserId":"bob@v2x"}}' https://localhost:9443/km/v1/key-requests
+step "KM request without a token" refused curl -sf --cacert "$CA" -H 'Content-Type: application/json' -d '{"valServiceId":"v2x"}' https://localhost:9443/km/v1/key-requests
+scan_km() {
+	python3 - "$STATE/demo.key" "$@" <<'PY'
+import sys, base64
+k = open(sys.argv[1], "rb").read()
+forms = [k, base64.b64encode(k), base64.b64encode(k).rstrip(b"="),
+         base64.urlsafe_b64encode(k).rstrip(b"="), k.hex().encode(), k.hex().upper().encode()]
+hit = [f for f in sys.argv[2:] if any(x in open(f, "rb").read() for x in forms)]
+print("key bytes found in:", *hit) if hit else print(
+    "no form of the key (raw, base64, base64url, hex) in:", *sys.argv[2:])
+sys.exit(1 if hit else 0)
+PY
+}
+KMFILES=("$STATE/sealguard.db" "$STATE/server.log")
+[ -f "$STATE/sealguard.db-wal" ] && KMFILES+=("$STATE/sealguard.db-wal")
+step "the database, its WAL and the server log hold no plaintext key" ok scan_km "${KMFILES[@]}"
+
+bold "8. SEALDD (TS 23.433, TS 29.548; TS 33.434 Rel-18): VAL data through the SEALDD server"
+# the VAL server's data endpoint is a TLS server: a certificate with serverAuth + clientAuth, SAN DNS:dd-app
+"$SG" --state-dir "$STATE" pki init --seal-server dd-app >/dev/null
+"$SG" --state-dir "$STATE" valserver add dd-app --identity DNS:dd-app --val-service v2x-dd | sed 's/^/   /'
+sleep 1.2 # the running server follows the registry
+DDV=(--name dd-app --cert "$PKI/seal-servers/dd-app.crt" --key "$PKI/seal-servers/dd-app.key")
+"$SG" --state-dir "$STATE" dd echo-server --bind 127.0.0.1:9450 --cert "$PKI/seal-servers/dd-app.crt" --key "$PKI/seal-servers/dd-app.key" 2>"$STATE/echo.log" &
+ECHO_PID=$!
+printf '{"valServiceId":"v2x-dd","valServerConnInfo":{"ipv4Addr":"127.0.0.1","port":9450}}' >"$STATE/transreq.json"
+step "VAL server dd-app: request-trans over SEALDD-S (mTLS + bound token)" ok "$SG" --state-dir "$STATE" call POST https://localhost:9444/sdd-trans/v1/regular/request-trans "${DDV[@]}" --body "$STATE/transreq.json"
+printf '{"valServerConnInfo":{"ipv4Addr":"999.0.0.1","port":9450}}' >"$STATE/badreq.json"
+step "request-trans violating the TS 29.548 schema (400, nothing stored)" refused "$SG" --state-dir "$STATE" call POST https://localhost:9444/sdd-trans/v1/regular/request-trans "${DDV[@]}" --body "$STATE/badreq.json"
+DCACHE=$STATE/dd-tokens.json
+step "alice logs in for SEALDD (scope sdd, aud sealguard:sdd)" ok "$SG" --state-dir "$STATE" login --client-id ue-app --client-secret-file "$STATE/ue-app.secret" --username alice --password-file "$STATE/alice.pw" --token-cache "$DCACHE" --scope "openid sdd"
+FLOW=$("$SG" --state-dir "$STATE" dd open --service v2x-dd --token-cache "$DCACHE")
+FID=$(printf '%s' "$FLOW" | python3 -c 'import sys,json;print(json.load(sys.stdin)["sddFlowId"])')
+say "SEALDD-UU flow established: $FLOW"
+head -c $((4 * 1024 * 1024)) /dev/urandom >"$STATE/payload"
+step "4 MiB: SEALDD client -> data endpoint (TLS 1.3) -> VAL server (mTLS) -> back" ok "$SG" --state-dir "$STATE" dd send --flow "$FID" --in "$STATE/payload" --echo --token-cache "$DCACHE"
+step "the flow with a token for key management only (aud sealguard:km)" refused "$SG" --state-dir "$STATE" dd send --flow "$FID" --in "$STATE/payload" --token-cache "$KCACHE"
+step "alice releases the flow" ok "$SG" --state-dir "$STATE" dd close --flow "$FID" --token-cache "$DCACHE"
+step "... data on the released flow" refused "$SG" --state-dir "$STATE" dd send --flow "$FID" --in "$STATE/payload" --token-cache "$DCACHE"
+kill "$ECHO_PID" 2>/dev/null; wait "$ECHO_PID" 2>/dev/null
+
+bold "9. Admin listener (127.0.0.1:9090, plain HTTP, loopback only)"
 curl -s http://127.0.0.1:9090/metrics | grep -E '^sealguard_(tls_handshakes_total|connections_accepted_total|http_requests_total)' | head -12 | sed 's/^/   /'
 
-bold "7. Graceful stop (SIGTERM)"
+bold "10. Graceful stop (SIGTERM)"
 kill -TERM "$PID"; wait "$PID"; rc=$?; PID=""
 say "server exited with status $rc"
 [ "$rc" -eq 0 ] || FAILS=$((FAILS + 1))
