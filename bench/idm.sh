@@ -93,7 +93,7 @@ sg_conf "$T/sg-fast.yaml" 10
 sg_conf "$T/sg.yaml"
 SGF() { "$SG" --config "$T/sg-fast.yaml" "$@"; }
 start_sg() { # CONFIG
-	"$SG" --config "$1" serve >>"$T/sg.log" 2>&1 &
+	"$SG" --config "$1" serve --roles idm >>"$T/sg.log" 2>&1 &
 	SGPID=$!; PIDS+=("$SGPID")
 	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$ADMIN/healthz" >/dev/null && return 0; sleep 0.1; done
 	echo "bench: sealguard did not start"; tail -20 "$T/sg.log"; exit 1

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs every Debian 12 package sealguard needs to build, test, demo and benchmark.
 # Idempotent: packages already present are skipped, and apt is not touched when nothing is missing.
-# Usage: scripts/install-deps.sh [--bench]   (--bench adds the benchmark peers: nginx, wrk)
+# Usage: scripts/install-deps.sh [--bench]   (--bench adds the benchmark peers: nginx with its stream module, wrk)
 set -eu
 
 BUILD="build-essential cmake pkg-config clang-format
@@ -9,7 +9,7 @@ libssl-dev libevent-dev libhttp-parser-dev libnghttp2-dev libcurl4-openssl-dev
 libjansson-dev libcjose-dev libcyaml-dev libyaml-dev libsqlite3-dev libpq-dev libcmocka-dev"
 # Real peers the tests drive: curl (HTTP/1.1 + HTTP/2), openssl s_client, nghttp/h2load, sqlite3.
 TEST="curl openssl nghttp2-client sqlite3 python3 python3-cryptography procps"
-BENCH="nginx-light wrk glewlwyd"
+BENCH="nginx-light libnginx-mod-stream wrk glewlwyd"
 
 want="$BUILD $TEST"
 [ "${1:-}" = "--bench" ] && want="$want $BENCH"

@@ -8,7 +8,9 @@
 #include "auth/keyfile.h"
 #include "auth/secret.h"
 #include "base/buf.h"
+#include "base/clock.h"
 #include "conf/conf.h"
+#include "idm/logic.h"
 #include "store/store.h"
 
 #include <arpa/inet.h>
@@ -37,7 +39,9 @@ static const char USAGE[] =
     "              exist, a 256-bit secret is generated and written to F (mode 0600).\n"
     "              Only an HMAC-SHA-256 digest of it is stored.\n"
     "  list        the clients, their scopes and redirect URIs\n"
-    "  remove ID   delete the client with its codes and refresh tokens\n"
+    "  remove ID   delete the client with its codes and refresh tokens; every grant it\n"
+    "              holds is revoked, so resource servers refuse its unexpired access\n"
+    "              tokens within resource.revocation_poll_ms\n"
     "\n"
     "Redirect URIs (compared exactly by the server, I2) must be absolute and without a\n"
     "fragment: https://..., http:// only to a loopback IP literal (RFC 8252 §7.3, e.g.\n"
@@ -405,7 +409,15 @@ static int cmd_remove(int argc, char **argv, const struct sg_cli_global *g)
 	if (sg_cli_open_store(g, &conf, &st))
 		return 1;
 	int rc = 0;
+	size_t ngrants = 0;
+	int64_t now = sg_now_ms();
+	/* one transaction: its grants are on the revocation list before it is gone */
 	sg_err e = sg_store_tx_begin(st);
+	if (e == SG_OK)
+		e = sg_store_grants_revoke_of(
+		    st, id, NULL, now,
+		    sg_idm_grant_revoke_until(conf->idm.access_ttl_s, conf->idm.id_ttl_s, now),
+		    &ngrants);
 	if (e == SG_OK)
 		e = sg_store_client_delete(st, id);
 	if (e == SG_ERR_NOTFOUND) {
@@ -413,13 +425,15 @@ static int cmd_remove(int argc, char **argv, const struct sg_cli_global *g)
 		rc = sg_cli_fail("no client '%s'", id);
 	} else if (e != SG_OK) {
 		rc = sg_cli_store_fail(st, "client remove");
-	} else if (sg_cli_audit(st, "client.remove", id, NULL)) {
+	} else if (sg_cli_audit(st, "client.remove", id, ngrants ? "grants revoked" : NULL)) {
 		sg_store_tx_rollback(st);
 		rc = 1;
 	} else if (sg_store_tx_commit(st) != SG_OK) {
 		rc = sg_cli_store_fail(st, "client remove");
 	} else {
-		printf("removed client %s (with its codes and refresh tokens)\n", id);
+		printf(
+		    "removed client %s (with its codes and refresh tokens; %zu grant%s revoked)\n",
+		    id, ngrants, ngrants == 1 ? "" : "s");
 	}
 	sg_store_close(st);
 	sg_conf_free(conf);

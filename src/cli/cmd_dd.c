@@ -462,6 +462,13 @@ struct echo_conn {
 	int fd;
 };
 
+/* Live connections of the echo server, so that it can close them and free its TLS endpoint
+ * before exiting (no thread outlives the endpoint). */
+static pthread_mutex_t echo_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t echo_idle = PTHREAD_COND_INITIALIZER;
+static int echo_fds[256];
+static unsigned echo_live;
+
 static void *echo_thread(void *arg)
 {
 	struct echo_conn *c = arg;
@@ -491,7 +498,15 @@ static void *echo_thread(void *arg)
 		SSL_shutdown(c->ssl);
 	}
 	SSL_free(c->ssl);
+	pthread_mutex_lock(&echo_lock);
+	for (unsigned i = 0; i < echo_live; i++)
+		if (echo_fds[i] == c->fd) {
+			echo_fds[i] = echo_fds[--echo_live];
+			break;
+		}
 	close(c->fd);
+	pthread_cond_signal(&echo_idle);
+	pthread_mutex_unlock(&echo_lock);
 	free(c);
 	return NULL;
 }
@@ -559,7 +574,19 @@ static int dd_echo(const struct sg_cli_global *g, const struct dd_args *a)
 		ec->ssl = ssl;
 		ec->fd = c;
 		setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		if (pthread_create(&th, NULL, echo_thread, ec) != 0) {
+		pthread_mutex_lock(&echo_lock);
+		int room = echo_live < sizeof echo_fds / sizeof echo_fds[0];
+		if (room)
+			echo_fds[echo_live++] = c;
+		pthread_mutex_unlock(&echo_lock);
+		if (!room || pthread_create(&th, NULL, echo_thread, ec) != 0) {
+			pthread_mutex_lock(&echo_lock);
+			for (unsigned i = 0; room && i < echo_live; i++)
+				if (echo_fds[i] == c) {
+					echo_fds[i] = echo_fds[--echo_live];
+					break;
+				}
+			pthread_mutex_unlock(&echo_lock);
 			SSL_free(ssl);
 			close(c);
 			free(ec);
@@ -568,7 +595,14 @@ static int dd_echo(const struct sg_cli_global *g, const struct dd_args *a)
 		pthread_detach(th);
 	}
 	close(fd);
-	/* connection threads hold the context: the process exits with them */
+	/* wake every connection thread, wait for them, then free the TLS endpoint they use */
+	pthread_mutex_lock(&echo_lock);
+	for (unsigned i = 0; i < echo_live; i++)
+		shutdown(echo_fds[i], SHUT_RDWR);
+	while (echo_live > 0)
+		pthread_cond_wait(&echo_idle, &echo_lock);
+	pthread_mutex_unlock(&echo_lock);
+	sg_tls_server_free(ts);
 	return 0;
 }
 

@@ -7,8 +7,10 @@
 
 #include "auth/secret.h"
 #include "base/buf.h"
+#include "base/clock.h"
 #include "base/file.h"
 #include "conf/conf.h"
+#include "idm/logic.h"
 #include "store/store.h"
 
 #include <ctype.h>
@@ -29,11 +31,13 @@ static const char USAGE[] =
     "  add NAME --password-file F [--val-user-id SERVICE=ID]...\n"
     "                   create a user; a stable opaque `sub` is drawn for it\n"
     "  list             users with their sub, state and VAL user ids\n"
-    "  disable NAME     refuse logins and refreshes of NAME (tokens already issued expire)\n"
-    "  enable NAME      allow NAME again\n"
+    "  disable NAME     refuse logins and refreshes of NAME and revoke its grants: resource\n"
+    "                   servers refuse its access tokens within resource.revocation_poll_ms\n"
+    "  enable NAME      allow NAME again (it logs in anew: revoked grants stay revoked)\n"
     "  passwd NAME --password-file F\n"
     "                   set a new password\n"
-    "  remove NAME      delete NAME; its sub is never given to anybody else\n"
+    "  remove NAME      delete NAME and revoke its grants; its sub is never given to anybody\n"
+    "                   else\n"
     "\n"
     "Passwords are read from a file (one trailing newline is removed) or from standard input\n"
     "when F is \"-\"; never from the command line. They are stored as scrypt hashes\n"
@@ -329,6 +333,23 @@ static int cmd_list(int argc, char **argv, const struct sg_cli_global *g)
 	return rc;
 }
 
+/* A disabled or removed user's grants are revoked (inside the caller's transaction), so its
+ * unexpired access tokens are refused by resource servers, not only its refreshes. */
+static sg_err revoke_grants_of(struct sg_store *st, const struct sg_conf *conf, const char *name)
+{
+	struct sg_store_user u = {0};
+	sg_err e = sg_store_user_get_by_name(st, name, &u);
+	if (e == SG_OK) {
+		int64_t now = sg_now_ms();
+		e = sg_store_grants_revoke_of(
+		    st, NULL, u.sub, now,
+		    sg_idm_grant_revoke_until(conf->idm.access_ttl_s, conf->idm.id_ttl_s, now),
+		    NULL);
+	}
+	sg_store_user_clear(&u);
+	return e;
+}
+
 /* disable, enable, remove, passwd: NAME [--password-file F] */
 static int cmd_change(int argc, char **argv, const struct sg_cli_global *g, const char *what)
 {
@@ -369,10 +390,11 @@ static int cmd_change(int argc, char **argv, const struct sg_cli_global *g, cons
 	if (rc == 0 && (e = sg_store_tx_begin(st)) == SG_OK) {
 		if (is_pw)
 			e = sg_store_user_set_password(st, name, phc);
-		else if (strcmp(what, "remove") == 0)
-			e = sg_store_user_delete(st, name);
-		else
-			e = sg_store_user_set_disabled(st, name, strcmp(what, "disable") == 0);
+		else if (strcmp(what, "enable") == 0)
+			e = sg_store_user_set_disabled(st, name, 0);
+		else if ((e = revoke_grants_of(st, conf, name)) == SG_OK)
+			e = strcmp(what, "remove") == 0 ? sg_store_user_delete(st, name)
+			                                : sg_store_user_set_disabled(st, name, 1);
 	}
 	if (rc) {
 		/* the password could not be read or hashed */

@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "client/valsrv.h"
 #include "conf/conf.h"
+#include "idm/logic.h"
 #include "store/store.h"
 
 #include <jansson.h>
@@ -35,7 +36,8 @@ static const char USAGE[] =
     "              --val-server NAME` has DNS:NAME). --val-service names a VAL service it\n"
     "              serves (repeatable).\n"
     "  list        the VAL servers with identity, services, scopes and rights\n"
-    "  remove NAME delete the VAL server\n"
+    "  remove NAME delete the VAL server and revoke its access tokens (resource servers\n"
+    "              refuse them within resource.revocation_poll_ms)\n"
     "  token --name NAME [--raw] [the VAL server options of `sealguard call --help`]\n"
     "              get an access token as VAL server NAME does (client credentials over\n"
     "              mutual TLS, RFC 8705) and print its claims; --raw prints the token\n"
@@ -314,7 +316,21 @@ static int cmd_remove(int argc, char **argv, const struct sg_cli_global *g)
 	if (sg_cli_open_store(g, &conf, &st))
 		return 1;
 	int rc = 0;
+	int64_t now = sg_now_ms();
+	struct sg_store_valserver v = {0};
+	char gid[SG_IDM_VALSERVER_GID_LEN + 1];
+	/* one transaction: the grant of its client_credentials tokens is revoked (on the
+	 * revocation list) before it is gone */
 	sg_err e = sg_store_tx_begin(st);
+	if (e == SG_OK)
+		e = sg_store_valserver_get(st, name, &v);
+	if (e == SG_OK && sg_idm_valserver_gid(v.name, v.created_at, gid) != 0)
+		e = SG_ERR_INTERNAL; /* libcrypto failed: nothing is removed */
+	if (e == SG_OK)
+		e = sg_store_grant_revoke(
+		    st, gid, now,
+		    sg_idm_grant_revoke_until(conf->idm.access_ttl_s, conf->idm.id_ttl_s, now));
+	sg_store_valserver_clear(&v);
 	if (e == SG_OK)
 		e = sg_store_valserver_delete(st, name);
 	if (e == SG_ERR_NOTFOUND) {
@@ -322,13 +338,13 @@ static int cmd_remove(int argc, char **argv, const struct sg_cli_global *g)
 		rc = sg_cli_fail("no VAL server '%s'", name);
 	} else if (e != SG_OK) {
 		rc = sg_cli_store_fail(st, "valserver remove");
-	} else if (sg_cli_audit(st, "valserver.remove", name, NULL)) {
+	} else if (sg_cli_audit(st, "valserver.remove", name, "tokens revoked")) {
 		sg_store_tx_rollback(st);
 		rc = 1;
 	} else if (sg_store_tx_commit(st) != SG_OK) {
 		rc = sg_cli_store_fail(st, "valserver remove");
 	} else {
-		printf("removed VAL server %s\n", name);
+		printf("removed VAL server %s (its access tokens revoked)\n", name);
 	}
 	sg_store_close(st);
 	sg_conf_free(conf);

@@ -26,7 +26,8 @@ struct sg_gm;
 sg_err sg_gm_new(const struct sg_conf *conf, struct sg_gm **out, char *err, size_t errlen);
 /* Adds the ss-gm routes that belong on this reference point (one whose services include "gm"):
  * on a bearer listener (SEAL-UU) the two reads, for UEs; on an mtls+bearer listener (SEAL-S)
- * all six operations, for VAL servers. Other listeners (SEAL-E) get none. */
+ * all six operations, for VAL servers. On SEAL-E (auth mtls) only the read of group documents,
+ * for SEAL servers: the KM server learns group membership there (SEAL-X1, K5). */
 sg_err sg_gm_mount(struct sg_gm *gm, struct sg_router *rt, const struct sg_conf_refpoint *rp,
                    char *err, size_t errlen);
 /* Timer upkeep (call every ~500 ms from one thread): reloads the snapshots when the store's

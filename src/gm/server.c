@@ -8,6 +8,10 @@
  *   - SEAL-UU (GM-UU), UEs: read only the groups they are a member of (a member's valUserId
  *     equals the UE's VAL user id for one of the group's VAL services, from the token's
  *     val_user_ids); no writes (the write routes are not mounted there: 405).
+ *   - SEAL-E as SEAL-X1 (TS 23.434 §10.3 / SEAL-X1 between the group management server and
+ *     the key management server; TS 33.434 §5.1.1 R4: mutual TLS, the certificate is the
+ *     credential), SEAL servers: RetrieveValGroupDocs only, read-only, every group - the key
+ *     management server learns group membership there to rotate group keys (K5).
  * A group the caller may not read is answered as absent (404), so ids reveal nothing. */
 #include "gm/gm.h"
 
@@ -62,7 +66,7 @@ struct gm_vals {
 struct gm_mount {
 	struct sg_gm *gm;
 	const struct sg_conf_refpoint *rp;
-	int ue; /* 1: SEAL-UU (UEs read); 0: SEAL-S (VAL servers) */
+	int ue; /* 1: SEAL-UU (UEs read); 0: SEAL-S (VAL servers); 2: SEAL-X1 (SEAL servers) */
 };
 
 struct sg_gm {
@@ -444,6 +448,8 @@ struct gm_reader {
 
 static int visible(const struct gm_reader *rd, const json_t *doc)
 {
+	if (rd->ue == 2)
+		return 1; /* SEAL-X1: the KM server keys every group */
 	if (rd->ue)
 		return sg_gm_is_member(doc, uid_of, (void *)rd->p);
 	return sg_gm_services_overlap(doc, rd->svcs, rd->nsvcs);
@@ -455,6 +461,15 @@ static int reader_init(struct gm_mount *m, struct sg_http_req *r, struct gm_read
 	memset(rd, 0, sizeof *rd);
 	rd->ue = m->ue;
 	rd->p = sg_principal_of(r);
+	if (m->ue == 2) {
+		/* the SEAL-E policy admitted only a certificate with an allowed SAN */
+		if (!rd->p || rd->p->kind != SG_PRINCIPAL_SEAL_SERVER) {
+			problem(r, 403, "OPERATION_NOT_ALLOWED", NULL,
+			        "group documents are read here by SEAL servers (SEAL-X1)");
+			return -1;
+		}
+		return 0;
+	}
 	if (m->ue) {
 		if (!rd->p || rd->p->kind != SG_PRINCIPAL_UE) {
 			problem(r, 403, "OPERATION_NOT_ALLOWED", NULL,
@@ -896,8 +911,10 @@ sg_err sg_gm_mount(struct sg_gm *gm, struct sg_router *rt, const struct sg_conf_
 		ue = 1; /* SEAL-UU (GM-UU): UEs, reads only */
 	else if (rp->auth_mode == SG_AUTH_MTLS_BEARER)
 		ue = 0; /* SEAL-S: VAL servers */
+	else if (rp->auth_mode == SG_AUTH_MTLS)
+		ue = 2; /* SEAL-E as SEAL-X1: SEAL servers (the KM server), one read-only route */
 	else
-		return SG_OK; /* ss-gm needs a token: nothing on auth none / mtls (SEAL-E) */
+		return SG_OK; /* nothing on auth none */
 	struct gm_mount *m = calloc(1, sizeof *m);
 	struct gm_mount **v = m ? realloc(gm->mounts, (gm->nmounts + 1) * sizeof *v) : NULL;
 	if (!v) {
@@ -921,6 +938,13 @@ sg_err sg_gm_mount(struct sg_gm *gm, struct sg_router *rt, const struct sg_conf_
 	    {"PATCH", GM_BASE "/{groupDocId}", h_write, 1},
 	    {"DELETE", GM_BASE "/{groupDocId}", h_write, 1},
 	};
+	if (ue == 2) {
+		/* RetrieveValGroupDocs only; certificate only (no token on SEAL-E) */
+		sg_err e = sg_policy_route(rt, "GET", GM_BASE, NULL, NULL, h_list, m);
+		return e == SG_OK ? SG_OK
+		                  : sg_fail(err, errlen, e, "gm: route GET %s on %s: %s", GM_BASE,
+		                            rp->name, sg_err_str(e));
+	}
 	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
 		if (routes[i].write && ue)
 			continue;

@@ -40,7 +40,8 @@ void sg_http_resp_status(struct sg_http_req *r, int status);
 void sg_http_resp_header(struct sg_http_req *r, const char *name, const char *value);
 /* Sets the body (copied). */
 void sg_http_resp_body(struct sg_http_req *r, const void *data, size_t len, const char *ctype);
-/* Sets a JSON body (serialized compactly) with the given status; takes a reference to j. */
+/* Sets a JSON body (serialized compactly) with the given status. Steals the caller's reference
+ * to j (like json_object_set_new): do not json_decref(j) afterwards. */
 void sg_http_resp_json(struct sg_http_req *r, int status, json_t *j);
 /* ProblemDetails (TS 29.122 / RFC 7807) as application/problem+json: status, title, detail,
  * and the 3GPP cause (may be NULL). */

@@ -41,6 +41,10 @@ enum sg_http_result idm_h_userinfo(struct sg_http_req *r, void *arg)
 	    idm_user_by_sub(reg, json_string_value(json_object_get(claims, "sub")));
 	if (!u || u->disabled) {
 		idm_bearer_error(r, 401, "invalid_token", "the account is disabled or removed");
+	} else if (!idm_client_find(reg, json_string_value(json_object_get(claims, "client_id")))) {
+		/* the client was removed: its grants are revoked too (the revocation list), this
+		 * refuses its tokens here at once */
+		idm_bearer_error(r, 401, "invalid_token", "the client is no longer registered");
 	} else {
 		json_t *j = json_pack("{s:s,s:s,s:o}", "sub", u->sub, "preferred_username", u->name,
 		                      "val_user_ids", idm_val_user_ids(reg, u));

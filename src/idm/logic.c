@@ -1,7 +1,11 @@
 /* idm/logic.c: the SIM-S's pure decisions (see logic.h). */
 #include "idm/logic.h"
 
+#include "auth/jws.h"
+#include "base/b64.h"
+
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -537,4 +541,35 @@ void sg_idm_throttle_expire(struct sg_idm_throttle *t, int64_t now_ms)
 		}
 	}
 	pthread_mutex_unlock(&t->mu);
+}
+
+/* ---- grants of removed clients and disabled users ---- */
+
+int64_t sg_idm_grant_revoke_until(unsigned access_ttl_s, unsigned id_ttl_s, int64_t now)
+{
+	unsigned ttl = access_ttl_s > id_ttl_s ? access_ttl_s : id_ttl_s;
+	return now + ((int64_t)ttl + SG_JWS_MAX_LEEWAY) * 1000;
+}
+
+int sg_idm_valserver_gid(const char *name, int64_t created_at,
+                         char out[SG_IDM_VALSERVER_GID_LEN + 1])
+{
+	static const char label[] = "sealguard valserver grant"; /* with its NUL */
+	char t[24];
+	int tl = snprintf(t, sizeof t, "%lld", (long long)created_at);
+	unsigned char md[32] = {0};
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	/* name with its NUL: no two (name, time) pairs hash the same input */
+	int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) &&
+	         EVP_DigestUpdate(c, label, sizeof label) &&
+	         EVP_DigestUpdate(c, name, strlen(name) + 1) &&
+	         EVP_DigestUpdate(c, t, (size_t)(tl > 0 ? tl : 0)) &&
+	         EVP_DigestFinal_ex(c, md, &mdlen) && mdlen == sizeof md;
+	EVP_MD_CTX_free(c);
+	out[0] = '\0';
+	if (!ok)
+		return -1;
+	sg_b64url_encode(md, 16, out);
+	return 0;
 }

@@ -64,6 +64,21 @@ void sg_idm_client_scopes(const char *registered, char *out, size_t outlen);
 void sg_idm_valserver_scopes(const char *registered, int key_provisioning, char *out,
                              size_t outlen);
 
+/* ---- grants of removed clients and disabled users ---- */
+
+/* Until when a revoked grant stays on the revocation list: while an access token of it may
+ * still be accepted (the longer of the access- and ID-token lifetimes, so a CLI whose
+ * configuration differs a little from the server's still covers every token, plus the
+ * leeway). */
+int64_t sg_idm_grant_revoke_until(unsigned access_ttl_s, unsigned id_ttl_s, int64_t now);
+/* The grant id of a VAL server's client_credentials tokens: derived from its name and
+ * registration time (22 base64url characters + NUL in out), so that removing it revokes
+ * every token it holds, and a VAL server registered again under the same name starts clean. Returns
+ * 0, or -1 when libcrypto fails. */
+#define SG_IDM_VALSERVER_GID_LEN 22
+int sg_idm_valserver_gid(const char *name, int64_t created_at,
+                         char out[SG_IDM_VALSERVER_GID_LEN + 1]);
+
 /* ---- authorization request (I2) ---- */
 
 struct sg_idm_authz_req {

@@ -377,7 +377,7 @@ static void client_credentials(struct idm_mount *m, struct idm_reg *reg, struct 
 		scope = narrowed;
 	}
 	/* RFC 8705 §3.1: bound to the certificate */
-	char x5t[SG_X5T_S256_LEN], gid[32];
+	char x5t[SG_X5T_S256_LEN], gid[SG_IDM_VALSERVER_GID_LEN + 1];
 	sg_secret_x5t_s256(sg_http_req_tls_principal(r)->cert_sha256, x5t);
 	json_t *extra = json_pack("{s:{s:s}}", "cnf", "x5t#S256", x5t);
 	if (v->key_provisioning && sg_idm_scope_has(scope, "seal:kp")) {
@@ -388,7 +388,8 @@ static void client_credentials(struct idm_mount *m, struct idm_reg *reg, struct 
 		json_object_set_new(extra, "SKeyProv", sk);
 	}
 	char *at = NULL;
-	sg_err e = sg_random_token(gid, sizeof gid, 16);
+	/* the VAL server's grant: removing it revokes every token it holds */
+	sg_err e = sg_idm_valserver_gid(v->name, v->created_at, gid) == 0 ? SG_OK : SG_ERR_INTERNAL;
 	if (e == SG_OK)
 		e = idm_mint_access(idm, reg, v->name, v->name, scope, resource, gid, extra, &at,
 		                    NULL);

@@ -19,6 +19,7 @@
 #include "base/rand.h"
 #include "conf/conf.h"
 #include "http/http.h"
+#include "km/group.h"
 #include "km/logic.h"
 #include "store/store.h"
 
@@ -31,12 +32,15 @@
 #include <string.h>
 #include <strings.h>
 
-#define KM_POOL_THREADS 2
-#define KM_REGISTER     "/km/v1/skmc-keys"
-#define KM_REQUEST      "/km/v1/key-requests"
-#define KM_REVOKE       "/km/v1/keys/{valServiceId}/{payloadId}"
-#define KPP_REQUEST     "/ss-kpp/v1/request"
-#define KIR_RECORDS     "/ss-kir/v1/key-records"
+#define KM_POOL_THREADS   2
+#define KM_REGISTER       "/km/v1/skmc-keys"
+#define KM_REQUEST        "/km/v1/key-requests"
+#define KM_REVOKE         "/km/v1/keys/{valServiceId}/{payloadId}"
+#define KPP_REQUEST       "/ss-kpp/v1/request"
+#define KIR_RECORDS       "/ss-kir/v1/key-records"
+#define KM_GROUP_REQ_PATH "/km/v1/group-key-requests"      /* KM-UU, members (K5) */
+#define KM_GROUP_X1_PATH  "/km/v1/group-keys/{valGroupId}" /* SEAL-X1, the GM server (K5) */
+#define KM_GM_POLL_MS     500
 
 /* The VAL servers of the registry (name -> VAL services, provisioning right), by name. */
 struct km_vals {
@@ -49,7 +53,7 @@ struct km_vals {
 struct km_mount {
 	struct sg_km *km;
 	const struct sg_conf_refpoint *rp;
-	int ue; /* 1: KM-UU (SEAL-UU); 0: KM-S (SEAL-S) */
+	int ue; /* 1: KM-UU (SEAL-UU); 0: KM-S (SEAL-S); 2: SEAL-X1 (SEAL-E, SEAL servers) */
 };
 
 struct sg_km {
@@ -61,6 +65,7 @@ struct sg_km {
 	atomic_int busy;
 	struct km_mount **mounts;
 	size_t nmounts;
+	struct km_gm_reader *gmr; /* K5: VAL group membership from the GM server, or NULL */
 };
 
 /* ---- registry snapshot ------------------------------------------------------------------ */
@@ -191,7 +196,15 @@ static void problem(struct sg_http_req *r, enum sg_km_error code, const struct s
 
 /* ---- jobs ------------------------------------------------------------------------------- */
 
-enum km_op { KM_REGISTER_KEY, KM_PROVISION, KM_REVOKE_KEY, KM_RETRIEVE_UU, KM_RETRIEVE_KIR };
+enum km_op {
+	KM_REGISTER_KEY,
+	KM_PROVISION,
+	KM_REVOKE_KEY,
+	KM_RETRIEVE_UU,
+	KM_RETRIEVE_KIR,
+	KM_GROUP_UU,
+	KM_GROUP_X1
+};
 
 struct km_job {
 	struct sg_http_req *r;
@@ -210,6 +223,9 @@ struct km_job {
 	struct sg_km_uu_req *uu; /* KM-UU: the request (ids) */
 	struct sg_km_target tgt; /* the keys' target (NONE on ss-kir: every target) */
 	char payload_id[SG_KM_ID_MAX + 1];
+	/* group keys (K5) */
+	char *gid;    /* valGroupId */
+	json_t *uids; /* KM-UU: the UE token's val_user_ids (copied on the loop) */
 	/* results */
 	enum sg_km_error code;
 	char msg[256];
@@ -222,6 +238,8 @@ static void job_free(struct km_job *j)
 	free(j->jwk);
 	sg_km_pp_req_wipe(&j->pp);
 	free(j->uu);
+	free(j->gid);
+	json_decref(j->uids);
 	json_decref(j->resp);
 	free(j);
 }
@@ -623,6 +641,237 @@ static sg_err run_retrieve_kir(struct sg_store *st, struct km_job *j)
 	return e;
 }
 
+/* ---- group keys (K5) -------------------------------------------------------------------- */
+
+/* The UE's VAL user id for a VAL service, from the val_user_ids claim copied into the job. */
+static const char *job_uid_of(void *ctx, const char *svc)
+{
+	return json_string_value(json_object_get(ctx, svc));
+}
+
+static const char *principal_uid_of(void *ctx, const char *svc)
+{
+	return sg_principal_val_user_id(ctx, svc);
+}
+
+/* The current key of group g, bound to its member hash: the latest stored version when its
+ * hash is g's, else a new version (256 random bits drawn here, sealed under the master key,
+ * audited as km.group.create / km.group.rotate) that supersedes the older ones. *out owned by
+ * the caller (sg_store_km_key_clear). Runs inside the job's savepoint. */
+static sg_err group_current(struct sg_km *km, struct sg_store *st, const struct km_group *g,
+                            const char *actor, const char *refpoint, struct sg_store_km_key *out)
+{
+	char kid[40], urn[sizeof KM_GROUP_MEMBERS_URN + 64];
+	km_group_key_id(g->id, kid);
+	snprintf(urn, sizeof urn, "%s%s", KM_GROUP_MEMBERS_URN, g->hash);
+	for (int tries = 0; tries < 3; tries++) {
+		sg_err e = sg_store_km_key_latest(st, KM_GROUP_NS, kid, out);
+		int64_t version = 1;
+		if (e == SG_OK) {
+			if (!out->revoked_at && !strcmp(out->skmc_uri, urn) &&
+			    !strcmp(out->target, g->id))
+				return SG_OK;
+			version = out->version + 1;
+			sg_store_km_key_clear(out);
+		} else if (e != SG_ERR_NOTFOUND) {
+			return e;
+		}
+		unsigned char key[KM_GROUP_KEY_LEN], sealed[SG_SEALED_LEN(KM_GROUP_KEY_LEN)];
+		if ((e = sg_random_bytes(key, sizeof key)) == SG_OK)
+			e = sg_km_seal(km->mk, KM_GROUP_NS, kid, version, key, sizeof key, sealed);
+		OPENSSL_cleanse(key, sizeof key);
+		if (e != SG_OK)
+			return e;
+		int64_t now = sg_now_ms();
+		struct sg_store_km_key k = {.val_service = KM_GROUP_NS,
+		                            .key_id = kid,
+		                            .version = version,
+		                            .target_kind = KM_GROUP_TGT_KIND,
+		                            .target = g->id,
+		                            .provider = "skms",
+		                            .skmc_uri = urn,
+		                            .sealed = sealed,
+		                            .sealed_len = sizeof sealed,
+		                            .not_before = now,
+		                            .not_after = 0,
+		                            .created_at = now};
+		e = sg_store_km_key_add(st, &k);
+		if (e == SG_ERR_EXISTS)
+			continue; /* another worker rotated meanwhile: look again */
+		if (e != SG_OK)
+			return e;
+		char obj[200], det[120];
+		snprintf(obj, sizeof obj, "group/%s", kid);
+		snprintf(det, sizeof det, "version=%lld members=sha256:%.16s", (long long)version,
+		         g->hash);
+		struct sg_store_audit a = {.ts = now,
+		                           .actor = (char *)actor,
+		                           .action =
+		                               version > 1 ? "km.group.rotate" : "km.group.create",
+		                           .object = obj,
+		                           .refpoint = (char *)refpoint,
+		                           .detail = det};
+		if ((e = sg_store_audit_append(st, &a)) != SG_OK)
+			return e;
+		sg_log_info("km: VAL group key %s version %lld (members sha256:%.16s)", kid,
+		            (long long)version, g->hash);
+	}
+	return sg_store_km_key_latest(st, KM_GROUP_NS, kid, out);
+}
+
+/* The record of a group key with its bytes (to be encrypted or sent, then wiped), or NULL. */
+static json_t *open_group_record(struct sg_km *km, const struct sg_store_km_key *k)
+{
+	if (k->sealed_len != SG_SEALED_LEN(KM_GROUP_KEY_LEN))
+		return NULL;
+	unsigned char key[KM_GROUP_KEY_LEN];
+	size_t n = 0;
+	if (sg_km_unseal(km->mk, k->val_service, k->key_id, k->version, k->sealed, k->sealed_len,
+	                 key, &n) != SG_OK) {
+		sg_log_error("km: group key %s version %lld does not open with the master key "
+		             "(tampered, or another master key): not released",
+		             k->key_id, (long long)k->version);
+		return NULL;
+	}
+	char b64[64], from[32];
+	sg_b64url_encode(key, n, b64);
+	OPENSSL_cleanse(key, sizeof key);
+	sg_km_time_format(k->not_before, from);
+	json_t *r = json_pack("{s:s,s:I,s:s,s:s,s:s}", "payloadId", k->key_id, "version",
+	                      (json_int_t)k->version, "valGroupId", k->target, "validFrom", from,
+	                      "key", b64);
+	OPENSSL_cleanse(b64, sizeof b64);
+	return r;
+}
+
+/* The group of the job in the current snapshot, after checking the requester (KM-UU: a member
+ * by its VAL user id; SEAL-X1: any SEAL server). NULL with the refusal in j. */
+static const struct km_group *job_group(struct km_job *j, struct km_groups *s)
+{
+	const struct km_group *g = km_groups_find(s, j->gid);
+	if (!s)
+		refuse(j, SG_KM_SERVICE_UNAVAILABLE, "VAL group membership is not available");
+	else if (!g || (j->op == KM_GROUP_UU && !km_group_is_member(g, job_uid_of, j->uids)))
+		refuse(j, SG_KM_TARGET_NOT_ALLOWED, "not a member of VAL group %.128s", j->gid);
+	else
+		return g;
+	return NULL;
+}
+
+/* KM-UU: a member's request for the current key of its VAL group, encrypted to its SKM-C key
+ * (R2); SEAL-X1: the group management server's, over mutual TLS. Membership and the key's
+ * member hash come from one snapshot, taken here: a member removed before this job runs is
+ * refused, and never gets the key of the new membership. */
+static sg_err run_group(struct sg_store *st, struct km_job *j)
+{
+	struct sg_km *km = j->m->km;
+	struct sg_store_km_client c = {0};
+	sg_err e = SG_OK;
+	if (j->op == KM_GROUP_UU) {
+		e = sg_store_km_client_get(st, j->owner, j->client_id, &c);
+		if (e == SG_ERR_NOTFOUND)
+			return refuse(j, SG_KM_SKMC_KEY_NOT_REGISTERED,
+			              "register an SKM-C public key first (POST " KM_REGISTER ")");
+		if (e != SG_OK)
+			return e;
+	}
+	struct km_groups *s = km->gmr ? km_gm_reader_get(km->gmr) : NULL;
+	const struct km_group *g = job_group(j, s);
+	struct sg_store_km_key k = {0};
+	json_t *rec = NULL;
+	if (!g)
+		e = SG_ERR_DENIED;
+	else if ((e = group_current(km, st, g, j->actor, j->refpoint, &k)) == SG_OK &&
+	         !(rec = open_group_record(km, &k)))
+		e = refuse(j, SG_KM_KEY_NOT_FOUND, "the key of VAL group %.128s is unavailable",
+		           j->gid);
+	km_groups_put(s);
+	char obj[200], det[64];
+	snprintf(obj, sizeof obj, "group/%s", k.key_id ? k.key_id : "");
+	snprintf(det, sizeof det, "version=%lld", (long long)k.version);
+	if (e == SG_OK)
+		e = audit(st, j, j->op == KM_GROUP_UU ? "km.group.retrieve" : "km.group.x1", obj,
+		          det);
+	if (e == SG_OK && j->op == KM_GROUP_X1) {
+		/* SEAL-X1: the group master key to the GM server, protected by mutual TLS */
+		json_object_set_new(rec, "skmsId", json_string(SG_KM_SKMS_ID));
+		j->resp = rec;
+		rec = NULL;
+		j->status = 200;
+	} else if (e == SG_OK) {
+		char *jwe = NULL, from[32], t[32];
+		sg_km_time_format(k.not_before, from);
+		sg_km_time_format(sg_now_ms(), t);
+		jwe = seal_to(c.jwk, rec); /* wipes and drops rec */
+		rec = NULL;
+		json_t *o = jwe ? json_pack("{s:s,s:I,s:s,s:s,s:s}", "payloadId", k.key_id,
+		                            "version", (json_int_t)k.version, "valGroupId", j->gid,
+		                            "validFrom", from, "keyInfo", jwe)
+		                : NULL;
+		free(jwe);
+		j->resp =
+		    o ? json_pack("{s:s,s:s,s:s,s:s,s:[o]}", "userUri", c.skmc_uri, "skmsId",
+		                  SG_KM_SKMS_ID, "time", t, "valGroupId", j->gid, "keyRecords", o)
+		      : NULL;
+		j->status = 200;
+		if (!j->resp)
+			e = SG_ERR_NOMEM;
+	}
+	if (rec) {
+		wipe_keys(rec);
+		json_decref(rec);
+	}
+	sg_store_km_key_clear(&k);
+	sg_store_km_client_clear(&c);
+	return e;
+}
+
+/* A membership change seen by the reader: rotate now (not only at the next request), so the
+ * audit shows the rotation when it happened. */
+struct km_sync {
+	struct sg_km *km;
+	char *gid;
+};
+
+static sg_err sync_job(struct sg_store *st, void *arg)
+{
+	struct km_sync *y = arg;
+	struct km_groups *s = km_gm_reader_get(y->km->gmr);
+	const struct km_group *g = km_groups_find(s, y->gid);
+	struct sg_store_km_key k = {0};
+	sg_err e = g ? group_current(y->km, st, g, "skms", "SEAL-X1", &k) : SG_OK;
+	sg_store_km_key_clear(&k);
+	km_groups_put(s);
+	return e;
+}
+
+static void sync_done(sg_err rc, void *arg)
+{
+	struct km_sync *y = arg;
+	if (rc != SG_OK)
+		sg_log_warn("km: rotating the key of VAL group %.128s failed (the next request "
+		            "retries): %s",
+		            y->gid, sg_err_str(rc));
+	free(y->gid);
+	free(y);
+}
+
+static void groups_changed(void *arg, const struct km_groups *s, const size_t *changed, size_t n)
+{
+	struct sg_km *km = arg;
+	for (size_t i = 0; i < n; i++) {
+		struct km_sync *y = calloc(1, sizeof *y);
+		if (y && (y->gid = strdup(s->v[changed[i]].id))) {
+			y->km = km;
+			if (sg_store_pool_submit(km->pool, sync_job, y, sync_done, y, NULL) ==
+			    SG_OK)
+				continue;
+			free(y->gid);
+		}
+		free(y);
+	}
+}
+
 static sg_err job_run(struct sg_store *st, void *arg)
 {
 	struct km_job *j = arg;
@@ -637,6 +886,9 @@ static sg_err job_run(struct sg_store *st, void *arg)
 		return run_retrieve_uu(st, j);
 	case KM_RETRIEVE_KIR:
 		return run_retrieve_kir(st, j);
+	case KM_GROUP_UU:
+	case KM_GROUP_X1:
+		return run_group(st, j);
 	}
 	return SG_ERR_INTERNAL;
 }
@@ -649,6 +901,7 @@ static void job_done(sg_err rc, void *arg)
 		problem(r, j->code, NULL, "%s", j->msg);
 	} else if (rc != SG_OK || !j->status) {
 		/* not committed: nothing was stored, nothing released */
+		wipe_keys(j->resp);
 		json_decref(j->resp);
 		j->resp = NULL;
 		problem(r, SG_KM_SERVICE_UNAVAILABLE, NULL, "the key store is unavailable");
@@ -657,8 +910,18 @@ static void job_done(sg_err rc, void *arg)
 		sg_http_resp_body(r, NULL, 0, NULL);
 	} else {
 		sg_http_resp_header(r, "Cache-Control", "no-store");
-		sg_http_resp_json(r, j->status, j->resp);
+		/* serialized here so that a clear key (SEAL-X1 only) is wiped after the copy */
+		char *s = json_dumps(j->resp, JSON_COMPACT);
+		if (s) {
+			sg_http_resp_status(r, j->status);
+			sg_http_resp_body(r, s, strlen(s), "application/json");
+			OPENSSL_cleanse(s, strlen(s));
+			free(s);
+		} else {
+			problem(r, SG_KM_SERVICE_UNAVAILABLE, NULL, "out of memory");
+		}
 	}
+	wipe_keys(j->resp);
 	job_free(j);
 	sg_http_req_finish(r);
 }
@@ -669,12 +932,14 @@ static void job_done(sg_err rc, void *arg)
 static struct km_job *job_new(struct sg_http_req *r, struct km_mount *m, enum km_op op)
 {
 	const struct sg_principal *p = sg_principal_of(r);
-	int ok = m->ue ? p && p->kind == SG_PRINCIPAL_UE && p->sub && p->client_id
-	               : p && p->kind == SG_PRINCIPAL_VAL_SERVER && p->client_id;
+	int ok = m->ue == 2   ? p && p->kind == SG_PRINCIPAL_SEAL_SERVER && p->cert_identity
+	         : m->ue == 1 ? p && p->kind == SG_PRINCIPAL_UE && p->sub && p->client_id
+	                      : p && p->kind == SG_PRINCIPAL_VAL_SERVER && p->client_id;
 	if (!ok) {
 		problem(r, SG_KM_OPERATION_NOT_ALLOWED, NULL,
-		        m->ue ? "KM-UU is for VAL users' SKM-Cs"
-		              : "KM-S is for VAL servers' SKM-Cs");
+		        m->ue == 2   ? "SEAL-X1 is for SEAL servers"
+		        : m->ue == 1 ? "KM-UU is for VAL users' SKM-Cs"
+		                     : "KM-S is for VAL servers' SKM-Cs");
 		return NULL;
 	}
 	struct km_job *j = calloc(1, sizeof *j);
@@ -685,6 +950,17 @@ static struct km_job *job_new(struct sg_http_req *r, struct km_mount *m, enum km
 	j->r = r;
 	j->m = m;
 	j->op = op;
+	if (m->ue == 2) {
+		if (strlen(p->cert_identity) >= 128) {
+			problem(r, SG_KM_OPERATION_NOT_ALLOWED, NULL, "identity too long");
+			free(j);
+			return NULL;
+		}
+		snprintf(j->owner, sizeof j->owner, "ss:%.127s", p->cert_identity);
+		snprintf(j->actor, sizeof j->actor, "sealserver:%.127s", p->cert_identity);
+		snprintf(j->refpoint, sizeof j->refpoint, "SEAL-X1/%s", m->rp->name);
+		return j;
+	}
 	const char *who = m->ue ? p->sub : p->client_id;
 	if (strlen(who) >= 128 || strlen(p->client_id) >= sizeof j->client_id) {
 		problem(r, SG_KM_OPERATION_NOT_ALLOWED, NULL, "identity too long");
@@ -783,6 +1059,17 @@ done:
 	return SG_HTTP_DONE;
 }
 
+/* The reserved VAL service id of group keys is not a VAL service: refused on the VAL-service
+ * routes (answered like a VAL service the caller may not use). */
+static int reserved_service(struct sg_http_req *r, const char *svc)
+{
+	if (!svc || strcmp(svc, KM_GROUP_NS))
+		return 0;
+	problem(r, SG_KM_VAL_SERVICE_NOT_ALLOWED, NULL,
+	        "%s is reserved for VAL group keys (POST " KM_GROUP_REQ_PATH ")", KM_GROUP_NS);
+	return 1;
+}
+
 /* K3: the token's SKeyProv lists the VAL service. */
 static int skeyprov_has(const struct sg_principal *p, const char *svc)
 {
@@ -809,6 +1096,8 @@ static enum sg_http_result h_kpp(struct sg_http_req *r, void *arg)
 		problem(r, SG_KM_INVALID_MSG_FORMAT, &why, "not a valid VALKeyPpReq");
 		goto done;
 	}
+	if (reserved_service(r, j->pp.val_service))
+		goto done;
 	const struct sg_principal *p = sg_principal_of(r);
 	if (!json_is_array(json_object_get(p->claims, "SKeyProv"))) {
 		problem(r, SG_KM_PROVISIONING_NOT_AUTHORIZED, NULL,
@@ -843,6 +1132,10 @@ static enum sg_http_result h_revoke(struct sg_http_req *r, void *arg)
 		job_free(j);
 		return SG_HTTP_DONE;
 	}
+	if (reserved_service(r, svc)) {
+		job_free(j);
+		return SG_HTTP_DONE;
+	}
 	snprintf(j->svc, sizeof j->svc, "%s", svc);
 	snprintf(j->payload_id, sizeof j->payload_id, "%s", id);
 	if (!skeyprov_has(sg_principal_of(r), svc)) {
@@ -873,6 +1166,8 @@ static enum sg_http_result h_request(struct sg_http_req *r, void *arg)
 		problem(r, SG_KM_INVALID_MSG_FORMAT, &why, "not a valid SEAL KM Request");
 		goto done;
 	}
+	if (reserved_service(r, j->uu->val_service))
+		goto done;
 	snprintf(j->svc, sizeof j->svc, "%s", j->uu->val_service);
 	/* the UE's own VAL user id for the VAL service (token claim val_user_ids) */
 	const char *uid = sg_principal_val_user_id(sg_principal_of(r), j->svc);
@@ -911,6 +1206,8 @@ static enum sg_http_result h_kir(struct sg_http_req *r, void *arg)
 		problem(r, SG_KM_INVALID_QUERY_PARAM, &why, "val-service-id is required");
 		return SG_HTTP_DONE;
 	}
+	if (reserved_service(r, svc))
+		return SG_HTTP_DONE;
 	struct km_job *j = job_new(r, m, KM_RETRIEVE_KIR);
 	if (!j)
 		return SG_HTTP_DONE;
@@ -932,7 +1229,126 @@ static enum sg_http_result h_kir(struct sg_http_req *r, void *arg)
 	return submit(j);
 }
 
+/* KM-UU POST /km/v1/group-key-requests {"valGroupId"}: a member's SEAL KM Request for the
+ * current key of a VAL group (K5, TS 33.434 §5.3; docs/km-protocol.md). */
+static enum sg_http_result h_group_request(struct sg_http_req *r, void *arg)
+{
+	struct km_mount *m = arg;
+	struct km_job *j = job_new(r, m, KM_GROUP_UU);
+	if (!j)
+		return SG_HTTP_DONE;
+	json_t *b = body_json(r);
+	struct sg_km_invalid why = {{0}, {0}};
+	if (!b)
+		goto done;
+	const char *gid = json_string_value(json_object_get(b, "valGroupId"));
+	if (!json_is_object(b) || !gid || !*gid || strlen(gid) > SG_KM_ID_MAX * 2 ||
+	    json_object_size(b) != 1) {
+		snprintf(why.param, sizeof why.param, "/valGroupId");
+		snprintf(why.reason, sizeof why.reason,
+		         "required: a non-empty string (the only member)");
+		problem(r, SG_KM_INVALID_MSG_FORMAT, &why, "not a valid group key request");
+		goto done;
+	}
+	struct km_groups *s = m->km->gmr ? km_gm_reader_get(m->km->gmr) : NULL;
+	const struct km_group *g = km_groups_find(s, gid);
+	int member = g && km_group_is_member(g, principal_uid_of, (void *)sg_principal_of(r));
+	km_groups_put(s);
+	if (!s) {
+		problem(r, SG_KM_SERVICE_UNAVAILABLE, NULL,
+		        "VAL group membership is not available");
+		goto done;
+	}
+	if (!member) {
+		/* an unknown group and a group of others are answered alike */
+		problem(r, SG_KM_TARGET_NOT_ALLOWED, NULL, "not a member of VAL group %.128s", gid);
+		goto done;
+	}
+	const json_t *uids = json_object_get(sg_principal_of(r)->claims, "val_user_ids");
+	if (!(j->gid = strdup(gid)) || !(j->uids = json_deep_copy(uids))) {
+		problem(r, SG_KM_SERVICE_UNAVAILABLE, NULL, "out of memory");
+		goto done;
+	}
+	json_decref(b);
+	return submit(j);
+done:
+	json_decref(b);
+	job_free(j);
+	return SG_HTTP_DONE;
+}
+
+/* SEAL-X1 GET /km/v1/group-keys/{valGroupId}: the current group master key of a VAL group, to
+ * the group management server (a SEAL-server principal: mutual TLS, a SAN the SEAL-E listener
+ * allows; TS 23.434 SEAL-X1, TS 33.434 §5.1.1 R4). */
+static enum sg_http_result h_group_x1(struct sg_http_req *r, void *arg)
+{
+	struct km_mount *m = arg;
+	struct km_job *j = job_new(r, m, KM_GROUP_X1);
+	if (!j)
+		return SG_HTTP_DONE;
+	const char *gid = sg_http_req_param(r, "valGroupId");
+	if (!gid || !*gid || strlen(gid) > SG_KM_ID_MAX * 2 || !(j->gid = strdup(gid))) {
+		problem(r, SG_KM_TARGET_NOT_ALLOWED, NULL, "no such VAL group");
+		job_free(j);
+		return SG_HTTP_DONE;
+	}
+	return submit(j);
+}
+
 /* ---- lifecycle -------------------------------------------------------------------------- */
+
+/* K5: where the group management server's SEAL-E is. SEALGUARD_KM_GM_URL when set (a GM
+ * server in another process or host); else this configuration's first mutual-TLS listener with
+ * auth mtls serving gm (https://localhost:PORT for a loopback or wildcard bind). None: no group
+ * keys (their requests answer 503). */
+static int gm_url(const struct sg_conf *c, char *out, size_t len)
+{
+	const char *env = getenv("SEALGUARD_KM_GM_URL");
+	if (env && !strncmp(env, "https://", 8) && strlen(env) < len) {
+		snprintf(out, len, "%s", env);
+		return 1;
+	}
+	for (unsigned i = 0; i < c->n_refpoints; i++) {
+		const struct sg_conf_refpoint *r = &c->refpoints[i];
+		int gm = 0;
+		for (unsigned k = 0; k < r->n_services; k++)
+			gm |= !strcmp(r->services[k], "gm");
+		if (!gm || r->auth_mode != SG_AUTH_MTLS || !r->bind)
+			continue;
+		const char *colon = strrchr(r->bind, ':');
+		char host[256];
+		snprintf(host, sizeof host, "%.*s", colon ? (int)(colon - r->bind) : 0, r->bind);
+		if (!*host || !strcmp(host, "127.0.0.1") || !strcmp(host, "[::1]") ||
+		    !strcmp(host, "0.0.0.0") || !strcmp(host, "[::]"))
+			snprintf(host, sizeof host, "localhost");
+		snprintf(out, len, "https://%s:%s", host, colon ? colon + 1 : "443");
+		return 1;
+	}
+	return 0;
+}
+
+static sg_err group_reader(struct sg_km *km, char *err, size_t errlen)
+{
+	char url[512];
+	if (!gm_url(km->conf, url, sizeof url)) {
+		sg_log_info("km: no group management SEAL-E known: VAL group keys are off (set "
+		            "SEALGUARD_KM_GM_URL)");
+		return SG_OK;
+	}
+	/* R4: this server's own certificate toward the GM server, as toward identity management */
+	struct sg_tls_conf tls = {.mode = SG_TLS_MUTUAL,
+	                          .cert = km->conf->resource.client_cert,
+	                          .key = km->conf->resource.client_key,
+	                          .ca = km->conf->resource.ca};
+	sg_err e =
+	    km_gm_reader_new(url, &tls, KM_GM_POLL_MS, groups_changed, km, &km->gmr, err, errlen);
+	if (e == SG_OK)
+		e = km_gm_reader_start(km->gmr, err, errlen);
+	if (e == SG_OK)
+		sg_log_info("km: VAL group membership from %s/ss-gm/v1 over SEAL-E every %d ms",
+		            url, KM_GM_POLL_MS);
+	return e;
+}
 
 sg_err sg_km_new(const struct sg_conf *conf, struct sg_km **out, char *err, size_t errlen)
 {
@@ -959,6 +1375,10 @@ sg_err sg_km_new(const struct sg_conf *conf, struct sg_km **out, char *err, size
 		sg_km_free(km);
 		return e;
 	}
+	if ((e = group_reader(km, err, errlen)) != SG_OK) {
+		sg_km_free(km);
+		return e;
+	}
 	sg_log_info("km: key management ready (%zu VAL servers)", km->vals ? km->vals->n : 0);
 	*out = km;
 	return SG_OK;
@@ -968,6 +1388,7 @@ void sg_km_free(struct sg_km *km)
 {
 	if (!km)
 		return;
+	km_gm_reader_free(km->gmr); /* first: its callbacks submit to the pool */
 	sg_store_pool_destroy(km->pool);
 	vals_put(km->vals);
 	for (size_t i = 0; i < km->nmounts; i++)
@@ -986,8 +1407,10 @@ sg_err sg_km_mount(struct sg_km *km, struct sg_router *rt, const struct sg_conf_
 		ue = 1; /* SEAL-UU as KM-UU: UEs */
 	else if (rp->auth_mode == SG_AUTH_MTLS_BEARER)
 		ue = 0; /* SEAL-S as KM-S: VAL servers */
+	else if (rp->auth_mode == SG_AUTH_MTLS)
+		ue = 2; /* SEAL-E as SEAL-X1: the group management server (K5) */
 	else
-		return SG_OK; /* key management needs a token */
+		return SG_OK; /* nothing on auth none */
 	struct km_mount *m = calloc(1, sizeof *m);
 	struct km_mount **v = m ? realloc(km->mounts, (km->nmounts + 1) * sizeof *v) : NULL;
 	if (!v) {
@@ -1010,12 +1433,16 @@ sg_err sg_km_mount(struct sg_km *km, struct sg_router *rt, const struct sg_conf_
 	    {0, "POST", KPP_REQUEST, SG_KP_SCOPE, h_kpp},
 	    {0, "GET", KIR_RECORDS, SG_KM_SCOPE, h_kir},
 	    {0, "DELETE", KM_REVOKE, SG_KP_SCOPE, h_revoke},
+	    {1, "POST", KM_GROUP_REQ_PATH, SG_KM_SCOPE, h_group_request},
+	    /* SEAL-X1: certificate only (the policy admits SEAL-server principals alone) */
+	    {2, "GET", KM_GROUP_X1_PATH, NULL, h_group_x1},
 	};
 	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
 		if (routes[i].ue != ue)
 			continue;
-		sg_err e = sg_policy_route(rt, routes[i].method, routes[i].path, SG_KM_AUDIENCE,
-		                           routes[i].scope, routes[i].h, m);
+		sg_err e = sg_policy_route(rt, routes[i].method, routes[i].path,
+		                           routes[i].scope ? SG_KM_AUDIENCE : NULL, routes[i].scope,
+		                           routes[i].h, m);
 		if (e != SG_OK)
 			return sg_fail(err, errlen, e, "km: route %s %s on %s: %s",
 			               routes[i].method, routes[i].path, rp->name, sg_err_str(e));

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 
+struct sg_buf;
 struct sg_conf;
 struct sg_conf_refpoint;
 struct sg_router;
@@ -39,6 +40,10 @@ sg_err sg_sdd_mount(struct sg_sdd *s, struct sg_router *rt, const struct sg_conf
 sg_err sg_sdd_start(struct sg_sdd *s, char *err, size_t errlen);
 /* The bound data port. */
 int sg_sdd_data_port(const struct sg_sdd *s);
+/* Appends the data-plane metrics (Prometheus text): channels and flows open, transmissions,
+ * bytes relayed each way, URLLC duplicates dropped, notifications sent and failed. NULL ok
+ * (appends nothing). Any thread. */
+sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out);
 /* Stops the threads (open channels and relays are closed) and frees everything. NULL ok. */
 void sg_sdd_free(struct sg_sdd *s);
 

@@ -17,6 +17,7 @@
 #include "http/client.h"
 #include "http/http.h"
 #include "sdd/proto.h"
+#include "store/store.h"
 #include "tls/tls.h"
 
 #include <errno.h>
@@ -44,6 +45,7 @@
 #define HWM              (1u << 20)   /* stop reading the other side above this much queued */
 #define LWM              (256u << 10) /* resume below this */
 #define CHUNK            (32u << 10)  /* downlink DATA frame size */
+#define MAX_IO           (256u << 10) /* per read/write of a bufferevent (libevent: 16 KiB) */
 #define AUTH_TIMEOUT_S   10           /* handshake + AUTH frame must arrive in */
 #define VAL_TIMEOUT_S    10           /* relay connect + handshake; relay write stall */
 #define MAX_CHANNELS     10000
@@ -51,7 +53,8 @@
 #define MAX_FLOWS        100000
 #define MAX_FLOWS_USER   256
 #define MAX_SUBSC        10000
-#define NOTIF_TRIES      4 /* first try + 3 retries, backoff 250 ms doubling */
+#define NOTIF_TRIES      4   /* first try + 3 retries, backoff 250 ms doubling */
+#define REGISTRY_MS      500 /* the registry snapshot follows the store's generation */
 
 /* ---- state ---- */
 
@@ -106,6 +109,14 @@ struct chan {
 	char peer[64];
 };
 
+/* The VAL servers of the registry (name = client_id -> VAL services), sorted by name; immutable
+ * once built, swapped whole under mu by the refresh job (a store pool thread). */
+struct vals {
+	uint64_t gen; /* registry generation it was loaded at */
+	struct sg_store_valserver *v;
+	size_t n;
+};
+
 struct notif {
 	struct notif *next;
 	char *url;
@@ -146,6 +157,14 @@ struct sg_sdd {
 	struct notif *nq, **nqtail;
 	atomic_ullong notif_sent, notif_failed;
 	atomic_ullong dup_dropped;
+	/* data-plane counters for /metrics (sg_sdd_metrics) */
+	atomic_ullong bytes_up, bytes_down; /* VAL payload relayed: client->VAL, VAL->client */
+	atomic_ullong chans_open;
+	/* registry snapshot (VAL servers and their VAL services), refreshed off the loops */
+	struct sg_store_pool *pool;
+	struct vals *vals; /* under mu */
+	atomic_int vals_busy;
+	int64_t next_vals_ms; /* data plane thread only */
 };
 
 /* ---- notifications (TS 29.548 ConnStatusNotif over mutual TLS; 204 expected) ---- */
@@ -283,6 +302,103 @@ static void *notif_main(void *arg)
 	return NULL;
 }
 
+/* ---- registry snapshot (`sealguard valserver add NAME --val-service ID`) ---- */
+
+static void vals_free(struct vals *v)
+{
+	if (!v)
+		return;
+	sg_store_valserver_list_free(v->v, v->n);
+	free(v);
+}
+
+static int cmp_val(const void *a, const void *b)
+{
+	return strcmp(((const struct sg_store_valserver *)a)->name,
+	              ((const struct sg_store_valserver *)b)->name);
+}
+
+/* Reloads the VAL servers when the registry generation moved. Runs on a store pool thread (and
+ * once in sg_sdd_new), never on the data plane or HTTP loops. */
+static sg_err vals_refresh(struct sg_store *st, void *arg)
+{
+	struct sg_sdd *s = arg;
+	uint64_t gen = 0;
+	sg_err e = sg_store_generation(st, &gen);
+	if (e != SG_OK)
+		return e;
+	pthread_mutex_lock(&s->mu);
+	int same = s->vals && s->vals->gen == gen;
+	pthread_mutex_unlock(&s->mu);
+	if (same)
+		return SG_OK;
+	struct vals *v = calloc(1, sizeof *v);
+	if (!v)
+		return SG_ERR_NOMEM;
+	v->gen = gen;
+	if ((e = sg_store_valserver_list(st, &v->v, &v->n)) != SG_OK) {
+		free(v);
+		return e;
+	}
+	if (v->n > 1) /* bsearch needs strcmp order, whatever the backend's collation */
+		qsort(v->v, v->n, sizeof *v->v, cmp_val);
+	pthread_mutex_lock(&s->mu);
+	struct vals *old = s->vals;
+	s->vals = v;
+	pthread_mutex_unlock(&s->mu);
+	vals_free(old);
+	return SG_OK;
+}
+
+static sg_err vals_job(struct sg_store *st, void *arg)
+{
+	sg_err e = vals_refresh(st, arg);
+	if (e != SG_OK)
+		sg_log_warn("sdd: registry refresh failed, keeping the previous snapshot: %s",
+		            sg_store_last_error());
+	return e;
+}
+
+static void vals_job_done(sg_err rc, void *arg)
+{
+	(void)rc;
+	struct sg_sdd *s = arg;
+	atomic_store(&s->vals_busy, 0);
+}
+
+/* From the data plane's tick: queues a refresh (one at a time), never waits for the store. */
+static void vals_tick(struct sg_sdd *s)
+{
+	int64_t now = sg_now_ms();
+	if (!s->pool || now < s->next_vals_ms)
+		return;
+	s->next_vals_ms = now + REGISTRY_MS;
+	int expected = 0;
+	if (!atomic_compare_exchange_strong(&s->vals_busy, &expected, 1))
+		return;
+	if (sg_store_pool_submit_read(s->pool, vals_job, s, vals_job_done, s, NULL) != SG_OK)
+		atomic_store(&s->vals_busy, 0);
+}
+
+/* Called with mu held: 0 when VAL server client_id is registered, enabled and serves svc;
+ * else -1 with *why set. */
+static int vals_serves_locked(const struct sg_sdd *s, const char *client_id, const char *svc,
+                              const char **why)
+{
+	struct sg_store_valserver key = {.name = (char *)client_id};
+	const struct sg_store_valserver *v =
+	    s->vals ? bsearch(&key, s->vals->v, s->vals->n, sizeof *s->vals->v, cmp_val) : NULL;
+	if (!v || v->disabled) {
+		*why = "the VAL server is not registered (sealguard valserver add)";
+		return -1;
+	}
+	for (size_t i = 0; i < v->n_val_services; i++)
+		if (strcmp(v->val_services[i], svc) == 0)
+			return 0;
+	*why = "the VAL server is not registered for this VAL service (valserver --val-service)";
+	return -1;
+}
+
 /* ---- data plane: frames out ---- */
 
 static void send_frame(struct bufferevent *bev, uint8_t type, const uint8_t *flow, uint64_t seq,
@@ -382,16 +498,22 @@ static void frt_free(struct frt *rt)
 }
 
 /* Uplink: VAL data from a channel to the relay. */
-static void frt_uplink(struct frt *rt, const struct sg_sdd_frame *f)
+/* in holds the frame's payload (len bytes) at its front, the header already drained: the
+ * payload is moved (evbuffer chains, no copy) to the relay, or drained when it is a duplicate. */
+static void frt_uplink(struct frt *rt, uint64_t seq, struct evbuffer *in, size_t len)
 {
-	if (!sg_sdd_dedup_accept(&rt->up, f->seq)) {
+	if (!sg_sdd_dedup_accept(&rt->up, seq)) {
 		atomic_fetch_add(&rt->s->dup_dropped, 1); /* URLLC: the other copy arrived first */
+		evbuffer_drain(in, len);
 		return;
 	}
-	if (!rt->vb || !f->len)
+	if (!rt->vb || !len) {
+		evbuffer_drain(in, len);
 		return;
+	}
 	struct evbuffer *out = bufferevent_get_output(rt->vb);
-	evbuffer_add(out, f->payload, f->len);
+	evbuffer_remove_buffer(in, out, len);
+	atomic_fetch_add_explicit(&rt->s->bytes_up, len, memory_order_relaxed);
 	if (evbuffer_get_length(out) > HWM)
 		rt->up_blocked = 1; /* the channel stops reading until the relay drains */
 }
@@ -410,10 +532,29 @@ static void val_read_cb(struct bufferevent *bev, void *arg)
 				bufferevent_disable(bev, EV_READ);
 				return;
 			}
-		int n = evbuffer_remove(in, buf, sizeof buf);
+		rt->down_seq++;
+		if (frt_nrx(rt) == 1) {
+			/* one receiver: the bytes move from the relay to the channel without a copy
+			 */
+			size_t n = evbuffer_get_length(in);
+			n = n > CHUNK ? CHUNK : n;
+			for (int i = 0; i < rt->nch; i++)
+				if (rt->rx[i]) {
+					uint8_t hdr[SG_SDD_HDR_LEN];
+					sg_sdd_frame_header(hdr, SG_SDD_DATA, (uint32_t)n,
+					                    rt->down_seq, rt->f->id);
+					struct evbuffer *out =
+					    bufferevent_get_output(rt->ch[i]->bev);
+					evbuffer_add(out, hdr, sizeof hdr);
+					evbuffer_remove_buffer(in, out, n);
+				}
+			atomic_fetch_add_explicit(&rt->s->bytes_down, n, memory_order_relaxed);
+			continue;
+		}
+		int n = evbuffer_remove(in, buf, sizeof buf); /* URLLC: a copy for each channel */
 		if (n <= 0)
 			break;
-		rt->down_seq++;
+		atomic_fetch_add_explicit(&rt->s->bytes_down, (unsigned)n, memory_order_relaxed);
 		for (int i = 0; i < rt->nch; i++)
 			if (rt->rx[i])
 				send_frame(rt->ch[i]->bev, SG_SDD_DATA, rt->f->id, rt->down_seq,
@@ -506,6 +647,8 @@ static int frt_connect(struct frt *rt)
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(rt->vb, 1);
 	bufferevent_setcb(rt->vb, val_read_cb, val_write_cb, val_event_cb, rt);
+	bufferevent_set_max_single_read(rt->vb, MAX_IO);
+	bufferevent_set_max_single_write(rt->vb, MAX_IO);
 	bufferevent_setwatermark(rt->vb, EV_WRITE, LWM, 0);
 	bufferevent_setwatermark(rt->vb, EV_READ, 0, HWM);
 	struct timeval t = {VAL_TIMEOUT_S, 0};
@@ -531,6 +674,7 @@ static void chan_free(struct chan *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->nchans--;
+	atomic_fetch_sub_explicit(&s->chans_open, 1, memory_order_relaxed);
 	if (c->bev)
 		bufferevent_free(c->bev);
 	if (c->token) {
@@ -755,11 +899,8 @@ static void chan_frame(struct chan *c, const struct sg_sdd_frame *f)
 	case SG_SDD_ATTACH:
 		chan_attach(c, f);
 		break;
-	case SG_SDD_DATA:
-		if (!(rt = chan_flow(c, f->flow)))
-			send_text(c->bev, SG_SDD_ERROR, f->flow, "UNKNOWN_FLOW", "not attached");
-		else
-			frt_uplink(rt, f);
+	case SG_SDD_DATA: /* authenticated DATA is taken in chan_read_cb, uncopied */
+		send_text(c->bev, SG_SDD_ERROR, f->flow, "UNKNOWN_FLOW", "not attached");
 		break;
 	case SG_SDD_DETACH:
 		if ((rt = chan_flow(c, f->flow)))
@@ -792,10 +933,29 @@ static void chan_read_cb(struct bufferevent *bev, void *arg)
 			          sg_sdd_perr_str(r));
 			return;
 		}
-		size_t need = SG_SDD_HDR_LEN + ((size_t)hdr[4] << 24 | (size_t)hdr[5] << 16 |
-		                                (size_t)hdr[6] << 8 | hdr[7]);
+		size_t plen =
+		    (size_t)hdr[4] << 24 | (size_t)hdr[5] << 16 | (size_t)hdr[6] << 8 | hdr[7];
+		size_t need = SG_SDD_HDR_LEN + plen;
 		if (avail < need)
 			return;
+		if (hdr[1] == SG_SDD_DATA && c->authed) {
+			/* the hot path: the payload goes from this channel to the relay uncopied
+			 * (the header alone was checked above: version, type, reserved, length,
+			 * flow id) */
+			uint64_t seq = 0;
+			for (int k = 8; k < 16; k++)
+				seq = seq << 8 | hdr[k];
+			struct frt *rt = chan_flow(c, hdr + 16);
+			evbuffer_drain(in, SG_SDD_HDR_LEN);
+			if (rt) {
+				frt_uplink(rt, seq, in, plen);
+			} else {
+				evbuffer_drain(in, plen);
+				send_text(c->bev, SG_SDD_ERROR, hdr + 16, "UNKNOWN_FLOW",
+				          "not attached");
+			}
+			continue;
+		}
 		const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)need);
 		if (!p || sg_sdd_frame_parse(p, need, &f) != (int)need) {
 			chan_fail(c, "PROTOCOL_ERROR", "malformed frame");
@@ -894,6 +1054,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
 	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
 	bufferevent_setcb(c->bev, chan_read_cb, chan_write_cb, chan_event_cb, c);
+	bufferevent_set_max_single_read(c->bev, MAX_IO);
+	bufferevent_set_max_single_write(c->bev, MAX_IO);
 	bufferevent_setwatermark(c->bev, EV_WRITE, LWM, 0);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, HWM);
 	struct timeval t = {AUTH_TIMEOUT_S, 0};
@@ -904,6 +1066,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		s->chans->prev = c;
 	s->chans = c;
 	s->nchans++;
+	atomic_fetch_add_explicit(&s->chans_open, 1, memory_order_relaxed);
 }
 
 /* ---- data plane: the sweep ---- */
@@ -948,7 +1111,7 @@ static void sweep_flows(struct sg_sdd *s)
 }
 
 /* Token expiry (every sweep) and revocation (every TOKEN_RECHECK_MS) stop a channel's flows:
- * the bound is documented in docs/sdd-protocol.md §5. */
+ * the bound is documented in docs/sdd-protocol.md §4. */
 static void sweep_tokens(struct sg_sdd *s)
 {
 	int64_t now = sg_now_ms();
@@ -1001,6 +1164,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	sweep_flows(s);
 	sweep_tokens(s);
+	vals_tick(s);
 }
 
 static void *dp_main(void *arg)
@@ -1090,18 +1254,24 @@ static enum sg_http_result h_request_trans(struct sg_http_req *r, void *arg)
 		problem(r, 503, "SERVICE_UNAVAILABLE", "out of memory", NULL);
 		return SG_HTTP_DONE;
 	}
-	/* a VAL service's data goes to one VAL server: another one cannot take it over */
+	/* D2: only a VAL server registered for the VAL service may have its data relayed (the
+	 * registry snapshot, refreshed off the loops when the store's generation changes) */
 	pthread_mutex_lock(&s->mu);
+	const char *why = NULL;
+	if (vals_serves_locked(s, t->client_id, t->svc, &why) != 0) {
+		pthread_mutex_unlock(&s->mu);
+		trans_free(t);
+		problem(r, 403, "OPERATION_NOT_ALLOWED", why, NULL);
+		return SG_HTTP_DONE;
+	}
+	/* one transmission per VAL service: the latest request of a VAL server registered for it
+	 * replaces the earlier one (flows already established keep their relay) */
 	struct trans **pp = &s->trans;
 	while (*pp && strcmp((*pp)->svc, t->svc) != 0)
 		pp = &(*pp)->next;
-	if (*pp && strcmp((*pp)->client_id, t->client_id) != 0) {
-		pthread_mutex_unlock(&s->mu);
-		trans_free(t);
-		problem(r, 403, "OPERATION_NOT_ALLOWED",
-		        "another VAL server requested transmission for this VAL service", NULL);
-		return SG_HTTP_DONE;
-	}
+	if (*pp && strcmp((*pp)->client_id, t->client_id) != 0)
+		sg_log_info("sdd: VAL server %s takes over VAL service %s from VAL server %s",
+		            t->client_id, t->svc, (*pp)->client_id);
 	if (*pp) {
 		t->next = (*pp)->next;
 		trans_free(*pp);
@@ -1619,6 +1789,20 @@ sg_err sg_sdd_new(const struct sg_conf *conf, struct sg_policy *policy, struct s
 		sg_fail(err, errlen, e, "SEALDD relay TLS: %s", why);
 		goto fail;
 	}
+	/* the registry snapshot: loaded now, then refreshed on this pool's thread */
+	const char *driver = conf->store_driver ? conf->store_driver : "sqlite";
+	const char *where = !strcmp(driver, "postgres") ? conf->store_url : conf->store_path;
+	if ((e = sg_store_pool_create(driver, where, 1, &s->pool, err, errlen)) != SG_OK)
+		goto fail;
+	struct sg_store *st = NULL;
+	if ((e = sg_store_open(driver, where, &st, err, errlen)) != SG_OK)
+		goto fail;
+	e = vals_refresh(st, s);
+	sg_store_close(st);
+	if (e != SG_OK) {
+		sg_fail(err, errlen, e, "sdd: loading the VAL servers: %s", sg_store_last_error());
+		goto fail;
+	}
 	if (conf->sdd.data_bind) {
 		if ((e = bind_data(s, conf->sdd.data_bind, err, errlen)) != SG_OK)
 			goto fail;
@@ -1670,6 +1854,44 @@ int sg_sdd_data_port(const struct sg_sdd *s)
 	return s->port;
 }
 
+sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out)
+{
+	if (!s)
+		return SG_OK;
+	pthread_mutex_lock(&s->mu);
+	size_t flows = sg_sdd_flowtab_count(s->flows), trans = 0;
+	for (const struct trans *t = s->trans; t; t = t->next)
+		trans++;
+	pthread_mutex_unlock(&s->mu);
+#define C(x) ((unsigned long long)atomic_load_explicit(&s->x, memory_order_relaxed))
+	return sg_buf_printf(
+	    out,
+	    "# HELP sealguard_sdd_channels_open SEALDD-UU data channels open.\n"
+	    "# TYPE sealguard_sdd_channels_open gauge\n"
+	    "sealguard_sdd_channels_open %llu\n"
+	    "# HELP sealguard_sdd_flows_open SEALDD flows allocated (sdd-flows/v1), not yet "
+	    "freed.\n"
+	    "# TYPE sealguard_sdd_flows_open gauge\n"
+	    "sealguard_sdd_flows_open %zu\n"
+	    "# HELP sealguard_sdd_transmissions SEALDD-S transmissions requested (request-trans).\n"
+	    "# TYPE sealguard_sdd_transmissions gauge\n"
+	    "sealguard_sdd_transmissions %zu\n"
+	    "# HELP sealguard_sdd_relayed_bytes_total VAL payload bytes relayed, by direction.\n"
+	    "# TYPE sealguard_sdd_relayed_bytes_total counter\n"
+	    "sealguard_sdd_relayed_bytes_total{direction=\"uplink\"} %llu\n"
+	    "sealguard_sdd_relayed_bytes_total{direction=\"downlink\"} %llu\n"
+	    "# HELP sealguard_sdd_duplicates_dropped_total URLLC uplink duplicates eliminated.\n"
+	    "# TYPE sealguard_sdd_duplicates_dropped_total counter\n"
+	    "sealguard_sdd_duplicates_dropped_total %llu\n"
+	    "# HELP sealguard_sdd_notifications_total Connection status notifications, by result.\n"
+	    "# TYPE sealguard_sdd_notifications_total counter\n"
+	    "sealguard_sdd_notifications_total{result=\"sent\"} %llu\n"
+	    "sealguard_sdd_notifications_total{result=\"failed\"} %llu\n",
+	    C(chans_open), flows, trans, C(bytes_up), C(bytes_down), C(dup_dropped), C(notif_sent),
+	    C(notif_failed));
+#undef C
+}
+
 static void free_rt(struct sg_sdd_flow *f, void *arg)
 {
 	(void)arg;
@@ -1690,6 +1912,9 @@ void sg_sdd_free(struct sg_sdd *s)
 		pthread_mutex_unlock(&s->nmu);
 		pthread_join(s->nth, NULL);
 	}
+	/* no refresh is queued after this (the data plane has stopped) */
+	sg_store_pool_destroy(s->pool);
+	s->pool = NULL;
 	/* the loop has stopped: everything below runs on this thread alone */
 	while (s->chans)
 		chan_free(s->chans);
@@ -1730,6 +1955,7 @@ void sg_sdd_free(struct sg_sdd *s)
 		sg_log_info("sdd: notifications sent %llu, failed %llu; duplicates dropped %llu",
 		            (unsigned long long)s->notif_sent, (unsigned long long)s->notif_failed,
 		            (unsigned long long)s->dup_dropped);
+	vals_free(s->vals);
 	if (s->val_ctx)
 		SSL_CTX_free(s->val_ctx);
 	sg_tls_server_free(s->dtls);

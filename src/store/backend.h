@@ -57,6 +57,8 @@ struct sg_store_ops {
 	                          enum sg_store_use *use);
 	sg_err (*grant_revoke)(struct sg_store *st, const char *grant_id, int64_t now,
 	                       int64_t expires_at);
+	sg_err (*grants_revoke_of)(struct sg_store *st, const char *client_id, const char *sub,
+	                           int64_t now, int64_t expires_at, size_t *n);
 	sg_err (*grant_is_revoked)(struct sg_store *st, const char *grant_id, int *revoked);
 	sg_err (*jti_revoke)(struct sg_store *st, const char *jti, int64_t now, int64_t expires_at);
 	sg_err (*revoked_list)(struct sg_store *st, int64_t since, int64_t now,

@@ -1,7 +1,15 @@
 /* store/pool.c: store jobs on worker threads, each with its own connection, so that an event
  * loop never waits on the disk (DESIGN.md §6). Completions go back to the submitting loop.
- * Group commit: a worker takes every queued write job (up to SG_POOL_BATCH) and runs them in one
- * transaction, each inside its own savepoint, so a burst of durable writes pays one fsync. */
+ *
+ * One writer, several readers: write jobs go to one queue served by a single writer thread
+ * (worker 0), read jobs to another served by the other workers (by worker 0 too when the pool
+ * has one thread). With a single writer the pool's connections never compete for the
+ * database's write lock (no busy-handler sleeps), and while the writer waits for an fsync the
+ * next writes queue up behind it.
+ * Group commit: the writer takes every queued write job (up to SG_POOL_BATCH) and runs them in
+ * one transaction, each inside its own savepoint, so a burst of durable writes pays one fsync;
+ * no completion is delivered before that transaction committed. Completions of a batch that go
+ * to the same event loop are handed over together (one wake-up of that loop per batch). */
 #include "store/backend.h"
 
 #include <event2/event.h>
@@ -23,17 +31,24 @@ struct pool_job {
 	sg_err rc;
 };
 
+struct pool_queue {
+	struct pool_job *head, *tail;
+};
+
 struct pool_worker {
 	struct sg_store_pool *pool;
 	struct sg_store *st;
 	pthread_t thread;
 	int started;
+	int writer; /* serves the write queue (worker 0) */
+	int reader; /* serves the read queue (workers 1.., or worker 0 when alone) */
 };
 
 struct sg_store_pool {
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct pool_job *head, *tail;
+	pthread_cond_t cv_w; /* the writer waits here (and reads, when it is the only worker) */
+	pthread_cond_t cv_r; /* the readers wait here */
+	struct pool_queue wq, rq;
 	int stopping;
 	unsigned n;
 	struct pool_worker *workers;
@@ -45,30 +60,79 @@ static void evthread_init(void)
 	evthread_use_pthreads();
 }
 
-static void deliver_cb(evutil_socket_t fd, short what, void *arg)
+static void q_push(struct pool_queue *q, struct pool_job *j)
+{
+	j->next = NULL;
+	if (q->tail)
+		q->tail->next = j;
+	else
+		q->head = j;
+	q->tail = j;
+}
+
+/* Takes up to max jobs off the front of q as a NULL-terminated list. */
+static struct pool_job *q_take(struct pool_queue *q, int max)
+{
+	struct pool_job *first = q->head, *last = first;
+	if (!first)
+		return NULL;
+	for (int n = 1; n < max && last->next; n++)
+		last = last->next;
+	q->head = last->next;
+	if (!q->head)
+		q->tail = NULL;
+	last->next = NULL;
+	return first;
+}
+
+/* Runs a chain of completions (linked by next) on the loop they were sent to. */
+static void deliver_chain_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	struct pool_job *j = arg;
-	j->done(j->rc, j->done_arg);
-	free(j);
+	for (struct pool_job *j = arg, *next; j; j = next) {
+		next = j->next;
+		j->done(j->rc, j->done_arg);
+		free(j);
+	}
 }
 
-static void deliver(struct pool_job *j)
+/* Delivers the completions of a finished batch: those for one event loop as one chain (one
+ * event_base_once, one wake-up), those without a loop here on the worker. */
+static void deliver(struct pool_job *batch)
 {
-	if (!j->done) {
-		free(j);
-		return;
-	}
-	if (j->notify) {
+	while (batch) {
+		struct pool_job *j = batch;
+		batch = j->next;
+		j->next = NULL;
+		if (!j->done) {
+			free(j);
+			continue;
+		}
+		if (!j->notify) {
+			j->done(j->rc, j->done_arg);
+			free(j);
+			continue;
+		}
+		/* move the later jobs for the same loop behind j, keeping their order */
+		struct pool_job *tail = j, **pp = &batch;
+		while (*pp) {
+			struct pool_job *k = *pp;
+			if (k->done && k->notify == j->notify) {
+				*pp = k->next;
+				k->next = NULL;
+				tail->next = k;
+				tail = k;
+			} else {
+				pp = &k->next;
+			}
+		}
 		/* Thread safe: evthread locking is on, and the base wakes up for the new timer. */
 		struct timeval zero = {0, 0};
-		if (event_base_once(j->notify, -1, EV_TIMEOUT, deliver_cb, j, &zero) == 0)
-			return;
-		/* Out of memory in libevent: better late on this thread than never. */
+		if (event_base_once(j->notify, -1, EV_TIMEOUT, deliver_chain_cb, j, &zero) != 0)
+			/* Out of memory in libevent: better late on this thread than never. */
+			deliver_chain_cb(-1, 0, j);
 	}
-	j->done(j->rc, j->done_arg);
-	free(j);
 }
 
 static void run_batch(struct sg_store *st, struct pool_job *batch)
@@ -94,6 +158,7 @@ static void run_batch(struct sg_store *st, struct pool_job *batch)
 		else
 			sg_store_tx_rollback(st);
 	}
+	/* Durable here (synchronous=FULL): nothing is acknowledged before this returns. */
 	e = sg_store_tx_commit(st);
 	if (e != SG_OK)
 		for (struct pool_job *j = batch; j; j = j->next)
@@ -105,34 +170,24 @@ static void *worker_main(void *arg)
 {
 	struct pool_worker *w = arg;
 	struct sg_store_pool *p = w->pool;
+	pthread_cond_t *cv = w->writer ? &p->cv_w : &p->cv_r;
 	for (;;) {
 		pthread_mutex_lock(&p->mu);
-		while (!p->head && !p->stopping)
-			pthread_cond_wait(&p->cv, &p->mu);
-		if (!p->head) {
-			pthread_mutex_unlock(&p->mu);
-			break;
+		struct pool_job *batch = NULL;
+		for (;;) {
+			if (w->writer && (batch = q_take(&p->wq, SG_POOL_BATCH)))
+				break;
+			if (w->reader && (batch = q_take(&p->rq, 1)))
+				break;
+			if (p->stopping)
+				break;
+			pthread_cond_wait(cv, &p->mu);
 		}
-		struct pool_job *batch = p->head, *last = batch;
-		p->head = batch->next;
-		int n = 1;
-		if (!batch->read)
-			while (p->head && !p->head->read && n < SG_POOL_BATCH) {
-				last = p->head;
-				p->head = p->head->next;
-				n++;
-			}
-		last->next = NULL;
-		if (!p->head)
-			p->tail = NULL;
 		pthread_mutex_unlock(&p->mu);
-
+		if (!batch)
+			break; /* stopping, and nothing of ours is queued */
 		run_batch(w->st, batch);
-		while (batch) {
-			struct pool_job *next = batch->next;
-			deliver(batch);
-			batch = next;
-		}
+		deliver(batch);
 	}
 	return NULL;
 }
@@ -147,7 +202,8 @@ sg_err sg_store_pool_create(const char *driver, const char *path_or_url, unsigne
 	if (!p)
 		return sg_fail(err, errlen, SG_ERR_NOMEM, "store pool: out of memory");
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv, NULL);
+	pthread_cond_init(&p->cv_w, NULL);
+	pthread_cond_init(&p->cv_r, NULL);
 	p->workers = calloc(nthreads, sizeof *p->workers);
 	if (!p->workers) {
 		sg_store_pool_destroy(p);
@@ -157,6 +213,8 @@ sg_err sg_store_pool_create(const char *driver, const char *path_or_url, unsigne
 	/* Connections are opened one after another: the first one creates and migrates. */
 	for (unsigned i = 0; i < nthreads; i++) {
 		p->workers[i].pool = p;
+		p->workers[i].writer = i == 0;
+		p->workers[i].reader = i > 0 || nthreads == 1;
 		sg_err e = sg_store_open(driver, path_or_url, &p->workers[i].st, err, errlen);
 		if (e != SG_OK) {
 			sg_store_pool_destroy(p);
@@ -195,12 +253,10 @@ static sg_err submit(struct sg_store_pool *p, int read, sg_store_job_fn fn, void
 		free(j);
 		return sg_store_fail(SG_ERR_INVALID, "store pool: shutting down");
 	}
-	if (p->tail)
-		p->tail->next = j;
-	else
-		p->head = j;
-	p->tail = j;
-	pthread_cond_signal(&p->cv);
+	q_push(read ? &p->rq : &p->wq, j);
+	/* Wakes a waiting worker of the right kind (a futex call only when one waits; a busy
+	 * writer finds the job when it comes back for the next batch). */
+	pthread_cond_signal(read && p->n > 1 ? &p->cv_r : &p->cv_w);
 	pthread_mutex_unlock(&p->mu);
 	return SG_OK;
 }
@@ -223,7 +279,8 @@ void sg_store_pool_destroy(struct sg_store_pool *p)
 		return;
 	pthread_mutex_lock(&p->mu);
 	p->stopping = 1;
-	pthread_cond_broadcast(&p->cv);
+	pthread_cond_broadcast(&p->cv_w);
+	pthread_cond_broadcast(&p->cv_r);
 	pthread_mutex_unlock(&p->mu);
 	for (unsigned i = 0; p->workers && i < p->n; i++) {
 		if (p->workers[i].started)
@@ -231,7 +288,8 @@ void sg_store_pool_destroy(struct sg_store_pool *p)
 		sg_store_close(p->workers[i].st);
 	}
 	free(p->workers);
-	pthread_cond_destroy(&p->cv);
+	pthread_cond_destroy(&p->cv_w);
+	pthread_cond_destroy(&p->cv_r);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
 }

@@ -26,7 +26,7 @@ _Static_assert(sizeof sg_store_sqlite_migrations / sizeof sg_store_sqlite_migrat
                "one migration per schema version");
 
 #define SQ_BUSY_TIMEOUT_MS 5000
-#define SQ_MAX_STMTS       96
+#define SQ_MAX_STMTS       128
 
 struct sq_stmt {
 	const char *sql; /* identity of the statement: a string literal */
@@ -1129,6 +1129,47 @@ static sg_err op_grant_revoke(struct sg_store *st, const char *grant_id, int64_t
 	return tx_end(s, e);
 }
 
+/* Every grant of a client or of a user: removing a client, disabling or removing a user
+ * revokes what they were issued, so resource servers refuse their access tokens (the
+ * revocation list) before they expire. */
+static sg_err op_grants_revoke_of(struct sg_store *st, const char *client_id, const char *sub,
+                                  int64_t now, int64_t expires_at, size_t *n)
+{
+	struct sq_store *s = SQ(st);
+	const char *who = client_id ? client_id : sub;
+	WRITE_BEGIN(s);
+	/* "WHERE true": SQLite's upsert after a SELECT needs it to parse ON CONFLICT */
+	sg_err e = sq_run(s, "grants revoke",
+	                  client_id ? "INSERT INTO revoked (kind, id, revoked_at, expires_at) "
+	                              "SELECT 2, grant_id, ?1, ?2 FROM ("
+	                              "SELECT grant_id FROM refresh_tokens WHERE client_id = ?3 "
+	                              "UNION SELECT grant_id FROM auth_codes WHERE client_id = ?3) "
+	                              "WHERE true ON CONFLICT (kind, id) DO UPDATE SET "
+	                              "expires_at = max(expires_at, excluded.expires_at)"
+	                            : "INSERT INTO revoked (kind, id, revoked_at, expires_at) "
+	                              "SELECT 2, grant_id, ?1, ?2 FROM ("
+	                              "SELECT grant_id FROM refresh_tokens WHERE sub = ?3 "
+	                              "UNION SELECT grant_id FROM auth_codes WHERE sub = ?3) "
+	                              "WHERE true ON CONFLICT (kind, id) DO UPDATE SET "
+	                              "expires_at = max(expires_at, excluded.expires_at)",
+	                  "iit", now, expires_at, who);
+	if (e == SG_OK && n)
+		*n = (size_t)sqlite3_changes(s->db);
+	if (e == SG_OK)
+		e = sq_run(s, "grants revoke",
+		           client_id ? "UPDATE refresh_tokens SET revoked = 1 WHERE client_id = ?"
+		                     : "UPDATE refresh_tokens SET revoked = 1 WHERE sub = ?",
+		           "t", who);
+	if (e == SG_OK)
+		e = sq_run(
+		    s, "grants revoke",
+		    client_id
+		        ? "UPDATE auth_codes SET used_at = ? WHERE client_id = ? AND used_at = 0"
+		        : "UPDATE auth_codes SET used_at = ? WHERE sub = ? AND used_at = 0",
+		    "it", now > 0 ? now : 1, who);
+	return tx_end(s, e);
+}
+
 static sg_err op_grant_is_revoked(struct sg_store *st, const char *grant_id, int *revoked)
 {
 	struct sq_store *s = SQ(st);
@@ -1336,6 +1377,7 @@ static const struct sg_store_ops sq_ops = {
     .refresh_consume = op_refresh_consume,
     .grant_revoke = op_grant_revoke,
     .grant_is_revoked = op_grant_is_revoked,
+    .grants_revoke_of = op_grants_revoke_of,
     .jti_revoke = op_jti_revoke,
     .revoked_list = op_revoked_list,
     .purge = op_purge,

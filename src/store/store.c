@@ -461,6 +461,18 @@ sg_err sg_store_grant_revoke(struct sg_store *st, const char *grant_id, int64_t 
 	return st->ops->grant_revoke(st, grant_id, now, expires_at);
 }
 
+sg_err sg_store_grants_revoke_of(struct sg_store *st, const char *client_id, const char *sub,
+                                 int64_t now, int64_t expires_at, size_t *n)
+{
+	CHECK_ST(st);
+	if (n)
+		*n = 0;
+	if ((client_id && *client_id) == (sub && *sub))
+		return sg_store_fail(SG_ERR_INVALID, "store: a client id or a sub, not both");
+	return st->ops->grants_revoke_of(st, client_id && *client_id ? client_id : NULL,
+	                                 sub && *sub ? sub : NULL, now, expires_at, n);
+}
+
 sg_err sg_store_grant_is_revoked(struct sg_store *st, const char *grant_id, int *revoked)
 {
 	CHECK_ST(st);

@@ -254,6 +254,14 @@ void sg_store_refresh_clear(struct sg_store_refresh *r);
  * access tokens carrying it are refused. Idempotent; an unknown grant id is recorded too. */
 sg_err sg_store_grant_revoke(struct sg_store *st, const char *grant_id, int64_t now,
                              int64_t expires_at);
+/* Revokes every grant of one client (client_id set, sub NULL) or of one user (sub set,
+ * client_id NULL), for a removed client or a disabled or removed user: each grant id found in
+ * its authorization codes and refresh tokens is recorded as revoked (as sg_store_grant_revoke,
+ * until expires_at), its refresh tokens are revoked and its unused codes marked used, all in
+ * one transaction (a savepoint inside the caller's). *n (may be NULL) receives the number of
+ * grants revoked. */
+sg_err sg_store_grants_revoke_of(struct sg_store *st, const char *client_id, const char *sub,
+                                 int64_t now, int64_t expires_at, size_t *n);
 sg_err sg_store_grant_is_revoked(struct sg_store *st, const char *grant_id, int *revoked);
 
 /* ---- revoked access tokens -------------------------------------------------------------- */

@@ -101,6 +101,8 @@ RURI=http://127.0.0.1:1/cb
 expect "user add alice" SG user add alice --password-file "$T/alice.pw" --val-user-id v2x=alice@v2x
 expect "user add bob" SG user add bob --password-file "$T/bob.pw" --val-user-id v2x=bob@v2x
 expect "client add app" SG client add app --redirect-uri "$RURI" --secret-file "$T/app.secret"
+printf 'app2-client-secret-0123456789abcdefghijklmn\n' >"$T/app2.secret"; chmod 600 "$T/app2.secret"
+expect "client add app2 (to be removed)" SG client add app2 --redirect-uri "$RURI" --secret-file "$T/app2.secret"
 expect "valserver add v2x-app" SG valserver add v2x-app --identity DNS:v2x-app --val-service v2x
 expect "valserver add other-app" SG valserver add other-app --identity DNS:other-app --val-service fleet
 sleep 1.2
@@ -119,7 +121,7 @@ ue_tokens() {
 	local iss=$1 u=$2 p=$3 res=${4:-}
 	local url page tx loc code
 	url=$(py 'import sys,urllib.parse
-print(sys.argv[1]+"/oauth2/authorize?"+urllib.parse.urlencode({"response_type":"code","client_id":"app","redirect_uri":sys.argv[2],"scope":"openid seal:gm seal:km","state":"s1","acr_values":"3gpp:acr:password","code_challenge":sys.argv[3],"code_challenge_method":"S256"}))' "$iss" "$RURI" "$CHALLENGE")
+print(sys.argv[1]+"/oauth2/authorize?"+urllib.parse.urlencode({"response_type":"code","client_id":sys.argv[4],"redirect_uri":sys.argv[2],"scope":"openid seal:gm seal:km","state":"s1","acr_values":"3gpp:acr:password","code_challenge":sys.argv[3],"code_challenge_method":"S256"}))' "$iss" "$RURI" "$CHALLENGE" "${UE_CLIENT:-app}")
 	page=$("${C[@]}" "$url")
 	tx=$(printf '%s' "$page" | grep -o 'name="tx" value="[^"]*"' | sed 's/.*value="//;s/"$//')
 	loc=$("${C[@]}" -D - -o /dev/null --data-urlencode "tx=$tx" --data-urlencode "username=$u" --data-urlencode "password=$p" "$iss/oauth2/login" | tr -d '\r' | awk 'tolower($1)=="location:"{print $2}')
@@ -281,7 +283,9 @@ row "E: a listed SEAL server reads the revocation list" 200 - "$EURL/oauth2/revo
 row "E: a VAL server certificate is not a listed identity" 403 - "$EURL/oauth2/revocations?since=0" "${VAL[@]}"
 row "E: an unregistered SAN" 403 - "$EURL/oauth2/jwks" "${STRANGER[@]}"
 row "E: no client certificate" 000 handshake "$EURL/oauth2/jwks"
-row "E: ss-gm is not offered on SEAL-E" 404 - "$EURL/ss-gm/v1/group-documents" "${GM[@]}" "$(B "$VAL_AT")"
+# SEAL-X1 (K5): the KM server reads group documents on SEAL-E, read-only (docs/km-protocol.md)
+row "E: a listed SEAL server reads group documents (SEAL-X1)" 200 - "$EURL/ss-gm/v1/group-documents" "${GM[@]}"
+row "E: ss-gm writes are not offered on SEAL-E" 405 - "$EURL/ss-gm/v1/group-documents" "${GM[@]}" "${JSON[@]}" -d '{"valGroupId":"x","valServiceIds":["v2x"]}'
 
 # ---- revocation (I10): refused within revocation_poll_ms + one request ----
 delay_row() { # NAME URL CURL_ARGS... : polls until 401, must be within the bound
@@ -317,11 +321,57 @@ code=$("${C[@]}" "${VAL[@]}" -o /dev/null -w '%{http_code}' -d client_id=v2x-app
 expect_eq "RFC 7009 revoke by the VAL server" 200 "$code"
 delay_row "S: a revoked bound token" "$SDOC" "${VAL[@]}" "$(B "$VREV_AT")"
 row "S: the revoked token cannot write" 401 invalid_token "$GMS" "${VAL[@]}" "$(B "$VREV_AT")" "${JSON[@]}" -d "$(doc grp-3)"
-# a revoked client: the VAL server is removed from the registry; its unexpired token is refused
-expect "valserver remove other-app" SG valserver remove other-app
+# userinfo_refused NAME TOKEN: identity management's userinfo answers 401 invalid_token (an
+# RFC 6750 error body, not a ProblemDetails)
+userinfo_refused() {
+	local code
+	code=$("${C[@]}" -D "$T/uh" -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" "$ISS/oauth2/userinfo")
+	if [ "$code" = 401 ] && tr -d '\r' <"$T/uh" | grep -qi '^www-authenticate: Bearer realm="sealguard", error="invalid_token"'; then ok "$1: 401 invalid_token"; else not_ok "$1: $code $(tr -d '\r' <"$T/uh" | grep -i www-auth)"; fi
+}
+# a removed SIM-C client: its grants are revoked, so resource servers refuse its unexpired
+# access tokens within the revocation delay (not only identity management)
+SAVED_BASIC=("${BASIC[@]}")
+BASIC=(-u "app2:app2-client-secret-0123456789abcdefghijklmn")
+APP2=$(UE_CLIENT=app2 ue_tokens "$ISS" alice alice-pass-1)
+BASIC=("${SAVED_BASIC[@]}")
+APP2_AT=$(jget "$APP2" access_token)
+code=$("${C[@]}" -o /dev/null -w '%{http_code}' "$(B "$APP2_AT")" "$UUDOC")
+expect_eq "UU: a token of client app2 is accepted before the client is removed" 200 "$code"
+expect_match "client remove app2 revokes its grant" 'removed client app2 .*1 grant revoked' "$(SG client remove app2)"
+delay_row "UU: an access token of a removed client" "$UUDOC" "$(B "$APP2_AT")"
+row "UU: ... refused with invalid_token" 401 invalid_token "$UUDOC" "$(B "$APP2_AT")"
+userinfo_refused "userinfo: a token of a removed client" "$APP2_AT"
+out=$("${C[@]}" -u "app2:app2-client-secret-0123456789abcdefghijklmn" -w ' %{http_code}' -d grant_type=refresh_token --data-urlencode "refresh_token=$(jget "$APP2" refresh_token)" "$ISS/oauth2/token")
+expect_match "... and its refresh token is dead" ' 401$' "$out"
+# a disabled user: its grants are revoked too; enabling it again does not revive them
+DIS=$(ue_tokens "$ISS" alice alice-pass-1)
+DIS_AT=$(jget "$DIS" access_token)
+code=$("${C[@]}" -o /dev/null -w '%{http_code}' "$(B "$DIS_AT")" "$UUDOC")
+expect_eq "UU: alice's token is accepted before alice is disabled" 200 "$code"
+expect "user disable alice" SG user disable alice
+delay_row "UU: an access token of a disabled user" "$UUDOC" "$(B "$DIS_AT")"
+row "UU: ... refused with invalid_token" 401 invalid_token "$UUDOC" "$(B "$DIS_AT")"
+userinfo_refused "userinfo: a token of a disabled user" "$DIS_AT"
+expect "user enable alice" SG user enable alice
 sleep 1.2
-row "S: a removed (revoked) VAL server's unexpired token" 403 - "$GMS" "${OTHER[@]}" "$(B "$OTHER_AT")" "${JSON[@]}" -d "$(printf '{"valGroupId":"g","grpDesc":"d","valServiceIds":["fleet"],"members":[{"valUserId":"x"}]}')"
-out=$("${C[@]}" "${OTHER[@]}" -w ' %{http_code}' -d grant_type=client_credentials -d client_id=other-app "$SISS/oauth2/token")
+row "UU: the disabled user's old token stays refused after enable" 401 invalid_token "$UUDOC" "$(B "$DIS_AT")"
+out=$("${C[@]}" "${BASIC[@]}" -w ' %{http_code}' -d grant_type=refresh_token --data-urlencode "refresh_token=$(jget "$DIS" refresh_token)" "$ISS/oauth2/token")
+expect_match "... and so does its refresh token" '"invalid_grant".* 400$' "$out"
+code=$("${C[@]}" -o /dev/null -w '%{http_code}' "$(B "$(jget "$(ue_tokens "$ISS" alice alice-pass-1)" access_token)")" "$UUDOC")
+expect_eq "UU: after enable, a fresh login works" 200 "$code"
+# a revoked client: the VAL server is removed from the registry; its unexpired token is
+# revoked (its client_credentials grant) and refused within the revocation delay
+code=$("${C[@]}" "${OTHER[@]}" -o /dev/null -w '%{http_code}' "$(B "$OTHER_AT")" "$GMS")
+expect_eq "S: other-app's token is accepted before other-app is removed" 200 "$code"
+expect "valserver remove other-app" SG valserver remove other-app
+delay_row "S: a removed VAL server's unexpired token" "$GMS" "${OTHER[@]}" "$(B "$OTHER_AT")"
+row "S: ... refused with invalid_token, even for a write" 401 invalid_token "$GMS" "${OTHER[@]}" "$(B "$OTHER_AT")" "${JSON[@]}" -d "$(printf '{"valGroupId":"g","grpDesc":"d","valServiceIds":["fleet"],"members":[{"valUserId":"x"}]}')"
+# the token endpoint follows the registry within its reload period (~1 s): poll up to 3 s
+for _ in $(seq 1 30); do
+	out=$("${C[@]}" "${OTHER[@]}" -w ' %{http_code}' -d grant_type=client_credentials -d client_id=other-app "$SISS/oauth2/token")
+	printf '%s' "$out" | grep -q ' 401$' && break
+	sleep 0.1
+done
 expect_match "... and it gets no new token" '"invalid_client".* 401$' "$out"
 # a revoked certificate: on the CRL, the handshake fails once the server reloaded it
 "$SG_BIN" pki issue --dir "$PKI" --san DNS:v2x-app --client-auth --out "$T/torevoke" >/dev/null

@@ -96,6 +96,13 @@ req "${AV[@]}" "${JS[@]}" -d "$TR" "$RT_URL/regular/request-trans" --cert "$PKI/
 expect_eq "request-trans with the token but another certificate: 401" 401 "$CODE"
 req "${EVIL[@]}" -H "Authorization: Bearer $ET" "${JS[@]}" -d "$TR" "$RT_URL/regular/request-trans"
 expect_eq "another VAL server cannot take over VAL service v2x: 403" "403 OPERATION_NOT_ALLOWED" "$CODE $(jget "$BODY" cause)"
+expect_match "... because the registry does not list v2x for evil-app" "not registered for this VAL service" "$(jget "$BODY" detail)"
+# D2: the registry (valserver --val-service), not the first claim, decides. The VAL servers were
+# added after the start, so these answers also show the snapshot following the store.
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "{\"valServiceId\":\"unserved\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO}}" "$RT_URL/regular/request-trans"
+expect_eq "registry: v2x-app asks for a VAL service it does not serve: 403" "403 OPERATION_NOT_ALLOWED" "$CODE $(jget "$BODY" cause)"
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "{\"valServiceId\":\"evil\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO}}" "$RT_URL/regular/request-trans"
+expect_eq "registry: v2x-app asks for evil-app's VAL service: 403" "403 OPERATION_NOT_ALLOWED" "$CODE $(jget "$BODY" cause)"
 req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "$TR" "$RT_URL/bulk/request-trans"
 expect_eq "transType other than regular|urllc: 404" 404 "$CODE"
 req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "{\"valServiceId\":\"v2x-u\",\"valServerConnInfo\":{\"uri\":\"tls://localhost:$ECHO\"}}" "$RT_URL/urllc/request-trans"
@@ -152,6 +159,7 @@ DB=(--token-cache "$T/bob.tokens")
 DD() { SG dd "$@"; }
 refuse "nothing was allocated by the refused TransReqs (flow for ghost: no transmission)" DD open --service ghost "${DA[@]}"
 expect_match "... 404 TRANSMISSION_NOT_REQUESTED" "404 TRANSMISSION_NOT_REQUESTED" "$(DD open --service ghost "${DA[@]}" 2>&1)"
+expect_match "registry: nothing was allocated for the refused VAL service (404 TRANSMISSION_NOT_REQUESTED)" "404 TRANSMISSION_NOT_REQUESTED" "$(DD open --service unserved "${DA[@]}" 2>&1)"
 refuse "a token without scope sdd cannot open a flow" DD open --service v2x --token-cache "$T/alice-gm.tokens"
 refuse "a VAL server token cannot open a flow on SEALDD-UU" bash -c "printf '%s' '$VT' >'$T/vt'; '$SG_BIN' --config '$T/sg.yaml' dd open --service v2x --token-file '$T/vt'"
 FLOW=$(DD open --service v2x "${DA[@]}")
@@ -173,6 +181,12 @@ for size in 1 1000 65536 65537 $((3 * 1024 * 1024 + 123)) $((6 * 1024 * 1024)); 
 		not_ok "integrity: $size bytes: $out"
 	fi
 done
+metric() { curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v k="$1" '$1==k{print $2}'; }
+UPB=$(metric 'sealguard_sdd_relayed_bytes_total{direction="uplink"}')
+DNB=$(metric 'sealguard_sdd_relayed_bytes_total{direction="downlink"}')
+SUM=$((1 + 1000 + 65536 + 65537 + 3 * 1024 * 1024 + 123 + 6 * 1024 * 1024))
+expect_eq "metrics: bytes relayed uplink = downlink = the payloads echoed ($SUM)" "$SUM $SUM" "${UPB:-none} ${DNB:-none}"
+expect_match "metrics: flows open, channels open, notifications are exposed" '^[0-9]+ [0-9]+ [0-9]+$' "$(metric sealguard_sdd_flows_open) $(metric sealguard_sdd_channels_open) $(metric 'sealguard_sdd_notifications_total{result="sent"}')"
 head -c 200000 /dev/urandom >"$T/half"
 expect "send without reading (the echo waits in the relay)" DD send --flow "$AF" --in "$T/half" "${DA[@]}"
 expect "... a later channel of the same user receives it" DD recv --flow "$AF" --bytes 200000 --out "$T/half.back" "${DA[@]}"
@@ -268,6 +282,8 @@ UF=$(DD open --service v2x-u "${DA[@]}")
 expect_eq "urllc flow" urllc "$(jget "$UF" transType)"
 head -c $((2 * 1024 * 1024 + 7)) /dev/urandom >"$T/u"
 expect_match "urllc: 2 MiB over two redundant channels, echoed once, SHA-256 equal" verified "$(DD send --flow "$(jget "$UF" sddFlowId)" --in "$T/u" --echo "${DA[@]}" --timeout-ms 30000 2>&1)"
+DUPS=$(metric sealguard_sdd_duplicates_dropped_total)
+if [ -n "$DUPS" ] && [ "$DUPS" -ge 1 ]; then ok "metrics: URLLC duplicates dropped counted ($DUPS)"; else not_ok "metrics: duplicates dropped: '${DUPS}'"; fi
 
 # connection status subscriptions, notifications over mutual TLS
 cat >"$T/notif.py" <<'PY'
@@ -346,7 +362,7 @@ NF=$(jget "$(DD open --service v2x "${DS[@]}")" sddFlowId)
 expect_match "alice re-establishes a flow" '^[A-Za-z0-9_-]{22}$' "$NF"
 expect_match "... and data flows again" verified "$(DD send --flow "$NF" --in "$T/p.65537" --echo "${DS[@]}" 2>&1)"
 
-# an expired token mid-flow (the channel stops at exp; docs/sdd-protocol.md §5)
+# an expired token mid-flow (the channel stops at exp; docs/sdd-protocol.md §4)
 EXP=$(py 'import json,sys,base64
 t=json.load(open(sys.argv[1]))["access_token"].split(".")[1]; t+="="*(-len(t)%4)
 print(json.loads(base64.urlsafe_b64decode(t))["exp"])' "$T/alice-short.tokens")

@@ -14,7 +14,7 @@ sg_cleanup() {
 		kill -KILL "$SG_PID" 2>/dev/null
 		wait "$SG_PID" 2>/dev/null
 	fi
-	rm -rf "$T"
+	if [ "${SG_KEEP_TMP:-0}" = 1 ]; then echo "kept $T"; else rm -rf "$T"; fi
 }
 trap sg_cleanup EXIT
 

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# bench/sdd.sh: the SEALDD user plane against a plain TLS relay (nginx `stream` proxy, Debian's
+# libnginx-mod-stream), in one script, on the same loopback, with the same certificates, the
+# same TLS profile (TLS 1.3, TS 33.210 suites and groups) and the same VAL echo endpoint
+# (`sealguard dd echo-server`, mutual TLS) behind both:
+#   client --TLS 1.3--> SEALDD server data endpoint --mTLS--> echo   (sealguard)
+#   client --TLS 1.3--> nginx stream proxy          --mTLS--> echo   (baseline)
+#   client --mTLS-------------------------------------------> echo   (direct, for "added")
+# The same load client (bench/sdd_load.c, compiled here against the build's
+# libsealguard_core.a and src/client/sddc.h; OpenSSL directly for the baseline and direct
+# paths) measures:
+#   (a) throughput, MB/s of echoed VAL data: one flow, and 64 concurrent flows;
+#   (b) latency of a 1 KiB round trip, p50/p99, and the latency added over the direct path.
+# The SEALDD data plane is one event-loop thread; nginx runs NGINX_WORKERS (default 1) worker
+# processes so that both relays have one core. Each measurement is run ROUNDS times (default 3)
+# and the median is printed.
+# usage: bench/sdd.sh PATH/TO/sealguard [ROUNDS]   (the build dir must hold libsealguard_core.a)
+set -uo pipefail
+SG=$(realpath "${1:?usage: sdd.sh PATH/TO/sealguard [ROUNDS]}")
+ROUNDS=${2:-3}
+BUILD=$(dirname "$SG")
+HERE=$(cd "$(dirname "$0")" && pwd)
+SRC=$(cd "$HERE/.." && pwd)
+NGINX_WORKERS=${NGINX_WORKERS:-1}
+BYTES1=${BYTES1:-$((256 * 1024 * 1024))} # one flow
+BYTES64=${BYTES64:-$((8 * 1024 * 1024))} # per flow, 64 flows
+LATN=${LATN:-5000}
+T=$(mktemp -d /tmp/sg-bench-sdd.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; sleep 0.3; rm -rf "$T"; }
+trap cleanup EXIT
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+for tool in nginx curl python3 cc pkg-config; do
+	command -v "$tool" >/dev/null || { echo "bench: $tool missing (run scripts/install-deps.sh --bench)"; exit 1; }
+done
+NGX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
+[ -f "$NGX_STREAM" ] || { echo "bench: $NGX_STREAM missing (libnginx-mod-stream; scripts/install-deps.sh --bench)"; exit 1; }
+[ -f "$BUILD/libsealguard_core.a" ] || { echo "bench: $BUILD/libsealguard_core.a missing (build first)"; exit 1; }
+
+# the load client
+LOAD=$T/sdd_load
+# shellcheck disable=SC2046
+cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I "$SRC/src" -I "$SRC/include" "$HERE/sdd_load.c" \
+	"$BUILD/libsealguard_core.a" $(pkg-config --libs openssl libevent libevent_openssl libevent_pthreads \
+	libnghttp2 libcurl jansson cjose libcyaml yaml-0.1 sqlite3) -lhttp_parser -lpthread -lm -o "$LOAD" ||
+	{ echo "bench: cannot build bench/sdd_load.c"; exit 1; }
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+UU=$(port); MU=$(port); ME=$(port); ADMIN=$(port); DATA=$(port); ECHO=$(port); NX=$(port)
+PKI=$T/pki
+CA=$PKI/ca.crt
+"$SG" pki init --dir "$PKI" --seal-server echo-app >/dev/null
+cat >"$T/sg.yaml" <<YAML
+state_dir: $T/sg
+pki_dir: $PKI
+workers: 1
+log_level: warn
+access_log: 0
+admin: {bind: 127.0.0.1:$ADMIN}
+idm: {scrypt_ln: 10}
+sdd: {data_bind: 127.0.0.1:$DATA}
+reference_points:
+  - {name: SEAL-UU, bind: 127.0.0.1:$UU, tls: {mode: server-auth}, auth: bearer, services: [idm, sdd]}
+  - {name: SEAL-S, bind: 127.0.0.1:$MU, tls: {mode: mutual}, auth: mtls+bearer, services: [idm, sdd]}
+  - {name: SEAL-E, bind: 127.0.0.1:$ME, tls: {mode: mutual}, auth: mtls, services: [idm]}
+YAML
+SGC() { "$SG" --config "$T/sg.yaml" "$@"; }
+printf 'bench-pass-1\n' >"$T/u.pw"
+SGC user add bench --password-file "$T/u.pw" >/dev/null || exit 1
+SGC client add ue-app --redirect-uri http://127.0.0.1/callback --secret-file "$T/ue.secret" >/dev/null || exit 1
+SGC valserver add echo-app --identity DNS:echo-app --val-service bench >/dev/null || exit 1
+"$SG" --config "$T/sg.yaml" serve --roles idm,sdd >"$T/sg.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$ADMIN/healthz" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$ADMIN/healthz" >/dev/null || { echo "bench: sealguard did not start"; cat "$T/sg.log"; exit 1; }
+SGPID=${PIDS[-1]}
+
+"$SG" --config "$T/sg.yaml" dd echo-server --bind "127.0.0.1:$ECHO" --cert "$PKI/seal-servers/echo-app.crt" \
+	--key "$PKI/seal-servers/echo-app.key" --cacert "$CA" 2>/dev/null &
+PIDS+=($!)
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$ECHO") 2>/dev/null && break; sleep 0.1; done
+
+printf '{"valServiceId":"bench","valServerConnInfo":{"ipv4Addr":"127.0.0.1","port":%s}}' "$ECHO" >"$T/tr.json"
+SGC call POST "https://localhost:$MU/sdd-trans/v1/regular/request-trans" --name echo-app \
+	--cert "$PKI/seal-servers/echo-app.crt" --key "$PKI/seal-servers/echo-app.key" --body "$T/tr.json" >/dev/null ||
+	{ echo "bench: request-trans failed"; exit 1; }
+SGC login --issuer "https://localhost:$UU" --client-id ue-app --client-secret-file "$T/ue.secret" --username bench \
+	--password-file "$T/u.pw" --cacert "$CA" --token-cache "$T/tokens" --scope "openid sdd" >/dev/null ||
+	{ echo "bench: login failed"; exit 1; }
+python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["access_token"])' "$T/tokens" >"$T/token"
+
+# the baseline: nginx stream, the same server certificate and profile towards the client, mutual
+# TLS with the SEALDD server's client certificate (resource.client_cert = server.crt) towards the
+# echo endpoint, whose SAN it verifies like the SEALDD relay does.
+mkdir -p "$T/nginx"
+cat >"$T/nginx/nginx.conf" <<NGX
+load_module $NGX_STREAM;
+worker_processes $NGINX_WORKERS;
+worker_rlimit_nofile 65536;
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/error.log warn;
+events { worker_connections 4096; }
+stream {
+  server {
+    listen 127.0.0.1:$NX ssl;
+    ssl_protocols TLSv1.3;
+    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384;
+    ssl_ecdh_curve prime256v1:X25519:secp384r1;
+    ssl_certificate $PKI/server.crt; ssl_certificate_key $PKI/server.key;
+    ssl_session_cache off;
+    proxy_pass 127.0.0.1:$ECHO;
+    proxy_ssl on;
+    proxy_ssl_protocols TLSv1.3;
+    proxy_ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384;
+    proxy_ssl_certificate $PKI/server.crt; proxy_ssl_certificate_key $PKI/server.key;
+    proxy_ssl_trusted_certificate $CA; proxy_ssl_verify on; proxy_ssl_name echo-app;
+    proxy_ssl_server_name on;
+  }
+}
+NGX
+nginx -c "$T/nginx/nginx.conf" -e "$T/nginx/error.log" -g 'daemon off;' &
+PIDS+=($!)
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$NX") 2>/dev/null && break; sleep 0.1; done
+
+SDD=(sdd --url "https://localhost:$UU" --token-file "$T/token" --service bench --ca "$CA")
+NGX=(tls --host 127.0.0.1 --port "$NX" --ca "$CA" --sni localhost)
+DIRECT=(tls --host 127.0.0.1 --port "$ECHO" --ca "$CA" --sni echo-app --cert "$PKI/server.crt" --key "$PKI/server.key")
+
+# median of ROUNDS runs of one measurement; prints the field $2 of the load client's line
+med() {
+	local field=$1; shift
+	local vals=()
+	for _ in $(seq "$ROUNDS"); do
+		local line
+		line=$("$LOAD" "$@") || { echo "bench: load client failed: $*" >&2; echo 0; return; }
+		vals+=("$(printf '%s\n' "$line" | tr ' ' '\n' | awk -F= -v k="$field" '$1==k{print $2}')")
+	done
+	printf '%s\n' "${vals[@]}" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+sub() { awk -v a="$1" -v b="$2" 'BEGIN{ printf "%.1f", a - b }'; }
+
+# CPU seconds (user + system) used so far by the processes given
+cpu() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+	awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", t / hz}'; }
+NXW=$(pgrep -d' ' -P "${PIDS[-1]}")
+ECHOPID=${PIDS[-2]}
+# CPU=1: one run of each throughput measurement with the CPU seconds of relay, echo and client
+if [ -n "${CPU:-}" ]; then
+	for path in SDD NGX; do
+		for fl in 1 64; do
+			[ "$path" = SDD ] && rel=$SGPID || rel=$NXW
+			b=$BYTES1; [ "$fl" = 64 ] && b=$BYTES64
+			r0=$(cpu $rel); e0=$(cpu "$ECHOPID")
+			declare -n A=$path
+			line=$( { /usr/bin/time -f 'client_cpu=%U+%S' "$LOAD" "${A[0]}" thr "${A[@]:1}" --flows "$fl" --bytes "$b"; } 2>&1 | tr '\n' ' ')
+			echo "$path flows=$fl $line relay_cpu=$(awk -v a="$(cpu $rel)" -v b="$r0" 'BEGIN{print a-b}') echo_cpu=$(awk -v a="$(cpu "$ECHOPID")" -v b="$e0" 'BEGIN{print a-b}')"
+		done
+	done
+	exit 0
+fi
+# PERF=FILE: profile the SEALDD server (perf record -g) during one 1-flow throughput run, then exit
+if [ -n "${PERF:-}" ]; then
+	perf record -g -o "$PERF" -p "$SGPID" 2>/dev/null &
+	PP=$!
+	sleep 0.5
+	"$LOAD" "${SDD[0]}" thr "${SDD[@]:1}" --flows "${PERF_FLOWS:-1}" --bytes "${PERF_BYTES:-$BYTES1}"
+	kill -INT "$PP"; wait "$PP"
+	exit 0
+fi
+
+echo "SEALDD bench: $(nproc) cores, $ROUNDS rounds each (median), nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') stream x$NGINX_WORKERS, TLS 1.3 both legs"
+echo
+echo "(a) throughput, MB/s of echoed VAL data (16 KiB writes, 256 KiB in flight per flow)"
+S1=$(med mbps "${SDD[0]}" thr "${SDD[@]:1}" --flows 1 --bytes "$BYTES1")
+N1=$(med mbps "${NGX[0]}" thr "${NGX[@]:1}" --flows 1 --bytes "$BYTES1")
+printf '  1 flow    sealguard %8s   nginx stream %8s   ratio %s\n' "$S1" "$N1" "$(ratio "$S1" "$N1")"
+S64=$(med mbps "${SDD[0]}" thr "${SDD[@]:1}" --flows 64 --bytes "$BYTES64")
+N64=$(med mbps "${NGX[0]}" thr "${NGX[@]:1}" --flows 64 --bytes "$BYTES64")
+printf '  64 flows  sealguard %8s   nginx stream %8s   ratio %s\n' "$S64" "$N64" "$(ratio "$S64" "$N64")"
+echo
+echo "(b) 1 KiB round trip, one flow, $LATN round trips (microseconds)"
+DP50=$(med p50_us "${DIRECT[0]}" lat "${DIRECT[@]:1}" --count "$LATN")
+DP99=$(med p99_us "${DIRECT[0]}" lat "${DIRECT[@]:1}" --count "$LATN")
+SP50=$(med p50_us "${SDD[0]}" lat "${SDD[@]:1}" --count "$LATN")
+SP99=$(med p99_us "${SDD[0]}" lat "${SDD[@]:1}" --count "$LATN")
+NP50=$(med p50_us "${NGX[0]}" lat "${NGX[@]:1}" --count "$LATN")
+NP99=$(med p99_us "${NGX[0]}" lat "${NGX[@]:1}" --count "$LATN")
+printf '  direct to the echo endpoint   p50 %7s   p99 %7s\n' "$DP50" "$DP99"
+printf '  through sealguard             p50 %7s   p99 %7s   added p50 %6s   added p99 %6s\n' "$SP50" "$SP99" "$(sub "$SP50" "$DP50")" "$(sub "$SP99" "$DP99")"
+printf '  through nginx stream          p50 %7s   p99 %7s   added p50 %6s   added p99 %6s\n' "$NP50" "$NP99" "$(sub "$NP50" "$DP50")" "$(sub "$NP99" "$DP99")"
+echo
+T1=$(awk -v a="$S1" -v b="$N1" 'BEGIN{print (a >= b) ? "met" : "NOT met"}')
+T64=$(awk -v a="$S64" -v b="$N64" 'BEGIN{print (a >= b) ? "met" : "NOT met"}')
+TL=$(awk -v a="$(sub "$SP99" "$DP99")" -v b="$(sub "$NP99" "$DP99")" 'BEGIN{print (a <= b) ? "met" : "NOT met"}')
+echo "targets: throughput >= 1.0x baseline: 1 flow $T1, 64 flows $T64; added p99 <= baseline's: $TL"
+echo "sealguard RSS after the runs: $(awk '/VmRSS/{print $2, $3}' "/proc/$SGPID/status")"
