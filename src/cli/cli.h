@@ -4,6 +4,10 @@
 #ifndef SG_CLI_CLI_H
 #define SG_CLI_CLI_H
 
+#include "base/err.h"
+
+#include <stddef.h>
+
 struct sg_cli_global {
 	const char *state_dir; /* --state-dir DIR (default "./var") */
 	const char *config;    /* --config FILE, or NULL for the embedded default */
@@ -95,5 +99,26 @@ int sg_cli_read_secret(const char *path, const char *what, char **out);
 void sg_cli_secret_free(char *s);
 int sg_cli_audit(struct sg_store *st, const char *action, const char *object, const char *detail);
 int sg_cli_store_fail(struct sg_store *st, const char *what);
+/* Ends the transaction of a registry change to object: SG_ERR_NOTFOUND rolls back and fails
+ * with "no <noun> '<object>'", another error as sg_cli_store_fail(st, what); SG_OK writes the
+ * audit row (action, object, detail) and commits. Returns 0 when committed (the caller prints
+ * its result), else the exit status. */
+int sg_cli_tx_finish(struct sg_store *st, sg_err e, const char *noun, const char *what,
+                     const char *action, const char *object, const char *detail);
+
+/* One subcommand of a command: run gets the arguments from the subcommand's name on. */
+struct sg_cli_sub {
+	const char *name;
+	int (*run)(int argc, char **argv, const struct sg_cli_global *g);
+};
+/* Runs subcommand argv[1] of `sealguard <cmd>` from subs (ended by a NULL name): without one,
+ * usage on stderr (2); -h, --help, help: usage on stdout (0); an unknown one fails (2). */
+int sg_cli_dispatch(int argc, char **argv, const struct sg_cli_global *g, const char *cmd,
+                    const char *usage, const struct sg_cli_sub *subs);
+
+/* Marks in have[] each of the space-separated scopes of s among names[0..n); an unknown one
+ * fails with "scope '<scope>' <why>" (2). */
+int sg_cli_scopes_add(const char *s, const char *const *names, size_t n, int *have,
+                      const char *why);
 
 #endif

@@ -156,26 +156,9 @@ static int redirect_uri_check(const char *uri)
 /* Adds the space-separated scopes in s to the set `have` (indexes of UE_SCOPES). */
 static int scopes_add(const char *s, int have[N_UE_SCOPES])
 {
-	while (*s) {
-		size_t n = strcspn(s, " ");
-		if (n) {
-			size_t i = 0;
-			while (i < N_UE_SCOPES &&
-			       !(strlen(UE_SCOPES[i]) == n && strncmp(s, UE_SCOPES[i], n) == 0))
-				i++;
-			if (i == N_UE_SCOPES)
-				return sg_cli_fail(
-				           "scope '%.*s' is not for UE clients: they may hold "
-				           "openid seal:gm seal:km sdd (seal:kp and seal:ipp "
-				           "are VAL-server scopes)",
-				           (int)n, s),
-				       2;
-			have[i] = 1;
-		}
-		s += n;
-		s += *s == ' ';
-	}
-	return 0;
+	return sg_cli_scopes_add(s, UE_SCOPES, N_UE_SCOPES, have,
+	                         "is not for UE clients: they may hold openid seal:gm seal:km sdd"
+	                         " (seal:kp and seal:ipp are VAL-server scopes)");
 }
 
 /* Reads the secret from path, or generates one there when the file does not exist.
@@ -408,7 +391,6 @@ static int cmd_remove(int argc, char **argv, const struct sg_cli_global *g)
 	struct sg_store *st = NULL;
 	if (sg_cli_open_store(g, &conf, &st))
 		return 1;
-	int rc = 0;
 	size_t ngrants = 0;
 	int64_t now = sg_now_ms();
 	/* one transaction: its grants are on the revocation list before it is gone */
@@ -420,17 +402,9 @@ static int cmd_remove(int argc, char **argv, const struct sg_cli_global *g)
 		    &ngrants);
 	if (e == SG_OK)
 		e = sg_store_client_delete(st, id);
-	if (e == SG_ERR_NOTFOUND) {
-		sg_store_tx_rollback(st);
-		rc = sg_cli_fail("no client '%s'", id);
-	} else if (e != SG_OK) {
-		rc = sg_cli_store_fail(st, "client remove");
-	} else if (sg_cli_audit(st, "client.remove", id, ngrants ? "grants revoked" : NULL)) {
-		sg_store_tx_rollback(st);
-		rc = 1;
-	} else if (sg_store_tx_commit(st) != SG_OK) {
-		rc = sg_cli_store_fail(st, "client remove");
-	} else {
+	int rc = sg_cli_tx_finish(st, e, "client", "client remove", "client.remove", id,
+	                          ngrants ? "grants revoked" : NULL);
+	if (rc == 0) {
 		printf(
 		    "removed client %s (with its codes and refresh tokens; %zu grant%s revoked)\n",
 		    id, ngrants, ngrants == 1 ? "" : "s");
@@ -442,21 +416,11 @@ static int cmd_remove(int argc, char **argv, const struct sg_cli_global *g)
 
 int sg_cli_client(int argc, char **argv, const struct sg_cli_global *g)
 {
-	if (argc < 2) {
-		fputs(USAGE, stderr);
-		return 2;
-	}
-	const char *cmd = argv[1];
-	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
-		fputs(USAGE, stdout);
-		return 0;
-	}
-	if (strcmp(cmd, "add") == 0)
-		return cmd_add(argc - 1, argv + 1, g);
-	if (strcmp(cmd, "list") == 0)
-		return cmd_list(argc - 1, argv + 1, g);
-	if (strcmp(cmd, "remove") == 0)
-		return cmd_remove(argc - 1, argv + 1, g);
-	sg_cli_fail("unknown client command '%s' (try `sealguard client --help`)", cmd);
-	return 2;
+	static const struct sg_cli_sub subs[] = {
+	    {"add", cmd_add},
+	    {"list", cmd_list},
+	    {"remove", cmd_remove},
+	    {NULL, NULL},
+	};
+	return sg_cli_dispatch(argc, argv, g, "client", USAGE, subs);
 }

@@ -444,24 +444,9 @@ static int cmd_list(int argc, char **argv, const struct sg_cli_global *g)
 
 int sg_cli_pki(int argc, char **argv, const struct sg_cli_global *g)
 {
-	if (argc < 2) {
-		fputs(USAGE, stderr);
-		return 2;
-	}
-	const char *cmd = argv[1];
-	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
-		fputs(USAGE, stdout);
-		return 0;
-	}
-	/* each command parses argv from its own name on (argv[0] = "init", ...) */
-	if (strcmp(cmd, "init") == 0)
-		return cmd_init(argc - 1, argv + 1, g);
-	if (strcmp(cmd, "revoke") == 0)
-		return cmd_revoke(argc - 1, argv + 1, g);
-	if (strcmp(cmd, "list") == 0)
-		return cmd_list(argc - 1, argv + 1, g);
-	if (strcmp(cmd, "issue") == 0)
-		return cmd_issue(argc - 1, argv + 1, g);
-	sg_cli_fail("unknown pki command '%s' (try `sealguard pki --help`)", cmd);
-	return 2;
+	static const struct sg_cli_sub subs[] = {
+	    {"init", cmd_init},   {"revoke", cmd_revoke}, {"list", cmd_list},
+	    {"issue", cmd_issue}, {NULL, NULL},
+	};
+	return sg_cli_dispatch(argc, argv, g, "pki", USAGE, subs);
 }

@@ -142,6 +142,24 @@ int sg_cli_store_fail(struct sg_store *st, const char *what)
 	return sg_cli_fail("%s: %s", what, sg_store_last_error());
 }
 
+int sg_cli_tx_finish(struct sg_store *st, sg_err e, const char *noun, const char *what,
+                     const char *action, const char *object, const char *detail)
+{
+	if (e == SG_ERR_NOTFOUND) {
+		sg_store_tx_rollback(st);
+		return sg_cli_fail("no %s '%s'", noun, object);
+	}
+	if (e != SG_OK)
+		return sg_cli_store_fail(st, what);
+	if (sg_cli_audit(st, action, object, detail)) {
+		sg_store_tx_rollback(st);
+		return 1;
+	}
+	if (sg_store_tx_commit(st) != SG_OK)
+		return sg_cli_store_fail(st, what);
+	return 0;
+}
+
 /* ---- user ------------------------------------------------------------------------------- */
 
 /* User names: 1..64 of letters, digits and "._@+-" (they appear in logs, audit rows and
@@ -351,8 +369,9 @@ static sg_err revoke_grants_of(struct sg_store *st, const struct sg_conf *conf, 
 }
 
 /* disable, enable, remove, passwd: NAME [--password-file F] */
-static int cmd_change(int argc, char **argv, const struct sg_cli_global *g, const char *what)
+static int cmd_change(int argc, char **argv, const struct sg_cli_global *g)
 {
+	const char *what = argv[0]; /* disable, enable, passwd, remove */
 	static const struct option opts[] = {
 	    {"password-file", required_argument, NULL, OPT_PW},
 	    {"help", no_argument, NULL, 'h'},
@@ -396,18 +415,10 @@ static int cmd_change(int argc, char **argv, const struct sg_cli_global *g, cons
 			e = strcmp(what, "remove") == 0 ? sg_store_user_delete(st, name)
 			                                : sg_store_user_set_disabled(st, name, 1);
 	}
+	if (rc == 0) /* else the password could not be read or hashed */
+		rc = sg_cli_tx_finish(st, e, "user", action, action, name, NULL);
 	if (rc) {
-		/* the password could not be read or hashed */
-	} else if (e == SG_ERR_NOTFOUND) {
-		sg_store_tx_rollback(st);
-		rc = sg_cli_fail("no user '%s'", name);
-	} else if (e != SG_OK) {
-		rc = sg_cli_store_fail(st, action);
-	} else if (sg_cli_audit(st, action, name, NULL)) {
-		sg_store_tx_rollback(st);
-		rc = 1;
-	} else if (sg_store_tx_commit(st) != SG_OK) {
-		rc = sg_cli_store_fail(st, action);
+		/* reported */
 	} else if (is_pw) {
 		printf("password of %s changed\n", name);
 	} else if (strcmp(what, "remove") == 0) {
@@ -423,22 +434,10 @@ static int cmd_change(int argc, char **argv, const struct sg_cli_global *g, cons
 
 int sg_cli_user(int argc, char **argv, const struct sg_cli_global *g)
 {
-	if (argc < 2) {
-		fputs(USAGE, stderr);
-		return 2;
-	}
-	const char *cmd = argv[1];
-	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
-		fputs(USAGE, stdout);
-		return 0;
-	}
-	if (strcmp(cmd, "add") == 0)
-		return cmd_add(argc - 1, argv + 1, g);
-	if (strcmp(cmd, "list") == 0)
-		return cmd_list(argc - 1, argv + 1, g);
-	if (strcmp(cmd, "disable") == 0 || strcmp(cmd, "enable") == 0 ||
-	    strcmp(cmd, "passwd") == 0 || strcmp(cmd, "remove") == 0)
-		return cmd_change(argc - 1, argv + 1, g, cmd);
-	sg_cli_fail("unknown user command '%s' (try `sealguard user --help`)", cmd);
-	return 2;
+	static const struct sg_cli_sub subs[] = {
+	    {"add", cmd_add},       {"list", cmd_list},     {"disable", cmd_change},
+	    {"enable", cmd_change}, {"passwd", cmd_change}, {"remove", cmd_change},
+	    {NULL, NULL},
+	};
+	return sg_cli_dispatch(argc, argv, g, "user", USAGE, subs);
 }

@@ -111,25 +111,9 @@ static int identity_check(const char *san)
 
 static int scopes_add(const char *s, int have[N_VS_SCOPES])
 {
-	while (*s) {
-		size_t n = strcspn(s, " ");
-		if (n) {
-			size_t i = 0;
-			while (i < N_VS_SCOPES &&
-			       !(strlen(VS_SCOPES[i]) == n && strncmp(s, VS_SCOPES[i], n) == 0))
-				i++;
-			if (i == N_VS_SCOPES)
-				return sg_cli_fail(
-				           "scope '%.*s' is not a VAL-server scope (seal:gm "
-				           "seal:km seal:kp seal:ipp sdd)",
-				           (int)n, s),
-				       2;
-			have[i] = 1;
-		}
-		s += n;
-		s += *s == ' ';
-	}
-	return 0;
+	return sg_cli_scopes_add(
+	    s, VS_SCOPES, N_VS_SCOPES, have,
+	    "is not a VAL-server scope (seal:gm seal:km seal:kp seal:ipp sdd)");
 }
 
 enum { OPT_ID = 1000, OPT_SVC, OPT_SCOPE, OPT_KP };
@@ -315,7 +299,6 @@ static int cmd_remove(int argc, char **argv, const struct sg_cli_global *g)
 	struct sg_store *st = NULL;
 	if (sg_cli_open_store(g, &conf, &st))
 		return 1;
-	int rc = 0;
 	int64_t now = sg_now_ms();
 	struct sg_store_valserver v = {0};
 	char gid[SG_IDM_VALSERVER_GID_LEN + 1];
@@ -333,19 +316,10 @@ static int cmd_remove(int argc, char **argv, const struct sg_cli_global *g)
 	sg_store_valserver_clear(&v);
 	if (e == SG_OK)
 		e = sg_store_valserver_delete(st, name);
-	if (e == SG_ERR_NOTFOUND) {
-		sg_store_tx_rollback(st);
-		rc = sg_cli_fail("no VAL server '%s'", name);
-	} else if (e != SG_OK) {
-		rc = sg_cli_store_fail(st, "valserver remove");
-	} else if (sg_cli_audit(st, "valserver.remove", name, "tokens revoked")) {
-		sg_store_tx_rollback(st);
-		rc = 1;
-	} else if (sg_store_tx_commit(st) != SG_OK) {
-		rc = sg_cli_store_fail(st, "valserver remove");
-	} else {
+	int rc = sg_cli_tx_finish(st, e, "VAL server", "valserver remove", "valserver.remove", name,
+	                          "tokens revoked");
+	if (rc == 0)
 		printf("removed VAL server %s (its access tokens revoked)\n", name);
-	}
 	sg_store_close(st);
 	sg_conf_free(conf);
 	return rc;
@@ -418,23 +392,9 @@ static int cmd_token(int argc, char **argv, const struct sg_cli_global *g)
 
 int sg_cli_valserver(int argc, char **argv, const struct sg_cli_global *g)
 {
-	if (argc < 2) {
-		fputs(USAGE, stderr);
-		return 2;
-	}
-	const char *cmd = argv[1];
-	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
-		fputs(USAGE, stdout);
-		return 0;
-	}
-	if (strcmp(cmd, "add") == 0)
-		return cmd_add(argc - 1, argv + 1, g);
-	if (strcmp(cmd, "list") == 0)
-		return cmd_list(argc - 1, argv + 1, g);
-	if (strcmp(cmd, "remove") == 0)
-		return cmd_remove(argc - 1, argv + 1, g);
-	if (strcmp(cmd, "token") == 0)
-		return cmd_token(argc - 1, argv + 1, g);
-	sg_cli_fail("unknown valserver command '%s' (try `sealguard valserver --help`)", cmd);
-	return 2;
+	static const struct sg_cli_sub subs[] = {
+	    {"add", cmd_add},     {"list", cmd_list}, {"remove", cmd_remove},
+	    {"token", cmd_token}, {NULL, NULL},
+	};
+	return sg_cli_dispatch(argc, argv, g, "valserver", USAGE, subs);
 }

@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 int sg_cli_fail(const char *fmt, ...)
 {
@@ -31,5 +32,43 @@ int sg_cli_load_conf(const struct sg_cli_global *g, const char *roles, struct sg
 		return sg_cli_fail("%s", err);
 	}
 	*out = c;
+	return 0;
+}
+
+int sg_cli_dispatch(int argc, char **argv, const struct sg_cli_global *g, const char *cmd,
+                    const char *usage, const struct sg_cli_sub *subs)
+{
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	const char *sub = argv[1];
+	if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0 || strcmp(sub, "help") == 0) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	for (; subs->name; subs++)
+		if (strcmp(sub, subs->name) == 0)
+			return subs->run(argc - 1, argv + 1, g);
+	sg_cli_fail("unknown %s command '%s' (try `sealguard %s --help`)", cmd, sub, cmd);
+	return 2;
+}
+
+int sg_cli_scopes_add(const char *s, const char *const *names, size_t n, int *have, const char *why)
+{
+	while (*s) {
+		size_t len = strcspn(s, " ");
+		if (len) {
+			size_t i = 0;
+			while (i < n &&
+			       !(strlen(names[i]) == len && strncmp(s, names[i], len) == 0))
+				i++;
+			if (i == n)
+				return sg_cli_fail("scope '%.*s' %s", (int)len, s, why), 2;
+			have[i] = 1;
+		}
+		s += len;
+		s += *s == ' ';
+	}
 	return 0;
 }

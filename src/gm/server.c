@@ -173,18 +173,7 @@ static size_t docs_find(const struct gm_docs *s, const char *id, int *found)
 
 static const struct sg_store_valserver *vals_find(const struct gm_vals *s, const char *name)
 {
-	size_t lo = 0, hi = s ? s->n : 0;
-	while (name && lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(name, s->v[mid].name);
-		if (c == 0)
-			return &s->v[mid];
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return NULL;
+	return s ? sg_store_valserver_find(s->v, s->n, name) : NULL;
 }
 
 /* Replaces (d != NULL) or removes (d == NULL) document id in the current snapshot: a new

@@ -90,18 +90,7 @@ static struct km_vals *vals_get(struct sg_km *km)
 
 static const struct sg_store_valserver *vals_find(const struct km_vals *s, const char *name)
 {
-	size_t lo = 0, hi = s ? s->n : 0;
-	while (name && lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(name, s->v[mid].name);
-		if (c == 0)
-			return &s->v[mid];
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return NULL;
+	return s ? sg_store_valserver_find(s->v, s->n, name) : NULL;
 }
 
 static int serves(const struct sg_store_valserver *v, const char *svc)

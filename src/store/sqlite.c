@@ -6,6 +6,7 @@
  * a read never has to be upgraded) or a savepoint inside a caller's transaction. */
 #include "store/backend.h"
 #include "store/schema.h"
+#include "store/sqlutil.h"
 
 #include "base/clock.h"
 #include "base/rand.h"
@@ -270,6 +271,26 @@ static sg_err op_tx_rollback(struct sg_store *st)
 		return tx_end((s), e1_);                                                           \
 	} while (0)
 
+/* Prepares and binds a statement (as sq_prep) and collects its rows (sg_sql_collect()) into
+ * *v, *cnt, which the caller frees on error; resets it. */
+static sg_err sq_list(struct sq_store *s, const char *what, size_t sz, sg_sql_read_fn read,
+                      void **v, size_t *cnt, const char *sql, const char *fmt, ...)
+{
+	sqlite3_stmt *q;
+	va_list ap;
+	va_start(ap, fmt);
+	sg_err e = sq_vprep(s, &q, sql, fmt, ap);
+	va_end(ap);
+	if (e != SG_OK)
+		return e;
+	int rc = SQLITE_DONE;
+	e = sg_sql_collect(q, sz, read, s, v, cnt, &rc);
+	if (e == SG_OK && rc != SQLITE_DONE)
+		e = sq_fail(s, rc, what);
+	sqlite3_reset(q);
+	return e;
+}
+
 /* ---- meta ---- */
 
 static sg_err op_schema_version(struct sg_store *st, int *version)
@@ -369,8 +390,9 @@ static sg_err op_user_add(struct sg_store *st, const struct sg_store_user *u, ch
 	return e;
 }
 
-static sg_err read_user(struct sq_store *s, sqlite3_stmt *q, struct sg_store_user *u)
+static sg_err read_user(void *ctx, sqlite3_stmt *q, void *elem)
 {
+	struct sg_store_user *u = elem;
 	int oom = 0;
 	memset(u, 0, sizeof *u);
 	const unsigned char *sub = sqlite3_column_text(q, 0);
@@ -379,7 +401,7 @@ static sg_err read_user(struct sq_store *s, sqlite3_stmt *q, struct sg_store_use
 	u->password_hash = col_dup(q, 2, &oom);
 	u->disabled = sqlite3_column_int(q, 3);
 	u->created_at = sqlite3_column_int64(q, 4);
-	(void)s;
+	(void)ctx;
 	return oom ? sg_store_fail(SG_ERR_NOMEM, "store: out of memory") : SG_OK;
 }
 
@@ -395,16 +417,13 @@ static sg_err load_val_ids(struct sq_store *s, struct sg_store_user *u)
 	size_t cap = 0;
 	int rc, oom = 0;
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		if (u->n_val_ids == cap) {
-			size_t ncap = cap ? cap * 2 : 4;
-			struct sg_store_val_id *nv = realloc(u->val_ids, ncap * sizeof *nv);
-			if (!nv) {
-				oom = 1;
-				break;
-			}
-			u->val_ids = nv;
-			cap = ncap;
+		struct sg_store_val_id *nv =
+		    sg_sql_grow(u->val_ids, &cap, u->n_val_ids, sizeof *nv);
+		if (!nv) {
+			oom = 1;
+			break;
 		}
+		u->val_ids = nv;
 		struct sg_store_val_id *v = &u->val_ids[u->n_val_ids++];
 		v->service = col_dup(q, 0, &oom);
 		v->val_user_id = col_dup(q, 1, &oom);
@@ -447,47 +466,19 @@ static sg_err op_user_get(struct sg_store *st, const char *name, const char *sub
 	return e;
 }
 
-/* Grows a caller-owned array of n elements of size sz by one zeroed element. */
-static void *grow(void *v, size_t *cap, size_t n, size_t sz)
-{
-	if (n < *cap)
-		return v;
-	size_t ncap = *cap ? *cap * 2 : 8;
-	char *nv = realloc(v, ncap * sz);
-	if (!nv)
-		return NULL;
-	memset(nv + n * sz, 0, (ncap - n) * sz);
-	*cap = ncap;
-	return nv;
-}
-
 static sg_err op_user_list(struct sg_store *st, struct sg_store_user **out, size_t *n)
 {
 	struct sq_store *s = SQ(st);
 	*out = NULL;
 	*n = 0;
 	READ_BEGIN(s);
-	sqlite3_stmt *q;
-	struct sg_store_user *v = NULL;
-	size_t cap = 0, cnt = 0;
-	sg_err e = sq_prep(s, &q, USER_COLS "ORDER BY name", NULL);
-	if (e == SG_OK) {
-		int rc;
-		while (e == SG_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-			struct sg_store_user *nv = grow(v, &cap, cnt, sizeof *v);
-			if (!nv) {
-				e = sg_store_fail(SG_ERR_NOMEM, "store: out of memory");
-				break;
-			}
-			v = nv;
-			e = read_user(s, q, &v[cnt++]);
-		}
-		if (e == SG_OK && rc != SQLITE_DONE)
-			e = sq_fail(s, rc, "user list");
-		sqlite3_reset(q);
-	}
+	void *v = NULL;
+	size_t cnt = 0;
+	sg_err e = sq_list(s, "user list", sizeof(struct sg_store_user), read_user, &v, &cnt,
+	                   USER_COLS "ORDER BY name", NULL);
+	struct sg_store_user *u = v;
 	for (size_t i = 0; e == SG_OK && i < cnt; i++)
-		e = load_val_ids(s, &v[i]);
+		e = load_val_ids(s, &u[i]);
 	e = tx_end(s, e);
 	if (e != SG_OK) {
 		sg_store_user_list_free(v, cnt);
@@ -571,7 +562,7 @@ static sg_err load_strv(struct sq_store *s, const char *sql, const char *key, ch
 	size_t cap = 0;
 	int rc, oom = 0;
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		char **nv = grow(*out, &cap, *n, sizeof **out);
+		char **nv = sg_sql_grow(*out, &cap, *n, sizeof **out);
 		if (!nv) {
 			oom = 1;
 			break;
@@ -631,15 +622,16 @@ static sg_err op_client_add(struct sg_store *st, const struct sg_store_client *c
 #define CLIENT_COLS "SELECT client_id, secret_digest, scopes, created_at FROM clients "
 #define CLIENT_URIS "SELECT uri FROM client_redirect_uris WHERE client_id = ? ORDER BY pos"
 
-static sg_err read_client(struct sq_store *s, sqlite3_stmt *q, struct sg_store_client *c)
+static sg_err read_client(void *ctx, sqlite3_stmt *q, void *elem)
 {
+	struct sg_store_client *c = elem;
 	int oom = 0;
 	memset(c, 0, sizeof *c);
 	c->client_id = col_dup(q, 0, &oom);
 	c->secret_digest_len = col_blob(q, 1, c->secret_digest, sizeof c->secret_digest);
 	c->scopes = col_dup(q, 2, &oom);
 	c->created_at = sqlite3_column_int64(q, 3);
-	(void)s;
+	(void)ctx;
 	return oom ? sg_store_fail(SG_ERR_NOMEM, "store: out of memory") : SG_OK;
 }
 
@@ -675,28 +667,14 @@ static sg_err op_client_list(struct sg_store *st, struct sg_store_client **out, 
 	*out = NULL;
 	*n = 0;
 	READ_BEGIN(s);
-	sqlite3_stmt *q;
-	struct sg_store_client *v = NULL;
-	size_t cap = 0, cnt = 0;
-	sg_err e = sq_prep(s, &q, CLIENT_COLS "ORDER BY client_id", NULL);
-	if (e == SG_OK) {
-		int rc;
-		while (e == SG_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-			struct sg_store_client *nv = grow(v, &cap, cnt, sizeof *v);
-			if (!nv) {
-				e = sg_store_fail(SG_ERR_NOMEM, "store: out of memory");
-				break;
-			}
-			v = nv;
-			e = read_client(s, q, &v[cnt++]);
-		}
-		if (e == SG_OK && rc != SQLITE_DONE)
-			e = sq_fail(s, rc, "client list");
-		sqlite3_reset(q);
-	}
+	void *v = NULL;
+	size_t cnt = 0;
+	sg_err e = sq_list(s, "client list", sizeof(struct sg_store_client), read_client, &v, &cnt,
+	                   CLIENT_COLS "ORDER BY client_id", NULL);
+	struct sg_store_client *c = v;
 	for (size_t i = 0; e == SG_OK && i < cnt; i++)
-		e = load_strv(s, CLIENT_URIS, v[i].client_id, &v[i].redirect_uris,
-		              &v[i].n_redirect_uris);
+		e = load_strv(s, CLIENT_URIS, c[i].client_id, &c[i].redirect_uris,
+		              &c[i].n_redirect_uris);
 	e = tx_end(s, e);
 	if (e != SG_OK) {
 		sg_store_client_list_free(v, cnt);
@@ -747,9 +725,11 @@ static sg_err op_valserver_add(struct sg_store *st, const struct sg_store_valser
 	"SELECT name, identity, scopes, key_provisioning, disabled, created_at FROM valservers "
 #define VALSERVER_SERVICES "SELECT service FROM valserver_services WHERE name = ? ORDER BY service"
 
-static sg_err read_valserver(sqlite3_stmt *q, struct sg_store_valserver *v)
+static sg_err read_valserver(void *ctx, sqlite3_stmt *q, void *elem)
 {
+	struct sg_store_valserver *v = elem;
 	int oom = 0;
+	(void)ctx;
 	memset(v, 0, sizeof *v);
 	v->name = col_dup(q, 0, &oom);
 	v->identity = col_dup(q, 1, &oom);
@@ -771,7 +751,7 @@ static sg_err op_valserver_get(struct sg_store *st, const char *name,
 	if (e == SG_OK) {
 		int rc = sqlite3_step(q);
 		if (rc == SQLITE_ROW)
-			e = read_valserver(q, out);
+			e = read_valserver(s, q, out);
 		else if (rc == SQLITE_DONE)
 			e = sg_store_fail(SG_ERR_NOTFOUND, "store: no VAL server \"%s\"", name);
 		else
@@ -793,28 +773,14 @@ static sg_err op_valserver_list(struct sg_store *st, struct sg_store_valserver *
 	*out = NULL;
 	*n = 0;
 	READ_BEGIN(s);
-	sqlite3_stmt *q;
-	struct sg_store_valserver *v = NULL;
-	size_t cap = 0, cnt = 0;
-	sg_err e = sq_prep(s, &q, VALSERVER_COLS "ORDER BY name", NULL);
-	if (e == SG_OK) {
-		int rc;
-		while (e == SG_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-			struct sg_store_valserver *nv = grow(v, &cap, cnt, sizeof *v);
-			if (!nv) {
-				e = sg_store_fail(SG_ERR_NOMEM, "store: out of memory");
-				break;
-			}
-			v = nv;
-			e = read_valserver(q, &v[cnt++]);
-		}
-		if (e == SG_OK && rc != SQLITE_DONE)
-			e = sq_fail(s, rc, "VAL server list");
-		sqlite3_reset(q);
-	}
+	void *v = NULL;
+	size_t cnt = 0;
+	sg_err e = sq_list(s, "VAL server list", sizeof(struct sg_store_valserver), read_valserver,
+	                   &v, &cnt, VALSERVER_COLS "ORDER BY name", NULL);
+	struct sg_store_valserver *w = v;
 	for (size_t i = 0; e == SG_OK && i < cnt; i++)
-		e = load_strv(s, VALSERVER_SERVICES, v[i].name, &v[i].val_services,
-		              &v[i].n_val_services);
+		e = load_strv(s, VALSERVER_SERVICES, w[i].name, &w[i].val_services,
+		              &w[i].n_val_services);
 	e = tx_end(s, e);
 	if (e != SG_OK) {
 		sg_store_valserver_list_free(v, cnt);
@@ -870,9 +836,11 @@ static sg_err op_key_add(struct sg_store *st, const struct sg_store_key *k, int6
 	"SELECT kid, alg, priv, public_jwk, created_at, not_after_use, retire_at, active "         \
 	"FROM signing_keys "
 
-static sg_err read_key(sqlite3_stmt *q, struct sg_store_key *k)
+static sg_err read_key(void *ctx, sqlite3_stmt *q, void *elem)
 {
+	struct sg_store_key *k = elem;
 	int oom = 0;
+	(void)ctx;
 	memset(k, 0, sizeof *k);
 	k->kid = col_dup(q, 0, &oom);
 	k->alg = col_dup(q, 1, &oom);
@@ -905,7 +873,7 @@ static sg_err op_key_get(struct sg_store *st, const char *kid, struct sg_store_k
 	if (e == SG_OK) {
 		int rc = sqlite3_step(q);
 		if (rc == SQLITE_ROW)
-			e = read_key(q, out);
+			e = read_key(s, q, out);
 		else if (rc == SQLITE_DONE)
 			e = sg_store_fail(SG_ERR_NOTFOUND, "store: no signing key \"%s\"", kid);
 		else
@@ -924,25 +892,10 @@ static sg_err op_key_list(struct sg_store *st, struct sg_store_key **out, size_t
 	*out = NULL;
 	*n = 0;
 	READ_BEGIN(s);
-	sqlite3_stmt *q;
-	struct sg_store_key *v = NULL;
-	size_t cap = 0, cnt = 0;
-	sg_err e = sq_prep(s, &q, KEY_COLS "ORDER BY created_at DESC, kid", NULL);
-	if (e == SG_OK) {
-		int rc;
-		while (e == SG_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-			struct sg_store_key *nv = grow(v, &cap, cnt, sizeof *v);
-			if (!nv) {
-				e = sg_store_fail(SG_ERR_NOMEM, "store: out of memory");
-				break;
-			}
-			v = nv;
-			e = read_key(q, &v[cnt++]);
-		}
-		if (e == SG_OK && rc != SQLITE_DONE)
-			e = sq_fail(s, rc, "key list");
-		sqlite3_reset(q);
-	}
+	void *v = NULL;
+	size_t cnt = 0;
+	sg_err e = sq_list(s, "key list", sizeof(struct sg_store_key), read_key, &v, &cnt,
+	                   KEY_COLS "ORDER BY created_at DESC, kid", NULL);
 	e = tx_end(s, e);
 	if (e != SG_OK) {
 		sg_store_key_list_free(v, cnt);
@@ -1199,6 +1152,18 @@ static sg_err op_jti_revoke(struct sg_store *st, const char *jti, int64_t now, i
 	return tx_end(s, e);
 }
 
+static sg_err read_revoked(void *ctx, sqlite3_stmt *q, void *elem)
+{
+	struct sg_store_revoked *r = elem;
+	int oom = 0;
+	(void)ctx;
+	r->kind = (enum sg_store_revoked_kind)sqlite3_column_int(q, 0);
+	r->id = col_dup(q, 1, &oom);
+	r->revoked_at = sqlite3_column_int64(q, 2);
+	r->expires_at = sqlite3_column_int64(q, 3);
+	return oom ? sg_store_fail(SG_ERR_NOMEM, "store: out of memory") : SG_OK;
+}
+
 static sg_err op_revoked_list(struct sg_store *st, int64_t since, int64_t now,
                               struct sg_store_revoked **out, size_t *n)
 {
@@ -1206,34 +1171,13 @@ static sg_err op_revoked_list(struct sg_store *st, int64_t since, int64_t now,
 	*out = NULL;
 	*n = 0;
 	READ_BEGIN(s);
-	sqlite3_stmt *q;
-	struct sg_store_revoked *v = NULL;
-	size_t cap = 0, cnt = 0;
-	sg_err e = sq_prep(s, &q,
-	                   "SELECT kind, id, revoked_at, expires_at FROM revoked "
-	                   "WHERE revoked_at >= ? AND expires_at > ? ORDER BY revoked_at, kind, id",
-	                   "ii", since, now);
-	if (e == SG_OK) {
-		int rc, oom = 0;
-		while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-			struct sg_store_revoked *nv = grow(v, &cap, cnt, sizeof *v);
-			if (!nv) {
-				oom = 1;
-				break;
-			}
-			v = nv;
-			struct sg_store_revoked *r = &v[cnt++];
-			r->kind = (enum sg_store_revoked_kind)sqlite3_column_int(q, 0);
-			r->id = col_dup(q, 1, &oom);
-			r->revoked_at = sqlite3_column_int64(q, 2);
-			r->expires_at = sqlite3_column_int64(q, 3);
-		}
-		if (oom)
-			e = sg_store_fail(SG_ERR_NOMEM, "store: out of memory");
-		else if (rc != SQLITE_DONE)
-			e = sq_fail(s, rc, "revocation list");
-		sqlite3_reset(q);
-	}
+	void *v = NULL;
+	size_t cnt = 0;
+	sg_err e =
+	    sq_list(s, "revocation list", sizeof(struct sg_store_revoked), read_revoked, &v, &cnt,
+	            "SELECT kind, id, revoked_at, expires_at FROM revoked "
+	            "WHERE revoked_at >= ? AND expires_at > ? ORDER BY revoked_at, kind, id",
+	            "ii", since, now);
 	e = tx_end(s, e);
 	if (e != SG_OK) {
 		sg_store_revoked_list_free(v, cnt);
@@ -1280,6 +1224,21 @@ static sg_err op_audit_append(struct sg_store *st, const struct sg_store_audit *
 	return tx_end(s, e);
 }
 
+static sg_err read_audit(void *ctx, sqlite3_stmt *q, void *elem)
+{
+	struct sg_store_audit *a = elem;
+	int oom = 0;
+	(void)ctx;
+	a->id = sqlite3_column_int64(q, 0);
+	a->ts = sqlite3_column_int64(q, 1);
+	a->actor = col_dup(q, 2, &oom);
+	a->action = col_dup(q, 3, &oom);
+	a->object = col_dup(q, 4, &oom);
+	a->refpoint = col_dup(q, 5, &oom);
+	a->detail = col_dup(q, 6, &oom);
+	return oom ? sg_store_fail(SG_ERR_NOMEM, "store: out of memory") : SG_OK;
+}
+
 static sg_err op_audit_list(struct sg_store *st, int64_t after_id, size_t limit,
                             struct sg_store_audit **out, size_t *n)
 {
@@ -1287,37 +1246,12 @@ static sg_err op_audit_list(struct sg_store *st, int64_t after_id, size_t limit,
 	*out = NULL;
 	*n = 0;
 	READ_BEGIN(s);
-	sqlite3_stmt *q;
-	struct sg_store_audit *v = NULL;
-	size_t cap = 0, cnt = 0;
-	sg_err e = sq_prep(s, &q,
+	void *v = NULL;
+	size_t cnt = 0;
+	sg_err e = sq_list(s, "audit list", sizeof(struct sg_store_audit), read_audit, &v, &cnt,
 	                   "SELECT id, ts, actor, action, object, refpoint, detail FROM audit "
 	                   "WHERE id > ? ORDER BY id LIMIT ?",
 	                   "ii", after_id, limit ? (int64_t)limit : (int64_t)-1);
-	if (e == SG_OK) {
-		int rc, oom = 0;
-		while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-			struct sg_store_audit *nv = grow(v, &cap, cnt, sizeof *v);
-			if (!nv) {
-				oom = 1;
-				break;
-			}
-			v = nv;
-			struct sg_store_audit *a = &v[cnt++];
-			a->id = sqlite3_column_int64(q, 0);
-			a->ts = sqlite3_column_int64(q, 1);
-			a->actor = col_dup(q, 2, &oom);
-			a->action = col_dup(q, 3, &oom);
-			a->object = col_dup(q, 4, &oom);
-			a->refpoint = col_dup(q, 5, &oom);
-			a->detail = col_dup(q, 6, &oom);
-		}
-		if (oom)
-			e = sg_store_fail(SG_ERR_NOMEM, "store: out of memory");
-		else if (rc != SQLITE_DONE)
-			e = sq_fail(s, rc, "audit list");
-		sqlite3_reset(q);
-	}
 	e = tx_end(s, e);
 	if (e != SG_OK) {
 		sg_store_audit_list_free(v, cnt);

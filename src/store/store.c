@@ -320,6 +320,23 @@ void sg_store_valserver_list_free(struct sg_store_valserver *v, size_t n)
 	free(v);
 }
 
+const struct sg_store_valserver *sg_store_valserver_find(const struct sg_store_valserver *v,
+                                                         size_t n, const char *name)
+{
+	size_t lo = 0, hi = n;
+	while (name && lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(name, v[mid].name);
+		if (c == 0)
+			return &v[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
 /* ---- signing keys ---- */
 
 sg_err sg_store_key_add(struct sg_store *st, const struct sg_store_key *k, int64_t retire_after_ms)

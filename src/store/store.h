@@ -159,6 +159,10 @@ sg_err sg_store_valserver_set_disabled(struct sg_store *st, const char *name, in
 sg_err sg_store_valserver_delete(struct sg_store *st, const char *name);
 void sg_store_valserver_clear(struct sg_store_valserver *v);
 void sg_store_valserver_list_free(struct sg_store_valserver *v, size_t n);
+/* The VAL server called name in v[0..n), sorted by name in strcmp order; NULL when absent or
+ * when name is NULL. */
+const struct sg_store_valserver *sg_store_valserver_find(const struct sg_store_valserver *v,
+                                                         size_t n, const char *name);
 
 /* ---- signing keys ----------------------------------------------------------------------- */
 

@@ -323,9 +323,14 @@ delay_row "S: a revoked bound token" "$SDOC" "${VAL[@]}" "$(B "$VREV_AT")"
 row "S: the revoked token cannot write" 401 invalid_token "$GMS" "${VAL[@]}" "$(B "$VREV_AT")" "${JSON[@]}" -d "$(doc grp-3)"
 # userinfo_refused NAME TOKEN: identity management's userinfo answers 401 invalid_token (an
 # RFC 6750 error body, not a ProblemDetails)
+# (identity management follows registry changes within its ~1 s reload period: poll up to 3 s)
 userinfo_refused() {
 	local code
-	code=$("${C[@]}" -D "$T/uh" -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" "$ISS/oauth2/userinfo")
+	for _ in $(seq 1 30); do
+		code=$("${C[@]}" -D "$T/uh" -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" "$ISS/oauth2/userinfo")
+		[ "$code" = 401 ] && break
+		sleep 0.1
+	done
 	if [ "$code" = 401 ] && tr -d '\r' <"$T/uh" | grep -qi '^www-authenticate: Bearer realm="sealguard", error="invalid_token"'; then ok "$1: 401 invalid_token"; else not_ok "$1: $code $(tr -d '\r' <"$T/uh" | grep -i www-auth)"; fi
 }
 # a removed SIM-C client: its grants are revoked, so resource servers refuse its unexpired
