@@ -730,7 +730,7 @@ sg_err sg_tls_apply_profile(SSL_CTX *ctx, const struct sg_tls_conf *conf, int is
 		if (conf->mode == SG_TLS_MUTUAL)
 			SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
 			                   verify_cb);
-		else
+		else /* server-auth/PSK: no client certificate is asked for (R1: a token is) */
 			SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 		static const unsigned char sid_ctx[] = "sealguard";
 		SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
