@@ -150,8 +150,10 @@ static int same_str(const json_t *a, const json_t *b, const char *k)
 	return x && y && !strcmp(x, y);
 }
 
-sg_err sg_skmc_open_response(const char *priv_jwk, const json_t *response, json_t **records,
-                             char *err, size_t errlen)
+/* Decrypts every keyInfo of a KM-UU response; each record must name the payloadId, version and
+ * `scope` member (valServiceId, or valGroupId for group keys) of its envelope. */
+static sg_err open_records(const char *priv_jwk, const json_t *response, const char *scope,
+                           json_t **records, char *err, size_t errlen)
 {
 	*records = NULL;
 	const json_t *recs = json_object_get(response, "keyRecords");
@@ -172,7 +174,7 @@ sg_err sg_skmc_open_response(const char *priv_jwk, const json_t *response, json_
 		if (!rec)
 			break;
 		/* the envelope and the encrypted record must agree (no swapped records) */
-		if (!same_str(r, rec, "payloadId") || !same_str(r, rec, "valServiceId") ||
+		if (!same_str(r, rec, "payloadId") || !same_str(r, rec, scope) ||
 		    json_integer_value(json_object_get(r, "version")) !=
 		        json_integer_value(json_object_get(rec, "version")) ||
 		    !json_is_string(json_object_get(rec, "key"))) {
@@ -191,6 +193,12 @@ sg_err sg_skmc_open_response(const char *priv_jwk, const json_t *response, json_
 	}
 	*records = out;
 	return SG_OK;
+}
+
+sg_err sg_skmc_open_response(const char *priv_jwk, const json_t *response, json_t **records,
+                             char *err, size_t errlen)
+{
+	return open_records(priv_jwk, response, "valServiceId", records, err, errlen);
 }
 
 sg_err sg_skmc_open_key_info(const char *priv_jwk, const json_t *val_key_info, json_t **records,
@@ -328,6 +336,27 @@ sg_err sg_skmc_ue_request(const struct sg_skmc_ue *c, const char *priv_jwk, cons
 	json_decref(b);
 	if (e == SG_OK && records)
 		e = sg_skmc_open_response(priv_jwk, r, records, err, errlen);
+	if (e == SG_OK && response)
+		*response = json_incref(r);
+	json_decref(r);
+	return e;
+}
+
+sg_err sg_skmc_ue_group_request(const struct sg_skmc_ue *c, const char *priv_jwk,
+                                const char *val_group, json_t **response, json_t **records,
+                                char *err, size_t errlen)
+{
+	if (response)
+		*response = NULL;
+	if (records)
+		*records = NULL;
+	if (!val_group || !*val_group)
+		return sg_fail(err, errlen, SG_ERR_INVALID, "no VAL group id");
+	json_t *b = json_pack("{s:s}", "valGroupId", val_group), *r = NULL;
+	sg_err e = b ? ue_call(c, "/km/v1/group-key-requests", b, &r, err, errlen) : SG_ERR_NOMEM;
+	json_decref(b);
+	if (e == SG_OK && records)
+		e = open_records(priv_jwk, r, "valGroupId", records, err, errlen);
 	if (e == SG_OK && response)
 		*response = json_incref(r);
 	json_decref(r);

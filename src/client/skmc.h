@@ -66,6 +66,14 @@ sg_err sg_skmc_ue_request(const struct sg_skmc_ue *c, const char *priv_jwk, cons
                           const char *const *ids, size_t n, json_t **response, json_t **records,
                           char *err, size_t errlen);
 
+/* A member's group key request (POST /km/v1/group-key-requests {"valGroupId"}, K5): the
+ * current group key of the VAL group. *response (may be NULL) as received; *records (may be
+ * NULL) the decrypted records {payloadId, version, valGroupId, validFrom, key}, each checked
+ * against its envelope (sg_skmc_records_free). Not a member / no such group: SG_ERR_DENIED. */
+sg_err sg_skmc_ue_group_request(const struct sg_skmc_ue *c, const char *priv_jwk,
+                                const char *val_group, json_t **response, json_t **records,
+                                char *err, size_t errlen);
+
 /* ---- VAL server over KM-S --------------------------------------------------------------- */
 
 /* base_url: the KM-S (SEAL-S) origin, e.g. https://localhost:9444. v must ask for a token

@@ -69,6 +69,10 @@ struct y_resource {
 	uint32_t *revocation_poll_ms, *jwks_min_refresh_ms, *token_cache_entries;
 };
 
+struct y_km {
+	char *gm_url;
+};
+
 struct y_sdd {
 	char *data_bind;
 	uint32_t *flow_lifetime_s;
@@ -88,6 +92,7 @@ struct y_conf {
 	unsigned reference_points_count;
 	struct y_idm *idm;
 	struct y_resource *resource;
+	struct y_km *km;
 	struct y_sdd *sdd;
 };
 
@@ -175,6 +180,11 @@ static const cyaml_schema_field_t resource_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t km_fields[] = {
+    STR("gm_url", OPT, struct y_km, gm_url),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t sdd_fields[] = {
     STR("data_bind", OPT, struct y_sdd, data_bind),
     CYAML_FIELD_UINT_PTR("flow_lifetime_s", OPT, struct y_sdd, flow_lifetime_s),
@@ -196,6 +206,7 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING_PTR("idm", CYAML_FLAG_POINTER | OPT, struct y_conf, idm, idm_fields),
     CYAML_FIELD_MAPPING_PTR("resource", CYAML_FLAG_POINTER | OPT, struct y_conf, resource,
                             resource_fields),
+    CYAML_FIELD_MAPPING_PTR("km", CYAML_FLAG_POINTER | OPT, struct y_conf, km, km_fields),
     CYAML_FIELD_MAPPING_PTR("sdd", CYAML_FLAG_POINTER | OPT, struct y_conf, sdd, sdd_fields),
     CYAML_FIELD_END,
 };
@@ -605,6 +616,8 @@ static sg_err check(struct ctx *x, const struct y_conf *y)
 	    strncmp(y->resource->idm_url, "https://", 8) != 0)
 		return fail_path(x, "resource.idm_url", "'%s' must be an https URL",
 		                 y->resource->idm_url);
+	if (y->km && y->km->gm_url && strncmp(y->km->gm_url, "https://", 8) != 0)
+		return fail_path(x, "km.gm_url", "'%s' must be an https URL", y->km->gm_url);
 	if (y->sdd && y->sdd->data_bind) {
 		const char *bp = bind_problem(y->sdd->data_bind);
 		if (bp)
@@ -725,6 +738,8 @@ static int copy_conf(struct sg_conf *c, const struct y_conf *y)
 	    rs && rs->jwks_min_refresh_ms ? *rs->jwks_min_refresh_ms : 10000;
 	c->resource.token_cache_entries =
 	    rs && rs->token_cache_entries ? *rs->token_cache_entries : 100000;
+	if (!dup_opt(&c->km.gm_url, y->km ? y->km->gm_url : NULL))
+		return 0;
 	if (!dup_opt(&c->sdd.data_bind, y->sdd ? y->sdd->data_bind : NULL))
 		return 0;
 	c->sdd.flow_lifetime_s =
@@ -956,15 +971,15 @@ static enum sg_auth_mode auth_mode_of(const char *a)
  * "https://localhost:PORT" for loopback binds (the development certificate's name), else
  * "https://HOST:PORT". Leaves *out NULL when there is none; returns 0 only on allocation failure.
  */
-static int derive_url(char **out, const struct sg_conf *c, enum sg_tls_mode mode,
-                      enum sg_auth_mode auth)
+static int derive_url(char **out, const struct sg_conf *c, const char *service,
+                      enum sg_tls_mode mode, enum sg_auth_mode auth)
 {
 	for (unsigned i = 0; i < c->n_refpoints; i++) {
 		const struct sg_conf_refpoint *r = &c->refpoints[i];
-		int serves_idm = 0;
+		int serves = 0;
 		for (unsigned j = 0; j < r->n_services; j++)
-			serves_idm |= strcmp(r->services[j], "idm") == 0;
-		if (!serves_idm || r->tls.mode != mode || r->auth_mode != auth)
+			serves |= strcmp(r->services[j], service) == 0;
+		if (!serves || r->tls.mode != mode || r->auth_mode != auth)
 			continue;
 		const char *colon = strrchr(r->bind, ':');
 		size_t hostlen = colon ? (size_t)(colon - r->bind) : 0;
@@ -1052,10 +1067,13 @@ sg_err sg_conf_finish(struct sg_conf *c, const char *state_dir_override, const c
 		    .ticket_rotate_s = 3600,
 		};
 	}
-	if (!c->idm.issuer && !derive_url(&c->idm.issuer, c, SG_TLS_SERVER_AUTH, SG_AUTH_BEARER))
+	if (!c->idm.issuer &&
+	    !derive_url(&c->idm.issuer, c, "idm", SG_TLS_SERVER_AUTH, SG_AUTH_BEARER))
 		goto nomem;
 	if (!c->resource.idm_url &&
-	    !derive_url(&c->resource.idm_url, c, SG_TLS_MUTUAL, SG_AUTH_MTLS))
+	    !derive_url(&c->resource.idm_url, c, "idm", SG_TLS_MUTUAL, SG_AUTH_MTLS))
+		goto nomem;
+	if (!c->km.gm_url && !derive_url(&c->km.gm_url, c, "gm", SG_TLS_MUTUAL, SG_AUTH_MTLS))
 		goto nomem;
 	/* R4: the SEAL-E client certificate of a resource server is its own server certificate
 	 * unless configured otherwise (it carries clientAuth in the development PKI) */
@@ -1105,6 +1123,7 @@ void sg_conf_free(struct sg_conf *c)
 	free(c->resource.client_cert);
 	free(c->resource.client_key);
 	free(c->resource.ca);
+	free(c->km.gm_url);
 	free(c->sdd.data_bind);
 	free_list(c->roles, c->n_roles);
 	free((char *)c->source);

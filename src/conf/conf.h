@@ -59,6 +59,13 @@ struct sg_conf_resource {
 	char *client_cert, *client_key, *ca;
 };
 
+/* Key management (TS 33.434 §5.3), where the km role runs: where the group management server's
+ * SEAL-E is, for VAL group membership and group keys (SEAL-X1, docs/km-protocol.md). */
+struct sg_conf_km {
+	char *gm_url; /* default https://localhost:PORT of the first mutual reference point
+	               * serving gm with auth mtls (SEAL-E); NULL: none (no group keys) */
+};
+
 /* SEALDD server (TS 23.433; TS 33.434 Rel-18 G6), where the sdd role runs: the SEALDD-UU
  * user-plane data endpoint (TLS 1.3, server-auth, token in the first frame; docs/sdd-protocol.md)
  * and how long an established flow lives before it must be re-established. */
@@ -85,6 +92,7 @@ struct sg_conf {
 	unsigned n_refpoints;
 	struct sg_conf_idm idm;
 	struct sg_conf_resource resource;
+	struct sg_conf_km km;
 	struct sg_conf_sdd sdd;
 	const char *source; /* file name, or "<embedded default>" */
 };

@@ -1286,42 +1286,15 @@ static enum sg_http_result h_group_x1(struct sg_http_req *r, void *arg)
 
 /* ---- lifecycle -------------------------------------------------------------------------- */
 
-/* K5: where the group management server's SEAL-E is. SEALGUARD_KM_GM_URL when set (a GM
- * server in another process or host); else this configuration's first mutual-TLS listener with
- * auth mtls serving gm (https://localhost:PORT for a loopback or wildcard bind). None: no group
- * keys (their requests answer 503). */
-static int gm_url(const struct sg_conf *c, char *out, size_t len)
-{
-	const char *env = getenv("SEALGUARD_KM_GM_URL");
-	if (env && !strncmp(env, "https://", 8) && strlen(env) < len) {
-		snprintf(out, len, "%s", env);
-		return 1;
-	}
-	for (unsigned i = 0; i < c->n_refpoints; i++) {
-		const struct sg_conf_refpoint *r = &c->refpoints[i];
-		int gm = 0;
-		for (unsigned k = 0; k < r->n_services; k++)
-			gm |= !strcmp(r->services[k], "gm");
-		if (!gm || r->auth_mode != SG_AUTH_MTLS || !r->bind)
-			continue;
-		const char *colon = strrchr(r->bind, ':');
-		char host[256];
-		snprintf(host, sizeof host, "%.*s", colon ? (int)(colon - r->bind) : 0, r->bind);
-		if (!*host || !strcmp(host, "127.0.0.1") || !strcmp(host, "[::1]") ||
-		    !strcmp(host, "0.0.0.0") || !strcmp(host, "[::]"))
-			snprintf(host, sizeof host, "localhost");
-		snprintf(out, len, "https://%s:%s", host, colon ? colon + 1 : "443");
-		return 1;
-	}
-	return 0;
-}
-
 static sg_err group_reader(struct sg_km *km, char *err, size_t errlen)
 {
-	char url[512];
-	if (!gm_url(km->conf, url, sizeof url)) {
+	/* K5: where the group management server's SEAL-E is: km.gm_url (default: this
+	 * configuration's first mutual-TLS listener with auth mtls serving gm, conf.c). None: no
+	 * group keys (their requests answer 503). */
+	const char *url = km->conf->km.gm_url;
+	if (!url) {
 		sg_log_info("km: no group management SEAL-E known: VAL group keys are off (set "
-		            "SEALGUARD_KM_GM_URL)");
+		            "km.gm_url)");
 		return SG_OK;
 	}
 	/* R4: this server's own certificate toward the GM server, as toward identity management */

@@ -4,7 +4,8 @@
 # (mutual TLS, its own certificate; gm's read-only SEAL-X1 route); a member gets the current
 # group key over KM-UU encrypted to its SKM-C key (decrypted here by an independent JWE
 # implementation, python `cryptography`); a non-member is refused; adding and removing members
-# rotates the key (new version, new bytes); the GM server reads the current key over SEAL-X1;
+# rotates the key (new version, new bytes); `sealguard key group-get` (client/skmc.h) does the
+# member's request from the command line; the GM server reads the current key over SEAL-X1;
 # other certificates are refused on SEAL-E; the reserved VAL service id is refused on KM-S;
 # the database and the log hold no group key bytes.
 . "$(dirname "$0")/lib/common.sh"
@@ -122,6 +123,7 @@ if printf '%s' "$BODY" | grep -qF "$KA1"; then not_ok "the KM-UU response holds 
 expect_eq "bob's SKM-C key does not open alice's JWE" 1 "$(open_jwe "$(jget "$BODY" keyRecords 0 keyInfo)" "$T/bob.tokens.skmc.jwk" >/dev/null 2>&1; echo $?)"
 expect_eq "alice again: the same version and key (no rotation without a change)" "200 1 $KA1 fleet-7" "$(gkey "$AT" alice)"
 expect_eq "bob, not a member: 403 TARGET_NOT_ALLOWED" "403 TARGET_NOT_ALLOWED" "$(gkey "$BT" bob)"
+refuse "sealguard key group-get: bob, not a member, is refused (non-zero exit)" SG key group-get --group fleet-7 --token-cache "$T/bob.tokens"
 expect_eq "alice asking for an unknown group: answered alike" "403 TARGET_NOT_ALLOWED" "$(gkey "$AT" alice no-such-group)"
 req "${JS[@]}" -d '{"valGroupId":"fleet-7"}' "$GREQ"
 expect_eq "no token: 401" 401 "$CODE"
@@ -158,6 +160,7 @@ out=$(waitfor 2 "$BT" bob)
 expect_match "bob, now a member, gets version 2" '^200 2 [A-Za-z0-9_-]{43} fleet-7$' "$out"
 KB2=$(echo "$out" | awk '{print $3}'); KEYS+=("$KB2")
 if [ "$KB2" != "$KA1" ]; then ok "... a new key (not version 1's)"; else not_ok "... a new key (not version 1's)"; fi
+expect_match "sealguard key group-get: bob gets the current version 2 and its key" "^grp-[0-9a-f]{32} v2 group=fleet-7 valid from [^ ]+ key=$KB2\$" "$(SG key group-get --group fleet-7 --token-cache "$T/bob.tokens" 2>&1)"
 expect_eq "alice gets version 2 too, the same key" "200 2 $KB2 fleet-7" "$(gkey "$AT" alice)"
 expect_eq "audit: one rotation by the SKM-S on SEAL-X1" "1 skms SEAL-X1" "$(sql "SELECT count(*) || ' ' || min(actor) || ' ' || min(refpoint) FROM audit WHERE action='km.group.rotate'")"
 

@@ -81,6 +81,7 @@ static void test_default(void **state)
 	assert_true(c->idm.access_ttl_s < c->idm.id_ttl_s);
 	assert_int_equal(c->idm.code_ttl_s, 60);
 	assert_int_equal(c->resource.revocation_poll_ms, 2000);
+	assert_string_equal(c->km.gm_url, "https://localhost:9445");
 	assert_null(c->sdd.data_bind);
 	assert_int_equal(c->sdd.flow_lifetime_s, 3600);
 	/* R4: SEAL-E client credentials default to this server's own certificate */
@@ -277,6 +278,8 @@ static const struct bad BAD[] = {
     {1, "state_dir: ./var\nidm: {scrypt_ln: 30}", "bad.yaml:2: idm.scrypt_ln:", "from 10 to 20"},
     {1, "state_dir: ./var\nresource: {idm_url: ftp://x}",
      "bad.yaml:2: resource.idm_url:", "must be an https URL"},
+    {1, "state_dir: ./var\nkm: {gm_url: http://gm.example:9445}",
+     "bad.yaml:2: km.gm_url:", "must be an https URL"},
     {1, "state_dir: ./var\nsdd: {data_bind: 127.0.0.1}",
      "bad.yaml:2: sdd.data_bind:", "expected host:port"},
     {1, "state_dir: ./var\nsdd: {flow_lifetime_s: 5}",

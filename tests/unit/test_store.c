@@ -549,6 +549,363 @@ static void test_refresh_rotation_and_revocation(void **state)
 	sg_store_close(st);
 }
 
+/* ---- grants of a client or of a user ---- */
+
+static void put_code(struct sg_store *st, unsigned char tag, const char *client_id, const char *sub,
+                     const char *grant_id, int64_t expires_at)
+{
+	struct sg_store_code c = {.client_id = (char *)client_id,
+	                          .sub = (char *)sub,
+	                          .redirect_uri = "https://app/cb",
+	                          .scope = "openid",
+	                          .code_challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+	                          .acr = "3gpp:acr:password",
+	                          .expires_at = expires_at,
+	                          .grant_id = (char *)grant_id};
+	memset(c.digest, tag, 32);
+	c.digest_len = 32;
+	assert_int_equal(sg_store_code_put(st, &c), SG_OK);
+}
+
+static void put_refresh(struct sg_store *st, unsigned char tag, const char *client_id,
+                        const char *sub, const char *grant_id, int64_t expires_at)
+{
+	struct sg_store_refresh r = {.grant_id = (char *)grant_id,
+	                             .client_id = (char *)client_id,
+	                             .sub = (char *)sub,
+	                             .scope = "openid seal:km",
+	                             .expires_at = expires_at};
+	memset(r.digest, tag, 32);
+	r.digest_len = 32;
+	assert_int_equal(sg_store_refresh_put(st, &r), SG_OK);
+}
+
+/* Consumes the code tagged tag; checks the outcome and, when used_at is non-zero, when it was
+ * marked used. */
+static void expect_code(struct sg_store *st, unsigned char tag, int64_t now, enum sg_store_use want,
+                        int64_t used_at, const char *grant_id)
+{
+	unsigned char d[32];
+	memset(d, tag, sizeof d);
+	struct sg_store_code out;
+	enum sg_store_use use = (enum sg_store_use) - 1;
+	assert_int_equal(sg_store_code_consume(st, d, 32, now, &out, &use), SG_OK);
+	assert_int_equal(use, want);
+	assert_string_equal(out.grant_id, grant_id);
+	if (used_at)
+		assert_int_equal(out.used_at, used_at);
+	sg_store_code_clear(&out);
+}
+
+static void expect_refresh(struct sg_store *st, unsigned char tag, int64_t now,
+                           enum sg_store_use want, const char *grant_id)
+{
+	unsigned char d[32];
+	memset(d, tag, sizeof d);
+	struct sg_store_refresh out;
+	enum sg_store_use use = (enum sg_store_use) - 1;
+	assert_int_equal(sg_store_refresh_consume(st, d, 32, now, &out, &use), SG_OK);
+	assert_int_equal(use, want);
+	assert_string_equal(out.grant_id, grant_id);
+	sg_store_refresh_clear(&out);
+}
+
+static int64_t raw_code_used_at(const char *path, unsigned char tag)
+{
+	char sql[128];
+	snprintf(sql, sizeof sql, "SELECT used_at FROM auth_codes WHERE hex(digest) LIKE '%02X%%'",
+	         tag);
+	return raw_int(path, sql, NULL);
+}
+
+static int64_t raw_refresh_revoked(const char *path, unsigned char tag)
+{
+	char sql[128];
+	snprintf(sql, sizeof sql,
+	         "SELECT revoked FROM refresh_tokens WHERE hex(digest) LIKE '%02X%%'", tag);
+	return raw_int(path, sql, NULL);
+}
+
+static int is_revoked(struct sg_store *st, const char *grant_id)
+{
+	int rv = -1;
+	assert_int_equal(sg_store_grant_is_revoked(st, grant_id, &rv), SG_OK);
+	return rv;
+}
+
+/* Two clients (cli-a, cli-b), two users (alice, bob), grants spread over both. */
+struct grants_fx {
+	char alice[SG_STORE_SUB_LEN + 1], bob[SG_STORE_SUB_LEN + 1];
+	int64_t now;
+};
+
+enum {
+	T_A_ALICE1_CODE = 0x11, /* g-a-alice-1: unused code + refresh token */
+	T_A_ALICE1_RT = 0x12,
+	T_A_ALICE2_CODE = 0x21, /* g-a-alice-2: code already used + refresh token */
+	T_A_ALICE2_RT = 0x22,
+	T_A_BOB_RT = 0x31, /* g-a-bob: refresh tokens only (two rotations) */
+	T_A_BOB_RT2 = 0x32,
+	T_A_BOB_CODE = 0x41,   /* g-a-bob-code: unused code only */
+	T_B_ALICE_CODE = 0x51, /* g-b-alice: unused code + refresh token */
+	T_B_ALICE_RT = 0x52,
+	T_B_BOB_CODE = 0x61, /* g-b-bob: unused code + refresh token */
+	T_B_BOB_RT = 0x62,
+};
+
+static void grants_setup(struct sg_store *st, struct grants_fx *g)
+{
+	char *uris[] = {"https://app/cb"};
+	struct sg_store_client ca = mk_client("cli-a", uris, 1);
+	struct sg_store_client cb = mk_client("cli-b", uris, 1);
+	assert_int_equal(sg_store_client_add(st, &ca), SG_OK);
+	assert_int_equal(sg_store_client_add(st, &cb), SG_OK);
+	struct sg_store_user ua = {.name = "alice", .password_hash = "h"};
+	struct sg_store_user ub = {.name = "bob", .password_hash = "h"};
+	assert_int_equal(sg_store_user_add(st, &ua, g->alice), SG_OK);
+	assert_int_equal(sg_store_user_add(st, &ub, g->bob), SG_OK);
+	int64_t now = g->now = sg_now_ms();
+	int64_t cexp = now + 60000, rexp = now + 86400000;
+
+	put_code(st, T_A_ALICE1_CODE, "cli-a", g->alice, "g-a-alice-1", cexp);
+	put_refresh(st, T_A_ALICE1_RT, "cli-a", g->alice, "g-a-alice-1", rexp);
+	put_code(st, T_A_ALICE2_CODE, "cli-a", g->alice, "g-a-alice-2", cexp);
+	expect_code(st, T_A_ALICE2_CODE, now, SG_STORE_USE_OK, now, "g-a-alice-2");
+	put_refresh(st, T_A_ALICE2_RT, "cli-a", g->alice, "g-a-alice-2", rexp);
+	put_refresh(st, T_A_BOB_RT, "cli-a", g->bob, "g-a-bob", rexp);
+	expect_refresh(st, T_A_BOB_RT, now, SG_STORE_USE_OK, "g-a-bob"); /* rotated */
+	put_refresh(st, T_A_BOB_RT2, "cli-a", g->bob, "g-a-bob", rexp);
+	put_code(st, T_A_BOB_CODE, "cli-a", g->bob, "g-a-bob-code", cexp);
+	put_code(st, T_B_ALICE_CODE, "cli-b", g->alice, "g-b-alice", cexp);
+	put_refresh(st, T_B_ALICE_RT, "cli-b", g->alice, "g-b-alice", rexp);
+	put_code(st, T_B_BOB_CODE, "cli-b", g->bob, "g-b-bob", cexp);
+	put_refresh(st, T_B_BOB_RT, "cli-b", g->bob, "g-b-bob", rexp);
+}
+
+static void test_grants_revoke_of_client(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	struct grants_fx g;
+	grants_setup(st, &g);
+	int64_t now = g.now, at = now + 10, until = now + 3600000;
+
+	size_t n = 99;
+	assert_int_equal(sg_store_grants_revoke_of(st, "cli-a", NULL, at, until, &n), SG_OK);
+	assert_int_equal(n, 4);
+
+	/* Exactly cli-a's grants are on the revocation list, as grants, until `until`. */
+	struct sg_store_revoked *rl = NULL;
+	size_t nl = 0;
+	assert_int_equal(sg_store_revoked_list(st, 0, now, &rl, &nl), SG_OK);
+	assert_int_equal(nl, 4);
+	static const char *const want[] = {"g-a-alice-1", "g-a-alice-2", "g-a-bob",
+	                                   "g-a-bob-code"}; /* ordered by id */
+	for (size_t i = 0; i < nl; i++) {
+		assert_int_equal(rl[i].kind, SG_STORE_REVOKED_GRANT);
+		assert_string_equal(rl[i].id, want[i]);
+		assert_int_equal(rl[i].revoked_at, at);
+		assert_int_equal(rl[i].expires_at, until);
+	}
+	sg_store_revoked_list_free(rl, nl);
+	assert_int_equal(is_revoked(st, "g-b-alice"), 0);
+	assert_int_equal(is_revoked(st, "g-b-bob"), 0);
+
+	/* cli-b is untouched: refresh tokens not revoked, codes unused. */
+	assert_int_equal(raw_refresh_revoked(f->path, T_B_ALICE_RT), 0);
+	assert_int_equal(raw_refresh_revoked(f->path, T_B_BOB_RT), 0);
+	assert_int_equal(raw_code_used_at(f->path, T_B_ALICE_CODE), 0);
+	assert_int_equal(raw_code_used_at(f->path, T_B_BOB_CODE), 0);
+	assert_int_equal(raw_int(f->path,
+	                         "SELECT count(*) FROM refresh_tokens WHERE revoked = 1 "
+	                         "AND client_id = 'cli-b'",
+	                         NULL),
+	                 0);
+
+	/* cli-a's refresh tokens (rotated ones too) are refused as revoked. */
+	expect_refresh(st, T_A_ALICE1_RT, at + 1, SG_STORE_USE_REVOKED, "g-a-alice-1");
+	expect_refresh(st, T_A_ALICE2_RT, at + 1, SG_STORE_USE_REVOKED, "g-a-alice-2");
+	expect_refresh(st, T_A_BOB_RT, at + 1, SG_STORE_USE_REVOKED, "g-a-bob");
+	expect_refresh(st, T_A_BOB_RT2, at + 1, SG_STORE_USE_REVOKED, "g-a-bob");
+	/* Its unused codes were marked used at the revocation; a used one keeps its first use. */
+	expect_code(st, T_A_ALICE1_CODE, at + 1, SG_STORE_USE_REPLAY, at, "g-a-alice-1");
+	expect_code(st, T_A_BOB_CODE, at + 1, SG_STORE_USE_REPLAY, at, "g-a-bob-code");
+	expect_code(st, T_A_ALICE2_CODE, at + 1, SG_STORE_USE_REPLAY, now, "g-a-alice-2");
+
+	/* Consuming cli-b's credentials still works. */
+	expect_code(st, T_B_ALICE_CODE, at + 2, SG_STORE_USE_OK, at + 2, "g-b-alice");
+	expect_refresh(st, T_B_ALICE_RT, at + 2, SG_STORE_USE_OK, "g-b-alice");
+	expect_code(st, T_B_BOB_CODE, at + 2, SG_STORE_USE_OK, at + 2, "g-b-bob");
+	expect_refresh(st, T_B_BOB_RT, at + 2, SG_STORE_USE_OK, "g-b-bob");
+	sg_store_close(st);
+}
+
+static void test_grants_revoke_of_user(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	struct grants_fx g;
+	grants_setup(st, &g);
+	int64_t now = g.now, at = now + 10, until = now + 3600000;
+
+	size_t n = 99;
+	assert_int_equal(sg_store_grants_revoke_of(st, NULL, g.alice, at, until, &n), SG_OK);
+	assert_int_equal(n, 3);
+	struct sg_store_revoked *rl = NULL;
+	size_t nl = 0;
+	assert_int_equal(sg_store_revoked_list(st, 0, now, &rl, &nl), SG_OK);
+	assert_int_equal(nl, 3);
+	static const char *const want[] = {"g-a-alice-1", "g-a-alice-2", "g-b-alice"};
+	for (size_t i = 0; i < nl; i++) {
+		assert_int_equal(rl[i].kind, SG_STORE_REVOKED_GRANT);
+		assert_string_equal(rl[i].id, want[i]);
+		assert_int_equal(rl[i].revoked_at, at);
+		assert_int_equal(rl[i].expires_at, until);
+	}
+	sg_store_revoked_list_free(rl, nl);
+
+	/* bob's grants, at either client, are untouched. */
+	assert_int_equal(is_revoked(st, "g-a-bob"), 0);
+	assert_int_equal(is_revoked(st, "g-a-bob-code"), 0);
+	assert_int_equal(is_revoked(st, "g-b-bob"), 0);
+	assert_int_equal(raw_refresh_revoked(f->path, T_A_BOB_RT2), 0);
+	assert_int_equal(raw_refresh_revoked(f->path, T_B_BOB_RT), 0);
+	assert_int_equal(raw_code_used_at(f->path, T_A_BOB_CODE), 0);
+	assert_int_equal(raw_code_used_at(f->path, T_B_BOB_CODE), 0);
+
+	/* alice's credentials at both clients are dead. */
+	expect_refresh(st, T_A_ALICE1_RT, at + 1, SG_STORE_USE_REVOKED, "g-a-alice-1");
+	expect_refresh(st, T_A_ALICE2_RT, at + 1, SG_STORE_USE_REVOKED, "g-a-alice-2");
+	expect_refresh(st, T_B_ALICE_RT, at + 1, SG_STORE_USE_REVOKED, "g-b-alice");
+	expect_code(st, T_A_ALICE1_CODE, at + 1, SG_STORE_USE_REPLAY, at, "g-a-alice-1");
+	expect_code(st, T_B_ALICE_CODE, at + 1, SG_STORE_USE_REPLAY, at, "g-b-alice");
+	expect_code(st, T_A_ALICE2_CODE, at + 1, SG_STORE_USE_REPLAY, now, "g-a-alice-2");
+
+	/* bob's still work. */
+	expect_refresh(st, T_A_BOB_RT2, at + 2, SG_STORE_USE_OK, "g-a-bob");
+	expect_code(st, T_A_BOB_CODE, at + 2, SG_STORE_USE_OK, at + 2, "g-a-bob-code");
+	expect_code(st, T_B_BOB_CODE, at + 2, SG_STORE_USE_OK, at + 2, "g-b-bob");
+	expect_refresh(st, T_B_BOB_RT, at + 2, SG_STORE_USE_OK, "g-b-bob");
+	sg_store_close(st);
+}
+
+static void test_grants_revoke_of_again_and_overlap(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	struct grants_fx g;
+	grants_setup(st, &g);
+	int64_t now = g.now, at = now + 10, until = now + 3600000;
+	size_t n = 99;
+	assert_int_equal(sg_store_grants_revoke_of(st, "cli-a", NULL, at, until, &n), SG_OK);
+	assert_int_equal(n, 4);
+
+	/* Again, later and with an earlier expiry: harmless. The grants are recorded again (the
+	 * count is of the grants found, as for sg_store_grant_revoke, idempotent), the first
+	 * revocation time and the later expiry are kept, used codes keep their used_at. */
+	n = 99;
+	assert_int_equal(sg_store_grants_revoke_of(st, "cli-a", NULL, at + 5, until - 1000, &n),
+	                 SG_OK);
+	assert_int_equal(n, 4);
+	struct sg_store_revoked *rl = NULL;
+	size_t nl = 0;
+	assert_int_equal(sg_store_revoked_list(st, 0, now, &rl, &nl), SG_OK);
+	assert_int_equal(nl, 4);
+	for (size_t i = 0; i < nl; i++) {
+		assert_int_equal(rl[i].kind, SG_STORE_REVOKED_GRANT);
+		assert_int_equal(rl[i].revoked_at, at);
+		assert_int_equal(rl[i].expires_at, until);
+	}
+	sg_store_revoked_list_free(rl, nl);
+	assert_int_equal(raw_code_used_at(f->path, T_A_ALICE1_CODE), at);
+	assert_int_equal(raw_code_used_at(f->path, T_A_ALICE2_CODE), now);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM revoked", NULL), 4);
+
+	/* Then alice, overlapping cli-a: only g-b-alice is new; the later expiry wins. */
+	n = 99;
+	assert_int_equal(sg_store_grants_revoke_of(st, NULL, g.alice, at + 20, until + 5000, &n),
+	                 SG_OK);
+	assert_int_equal(n, 3);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM revoked", NULL), 5);
+	assert_int_equal(
+	    raw_int(f->path, "SELECT expires_at FROM revoked WHERE id = ?", "g-a-alice-1"),
+	    until + 5000);
+	assert_int_equal(
+	    raw_int(f->path, "SELECT revoked_at FROM revoked WHERE id = ?", "g-a-alice-1"), at);
+	assert_int_equal(raw_int(f->path, "SELECT expires_at FROM revoked WHERE id = ?", "g-a-bob"),
+	                 until);
+	assert_int_equal(
+	    raw_int(f->path, "SELECT revoked_at FROM revoked WHERE id = ?", "g-b-alice"), at + 20);
+	expect_refresh(st, T_B_ALICE_RT, at + 21, SG_STORE_USE_REVOKED, "g-b-alice");
+	assert_int_equal(is_revoked(st, "g-b-bob"), 0);
+
+	/* In the caller's transaction: rolled back with it. */
+	assert_int_equal(sg_store_tx_begin(st), SG_OK);
+	assert_int_equal(sg_store_grants_revoke_of(st, NULL, g.bob, at + 30, until, &n), SG_OK);
+	assert_int_equal(n, 3); /* g-a-bob, g-a-bob-code, g-b-bob */
+	assert_int_equal(sg_store_tx_rollback(st), SG_OK);
+	assert_int_equal(is_revoked(st, "g-b-bob"), 0);
+	assert_int_equal(raw_refresh_revoked(f->path, T_B_BOB_RT), 0);
+	assert_int_equal(raw_code_used_at(f->path, T_B_BOB_CODE), 0);
+	expect_refresh(st, T_B_BOB_RT, at + 31, SG_STORE_USE_OK, "g-b-bob");
+	sg_store_close(st);
+}
+
+static void test_grants_revoke_of_nothing(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	int64_t now = sg_now_ms();
+	size_t n = 99;
+	/* Empty store. */
+	assert_int_equal(sg_store_grants_revoke_of(st, "cli-a", NULL, now, now + 60000, &n), SG_OK);
+	assert_int_equal(n, 0);
+	n = 99;
+	assert_int_equal(sg_store_grants_revoke_of(st, NULL, "no-such-sub", now, now + 60000, &n),
+	                 SG_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(sg_store_grants_revoke_of(st, "cli-a", NULL, now, now + 60000, NULL),
+	                 SG_OK);
+
+	/* A store with grants, but none of this client or user. */
+	struct grants_fx g;
+	grants_setup(st, &g);
+	char *uris[] = {"https://app/cb"};
+	struct sg_store_client cc = mk_client("cli-c", uris, 1);
+	assert_int_equal(sg_store_client_add(st, &cc), SG_OK);
+	struct sg_store_user uc = {.name = "carol", .password_hash = "h"};
+	char carol[SG_STORE_SUB_LEN + 1];
+	assert_int_equal(sg_store_user_add(st, &uc, carol), SG_OK);
+	n = 99;
+	assert_int_equal(sg_store_grants_revoke_of(st, "cli-c", NULL, now, now + 60000, &n), SG_OK);
+	assert_int_equal(n, 0);
+	n = 99;
+	assert_int_equal(sg_store_grants_revoke_of(st, NULL, carol, now, now + 60000, &n), SG_OK);
+	assert_int_equal(n, 0);
+	struct sg_store_revoked *rl = NULL;
+	size_t nl = 9;
+	assert_int_equal(sg_store_revoked_list(st, 0, now, &rl, &nl), SG_OK);
+	assert_int_equal(nl, 0);
+	sg_store_revoked_list_free(rl, nl);
+	assert_int_equal(
+	    raw_int(f->path, "SELECT count(*) FROM refresh_tokens WHERE revoked = 1", NULL), 0);
+	assert_int_equal(
+	    raw_int(f->path, "SELECT count(*) FROM auth_codes WHERE used_at = 0", NULL),
+	    4); /* g-a-alice-2's was used before */
+
+	/* Exactly one of client_id and sub. */
+	n = 99;
+	assert_int_equal(sg_store_grants_revoke_of(st, "cli-a", g.alice, now, now + 60000, &n),
+	                 SG_ERR_INVALID);
+	assert_int_equal(n, 0);
+	assert_int_equal(sg_store_grants_revoke_of(st, NULL, NULL, now, now + 60000, &n),
+	                 SG_ERR_INVALID);
+	assert_int_equal(sg_store_grants_revoke_of(st, "", "", now, now + 60000, &n),
+	                 SG_ERR_INVALID);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM revoked", NULL), 0);
+	sg_store_close(st);
+}
+
 static void test_audit_append_only(void **state)
 {
 	struct fx *f = *state;
@@ -875,6 +1232,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_signing_keys_rotation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_code_single_use, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refresh_rotation_and_revocation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_grants_revoke_of_client, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_grants_revoke_of_user, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_grants_revoke_of_again_and_overlap, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_grants_revoke_of_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_audit_append_only, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrations_idempotent_and_newer_refused, setup,
