@@ -55,14 +55,6 @@ struct gm_docs {
 	size_t n;
 };
 
-/* The VAL servers of the registry (name -> VAL services), by name. */
-struct gm_vals {
-	atomic_int refs;
-	uint64_t gen; /* registry generation */
-	struct sg_store_valserver *v;
-	size_t n;
-};
-
 struct gm_mount {
 	struct sg_gm *gm;
 	const struct sg_conf_refpoint *rp;
@@ -74,8 +66,8 @@ struct sg_gm {
 	struct sg_store_pool *pool;
 	pthread_mutex_t mu;
 	struct gm_docs *docs;
-	struct gm_vals *vals;
-	uint64_t epoch; /* bumped (under mu) whenever a write of ours changes docs */
+	struct sg_store_vals *vals; /* the VAL servers of the registry */
+	uint64_t epoch;             /* bumped (under mu) whenever a write of ours changes docs */
 	atomic_int busy;
 	struct gm_mount **mounts;
 	size_t nmounts;
@@ -123,14 +115,6 @@ static void docs_put(struct gm_docs *s)
 	}
 }
 
-static void vals_put(struct gm_vals *s)
-{
-	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
-		sg_store_valserver_list_free(s->v, s->n);
-		free(s);
-	}
-}
-
 static struct gm_docs *docs_get(struct sg_gm *gm)
 {
 	pthread_mutex_lock(&gm->mu);
@@ -141,12 +125,10 @@ static struct gm_docs *docs_get(struct sg_gm *gm)
 	return s;
 }
 
-static struct gm_vals *vals_get(struct sg_gm *gm)
+static struct sg_store_vals *vals_get(struct sg_gm *gm)
 {
 	pthread_mutex_lock(&gm->mu);
-	struct gm_vals *s = gm->vals;
-	if (s)
-		atomic_fetch_add(&s->refs, 1);
+	struct sg_store_vals *s = sg_store_vals_ref(gm->vals);
 	pthread_mutex_unlock(&gm->mu);
 	return s;
 }
@@ -169,11 +151,6 @@ static size_t docs_find(const struct gm_docs *s, const char *id, int *found)
 			lo = mid + 1;
 	}
 	return lo;
-}
-
-static const struct sg_store_valserver *vals_find(const struct gm_vals *s, const char *name)
-{
-	return s ? sg_store_valserver_find(s->v, s->n, name) : NULL;
 }
 
 /* Replaces (d != NULL) or removes (d == NULL) document id in the current snapshot: a new
@@ -258,30 +235,6 @@ static sg_err docs_load(struct sg_store *st, uint64_t gen, struct gm_docs **out)
 	return SG_OK;
 }
 
-static int cmp_val(const void *a, const void *b)
-{
-	return strcmp(((const struct sg_store_valserver *)a)->name,
-	              ((const struct sg_store_valserver *)b)->name);
-}
-
-static sg_err vals_load(struct sg_store *st, uint64_t gen, struct gm_vals **out)
-{
-	struct gm_vals *s = calloc(1, sizeof *s);
-	if (!s)
-		return SG_ERR_NOMEM;
-	atomic_init(&s->refs, 1);
-	s->gen = gen;
-	sg_err e = sg_store_valserver_list(st, &s->v, &s->n);
-	if (e != SG_OK) {
-		free(s);
-		return e;
-	}
-	if (s->n > 1) /* vals_find needs strcmp order, whatever the backend's collation */
-		qsort(s->v, s->n, sizeof *s->v, cmp_val);
-	*out = s;
-	return SG_OK;
-}
-
 /* Reloads what changed in the store. */
 static sg_err upkeep(struct sg_gm *gm, struct sg_store *st)
 {
@@ -294,18 +247,18 @@ static sg_err upkeep(struct sg_gm *gm, struct sg_store *st)
 	pthread_mutex_lock(&gm->mu);
 	uint64_t epoch = gm->epoch;
 	int reload_docs = !gm->docs || gm->docs->gen != dgen;
-	int reload_vals = !gm->vals || gm->vals->gen != rgen;
+	int reload_vals = !gm->vals || sg_store_vals_gen(gm->vals) != rgen;
 	pthread_mutex_unlock(&gm->mu);
 	struct gm_docs *d = NULL;
-	struct gm_vals *v = NULL;
+	struct sg_store_vals *v = NULL;
 	if (reload_docs && (e = docs_load(st, dgen, &d)) != SG_OK)
 		return e;
-	if (reload_vals && (e = vals_load(st, rgen, &v)) != SG_OK) {
+	if (reload_vals && (e = sg_store_vals_load(st, rgen, &v)) != SG_OK) {
 		docs_put(d);
 		return e;
 	}
 	struct gm_docs *old_d = NULL;
-	struct gm_vals *old_v = NULL;
+	struct sg_store_vals *old_v = NULL;
 	pthread_mutex_lock(&gm->mu);
 	if (d && gm->epoch == epoch) {
 		old_d = gm->docs;
@@ -319,7 +272,7 @@ static sg_err upkeep(struct sg_gm *gm, struct sg_store *st)
 	pthread_mutex_unlock(&gm->mu);
 	docs_put(d);
 	docs_put(old_d);
-	vals_put(old_v);
+	sg_store_vals_unref(old_v);
 	return SG_OK;
 }
 
@@ -396,8 +349,8 @@ static int val_server_services(struct sg_gm *gm, struct sg_http_req *r,
 		        "ss-gm on this reference point is for VAL servers");
 		return -1;
 	}
-	struct gm_vals *vals = vals_get(gm);
-	const struct sg_store_valserver *v = vals_find(vals, p->client_id);
+	struct sg_store_vals *vals = vals_get(gm);
+	const struct sg_store_valserver *v = sg_store_vals_find(vals, p->client_id);
 	int rc = 0;
 	if (!v || v->disabled) {
 		problem(r, 403, "OPERATION_NOT_ALLOWED", NULL,
@@ -416,7 +369,7 @@ static int val_server_services(struct sg_gm *gm, struct sg_http_req *r,
 			(*n)++;
 		}
 	}
-	vals_put(vals);
+	sg_store_vals_unref(vals);
 	return rc;
 }
 
@@ -884,7 +837,7 @@ void sg_gm_free(struct sg_gm *gm)
 		return;
 	sg_store_pool_destroy(gm->pool);
 	docs_put(gm->docs);
-	vals_put(gm->vals);
+	sg_store_vals_unref(gm->vals);
 	for (size_t i = 0; i < gm->nmounts; i++)
 		free(gm->mounts[i]);
 	free(gm->mounts);

@@ -42,14 +42,6 @@
 #define KM_GROUP_X1_PATH  "/km/v1/group-keys/{valGroupId}" /* SEAL-X1, the GM server (K5) */
 #define KM_GM_POLL_MS     500
 
-/* The VAL servers of the registry (name -> VAL services, provisioning right), by name. */
-struct km_vals {
-	atomic_int refs;
-	uint64_t gen;
-	struct sg_store_valserver *v;
-	size_t n;
-};
-
 struct km_mount {
 	struct sg_km *km;
 	const struct sg_conf_refpoint *rp;
@@ -61,7 +53,7 @@ struct sg_km {
 	struct sg_store_pool *pool;
 	unsigned char mk[SG_KEY_LEN]; /* master key: never leaves this struct */
 	pthread_mutex_t mu;
-	struct km_vals *vals;
+	struct sg_store_vals *vals; /* the VAL servers of the registry */
 	atomic_int busy;
 	struct km_mount **mounts;
 	size_t nmounts;
@@ -70,27 +62,12 @@ struct sg_km {
 
 /* ---- registry snapshot ------------------------------------------------------------------ */
 
-static void vals_put(struct km_vals *s)
-{
-	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
-		sg_store_valserver_list_free(s->v, s->n);
-		free(s);
-	}
-}
-
-static struct km_vals *vals_get(struct sg_km *km)
+static struct sg_store_vals *vals_get(struct sg_km *km)
 {
 	pthread_mutex_lock(&km->mu);
-	struct km_vals *s = km->vals;
-	if (s)
-		atomic_fetch_add(&s->refs, 1);
+	struct sg_store_vals *s = sg_store_vals_ref(km->vals);
 	pthread_mutex_unlock(&km->mu);
 	return s;
-}
-
-static const struct sg_store_valserver *vals_find(const struct km_vals *s, const char *name)
-{
-	return s ? sg_store_valserver_find(s->v, s->n, name) : NULL;
 }
 
 static int serves(const struct sg_store_valserver *v, const char *svc)
@@ -108,24 +85,18 @@ static sg_err upkeep(struct sg_km *km, struct sg_store *st)
 	if (e != SG_OK)
 		return e;
 	pthread_mutex_lock(&km->mu);
-	int reload = !km->vals || km->vals->gen != gen;
+	int reload = !km->vals || sg_store_vals_gen(km->vals) != gen;
 	pthread_mutex_unlock(&km->mu);
 	if (!reload)
 		return SG_OK;
-	struct km_vals *s = calloc(1, sizeof *s);
-	if (!s)
-		return SG_ERR_NOMEM;
-	atomic_init(&s->refs, 1);
-	s->gen = gen;
-	if ((e = sg_store_valserver_list(st, &s->v, &s->n)) != SG_OK) { /* by name */
-		free(s);
+	struct sg_store_vals *s = NULL;
+	if ((e = sg_store_vals_load(st, gen, &s)) != SG_OK)
 		return e;
-	}
 	pthread_mutex_lock(&km->mu);
-	struct km_vals *old = km->vals;
+	struct sg_store_vals *old = km->vals;
 	km->vals = s;
 	pthread_mutex_unlock(&km->mu);
-	vals_put(old);
+	sg_store_vals_unref(old);
 	return SG_OK;
 }
 
@@ -285,8 +256,8 @@ static sg_err run_register(struct sg_store *st, struct km_job *j)
  * on the loop). */
 static sg_err check_provisioner(struct sg_km *km, struct km_job *j, const char *svc)
 {
-	struct km_vals *vals = vals_get(km);
-	const struct sg_store_valserver *v = vals_find(vals, j->client_id);
+	struct sg_store_vals *vals = vals_get(km);
+	const struct sg_store_valserver *v = sg_store_vals_find(vals, j->client_id);
 	sg_err e = SG_OK;
 	if (!v || v->disabled)
 		e = refuse(j, SG_KM_PROVISIONING_NOT_AUTHORIZED,
@@ -298,7 +269,7 @@ static sg_err check_provisioner(struct sg_km *km, struct km_job *j, const char *
 		e = refuse(j, SG_KM_PROVISIONING_NOT_AUTHORIZED,
 		           "VAL server %.128s is not a provisioning client of VAL service %.128s",
 		           j->client_id, svc);
-	vals_put(vals);
+	sg_store_vals_unref(vals);
 	return e;
 }
 
@@ -569,10 +540,10 @@ static sg_err run_retrieve_uu(struct sg_store *st, struct km_job *j)
 static sg_err run_retrieve_kir(struct sg_store *st, struct km_job *j)
 {
 	struct sg_km *km = j->m->km;
-	struct km_vals *vals = vals_get(km);
-	const struct sg_store_valserver *vs = vals_find(vals, j->client_id);
+	struct sg_store_vals *vals = vals_get(km);
+	const struct sg_store_valserver *vs = sg_store_vals_find(vals, j->client_id);
 	int ok = vs && !vs->disabled && serves(vs, j->svc);
-	vals_put(vals);
+	sg_store_vals_unref(vals);
 	if (!ok)
 		return refuse(j, SG_KM_VAL_SERVICE_NOT_ALLOWED,
 		              "VAL server %.128s does not serve VAL service %.128s", j->client_id,
@@ -1341,7 +1312,7 @@ sg_err sg_km_new(const struct sg_conf *conf, struct sg_km **out, char *err, size
 		sg_km_free(km);
 		return e;
 	}
-	sg_log_info("km: key management ready (%zu VAL servers)", km->vals ? km->vals->n : 0);
+	sg_log_info("km: key management ready (%zu VAL servers)", sg_store_vals_count(km->vals));
 	*out = km;
 	return SG_OK;
 }
@@ -1352,7 +1323,7 @@ void sg_km_free(struct sg_km *km)
 		return;
 	km_gm_reader_free(km->gmr); /* first: its callbacks submit to the pool */
 	sg_store_pool_destroy(km->pool);
-	vals_put(km->vals);
+	sg_store_vals_unref(km->vals);
 	for (size_t i = 0; i < km->nmounts; i++)
 		free(km->mounts[i]);
 	free(km->mounts);

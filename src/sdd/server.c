@@ -111,12 +111,6 @@ struct chan {
 
 /* The VAL servers of the registry (name = client_id -> VAL services), sorted by name; immutable
  * once built, swapped whole under mu by the refresh job (a store pool thread). */
-struct vals {
-	uint64_t gen; /* registry generation it was loaded at */
-	struct sg_store_valserver *v;
-	size_t n;
-};
-
 struct notif {
 	struct notif *next;
 	char *url;
@@ -162,7 +156,7 @@ struct sg_sdd {
 	atomic_ullong chans_open;
 	/* registry snapshot (VAL servers and their VAL services), refreshed off the loops */
 	struct sg_store_pool *pool;
-	struct vals *vals; /* under mu */
+	struct sg_store_vals *vals; /* under mu */
 	atomic_int vals_busy;
 	int64_t next_vals_ms; /* data plane thread only */
 };
@@ -304,20 +298,6 @@ static void *notif_main(void *arg)
 
 /* ---- registry snapshot (`sealguard valserver add NAME --val-service ID`) ---- */
 
-static void vals_free(struct vals *v)
-{
-	if (!v)
-		return;
-	sg_store_valserver_list_free(v->v, v->n);
-	free(v);
-}
-
-static int cmp_val(const void *a, const void *b)
-{
-	return strcmp(((const struct sg_store_valserver *)a)->name,
-	              ((const struct sg_store_valserver *)b)->name);
-}
-
 /* Reloads the VAL servers when the registry generation moved. Runs on a store pool thread (and
  * once in sg_sdd_new), never on the data plane or HTTP loops. */
 static sg_err vals_refresh(struct sg_store *st, void *arg)
@@ -328,25 +308,18 @@ static sg_err vals_refresh(struct sg_store *st, void *arg)
 	if (e != SG_OK)
 		return e;
 	pthread_mutex_lock(&s->mu);
-	int same = s->vals && s->vals->gen == gen;
+	int same = s->vals && sg_store_vals_gen(s->vals) == gen;
 	pthread_mutex_unlock(&s->mu);
 	if (same)
 		return SG_OK;
-	struct vals *v = calloc(1, sizeof *v);
-	if (!v)
-		return SG_ERR_NOMEM;
-	v->gen = gen;
-	if ((e = sg_store_valserver_list(st, &v->v, &v->n)) != SG_OK) {
-		free(v);
+	struct sg_store_vals *v = NULL;
+	if ((e = sg_store_vals_load(st, gen, &v)) != SG_OK)
 		return e;
-	}
-	if (v->n > 1) /* bsearch needs strcmp order, whatever the backend's collation */
-		qsort(v->v, v->n, sizeof *v->v, cmp_val);
 	pthread_mutex_lock(&s->mu);
-	struct vals *old = s->vals;
+	struct sg_store_vals *old = s->vals;
 	s->vals = v;
 	pthread_mutex_unlock(&s->mu);
-	vals_free(old);
+	sg_store_vals_unref(old);
 	return SG_OK;
 }
 
@@ -385,9 +358,7 @@ static void vals_tick(struct sg_sdd *s)
 static int vals_serves_locked(const struct sg_sdd *s, const char *client_id, const char *svc,
                               const char **why)
 {
-	struct sg_store_valserver key = {.name = (char *)client_id};
-	const struct sg_store_valserver *v =
-	    s->vals ? bsearch(&key, s->vals->v, s->vals->n, sizeof *s->vals->v, cmp_val) : NULL;
+	const struct sg_store_valserver *v = sg_store_vals_find(s->vals, client_id);
 	if (!v || v->disabled) {
 		*why = "the VAL server is not registered (sealguard valserver add)";
 		return -1;
@@ -1955,7 +1926,7 @@ void sg_sdd_free(struct sg_sdd *s)
 		sg_log_info("sdd: notifications sent %llu, failed %llu; duplicates dropped %llu",
 		            (unsigned long long)s->notif_sent, (unsigned long long)s->notif_failed,
 		            (unsigned long long)s->dup_dropped);
-	vals_free(s->vals);
+	sg_store_vals_unref(s->vals);
 	if (s->val_ctx)
 		SSL_CTX_free(s->val_ctx);
 	sg_tls_server_free(s->dtls);

@@ -291,6 +291,25 @@ static sg_err sq_list(struct sq_store *s, const char *what, size_t sz, sg_sql_re
 	return e;
 }
 
+/* One row by a text key: SG_ERR_NOTFOUND "store: no NOUN \"ID\"" when there is none. */
+static sg_err sq_get(struct sq_store *s, const char *noun, sg_sql_read_fn read, void *out,
+                     const char *sql, const char *id)
+{
+	sqlite3_stmt *q;
+	sg_err e = sq_prep(s, &q, sql, "t", id);
+	if (e != SG_OK)
+		return e;
+	int rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		e = read(s, q, out);
+	else if (rc == SQLITE_DONE)
+		e = sg_store_fail(SG_ERR_NOTFOUND, "store: no %s \"%s\"", noun, id);
+	else
+		e = sq_fail(s, rc, noun);
+	sqlite3_reset(q);
+	return e;
+}
+
 /* ---- meta ---- */
 
 static sg_err op_schema_version(struct sg_store *st, int *version)
@@ -444,20 +463,9 @@ static sg_err op_user_get(struct sg_store *st, const char *name, const char *sub
 	struct sq_store *s = SQ(st);
 	memset(out, 0, sizeof *out);
 	READ_BEGIN(s);
-	sqlite3_stmt *q;
-	sg_err e = name ? sq_prep(s, &q, USER_COLS "WHERE name = ?", "t", name)
-	                : sq_prep(s, &q, USER_COLS "WHERE sub = ?", "t", sub);
-	if (e == SG_OK) {
-		int rc = sqlite3_step(q);
-		if (rc == SQLITE_ROW)
-			e = read_user(s, q, out);
-		else if (rc == SQLITE_DONE)
-			e = sg_store_fail(SG_ERR_NOTFOUND, "store: no user \"%s\"",
-			                  name ? name : sub);
-		else
-			e = sq_fail(s, rc, "user");
-		sqlite3_reset(q);
-	}
+	sg_err e = sq_get(s, "user", read_user, out,
+	                  name ? USER_COLS "WHERE name = ?" : USER_COLS "WHERE sub = ?",
+	                  name ? name : sub);
 	if (e == SG_OK)
 		e = load_val_ids(s, out);
 	e = tx_end(s, e);
@@ -640,18 +648,8 @@ static sg_err op_client_get(struct sg_store *st, const char *client_id, struct s
 	struct sq_store *s = SQ(st);
 	memset(out, 0, sizeof *out);
 	READ_BEGIN(s);
-	sqlite3_stmt *q;
-	sg_err e = sq_prep(s, &q, CLIENT_COLS "WHERE client_id = ?", "t", client_id);
-	if (e == SG_OK) {
-		int rc = sqlite3_step(q);
-		if (rc == SQLITE_ROW)
-			e = read_client(s, q, out);
-		else if (rc == SQLITE_DONE)
-			e = sg_store_fail(SG_ERR_NOTFOUND, "store: no client \"%s\"", client_id);
-		else
-			e = sq_fail(s, rc, "client");
-		sqlite3_reset(q);
-	}
+	sg_err e =
+	    sq_get(s, "client", read_client, out, CLIENT_COLS "WHERE client_id = ?", client_id);
 	if (e == SG_OK)
 		e = load_strv(s, CLIENT_URIS, client_id, &out->redirect_uris,
 		              &out->n_redirect_uris);
@@ -746,18 +744,8 @@ static sg_err op_valserver_get(struct sg_store *st, const char *name,
 	struct sq_store *s = SQ(st);
 	memset(out, 0, sizeof *out);
 	READ_BEGIN(s);
-	sqlite3_stmt *q;
-	sg_err e = sq_prep(s, &q, VALSERVER_COLS "WHERE name = ?", "t", name);
-	if (e == SG_OK) {
-		int rc = sqlite3_step(q);
-		if (rc == SQLITE_ROW)
-			e = read_valserver(s, q, out);
-		else if (rc == SQLITE_DONE)
-			e = sg_store_fail(SG_ERR_NOTFOUND, "store: no VAL server \"%s\"", name);
-		else
-			e = sq_fail(s, rc, "VAL server");
-		sqlite3_reset(q);
-	}
+	sg_err e =
+	    sq_get(s, "VAL server", read_valserver, out, VALSERVER_COLS "WHERE name = ?", name);
 	if (e == SG_OK)
 		e = load_strv(s, VALSERVER_SERVICES, name, &out->val_services,
 		              &out->n_val_services);
@@ -868,18 +856,7 @@ static sg_err op_key_get(struct sg_store *st, const char *kid, struct sg_store_k
 	struct sq_store *s = SQ(st);
 	memset(out, 0, sizeof *out);
 	READ_BEGIN(s);
-	sqlite3_stmt *q;
-	sg_err e = sq_prep(s, &q, KEY_COLS "WHERE kid = ?", "t", kid);
-	if (e == SG_OK) {
-		int rc = sqlite3_step(q);
-		if (rc == SQLITE_ROW)
-			e = read_key(s, q, out);
-		else if (rc == SQLITE_DONE)
-			e = sg_store_fail(SG_ERR_NOTFOUND, "store: no signing key \"%s\"", kid);
-		else
-			e = sq_fail(s, rc, "signing key");
-		sqlite3_reset(q);
-	}
+	sg_err e = sq_get(s, "signing key", read_key, out, KEY_COLS "WHERE kid = ?", kid);
 	e = tx_end(s, e);
 	if (e != SG_OK)
 		sg_store_key_clear(out);

@@ -3,6 +3,7 @@
 #include "store/backend.h"
 
 #include <openssl/crypto.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -557,4 +558,65 @@ void sg_store_audit_list_free(struct sg_store_audit *v, size_t n)
 		free(v[i].detail);
 	}
 	free(v);
+}
+
+struct sg_store_vals {
+	atomic_int refs;
+	uint64_t gen;
+	struct sg_store_valserver *v;
+	size_t n;
+};
+
+static int cmp_valserver(const void *a, const void *b)
+{
+	return strcmp(((const struct sg_store_valserver *)a)->name,
+	              ((const struct sg_store_valserver *)b)->name);
+}
+
+sg_err sg_store_vals_load(struct sg_store *st, uint64_t gen, struct sg_store_vals **out)
+{
+	struct sg_store_vals *s = calloc(1, sizeof *s);
+	if (!s)
+		return SG_ERR_NOMEM;
+	atomic_init(&s->refs, 1);
+	s->gen = gen;
+	sg_err e = sg_store_valserver_list(st, &s->v, &s->n);
+	if (e != SG_OK) {
+		free(s);
+		return e;
+	}
+	if (s->n > 1) /* lookups need strcmp order, whatever the backend's collation */
+		qsort(s->v, s->n, sizeof *s->v, cmp_valserver);
+	*out = s;
+	return SG_OK;
+}
+
+struct sg_store_vals *sg_store_vals_ref(struct sg_store_vals *s)
+{
+	if (s)
+		atomic_fetch_add(&s->refs, 1);
+	return s;
+}
+
+void sg_store_vals_unref(struct sg_store_vals *s)
+{
+	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+		sg_store_valserver_list_free(s->v, s->n);
+		free(s);
+	}
+}
+
+uint64_t sg_store_vals_gen(const struct sg_store_vals *s)
+{
+	return s ? s->gen : 0;
+}
+
+size_t sg_store_vals_count(const struct sg_store_vals *s)
+{
+	return s ? s->n : 0;
+}
+
+const struct sg_store_valserver *sg_store_vals_find(const struct sg_store_vals *s, const char *name)
+{
+	return s ? sg_store_valserver_find(s->v, s->n, name) : NULL;
 }

@@ -164,6 +164,19 @@ void sg_store_valserver_list_free(struct sg_store_valserver *v, size_t n);
 const struct sg_store_valserver *sg_store_valserver_find(const struct sg_store_valserver *v,
                                                          size_t n, const char *name);
 
+/* A reference-counted snapshot of the VAL server registry, sorted by name, as the services
+ * cache it (readers keep a reference while a newer snapshot is swapped in). gen is the store
+ * generation it was loaded at. *out (one reference) owned by the caller: sg_store_vals_unref. */
+struct sg_store_vals;
+sg_err sg_store_vals_load(struct sg_store *st, uint64_t gen, struct sg_store_vals **out);
+struct sg_store_vals *sg_store_vals_ref(struct sg_store_vals *s); /* NULL is fine */
+void sg_store_vals_unref(struct sg_store_vals *s);                /* NULL is fine */
+uint64_t sg_store_vals_gen(const struct sg_store_vals *s);
+size_t sg_store_vals_count(const struct sg_store_vals *s);
+/* The VAL server called name, or NULL (also when s or name is NULL). */
+const struct sg_store_valserver *sg_store_vals_find(const struct sg_store_vals *s,
+                                                    const char *name);
+
 /* ---- signing keys ----------------------------------------------------------------------- */
 
 struct sg_store_key {
