@@ -127,7 +127,10 @@ expect "a normal client is served while a slowloris client trickles" curl -sf --
 if wait $slow; then ok "slowloris client is disconnected at the header timeout ($(cat "$T/slow.out"))"; else not_ok "slowloris client is disconnected at the header timeout ($(cat "$T/slow.out"))"; fi
 
 # --- admin listener ---
-out=$(curl -s "http://127.0.0.1:$ADMIN/metrics")
+curl -s -D "$T/mh" -o "$T/metrics" "http://127.0.0.1:$ADMIN/metrics"; rc=$?
+out=$(cat "$T/metrics")
+expect_eq "metrics body arrives whole (curl status, Content-Length = bytes)" \
+	"0 $(tr -d '\r' <"$T/mh" | awk 'tolower($1)=="content-length:"{print $2}')" "$rc $(wc -c <"$T/metrics")"
 expect_match "metrics count TLS handshakes" 'sealguard_tls_handshakes_total\{result="full"\} [1-9]' "$out"
 expect_match "metrics count requests by status" 'sealguard_http_requests_total\{[^}]*code="431"[^}]*\} [1-9]' "$out"
 expect_match "metrics have a latency histogram" 'sealguard_http_request_duration_seconds_bucket' "$out"
