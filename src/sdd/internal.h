@@ -1,0 +1,184 @@
+/* sdd/internal.h: state shared by the SEALDD server's parts (not a public interface):
+ *   server.c  lifecycle and the registry snapshot;
+ *   api.c     SEALDD-S sdd-trans, connection status notifications, SEALDD-UU signalling;
+ *   plane.c   the SEALDD-UU user plane (data channels) and the SEALDD-S relay.
+ *
+ * Threads: HTTP handlers run on the net/ workers and only touch the tables under `mu`; the
+ * user plane (SEALDD-UU data channels and the SEALDD-S relays to VAL servers) runs on one
+ * thread with its own event loop, which alone owns every bufferevent; connection status
+ * notifications are POSTed by a third thread (libcurl, mutual TLS). A released or expired flow
+ * is only marked under `mu`; the data plane's sweep (every SWEEP_MS) tears it down and frees it,
+ * so a flow pointer held by the data plane stays valid between sweeps. */
+#ifndef SG_SDD_INTERNAL_H
+#define SG_SDD_INTERNAL_H
+
+#include "sdd/sdd.h"
+
+#include "auth/policy.h"
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/rand.h"
+#include "conf/conf.h"
+#include "http/client.h"
+#include "http/http.h"
+#include "sdd/proto.h"
+#include "store/store.h"
+#include "tls/tls.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/crypto.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SWEEP_MS         250          /* release/expiry/token-expiry granularity */
+#define TOKEN_RECHECK_MS 1000         /* revocation re-check of every channel token */
+#define HWM              (1u << 20)   /* stop reading the other side above this much queued */
+#define LWM              (256u << 10) /* resume below this */
+#define CHUNK            (32u << 10)  /* downlink DATA frame size */
+#define MAX_IO           (256u << 10) /* per read/write of a bufferevent (libevent: 16 KiB) */
+#define AUTH_TIMEOUT_S   10           /* handshake + AUTH frame must arrive in */
+#define VAL_TIMEOUT_S    10           /* relay connect + handshake; relay write stall */
+#define MAX_CHANNELS     10000
+#define MAX_ATTACH       256 /* flows per channel */
+#define MAX_FLOWS        100000
+#define MAX_FLOWS_USER   256
+#define MAX_SUBSC        10000
+#define NOTIF_TRIES      4   /* first try + 3 retries, backoff 250 ms doubling */
+#define REGISTRY_MS      500 /* the registry snapshot follows the store's generation */
+
+/* ---- state ---- */
+
+/* A transmission requested by a VAL server over SEALDD-S (TS 29.548 RequestTrans). */
+struct trans {
+	struct trans *next;
+	char *svc;       /* valServiceId: flows of this VAL service are relayed to tgt */
+	char *client_id; /* the requesting VAL server (token client_id) */
+	char *identity;  /* its certificate SAN: the relay demands it from the VAL endpoint */
+	char *val_user_id, *val_ue_id; /* valTargetId, when set */
+	int urllc;
+	struct sg_sdd_target tgt;
+};
+
+/* A connection status subscription (TS 29.548 ConnStatusSubsc). */
+struct subsc {
+	struct subsc *next;
+	char id[32];
+	char *owner; /* VAL server client_id */
+	json_t *body;
+};
+
+struct chan;
+
+/* Runtime state of a flow, owned by the data plane (tgt/identity/... set at creation). */
+struct frt {
+	struct sg_sdd *s;
+	struct sg_sdd_flow *f;
+	struct sg_sdd_target tgt;
+	char *identity, *owner, *val_user_id;
+	struct bufferevent *vb;
+	int vstate; /* 0 none, 1 connecting, 2 up */
+	int ended;
+	int up_blocked, down_blocked;
+	struct chan *ch[2];
+	int rx[2]; /* 0: the channel only sends (ATTACH seq bit 0): no downlink to it */
+	int nch;
+	struct sg_sdd_dedup up;
+	uint64_t down_seq;
+};
+
+struct chan {
+	struct sg_sdd *s;
+	struct chan *prev, *next;
+	struct bufferevent *bev;
+	char *sub;
+	char *token; /* secret: wiped on change and close */
+	int64_t exp_ms, next_check_ms;
+	int handshaken, authed, closing;
+	struct frt **att;
+	size_t natt, capatt;
+	char peer[64];
+};
+
+/* The VAL servers of the registry (name = client_id -> VAL services), sorted by name; immutable
+ * once built, swapped whole under mu by the refresh job (a store pool thread). */
+struct notif {
+	struct notif *next;
+	char *url;
+	char *body;
+	char sid[32];
+};
+
+struct sg_sdd {
+	const struct sg_conf *conf;
+	struct sg_policy *policy;
+	pthread_mutex_t mu;
+	struct sg_sdd_flowtab *flows;
+	struct trans *trans;
+	struct subsc *subs;
+	size_t nsubs;
+	/* data plane */
+	struct sg_tls_server *dtls;
+	SSL_CTX *val_ctx;
+	evutil_socket_t lfd;
+	int port;
+	char host[256];
+	pthread_t th;
+	int started;
+	atomic_int stop;
+	int stopping; /* data plane thread only */
+	struct event_base *base;
+	struct evconnlistener *lis;
+	struct event *tick;
+	struct evdns_base *dns;
+	struct chan *chans;
+	size_t nchans;
+	int64_t next_token_check;
+	/* notifications */
+	pthread_t nth;
+	int nstarted;
+	pthread_mutex_t nmu;
+	pthread_cond_t ncv;
+	struct notif *nq, **nqtail;
+	atomic_ullong notif_sent, notif_failed;
+	atomic_ullong dup_dropped;
+	/* data-plane counters for /metrics (sg_sdd_metrics) */
+	atomic_ullong bytes_up, bytes_down; /* VAL payload relayed: client->VAL, VAL->client */
+	atomic_ullong chans_open;
+	/* registry snapshot (VAL servers and their VAL services), refreshed off the loops */
+	struct sg_store_pool *pool;
+	struct sg_store_vals *vals; /* under mu */
+	atomic_int vals_busy;
+	int64_t next_vals_ms; /* data plane thread only */
+};
+
+void sdd_notify_locked(struct sg_sdd *s, const struct frt *rt, const char *event);
+void *sdd_notif_main(void *arg);
+void sdd_vals_tick(struct sg_sdd *s);
+int sdd_vals_serves_locked(const struct sg_sdd *s, const char *client_id, const char *svc,
+                           const char **why);
+sg_err sdd_vals_refresh(struct sg_store *st, void *arg);
+void sdd_frt_free(struct frt *rt);
+void *sdd_dp_main(void *arg);
+void sdd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                   void *arg);
+void sdd_chan_free(struct chan *c);
+void sdd_tick_cb(evutil_socket_t fd, short what, void *arg);
+void sdd_trans_free(struct trans *t);
+
+#endif
