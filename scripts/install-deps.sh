@@ -7,8 +7,11 @@ set -eu
 BUILD="build-essential cmake pkg-config clang-format
 libssl-dev libevent-dev libhttp-parser-dev libnghttp2-dev libcurl4-openssl-dev
 libjansson-dev libcjose-dev libcyaml-dev libyaml-dev libsqlite3-dev libpq-dev libcmocka-dev"
-# Real peers the tests drive: curl (HTTP/1.1 + HTTP/2), openssl s_client, nghttp/h2load, sqlite3.
-TEST="curl openssl nghttp2-client sqlite3 python3 python3-cryptography procps"
+# Real peers the tests drive: curl (HTTP/1.1 + HTTP/2), openssl s_client, nghttp/h2load, sqlite3,
+# and a real browser for the login page (Debian's chromium, headless; the node driver
+# playwright-core is installed by the test itself). chromium without recommends is 25 packages,
+# ~125 MB to download on a fresh Debian 12, about 20 s to unpack.
+TEST="curl openssl nghttp2-client sqlite3 python3 python3-cryptography procps chromium"
 BENCH="nginx-light libnginx-mod-stream wrk glewlwyd"
 
 want="$BUILD $TEST"

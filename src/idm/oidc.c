@@ -186,20 +186,24 @@ static void login_page(struct sg_idm *idm, struct sg_http_req *r, struct idm_tx 
 		html_esc(&b, msg);
 		sg_buf_appends(&b, "</p>");
 	}
+	/* After a failure the message describes both fields and the focus goes where the person
+	 * types next (the password when the user name is kept), so a screen reader reads it. */
+	int focus_pw = msg && username && *username;
 	sg_buf_printf(&b,
 	              "<form method=\"post\" action=\"/oauth2/login\">"
 	              "<input type=\"hidden\" name=\"tx\" value=\"%s\">"
 	              "<label for=\"username\">User name</label>"
 	              "<input id=\"username\" name=\"username\" type=\"text\" "
 	              "autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\" "
-	              "required maxlength=\"255\"%s value=\"",
-	              t->id, msg ? " aria-describedby=\"msg\"" : " autofocus");
+	              "required maxlength=\"255\"%s%s value=\"",
+	              t->id, msg ? " aria-describedby=\"msg\"" : "", focus_pw ? "" : " autofocus");
 	html_esc(&b, username ? username : "");
-	sg_buf_appends(&b,
-	               "\"><label for=\"password\">Password</label>"
-	               "<input id=\"password\" name=\"password\" type=\"password\" "
-	               "autocomplete=\"current-password\" required maxlength=\"1024\">"
-	               "<button type=\"submit\">Sign in</button></form></main></body></html>\n");
+	sg_buf_printf(&b,
+	              "\"><label for=\"password\">Password</label>"
+	              "<input id=\"password\" name=\"password\" type=\"password\" "
+	              "autocomplete=\"current-password\" required maxlength=\"1024\"%s%s>"
+	              "<button type=\"submit\">Sign in</button></form></main></body></html>\n",
+	              msg ? " aria-describedby=\"msg\"" : "", focus_pw ? " autofocus" : "");
 	page_headers(r, t->redirect_uri);
 	sg_http_resp_status(r, status);
 	sg_http_resp_body(r, b.data, b.len, "text/html; charset=utf-8");
