@@ -110,6 +110,18 @@ static const char *const sg_store_sqlite_migrations[] = {
     "  revoked_at INTEGER NOT NULL DEFAULT 0, superseded_at INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (val_service, key_id, version));"
     "CREATE INDEX km_keys_target ON km_keys (val_service, target_kind, target);",
+    /* 5: SEALDD-S state (TS 29.548 SDD_Transmission; store/sdd.c), so that what a VAL server
+     * was acknowledged survives a restart or a crash.
+     * sdd_trans: one transmission per VAL service (a later RequestTrans replaces it): the
+     * requesting VAL server (client_id and certificate SAN), the transType and the TransReq as
+     * JSON. sdd_subsc: connection status subscriptions, the canonical ConnStatusSubsc as JSON,
+     * owner = the VAL server's client_id. */
+    "CREATE TABLE sdd_trans (val_service TEXT PRIMARY KEY, client_id TEXT NOT NULL,"
+    "  identity TEXT NOT NULL, trans_type TEXT NOT NULL, body TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+    "CREATE TABLE sdd_subsc (subsc_id TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+    "  body TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+    "CREATE INDEX sdd_subsc_owner ON sdd_subsc (owner);",
 };
 
 #define SG_STORE_SQLITE_NMIGRATIONS                                                                \

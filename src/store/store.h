@@ -29,7 +29,7 @@
 struct sg_store;
 struct event_base;
 
-#define SG_STORE_SCHEMA_VERSION 4  /* the newest schema this build knows */
+#define SG_STORE_SCHEMA_VERSION 5  /* the newest schema this build knows */
 #define SG_STORE_DIGEST_MAX     64 /* bytes of a code / refresh token / client secret digest */
 #define SG_STORE_SUB_LEN        22 /* base64url of 128 random bits, without NUL */
 
@@ -457,5 +457,59 @@ sg_err sg_store_km_key_revoke(struct sg_store *st, const char *val_service, cons
                               int64_t now);
 void sg_store_km_key_clear(struct sg_store_km_key *k);
 void sg_store_km_key_list_free(struct sg_store_km_key *v, size_t n);
+
+/* ---- SEALDD-S state (store/sdd.c; TS 29.548 SDD_Transmission) ------------------------- */
+
+/* A transmission requested by a VAL server (RequestTrans), one per VAL service. */
+struct sg_store_sdd_trans {
+	char *val_service; /* valServiceId (primary key) */
+	char *client_id;   /* the requesting VAL server (token client_id) */
+	char *identity;    /* its certificate SAN, demanded from the relay target */
+	char *trans_type;  /* "regular" or "urllc" */
+	char *body;        /* the TransReq as JSON text */
+	int64_t created_at;
+	int64_t updated_at;
+};
+
+/* Inserts the transmission of t->val_service or replaces the one stored for it (client_id,
+ * identity, trans_type, body; created_at is kept). Timestamps are set by the store. Not a
+ * registry table: the generation does not change. */
+sg_err sg_store_sdd_trans_put(struct sg_store *st, const struct sg_store_sdd_trans *t);
+/* *out owned by the caller: sg_store_sdd_trans_clear(). SG_ERR_NOTFOUND when absent. */
+sg_err sg_store_sdd_trans_get(struct sg_store *st, const char *val_service,
+                              struct sg_store_sdd_trans *out);
+/* Every transmission by val_service; *out owned by the caller: sg_store_sdd_trans_list_free. */
+sg_err sg_store_sdd_trans_list(struct sg_store *st, struct sg_store_sdd_trans **out, size_t *n);
+sg_err sg_store_sdd_trans_delete(struct sg_store *st, const char *val_service);
+void sg_store_sdd_trans_clear(struct sg_store_sdd_trans *t);
+void sg_store_sdd_trans_list_free(struct sg_store_sdd_trans *v, size_t n);
+
+/* A connection status subscription (ConnStatusSubsc) of one VAL server. */
+struct sg_store_sdd_subsc {
+	char *subsc_id; /* resource id (primary key) */
+	char *owner;    /* the VAL server's client_id */
+	char *body;     /* the canonical ConnStatusSubsc as JSON text */
+	int64_t created_at;
+	int64_t updated_at;
+};
+
+/* create = 1 inserts (SG_ERR_EXISTS on a subsc_id collision); create = 0 replaces the body of
+ * the subscription subsc_id of owner (SG_ERR_NOTFOUND when absent or another owner's).
+ * Timestamps are set by the store. */
+sg_err sg_store_sdd_subsc_put(struct sg_store *st, const struct sg_store_sdd_subsc *s, int create);
+/* The subscription subsc_id of owner (owner NULL: of anyone); *out owned by the caller:
+ * sg_store_sdd_subsc_clear(). SG_ERR_NOTFOUND when absent or another owner's. */
+sg_err sg_store_sdd_subsc_get(struct sg_store *st, const char *subsc_id, const char *owner,
+                              struct sg_store_sdd_subsc *out);
+/* Subscriptions of one owner (NULL: all) by subsc_id; *out owned by the caller:
+ * sg_store_sdd_subsc_list_free(). */
+sg_err sg_store_sdd_subsc_list(struct sg_store *st, const char *owner,
+                               struct sg_store_sdd_subsc **out, size_t *n);
+/* The number of stored subscriptions (of every owner). */
+sg_err sg_store_sdd_subsc_count(struct sg_store *st, size_t *n);
+/* Deletes subsc_id of owner; SG_ERR_NOTFOUND when absent or another owner's. */
+sg_err sg_store_sdd_subsc_delete(struct sg_store *st, const char *subsc_id, const char *owner);
+void sg_store_sdd_subsc_clear(struct sg_store_sdd_subsc *s);
+void sg_store_sdd_subsc_list_free(struct sg_store_sdd_subsc *v, size_t n);
 
 #endif

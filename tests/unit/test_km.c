@@ -307,7 +307,7 @@ static void test_store_versions(void **state)
 	assert_int_equal(sg_store_open("sqlite", path, &st, err, sizeof err), SG_OK);
 	int v = 0;
 	assert_int_equal(sg_store_schema_version(st, &v), SG_OK);
-	assert_int_equal(v, 4);
+	assert_true(v >= 4); /* key management is migration 4 */
 	unsigned char blob[40] = {1, 2, 3};
 	struct sg_store_km_key k = {.val_service = "v2x",
 	                            .key_id = "k1",

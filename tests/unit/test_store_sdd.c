@@ -1,0 +1,298 @@
+/* Unit tests of store/sdd.c (SEALDD-S state, TS 29.548) on real SQLite files: one transmission
+ * per VAL service (a later put replaces it, created_at kept), subscriptions scoped by owner,
+ * the refusals (bad arguments, unknown ids, another owner's id, id collisions), the count, the
+ * registry generation left alone, and the migration of a database of the previous schema
+ * version (4) that already holds data. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "store/schema.h"
+#include "store/store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct fx {
+	char dir[64];
+	char path[128];
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof *f);
+	snprintf(f->dir, sizeof f->dir, "/tmp/sg_store_sdd_XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof f->path, "%s/state.db", f->dir);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
+	for (size_t i = 0; i < 4; i++) {
+		char p[160];
+		snprintf(p, sizeof p, "%s%s", f->path, sfx[i]);
+		unlink(p);
+	}
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+static struct sg_store *open_ok(const char *path)
+{
+	struct sg_store *st = NULL;
+	char err[256] = "";
+	if (sg_store_open("sqlite", path, &st, err, sizeof err) != SG_OK)
+		fail_msg("open: %s", err);
+	return st;
+}
+
+static int64_t raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	int64_t v = -1;
+	if (sqlite3_open(path, &db) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+		v = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return v;
+}
+
+static void test_trans_one_per_service(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	uint64_t g0 = 0, g1 = 0;
+	assert_int_equal(sg_store_generation(st, &g0), SG_OK);
+	struct sg_store_sdd_trans t = {.val_service = "v2x",
+	                               .client_id = "v2x-app",
+	                               .identity = "DNS:v2x-app",
+	                               .trans_type = "regular",
+	                               .body = "{\"valServiceId\":\"v2x\"}"};
+	assert_int_equal(sg_store_sdd_trans_put(st, &t), SG_OK);
+	struct sg_store_sdd_trans got;
+	assert_int_equal(sg_store_sdd_trans_get(st, "v2x", &got), SG_OK);
+	assert_string_equal(got.client_id, "v2x-app");
+	assert_string_equal(got.identity, "DNS:v2x-app");
+	assert_string_equal(got.trans_type, "regular");
+	assert_string_equal(got.body, "{\"valServiceId\":\"v2x\"}");
+	int64_t created = got.created_at;
+	assert_true(created > 0);
+	sg_store_sdd_trans_clear(&got);
+	usleep(2000);
+	/* a later request (another VAL server registered for it) replaces it */
+	t.client_id = "other-app";
+	t.identity = "DNS:other-app";
+	t.trans_type = "urllc";
+	t.body = "{\"valServiceId\":\"v2x\",\"x\":1}";
+	assert_int_equal(sg_store_sdd_trans_put(st, &t), SG_OK);
+	struct sg_store_sdd_trans b = {.val_service = "b-svc",
+	                               .client_id = "v2x-app",
+	                               .identity = "DNS:v2x-app",
+	                               .trans_type = "regular",
+	                               .body = "{}"};
+	assert_int_equal(sg_store_sdd_trans_put(st, &b), SG_OK);
+	struct sg_store_sdd_trans *v = NULL;
+	size_t n = 0;
+	assert_int_equal(sg_store_sdd_trans_list(st, &v, &n), SG_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].val_service, "b-svc");
+	assert_string_equal(v[1].val_service, "v2x");
+	assert_string_equal(v[1].client_id, "other-app");
+	assert_string_equal(v[1].trans_type, "urllc");
+	assert_int_equal(v[1].created_at, created); /* kept */
+	assert_true(v[1].updated_at > created);
+	sg_store_sdd_trans_list_free(v, n);
+	/* not a registry table: caches of the registry are not reloaded for it */
+	assert_int_equal(sg_store_generation(st, &g1), SG_OK);
+	assert_int_equal(g0, g1);
+	assert_int_equal(sg_store_sdd_trans_delete(st, "b-svc"), SG_OK);
+	assert_int_equal(sg_store_sdd_trans_delete(st, "b-svc"), SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_sdd_trans_get(st, "b-svc", &got), SG_ERR_NOTFOUND);
+	sg_store_close(st);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sdd_trans"), 1);
+}
+
+static void test_trans_refusals_change_nothing(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	struct sg_store_sdd_trans ok = {.val_service = "v2x",
+	                                .client_id = "v2x-app",
+	                                .identity = "DNS:v2x-app",
+	                                .trans_type = "regular",
+	                                .body = "{}"};
+	assert_int_equal(sg_store_sdd_trans_put(st, &ok), SG_OK);
+	struct sg_store_sdd_trans bad = ok;
+	bad.trans_type = "bulk";
+	assert_int_equal(sg_store_sdd_trans_put(st, &bad), SG_ERR_INVALID);
+	bad = ok;
+	bad.val_service = "";
+	assert_int_equal(sg_store_sdd_trans_put(st, &bad), SG_ERR_INVALID);
+	bad = ok;
+	bad.client_id = NULL;
+	assert_int_equal(sg_store_sdd_trans_put(st, &bad), SG_ERR_INVALID);
+	bad = ok;
+	bad.identity = "";
+	assert_int_equal(sg_store_sdd_trans_put(st, &bad), SG_ERR_INVALID);
+	bad = ok;
+	bad.body = NULL;
+	assert_int_equal(sg_store_sdd_trans_put(st, &bad), SG_ERR_INVALID);
+	assert_int_equal(sg_store_sdd_trans_put(st, NULL), SG_ERR_INVALID);
+	assert_int_equal(sg_store_sdd_trans_get(st, NULL, NULL), SG_ERR_INVALID);
+	assert_int_equal(sg_store_sdd_trans_list(st, NULL, NULL), SG_ERR_INVALID);
+	assert_int_equal(sg_store_sdd_trans_delete(st, NULL), SG_ERR_INVALID);
+	struct sg_store_sdd_trans got;
+	assert_int_equal(sg_store_sdd_trans_get(st, "v2x", &got), SG_OK);
+	assert_string_equal(got.trans_type, "regular");
+	assert_string_equal(got.client_id, "v2x-app");
+	sg_store_sdd_trans_clear(&got);
+	sg_store_close(st);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sdd_trans"), 1);
+}
+
+static void test_subsc_owner_scoped(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	struct sg_store_sdd_subsc a = {.subsc_id = "s1", .owner = "v2x-app", .body = "{\"a\":1}"};
+	struct sg_store_sdd_subsc b = {.subsc_id = "s2", .owner = "evil-app", .body = "{\"b\":1}"};
+	assert_int_equal(sg_store_sdd_subsc_put(st, &a, 1), SG_OK);
+	assert_int_equal(sg_store_sdd_subsc_put(st, &b, 1), SG_OK);
+	size_t n = 0;
+	assert_int_equal(sg_store_sdd_subsc_count(st, &n), SG_OK);
+	assert_int_equal(n, 2);
+	/* an id collision is refused, the first one stays */
+	struct sg_store_sdd_subsc dup = {.subsc_id = "s1", .owner = "evil-app", .body = "{}"};
+	assert_int_equal(sg_store_sdd_subsc_put(st, &dup, 1), SG_ERR_EXISTS);
+	struct sg_store_sdd_subsc got;
+	assert_int_equal(sg_store_sdd_subsc_get(st, "s1", "v2x-app", &got), SG_OK);
+	assert_string_equal(got.body, "{\"a\":1}");
+	assert_string_equal(got.owner, "v2x-app");
+	int64_t created = got.created_at;
+	sg_store_sdd_subsc_clear(&got);
+	/* another owner's subscription is as absent as an unknown one */
+	assert_int_equal(sg_store_sdd_subsc_get(st, "s1", "evil-app", &got), SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_sdd_subsc_get(st, "nope", NULL, &got), SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_sdd_subsc_get(st, "s1", NULL, &got), SG_OK);
+	sg_store_sdd_subsc_clear(&got);
+	struct sg_store_sdd_subsc upd = {
+	    .subsc_id = "s1", .owner = "evil-app", .body = "{\"x\":1}"};
+	assert_int_equal(sg_store_sdd_subsc_put(st, &upd, 0), SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", "evil-app"), SG_ERR_NOTFOUND);
+	upd.subsc_id = "nope";
+	upd.owner = "v2x-app";
+	assert_int_equal(sg_store_sdd_subsc_put(st, &upd, 0), SG_ERR_NOTFOUND);
+	/* the owner replaces it */
+	usleep(2000);
+	upd.subsc_id = "s1";
+	assert_int_equal(sg_store_sdd_subsc_put(st, &upd, 0), SG_OK);
+	assert_int_equal(sg_store_sdd_subsc_get(st, "s1", "v2x-app", &got), SG_OK);
+	assert_string_equal(got.body, "{\"x\":1}");
+	assert_int_equal(got.created_at, created);
+	assert_true(got.updated_at > created);
+	sg_store_sdd_subsc_clear(&got);
+	struct sg_store_sdd_subsc *v = NULL;
+	assert_int_equal(sg_store_sdd_subsc_list(st, "v2x-app", &v, &n), SG_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].subsc_id, "s1");
+	sg_store_sdd_subsc_list_free(v, n);
+	assert_int_equal(sg_store_sdd_subsc_list(st, NULL, &v, &n), SG_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].subsc_id, "s1");
+	assert_string_equal(v[1].subsc_id, "s2");
+	sg_store_sdd_subsc_list_free(v, n);
+	/* bad arguments */
+	struct sg_store_sdd_subsc bad = {.subsc_id = "", .owner = "x", .body = "{}"};
+	assert_int_equal(sg_store_sdd_subsc_put(st, &bad, 1), SG_ERR_INVALID);
+	bad.subsc_id = "s9";
+	bad.owner = NULL;
+	assert_int_equal(sg_store_sdd_subsc_put(st, &bad, 1), SG_ERR_INVALID);
+	bad.owner = "x";
+	bad.body = NULL;
+	assert_int_equal(sg_store_sdd_subsc_put(st, &bad, 1), SG_ERR_INVALID);
+	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", NULL), SG_ERR_INVALID);
+	assert_int_equal(sg_store_sdd_subsc_count(st, NULL), SG_ERR_INVALID);
+	assert_int_equal(sg_store_sdd_subsc_list(st, NULL, NULL, NULL), SG_ERR_INVALID);
+	/* the owner deletes it */
+	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", "v2x-app"), SG_OK);
+	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", "v2x-app"), SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_sdd_subsc_count(st, &n), SG_OK);
+	assert_int_equal(n, 1);
+	sg_store_close(st);
+}
+
+/* A state dir written by the previous release (schema 4, with a user) gains the SEALDD
+ * tables at the next open and keeps its data. */
+static void test_migration_from_schema_4(void **state)
+{
+	struct fx *f = *state;
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(sqlite3_exec(db, sg_store_sqlite_migrations[i], NULL, NULL, NULL),
+		                 SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db,
+	                 "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+	                 "INSERT INTO schema_version VALUES (4);"
+	                 "INSERT INTO subs (sub, created_at) VALUES ('AAAAAAAAAAAAAAAAAAAAAA', 1);"
+	                 "INSERT INTO users (sub, name, password_hash, created_at)"
+	                 " VALUES ('AAAAAAAAAAAAAAAAAAAAAA', 'old', 'h', 1);"
+	                 "COMMIT",
+	                 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name = "
+	                                  "'sdd_trans'"),
+	                 0);
+	struct sg_store *st = open_ok(f->path);
+	int v = 0;
+	assert_int_equal(sg_store_schema_version(st, &v), SG_OK);
+	assert_int_equal(v, 5);
+	assert_int_equal(SG_STORE_SCHEMA_VERSION, 5);
+	struct sg_store_user u;
+	assert_int_equal(sg_store_user_get_by_name(st, "old", &u), SG_OK);
+	sg_store_user_clear(&u);
+	struct sg_store_sdd_trans t = {.val_service = "v2x",
+	                               .client_id = "v2x-app",
+	                               .identity = "DNS:v2x-app",
+	                               .trans_type = "urllc",
+	                               .body = "{}"};
+	assert_int_equal(sg_store_sdd_trans_put(st, &t), SG_OK);
+	struct sg_store_sdd_subsc s = {.subsc_id = "s1", .owner = "v2x-app", .body = "{}"};
+	assert_int_equal(sg_store_sdd_subsc_put(st, &s, 1), SG_OK);
+	sg_store_close(st);
+	/* reopening does not migrate again */
+	st = open_ok(f->path);
+	struct sg_store_sdd_trans got;
+	assert_int_equal(sg_store_sdd_trans_get(st, "v2x", &got), SG_OK);
+	assert_string_equal(got.trans_type, "urllc");
+	sg_store_sdd_trans_clear(&got);
+	sg_store_close(st);
+	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version"), 5);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_trans_one_per_service, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_trans_refusals_change_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_subsc_owner_scoped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_from_schema_4, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
