@@ -6,7 +6,8 @@
  *        endpoint itself (with --cert/--key: mutual TLS) for the direct round trip.
  * Workloads, both against an echo behind the path:
  *   thr: each flow sends --bytes in 16 KiB writes, at most --window bytes in flight, and reads
- *        the echo back; prints the aggregate MB/s (echoed bytes / wall time, 1 MB = 10^6 B);
+ *        the echo back; prints the aggregate MB/s (echoed bytes / wall time, 1 MB = 10^6 B)
+ *        and cpu_s, the load client's CPU seconds while the data moved (no setup, teardown);
  *   lat: each flow does --count round trips of --size bytes (write, then read until all came
  *        back) after 200 warm-up ones; prints p50/p99/max in microseconds over all flows.
  * Output: one line of key=value pairs. Built by bench/sdd.sh against libsealguard_core.a. */
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,13 +47,21 @@ static struct opts O = {.flows = 1,
                         .count = 2000,
                         .sni = "localhost"};
 static SSL_CTX *ctx;
-static pthread_barrier_t start_bar;
+static pthread_barrier_t start_bar, end_bar;
 
 static double now_s(void)
 {
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static double cpu_s(void)
+{
+	struct rusage u;
+	getrusage(RUSAGE_SELF, &u);
+	return (double)u.ru_utime.tv_sec + (double)u.ru_utime.tv_usec / 1e6 +
+	       (double)u.ru_stime.tv_sec + (double)u.ru_stime.tv_usec / 1e6;
 }
 
 static void die(const char *what, const char *why)
@@ -191,6 +201,7 @@ static void *run(void *arg)
 		}
 		j->t1 = now_s();
 		j->echoed = got;
+		pthread_barrier_wait(&end_bar); /* the CPU of the timed part is read here */
 	}
 	conn_close(&c);
 	free(out);
@@ -288,6 +299,7 @@ int main(int argc, char **argv)
 	if (!jobs || !lat)
 		die("memory", "out of memory");
 	pthread_barrier_init(&start_bar, NULL, O.flows + 1);
+	pthread_barrier_init(&end_bar, NULL, O.flows + 1);
 	for (unsigned i = 0; i < O.flows; i++) {
 		jobs[i].lat = lat + (size_t)i * O.count;
 		pthread_attr_t at;
@@ -298,7 +310,14 @@ int main(int argc, char **argv)
 		pthread_attr_destroy(&at);
 	}
 	pthread_barrier_wait(&start_bar); /* every flow is set up */
-	double t0 = now_s();
+	double t0 = now_s(), cpu = 0;
+	if (!strcmp(O.work, "thr")) {
+		/* this process's CPU seconds between start and end of the data (no setup, no
+		 * teardown): what the client library costs per byte */
+		double c0 = cpu_s();
+		pthread_barrier_wait(&end_bar);
+		cpu = cpu_s() - c0;
+	}
 	size_t total = 0;
 	for (unsigned i = 0; i < O.flows; i++) {
 		pthread_join(jobs[i].th, NULL);
@@ -313,8 +332,8 @@ int main(int argc, char **argv)
 			b = jobs[i].t1 > b ? jobs[i].t1 : b;
 		}
 		wall = b - a;
-		printf("mode=%s flows=%u bytes=%zu secs=%.3f mbps=%.1f\n", O.mode, O.flows, total,
-		       wall, (double)total / 1e6 / wall);
+		printf("mode=%s flows=%u bytes=%zu secs=%.3f mbps=%.1f cpu_s=%.2f\n", O.mode,
+		       O.flows, total, wall, (double)total / 1e6 / wall, cpu);
 	} else {
 		size_t n = (size_t)O.flows * O.count;
 		qsort(lat, n, sizeof *lat, cmp_d);

@@ -8,6 +8,8 @@
 #include "base/file.h"
 #include "client/sddc.h"
 #include "conf/conf.h"
+#include "http/client.h"
+#include "store/store.h"
 #include "tls/tls.h"
 
 #include <errno.h>
@@ -33,6 +35,8 @@ static const char USAGE[] =
     "       sealguard dd recv --flow ID [--out FILE] [--bytes N] [--timeout-ms MS] [common]\n"
     "       sealguard dd close --flow ID [common options]\n"
     "       sealguard dd echo-server --bind HOST:PORT [--cert F --key F --cacert F]\n"
+    "       sealguard dd relocate --flow ID --to https://HOST:PORT [--via URL]\n"
+    "       sealguard [--state-dir DIR] dd transmissions\n"
     "\n"
     "The SEALDD client (TS 23.433; TS 33.434 Rel-18): `open` establishes a flow for a VAL\n"
     "service over SEALDD-UU (the VAL server must have requested transmission for it) and\n"
@@ -53,7 +57,19 @@ static const char USAGE[] =
     "\n"
     "echo-server: a VAL server endpoint that accepts mutual TLS (client certificate verified\n"
     "against --cacert) and echoes; runs until SIGTERM/SIGINT. Defaults: --cert/--key the\n"
-    "state dir's server certificate, --cacert STATE/pki/ca.crt.\n";
+    "state dir's server certificate, --cacert STATE/pki/ca.crt.\n"
+    "\n"
+    "transmissions: the SEALDD-S transmissions the state dir's store holds (one per VAL\n"
+    "service, kept across restarts), and whether the registry still lets each authorize\n"
+    "flows: `inactive` once its VAL server is removed, disabled, no longer registered for the\n"
+    "VAL service or registered with another identity.\n"
+    "\n"
+    "relocate (operator, SEALDD-E): asks the running SEALDD server of this configuration\n"
+    "(its SEAL-E, --via, default https://localhost:PORT of the mtls reference point serving\n"
+    "sdd, with the server's own certificate resource.client_cert) to push flow ID's DD\n"
+    "context to the target SEALDD server's SEAL-E (TS 29.548 sdd-ddc/v1), whose certificate\n"
+    "identity must be in sdd.peers. On success the flow ends here with END\n"
+    "\"FLOW_RELOCATED: HOST:PORT\" (the target's data endpoint) and the result is printed.\n";
 
 enum {
 	O_SERVICE = 1,
@@ -70,11 +86,14 @@ enum {
 	O_BIND,
 	O_CERT,
 	O_KEY,
+	O_TO,
+	O_VIA,
 	O_HELP
 };
 
 struct dd_args {
 	const char *service, *flow, *in, *out, *url, *cacert, *cache, *tokfile, *bind, *cert, *key;
+	const char *to, *via; /* relocate */
 	int echo;
 	long long bytes;
 	long timeout_ms;
@@ -97,6 +116,8 @@ static int parse(int argc, char **argv, struct dd_args *a)
 	    {"bind", required_argument, NULL, O_BIND},
 	    {"cert", required_argument, NULL, O_CERT},
 	    {"key", required_argument, NULL, O_KEY},
+	    {"to", required_argument, NULL, O_TO},
+	    {"via", required_argument, NULL, O_VIA},
 	    {"help", no_argument, NULL, O_HELP},
 	    {0, 0, 0, 0},
 	};
@@ -154,6 +175,12 @@ static int parse(int argc, char **argv, struct dd_args *a)
 			break;
 		case O_KEY:
 			a->key = optarg;
+			break;
+		case O_TO:
+			a->to = optarg;
+			break;
+		case O_VIA:
+			a->via = optarg;
 			break;
 		case O_HELP:
 			fputs(USAGE, stdout);
@@ -606,6 +633,152 @@ static int dd_echo(const struct sg_cli_global *g, const struct dd_args *a)
 	return 0;
 }
 
+/* Whether the registry still lets stored transmission t authorize flows (the SEALDD server's
+ * check at every flow, D2): "active" or why not. */
+static const char *trans_status(struct sg_store *st, const struct sg_store_sdd_trans *t)
+{
+	struct sg_store_valserver v = {0};
+	sg_err e = sg_store_valserver_get(st, t->client_id, &v);
+	if (e == SG_ERR_NOTFOUND)
+		return "inactive: VAL server removed";
+	if (e != SG_OK)
+		return "unknown: the registry cannot be read";
+	const char *why = "active";
+	int serves = 0;
+	for (size_t i = 0; i < v.n_val_services; i++)
+		serves |= strcmp(v.val_services[i], t->val_service) == 0;
+	if (v.disabled)
+		why = "inactive: VAL server disabled";
+	else if (!serves)
+		why = "inactive: VAL server not registered for the VAL service";
+	else if (!v.identity || strcmp(v.identity, t->identity) != 0)
+		why = "inactive: VAL server registered with another identity";
+	sg_store_valserver_clear(&v);
+	return why;
+}
+
+/* `dd transmissions`: the stored TS 29.548 transmissions, one line each. */
+static int dd_transmissions(const struct sg_cli_global *g)
+{
+	struct sg_conf *conf = NULL;
+	struct sg_store *st = NULL;
+	if (sg_cli_open_store(g, &conf, &st))
+		return 1;
+	struct sg_store_sdd_trans *v = NULL;
+	size_t n = 0;
+	int rc = 0;
+	if (sg_store_sdd_trans_list(st, &v, &n) != SG_OK) {
+		rc = sg_cli_fail("transmissions: %s", sg_store_last_error());
+	} else {
+		printf("%-16s %-7s %-16s %-24s %-20s %s\n", "VAL SERVICE", "TYPE", "VAL SERVER",
+		       "VAL SERVER ENDPOINT", "REQUESTED", "STATUS");
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_t *b = json_loads(v[i].body, 0, NULL);
+		const json_t *ci = json_object_get(b, "valServerConnInfo");
+		const char *host = json_string_value(json_object_get(ci, "ipv4Addr"));
+		if (!host)
+			host = json_string_value(json_object_get(ci, "ipv6Addr"));
+		if (!host)
+			host = json_string_value(json_object_get(ci, "uri"));
+		char ep[300], when[40];
+		json_int_t port = json_integer_value(json_object_get(ci, "port"));
+		if (port)
+			snprintf(ep, sizeof ep, "%s:%lld", host ? host : "?", (long long)port);
+		else
+			snprintf(ep, sizeof ep, "%s", host ? host : "?");
+		sg_time_iso8601(when, sizeof when, v[i].updated_at);
+		printf("%-16s %-7s %-16s %-24s %-20s %s\n", v[i].val_service, v[i].trans_type,
+		       v[i].client_id, ep, when, trans_status(st, &v[i]));
+		json_decref(b);
+	}
+	sg_store_sdd_trans_list_free(v, n);
+	sg_store_close(st);
+	sg_conf_free(conf);
+	return rc;
+}
+
+/* ---- relocate (SEALDD-E, docs/sdd-protocol.md §7) ---- */
+
+/* The operator's request goes to this configuration's running SEALDD server over its SEAL-E
+ * (mutual TLS with the server's own certificate, which only the operator of the state
+ * directory holds); the server pushes the context to the target and answers with the result. */
+static int dd_relocate(const struct sg_cli_global *g, const struct dd_args *a)
+{
+	if (!a->flow || !a->to)
+		return sg_cli_fail("dd relocate needs --flow and --to"), 2;
+	struct sg_conf *conf = NULL;
+	if (sg_cli_load_conf(g, NULL, &conf))
+		return 1;
+	char url[600] = "";
+	if (a->via) {
+		snprintf(url, sizeof url, "%s", a->via);
+	} else {
+		for (unsigned i = 0; i < conf->n_refpoints && !url[0]; i++) {
+			const struct sg_conf_refpoint *r = &conf->refpoints[i];
+			int sdd = 0;
+			for (unsigned k = 0; k < r->n_services; k++)
+				sdd |= !strcmp(r->services[k], "sdd");
+			const char *port = strrchr(r->bind, ':');
+			if (sdd && r->auth_mode == SG_AUTH_MTLS && port)
+				snprintf(url, sizeof url, "https://localhost:%s", port + 1);
+		}
+	}
+	if (!url[0]) {
+		sg_conf_free(conf);
+		return sg_cli_fail(
+		    "no SEAL-E reference point serving sdd in the configuration: give "
+		    "--via");
+	}
+	size_t ul = strlen(url);
+	while (ul && url[ul - 1] == '/')
+		url[--ul] = '\0';
+	snprintf(url + ul, sizeof url - ul, "/sg-sdd-ops/v1/relocations");
+	struct sg_http_client_conf hc = {
+	    .tls = {.mode = SG_TLS_MUTUAL,
+	            .cert = conf->resource.client_cert,
+	            .key = conf->resource.client_key,
+	            .ca = a->cacert ? a->cacert : conf->resource.ca},
+	    .connect_timeout_ms = 3000,
+	    .timeout_ms = a->timeout_ms + 15000,
+	    .max_response_bytes = 64 * 1024,
+	};
+	char err[512];
+	struct sg_http_client *cl = NULL;
+	json_t *req = json_pack("{s:s, s:s}", "sddFlowId", a->flow, "target", a->to);
+	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	struct sg_http_response resp = {0};
+	static const char *const H[] = {"Content-Type: application/json", NULL};
+	int rc = 0;
+	if (!body) {
+		rc = sg_cli_fail("out of memory");
+	} else if (sg_http_client_new(&hc, &cl, err, sizeof err) != SG_OK ||
+	           sg_http_client_request(cl, "POST", url, H, body, strlen(body), &resp, err,
+	                                  sizeof err) != SG_OK) {
+		rc = sg_cli_fail("relocate: %s", err);
+	} else {
+		json_t *j = json_loadb((const char *)resp.body.data, resp.body.len, 0, NULL);
+		if (resp.status == 200) {
+			char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+			if (t)
+				puts(t);
+			free(t);
+		} else {
+			const char *cause = json_string_value(json_object_get(j, "cause"));
+			const char *detail = json_string_value(json_object_get(j, "detail"));
+			rc = sg_cli_fail("flow not relocated: %ld %s: %s", resp.status,
+			                 cause ? cause : "", detail ? detail : "");
+		}
+		json_decref(j);
+	}
+	sg_http_response_free(&resp);
+	sg_http_client_free(cl);
+	free(body);
+	sg_conf_free(conf);
+	return rc;
+}
+
 int sg_cli_dd(int argc, char **argv, const struct sg_cli_global *g)
 {
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
@@ -627,6 +800,13 @@ int sg_cli_dd(int argc, char **argv, const struct sg_cli_global *g)
 		return dd_close(g, &a);
 	if (!strcmp(sub, "echo-server"))
 		return dd_echo(g, &a);
+	if (!strcmp(sub, "relocate"))
+		return dd_relocate(g, &a);
+	if (!strcmp(sub, "transmissions")) {
+		if (argc > 2)
+			return sg_cli_fail("dd transmissions takes no options ('%s')", argv[2]), 2;
+		return dd_transmissions(g);
+	}
 	fputs(USAGE, stderr);
 	return 2;
 }

@@ -1,6 +1,9 @@
 /* client/sddc.c: the SEALDD client (see sddc.h; docs/sdd-protocol.md). Signalling through the
- * HTTP client (libcurl with the TLS profile); the user plane on non-blocking OpenSSL sockets
- * driven by poll(), one loop that always reads while it writes. */
+ * HTTP client (libcurl with the TLS profile); the user plane on non-blocking OpenSSL sockets.
+ * A DATA frame's header and payload go to SSL_write from where they are, their records
+ * gathered into one writev() by the channel's write BIO; received payloads go from SSL_read
+ * straight into the buffer of the waiting sg_sddc_recv. poll() only when neither direction can
+ * move, and a sender reads whenever it has to wait, so a peer echoing back never blocks it. */
 #include "client/sddc.h"
 
 #include "base/buf.h"
@@ -20,14 +23,18 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
-#define OUT_HWM (1u << 20) /* send() pumps while more than this is queued */
-#define CHUNK   (32u << 10)
+#define OUT_HWM  (1u << 20) /* send() pumps while more than this is queued */
+#define CHUNK    (32u << 10)
+#define RD_BATCH (256u << 10) /* bytes read from a channel before its frames are taken */
+#define QCHUNK   (64u << 10)  /* a flow's queue grows by this much at most per SSL_read */
 
 /* ---- signalling ---- */
 
@@ -179,7 +186,7 @@ struct cflow {
 	char text[SG_SDD_FLOW_TEXT_LEN + 1];
 	uint64_t next_seq;
 	struct sg_sdd_dedup down;
-	struct sg_buf in;
+	struct sg_buf in; /* DATA that came while no receive of this flow was waiting */
 	size_t in_off;
 	int attached[2], attach_sent;
 	int ended;
@@ -189,8 +196,18 @@ struct cflow {
 struct cchan {
 	int fd;
 	SSL *ssl;
-	struct sg_buf out, in;
-	size_t out_off, in_off;
+	struct sg_buf out; /* what SSL_write has not taken yet */
+	size_t out_off;
+	/* the frame being received: its header, then its payload read straight to where it goes
+	 * (docs/sdd-protocol.md §6) */
+	uint8_t hdr[SG_SDD_HDR_LEN];
+	size_t hgot;
+	int in_payload;
+	struct sg_sdd_frame cur; /* the checked header (payload NULL) */
+	size_t rem;              /* payload bytes still to read */
+	struct cflow *dst;       /* DATA read to this flow (one channel: no duplicates) */
+	int drop;                /* DATA nobody takes (duplicate, unknown flow): read, discarded */
+	struct sg_buf fb;        /* a payload taken whole: control frames, URLLC DATA */
 	int dead, authed;
 	char why[200];
 };
@@ -201,8 +218,14 @@ struct sg_sddc {
 	unsigned n;
 	long timeout_ms;
 	struct cflow *flows;
+	struct cflow *last; /* the flow of the last call: its text id is compared, not decoded */
 	unsigned long long dups;
 	char *token;
+	/* the receive in progress (sg_sddc_recv): DATA of this flow is read from TLS straight
+	 * into the caller's buffer, not through the flow's queue */
+	struct cflow *rx_flow;
+	uint8_t *rx_buf;
+	size_t rx_cap, rx_got;
 };
 
 static void chan_dead(struct cchan *c, const char *why)
@@ -213,6 +236,7 @@ static void chan_dead(struct cchan *c, const char *why)
 	snprintf(c->why, sizeof c->why, "%s", why);
 }
 
+/* Queues a frame (copied) behind what waits in the channel's output. */
 static int queue_frame(struct cchan *c, uint8_t type, const uint8_t *flow, uint64_t seq,
                        const void *p, size_t n)
 {
@@ -224,6 +248,43 @@ static int queue_frame(struct cchan *c, uint8_t type, const uint8_t *flow, uint6
 	return 0;
 }
 
+/* Hands a frame to TLS: when nothing waits before it, its header and then its payload go to
+ * SSL_write from where they are (the caller's buffer, no copy); the gathering write BIO sends
+ * the header's record with the payload's in one writev() (chan_write flushes what it keeps). What
+ * OpenSSL does not take (the socket is full) is queued. -1: out of memory. */
+static int send_frame(struct cchan *c, uint8_t type, const uint8_t *flow, uint64_t seq,
+                      const void *p, size_t n)
+{
+	uint8_t hdr[SG_SDD_HDR_LEN];
+	sg_sdd_frame_header(hdr, type, (uint32_t)n, seq, flow);
+	const uint8_t *part[2] = {hdr, p};
+	size_t len[2] = {sizeof hdr, n};
+	for (int i = 0; i < 2; i++) {
+		const uint8_t *b = part[i];
+		size_t l = len[i];
+		while (l && !c->dead && c->out_off == c->out.len) {
+			int r = SSL_write(c->ssl, b, (int)l);
+			if (r > 0) {
+				b += r;
+				l -= (size_t)r;
+				continue;
+			}
+			int e = SSL_get_error(c->ssl, r);
+			if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+				chan_dead(c, "the SEALDD server closed the data channel");
+				ERR_clear_error();
+				return 0;
+			}
+			/* OpenSSL holds the first record of these bytes: the retry passes them
+			 * again from the queue (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER) */
+			break;
+		}
+		if (l && !c->dead && sg_buf_append(&c->out, b, l) != SG_OK)
+			return -1;
+	}
+	return 0;
+}
+
 static struct cflow *find_flow(struct sg_sddc *s, const uint8_t *id)
 {
 	for (struct cflow *f = s->flows; f; f = f->next)
@@ -232,13 +293,12 @@ static struct cflow *find_flow(struct sg_sddc *s, const uint8_t *id)
 	return NULL;
 }
 
+/* A whole frame other than streamed DATA (f->payload holds its payload). */
 static void handle(struct sg_sddc *s, unsigned ci, const struct sg_sdd_frame *f)
 {
 	struct cchan *c = &s->ch[ci];
 	struct cflow *fl = find_flow(s, f->flow);
 	char text[200];
-	snprintf(text, sizeof text, "%.*s", (int)(f->len < 199 ? f->len : 199),
-	         (const char *)f->payload);
 	switch (f->type) {
 	case SG_SDD_AUTH_OK:
 		c->authed = 1;
@@ -261,11 +321,23 @@ static void handle(struct sg_sddc *s, unsigned ci, const struct sg_sdd_frame *f)
 			sg_buf_reset(&fl->in);
 			fl->in_off = 0;
 		}
-		if (sg_buf_append(&fl->in, f->payload, f->len) != SG_OK)
+		const uint8_t *p = f->payload;
+		size_t n = f->len;
+		if (fl == s->rx_flow && fl->in.len == fl->in_off && s->rx_got < s->rx_cap) {
+			/* a receive is waiting and nothing is queued before this */
+			size_t k = s->rx_cap - s->rx_got < n ? s->rx_cap - s->rx_got : n;
+			memcpy(s->rx_buf + s->rx_got, p, k);
+			s->rx_got += k;
+			p += k;
+			n -= k;
+		}
+		if (n && sg_buf_append(&fl->in, p, n) != SG_OK)
 			chan_dead(c, "out of memory");
 		break;
 	case SG_SDD_END:
 	case SG_SDD_ERROR:
+		snprintf(text, sizeof text, "%.*s", (int)(f->len < 199 ? f->len : 199),
+		         (const char *)f->payload);
 		if (sg_sdd_flow_is_zero(f->flow)) {
 			chan_dead(c, text); /* channel-level: the server closes it */
 		} else if (fl && !fl->ended) {
@@ -278,60 +350,153 @@ static void handle(struct sg_sddc *s, unsigned ci, const struct sg_sdd_frame *f)
 	}
 }
 
-static void parse_in(struct sg_sddc *s, unsigned ci)
+static void frame_done(struct sg_sddc *s, unsigned ci)
 {
 	struct cchan *c = &s->ch[ci];
-	while (!c->dead) {
-		struct sg_sdd_frame f;
-		int r = sg_sdd_frame_parse((const uint8_t *)c->in.data + c->in_off,
-		                           c->in.len - c->in_off, &f);
-		if (r == 0)
-			break;
-		if (r < 0) {
-			chan_dead(c, sg_sdd_perr_str(r));
-			break;
-		}
-		handle(s, ci, &f);
-		c->in_off += (size_t)r;
-	}
-	if (c->in_off == c->in.len) {
-		sg_buf_reset(&c->in);
-		c->in_off = 0;
-	} else if (c->in_off > (1u << 20)) {
-		memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
-		c->in.len -= c->in_off;
-		c->in_off = 0;
-	}
+	c->in_payload = 0;
+	if (c->dst || c->drop)
+		return; /* streamed DATA: already where it goes */
+	c->cur.payload = c->fb.data ? (const uint8_t *)c->fb.data : (const uint8_t *)"";
+	handle(s, ci, &c->cur);
 }
 
-static void chan_read(struct sg_sddc *s, unsigned ci)
+/* A header is complete: judge it, and decide where its payload goes. */
+static void header_done(struct sg_sddc *s, unsigned ci)
 {
 	struct cchan *c = &s->ch[ci];
-	char buf[64 * 1024];
-	for (;;) {
-		int n = SSL_read(c->ssl, buf, sizeof buf);
-		if (n > 0) {
-			if (sg_buf_append(&c->in, buf, (size_t)n) != SG_OK) {
-				chan_dead(c, "out of memory");
-				return;
-			}
-			continue;
-		}
-		int e = SSL_get_error(c->ssl, n);
-		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-			break;
-		parse_in(s, ci);
-		chan_dead(c, e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL
-		                 ? "the SEALDD server closed the data channel"
-		                 : "TLS error on the data channel");
-		ERR_clear_error();
+	c->hgot = 0;
+	int r = sg_sdd_frame_parse_header(c->hdr, &c->cur);
+	if (r < 0) {
+		chan_dead(c, sg_sdd_perr_str(r));
 		return;
 	}
-	parse_in(s, ci);
+	c->rem = c->cur.len;
+	c->dst = NULL;
+	c->drop = 0;
+	sg_buf_reset(&c->fb);
+	if (c->cur.type == SG_SDD_DATA && s->n == 1) {
+		/* one channel: no copy can come from elsewhere, so the payload is streamed and
+		 * its sequence number judged now. With two (URLLC) a DATA frame is taken whole
+		 * (handle), so that a channel failing mid-frame never leaves half a frame
+		 * accepted while the other channel's copy is dropped as a duplicate. */
+		struct cflow *fl = find_flow(s, c->cur.flow);
+		if (!fl)
+			c->drop = 1;
+		else if (!sg_sdd_dedup_accept(&fl->down, c->cur.seq)) {
+			s->dups++;
+			c->drop = 1;
+		} else
+			c->dst = fl;
+	}
+	if (c->rem)
+		c->in_payload = 1;
+	else
+		frame_done(s, ci);
 }
 
-static void chan_write(struct cchan *c)
+/* Where the next payload bytes of the current frame go: a buffer with room for *want bytes
+ * (*into_rx: the waiting receive's), or NULL to stop reading (that receive is full, or out of
+ * memory). */
+static uint8_t *payload_dst(struct sg_sddc *s, struct cchan *c, size_t *want, int *into_rx)
 {
+	*into_rx = 0;
+	size_t w = c->rem < QCHUNK ? c->rem : QCHUNK;
+	if (c->dst) {
+		struct cflow *fl = c->dst;
+		if (fl->in_off && fl->in_off == fl->in.len) {
+			sg_buf_reset(&fl->in);
+			fl->in_off = 0;
+		}
+		if (fl == s->rx_flow && fl->in.len == fl->in_off) {
+			if (s->rx_got == s->rx_cap)
+				return NULL; /* the rest waits in TLS for the next receive */
+			*into_rx = 1;
+			*want = s->rx_cap - s->rx_got < c->rem ? s->rx_cap - s->rx_got : c->rem;
+			return s->rx_buf + s->rx_got;
+		}
+		if (sg_buf_reserve(&fl->in, w) != SG_OK)
+			return NULL;
+		*want = w;
+		return (uint8_t *)fl->in.data + fl->in.len;
+	}
+	if (c->drop) {
+		sg_buf_reset(&c->fb); /* scratch */
+		if (sg_buf_reserve(&c->fb, w) != SG_OK)
+			return NULL;
+		*want = w;
+		return (uint8_t *)c->fb.data;
+	}
+	if (sg_buf_reserve(&c->fb, c->rem) != SG_OK)
+		return NULL;
+	*want = c->rem;
+	return (uint8_t *)c->fb.data + c->fb.len;
+}
+
+/* Reads frames from the channel: each header (32 bytes), then its payload with SSL_read
+ * straight into the buffer of a waiting sg_sddc_recv (or the flow's queue when none waits).
+ * Stops when OpenSSL needs the socket, when the waiting receive's buffer is full (the rest
+ * stays in TLS for the next call), or after RD_BATCH bytes. Returns the bytes read. */
+static size_t chan_read(struct sg_sddc *s, unsigned ci)
+{
+	struct cchan *c = &s->ch[ci];
+	size_t total = 0;
+	while (!c->dead && total < RD_BATCH) {
+		if (s->rx_got && !c->in_payload)
+			break; /* a receive got data and a frame ended: the caller takes it now */
+		uint8_t *p;
+		size_t want;
+		int into_rx = 0;
+		if (!c->in_payload) {
+			p = c->hdr + c->hgot;
+			want = SG_SDD_HDR_LEN - c->hgot;
+		} else if (!(p = payload_dst(s, c, &want, &into_rx))) {
+			if (!(c->dst && c->dst == s->rx_flow && s->rx_got == s->rx_cap))
+				chan_dead(c, "out of memory");
+			break;
+		}
+		int n = SSL_read(c->ssl, p, (int)want);
+		if (n <= 0) {
+			int e = SSL_get_error(c->ssl, n);
+			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+				break;
+			chan_dead(c, e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL
+			                 ? "the SEALDD server closed the data channel"
+			                 : "TLS error on the data channel");
+			ERR_clear_error();
+			break;
+		}
+		total += (size_t)n;
+		if (!c->in_payload) {
+			if ((c->hgot += (size_t)n) == SG_SDD_HDR_LEN)
+				header_done(s, ci);
+			continue;
+		}
+		if (into_rx) {
+			s->rx_got += (size_t)n;
+		} else if (c->dst) {
+			c->dst->in.len += (size_t)n;
+			c->dst->in.data[c->dst->in.len] = '\0';
+		} else if (!c->drop) {
+			c->fb.len += (size_t)n;
+			c->fb.data[c->fb.len] = '\0';
+		}
+		if ((c->rem -= (size_t)n) == 0)
+			frame_done(s, ci);
+	}
+	return total;
+}
+
+/* Bytes not yet on the socket: frames queued, and records kept back by the write BIO. */
+static size_t chan_pending(const struct cchan *c)
+{
+	return c->out.len - c->out_off + (c->ssl ? BIO_wpending(SSL_get_wbio(c->ssl)) : 0);
+}
+
+/* Writes what is queued and flushes the records the write BIO keeps back. Returns 1 when
+ * bytes went out. */
+static int chan_write(struct cchan *c)
+{
+	size_t before = chan_pending(c);
 	while (!c->dead && c->out_off < c->out.len) {
 		size_t left = c->out.len - c->out_off;
 		int n = SSL_write(c->ssl, c->out.data + c->out_off,
@@ -342,15 +507,23 @@ static void chan_write(struct cchan *c)
 		}
 		int e = SSL_get_error(c->ssl, n);
 		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-			return;
+			break;
 		chan_dead(c, "the SEALDD server closed the data channel");
 		ERR_clear_error();
-		return;
+		return 1;
 	}
+	BIO *wb = c->dead ? NULL : SSL_get_wbio(c->ssl);
+	if (wb && BIO_wpending(wb) > 0 && BIO_flush(wb) <= 0 && !BIO_should_retry(wb)) {
+		chan_dead(c, "the SEALDD server closed the data channel");
+		ERR_clear_error();
+		return 1;
+	}
+	int progress = chan_pending(c) != before;
 	if (c->out_off == c->out.len) {
 		sg_buf_reset(&c->out);
 		c->out_off = 0;
 	}
+	return progress;
 }
 
 static int live(const struct sg_sddc *s)
@@ -365,25 +538,36 @@ static size_t max_out(const struct sg_sddc *s)
 {
 	size_t m = 0;
 	for (unsigned i = 0; i < s->n; i++)
-		if (!s->ch[i].dead && s->ch[i].out.len - s->ch[i].out_off > m)
-			m = s->ch[i].out.len - s->ch[i].out_off;
+		if (!s->ch[i].dead && chan_pending(&s->ch[i]) > m)
+			m = chan_pending(&s->ch[i]);
 	return m;
 }
 
-/* One round: poll up to wait_ms, read everything readable, write what is queued. */
+/* One round: write what is queued and read what is there without waiting; only when neither
+ * moved a byte, poll up to wait_ms and then read everything readable, write what is queued.
+ * Records already in OpenSSL's read-ahead buffer wake no poll(): SSL_has_pending. */
 static void pump(struct sg_sddc *s, long wait_ms)
 {
+	int moved = 0;
+	for (unsigned i = 0; i < s->n; i++) {
+		struct cchan *c = &s->ch[i];
+		if (!c->dead && chan_pending(c))
+			moved |= chan_write(c);
+		if (!c->dead)
+			moved |= chan_read(s, i) > 0;
+	}
+	if (moved)
+		return;
 	struct pollfd pf[2];
 	unsigned map[2], np = 0;
 	for (unsigned i = 0; i < s->n; i++) {
 		struct cchan *c = &s->ch[i];
 		if (c->dead)
 			continue;
-		if (SSL_pending(c->ssl) > 0) {
+		if (SSL_has_pending(c->ssl))
 			wait_ms = 0;
-		}
 		pf[np].fd = c->fd;
-		pf[np].events = POLLIN | (c->out.len > c->out_off ? POLLOUT : 0);
+		pf[np].events = POLLIN | (chan_pending(c) ? POLLOUT : 0);
 		pf[np].revents = 0;
 		map[np++] = i;
 	}
@@ -394,9 +578,9 @@ static void pump(struct sg_sddc *s, long wait_ms)
 		return;
 	for (unsigned k = 0; k < np; k++) {
 		struct cchan *c = &s->ch[map[k]];
-		if (pf[k].revents & (POLLIN | POLLHUP | POLLERR) || SSL_pending(c->ssl) > 0)
+		if (pf[k].revents & (POLLIN | POLLHUP | POLLERR) || SSL_has_pending(c->ssl))
 			chan_read(s, map[k]);
-		if (!c->dead && c->out.len > c->out_off)
+		if (!c->dead && chan_pending(c))
 			chan_write(c);
 	}
 }
@@ -451,6 +635,127 @@ static int tcp_connect(const char *host, unsigned port, long timeout_ms, char *e
 	return fd;
 }
 
+/* ---- the write side of a data channel: a gathering socket BIO ----
+ * OpenSSL writes each TLS record to its BIO separately. A DATA frame handed to SSL_write as
+ * header, then payload, is a 54-byte record and a 16 KiB one: written one by one, the first
+ * would be a packet (and a server wake-up) of its own; through BIO_f_buffer every ciphertext
+ * byte would be copied once more. This BIO keeps small records (GB_SMALL) back and sends them
+ * with the next large one in one writev(), the large one from OpenSSL's own buffer. BIO_flush
+ * sends what is kept back. */
+#define GB_SMALL 2048
+
+struct gbio {
+	int fd;
+	size_t len;
+	uint8_t b[GB_SMALL];
+};
+
+static int gbio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static int gbio_destroy(BIO *b)
+{
+	struct gbio *g = BIO_get_data(b);
+	if (g) {
+		OPENSSL_cleanse(g, sizeof *g);
+		free(g);
+	}
+	BIO_set_data(b, NULL);
+	return 1;
+}
+
+static int gbio_write(BIO *b, const char *in, int inl)
+{
+	struct gbio *g = BIO_get_data(b);
+	BIO_clear_retry_flags(b);
+	if (inl <= 0)
+		return 0;
+	if ((size_t)inl <= GB_SMALL - g->len && inl < GB_SMALL / 2) {
+		memcpy(g->b + g->len, in, (size_t)inl); /* a small record waits for company */
+		g->len += (size_t)inl;
+		return inl;
+	}
+	struct iovec v[2] = {{g->b, g->len}, {(void *)in, (size_t)inl}};
+	ssize_t n = g->len ? writev(g->fd, v, 2) : write(g->fd, in, (size_t)inl);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			BIO_set_retry_write(b);
+		return -1;
+	}
+	if ((size_t)n < g->len) { /* only part of what was kept back went */
+		memmove(g->b, g->b + n, g->len - (size_t)n);
+		g->len -= (size_t)n;
+		BIO_set_retry_write(b);
+		return -1;
+	}
+	n -= (ssize_t)g->len;
+	g->len = 0;
+	if (n == 0) {
+		BIO_set_retry_write(b);
+		return -1;
+	}
+	return (int)n;
+}
+
+static long gbio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)num;
+	(void)ptr;
+	struct gbio *g = BIO_get_data(b);
+	switch (cmd) {
+	case BIO_CTRL_WPENDING:
+		return (long)g->len;
+	case BIO_CTRL_PENDING:
+		return 0;
+	case BIO_CTRL_FLUSH:
+		BIO_clear_retry_flags(b);
+		while (g->len) {
+			ssize_t n = write(g->fd, g->b, g->len);
+			if (n < 0) {
+				if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+					BIO_set_retry_write(b);
+				return 0;
+			}
+			memmove(g->b, g->b + n, g->len - (size_t)n);
+			g->len -= (size_t)n;
+		}
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static BIO_METHOD *gbio_method;
+static pthread_once_t gbio_once = PTHREAD_ONCE_INIT;
+
+static void gbio_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sddc-gather");
+	if (m && BIO_meth_set_write(m, gbio_write) && BIO_meth_set_ctrl(m, gbio_ctrl) &&
+	    BIO_meth_set_create(m, gbio_create) && BIO_meth_set_destroy(m, gbio_destroy))
+		gbio_method = m;
+	else
+		BIO_meth_free(m);
+}
+
+/* A gathering write BIO on fd (not closed by it); NULL when out of memory. */
+static BIO *gbio_new(int fd)
+{
+	pthread_once(&gbio_once, gbio_init);
+	struct gbio *g = gbio_method ? calloc(1, sizeof *g) : NULL;
+	BIO *b = g ? BIO_new(gbio_method) : NULL;
+	if (!b) {
+		free(g);
+		return NULL;
+	}
+	g->fd = fd;
+	BIO_set_data(b, g);
+	return b;
+}
+
 static sg_err chan_open(struct sg_sddc *s, struct cchan *c, const char *host, unsigned port,
                         const char *verify_host, char *err, size_t errlen)
 {
@@ -459,9 +764,18 @@ static sg_err chan_open(struct sg_sddc *s, struct cchan *c, const char *host, un
 		return SG_ERR_IO;
 	if (!(c->ssl = SSL_new(s->ctx)))
 		return sg_fail(err, errlen, SG_ERR_TLS, "SSL_new");
-	SSL_set_fd(c->ssl, c->fd);
+	BIO *rb = BIO_new_socket(c->fd, BIO_NOCLOSE), *wb = gbio_new(c->fd);
+	if (!rb || !wb) {
+		BIO_free(rb);
+		BIO_free(wb);
+		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+	}
+	SSL_set_bio(c->ssl, rb, wb); /* the SSL owns them */
 	c->dead = 0;
 	SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* one read() per record instead of a header read and a body read; OpenSSL's default
+	 * buffer size (one record): larger, every record start moves the rest of the buffer */
+	SSL_set_read_ahead(c->ssl, 1);
 	/* R1: the SEALDD server is authenticated by its certificate: the same identity as the
 	 * SEALDD-UU signalling URL's host */
 	unsigned char ip[16];
@@ -568,6 +882,8 @@ fail:
 
 static struct cflow *flow_of(struct sg_sddc *s, const char *id, char *err, size_t errlen)
 {
+	if (s->last && id && !strcmp(s->last->text, id))
+		return s->last; /* the same flow as the last call: no base64url decoding */
 	uint8_t raw[SG_SDD_FLOW_ID_LEN];
 	if (sg_sdd_flow_from_text(id, raw) != 0) {
 		sg_fail(err, errlen, SG_ERR_INVALID, "not a sddFlowId");
@@ -576,6 +892,8 @@ static struct cflow *flow_of(struct sg_sddc *s, const char *id, char *err, size_
 	struct cflow *f = find_flow(s, raw);
 	if (!f)
 		sg_fail(err, errlen, SG_ERR_INVALID, "the flow is not attached");
+	else
+		s->last = f;
 	return f;
 }
 
@@ -628,7 +946,7 @@ sg_err sg_sddc_send(struct sg_sddc *s, const char *flow_id, const void *data, si
 		return SG_ERR_INVALID;
 	const uint8_t *p = data;
 	int64_t last_progress = sg_mono_ms();
-	while (len || max_out(s)) {
+	for (;;) {
 		if (f->ended)
 			return sg_fail(err, errlen, SG_ERR_PROTO, "%s", f->reason);
 		if (!live(s))
@@ -637,12 +955,19 @@ sg_err sg_sddc_send(struct sg_sddc *s, const char *flow_id, const void *data, si
 			size_t n = len > CHUNK ? CHUNK : len;
 			for (unsigned i = 0; i < s->n; i++)
 				if (!s->ch[i].dead &&
-				    queue_frame(&s->ch[i], SG_SDD_DATA, f->id, f->next_seq, p, n))
+				    send_frame(&s->ch[i], SG_SDD_DATA, f->id, f->next_seq, p, n))
 					return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
 			f->next_seq++;
 			p += n;
 			len -= n;
 		}
+		/* the records gathered in the write buffer go out; the socket reads only when
+		 * this has to wait (a peer echoing back must not block us) */
+		for (unsigned i = 0; i < s->n; i++)
+			if (!s->ch[i].dead && chan_pending(&s->ch[i]))
+				chan_write(&s->ch[i]);
+		if (!len && !max_out(s))
+			break;
 		size_t before = max_out(s);
 		pump(s, 200);
 		if (max_out(s) != before)
@@ -651,6 +976,8 @@ sg_err sg_sddc_send(struct sg_sddc *s, const char *flow_id, const void *data, si
 			return sg_fail(err, errlen, SG_ERR_TIMEOUT,
 			               "the SEALDD server took no data for %ld ms", s->timeout_ms);
 	}
+	if (!live(s))
+		return dead_err(s, err, errlen);
 	return SG_OK;
 }
 
@@ -680,10 +1007,22 @@ sg_err sg_sddc_recv(struct sg_sddc *s, const char *flow_id, void *buf, size_t ca
 		if (!live(s))
 			return dead_err(s, err, errlen);
 		long left = (long)(end - sg_mono_ms());
-		if (left <= 0)
+		/* nothing queued: what this pump reads for the flow lands in buf directly (a
+		 * zero-byte receive leaves it to the flow's queue, as a receive without a buffer)
+		 */
+		s->rx_flow = cap ? f : NULL;
+		s->rx_buf = buf;
+		s->rx_cap = cap;
+		s->rx_got = 0;
+		pump(s, left > 0 ? left : 0);
+		s->rx_flow = NULL;
+		if (s->rx_got) {
+			*n = s->rx_got;
+			return SG_OK;
+		}
+		if (left <= 0 && f->in.len == f->in_off && !f->ended && live(s))
 			return sg_fail(err, errlen, SG_ERR_TIMEOUT, "no data within %ld ms",
 			               timeout_ms);
-		pump(s, left);
 	}
 }
 
@@ -712,7 +1051,7 @@ sg_err sg_sddc_send_raw(struct sg_sddc *s, const void *p, size_t n, char *err, s
 	if (sg_buf_append(&s->ch[0].out, p, n) != SG_OK)
 		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
 	int64_t end = sg_mono_ms() + s->timeout_ms;
-	while (!s->ch[0].dead && s->ch[0].out.len > s->ch[0].out_off && sg_mono_ms() < end)
+	while (!s->ch[0].dead && chan_pending(&s->ch[0]) && sg_mono_ms() < end)
 		pump(s, 100);
 	return SG_OK;
 }
@@ -733,8 +1072,8 @@ void sg_sddc_close(struct sg_sddc *s)
 	for (unsigned i = 0; i < 2; i++) {
 		struct cchan *c = &s->ch[i];
 		if (c->ssl) {
-			if (!c->dead)
-				SSL_shutdown(c->ssl);
+			if (!c->dead && SSL_shutdown(c->ssl) >= 0)
+				BIO_flush(SSL_get_wbio(c->ssl)); /* close_notify, best effort */
 			c->dead = 1;
 			SSL_free(c->ssl);
 			c->ssl = NULL;
@@ -742,7 +1081,7 @@ void sg_sddc_close(struct sg_sddc *s)
 		if (c->fd >= 0)
 			close(c->fd);
 		sg_buf_wipe(&c->out); /* held the AUTH frame */
-		sg_buf_free(&c->in);
+		sg_buf_free(&c->fb);
 	}
 	while (s->flows) {
 		struct cflow *f = s->flows;
@@ -757,4 +1096,41 @@ void sg_sddc_close(struct sg_sddc *s)
 	if (s->ctx)
 		SSL_CTX_free(s->ctx);
 	free(s);
+}
+
+/* ---- SEALDD-E: where a relocated flow went (separate from the data path) ---- */
+
+int sg_sddc_relocated_to(const char *reason, char *host, size_t hostlen, unsigned *port)
+{
+	static const char code[] = "FLOW_RELOCATED: ";
+	const char *p = reason ? strstr(reason, code) : NULL;
+	if (!p || !hostlen)
+		return 0;
+	p += sizeof code - 1;
+	const char *hs = p, *he, *colon;
+	if (*p == '[') { /* [v6]:port */
+		hs = p + 1;
+		he = strchr(hs, ']');
+		if (!he || he[1] != ':')
+			return 0;
+		colon = he + 1;
+	} else {
+		colon = NULL; /* the last ':' of the first word */
+		for (const char *q = p; *q && *q != ' '; q++)
+			if (*q == ':')
+				colon = q;
+		if (!colon)
+			return 0;
+		he = colon;
+	}
+	char *end;
+	long v = strtol(colon + 1, &end, 10);
+	size_t n = (size_t)(he - hs);
+	if (end == colon + 1 || (*end && *end != ' ') || v < 1 || v > 65535 || n == 0 ||
+	    n >= hostlen)
+		return 0;
+	memcpy(host, hs, n);
+	host[n] = '\0';
+	*port = (unsigned)v;
+	return 1;
 }

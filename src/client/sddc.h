@@ -2,8 +2,8 @@
  * over SEALDD-UU signalling (`sdd-flows/v1`, HTTPS with the access token, R1) and the SEALDD-UU
  * user plane (TLS 1.3 data channels, token in the first frame, framed VAL data; two redundant
  * channels for URLLC with duplicate elimination). docs/sdd-protocol.md. One sg_sddc is used by
- * one thread; its calls block (with timeouts) and keep reading while they write, so a peer
- * echoing back never deadlocks a sender. */
+ * one thread; its calls block (with timeouts) and keep reading while they wait to write, so a
+ * peer echoing back never deadlocks a sender. */
 #ifndef SG_CLIENT_SDDC_H
 #define SG_CLIENT_SDDC_H
 
@@ -64,5 +64,12 @@ sg_err sg_sddc_send_raw(struct sg_sddc *s, const void *p, size_t n, char *err, s
 /* Duplicates dropped by the receive side (URLLC). */
 unsigned long long sg_sddc_duplicates(const struct sg_sddc *s);
 void sg_sddc_close(struct sg_sddc *s);
+
+/* SEALDD-E relocation (docs/sdd-protocol.md §7): when reason (the error of sg_sddc_recv,
+ * sg_sddc_send or sg_sddc_attach) says the flow ended with END "FLOW_RELOCATED: HOST:PORT",
+ * returns 1 with the target SEALDD server's data endpoint in host/port. The client then
+ * re-attaches there: sg_sddc_connect(c, host, port, ...) with the same token, and
+ * sg_sddc_attach() with the same sddFlowId. Otherwise returns 0. */
+int sg_sddc_relocated_to(const char *reason, char *host, size_t hostlen, unsigned *port);
 
 #endif

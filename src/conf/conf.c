@@ -76,6 +76,8 @@ struct y_km {
 struct y_sdd {
 	char *data_bind;
 	uint32_t *flow_lifetime_s;
+	char **peers;
+	unsigned peers_count;
 };
 
 struct y_conf {
@@ -188,6 +190,8 @@ static const cyaml_schema_field_t km_fields[] = {
 static const cyaml_schema_field_t sdd_fields[] = {
     STR("data_bind", OPT, struct y_sdd, data_bind),
     CYAML_FIELD_UINT_PTR("flow_lifetime_s", OPT, struct y_sdd, flow_lifetime_s),
+    CYAML_FIELD_SEQUENCE("peers", CYAML_FLAG_POINTER | OPT, struct y_sdd, peers, &str_entry, 0,
+                         CYAML_UNLIMITED),
     CYAML_FIELD_END,
 };
 
@@ -626,6 +630,21 @@ static sg_err check(struct ctx *x, const struct y_conf *y)
 	if (y->sdd && y->sdd->flow_lifetime_s &&
 	    (*y->sdd->flow_lifetime_s < 60 || *y->sdd->flow_lifetime_s > 86400))
 		return fail_path(x, "sdd.flow_lifetime_s", "must be from 60 to 86400");
+	/* SEALDD-E peers (TS 33.434 Rel-18 D3 / R4): certificate identities, as SANs are written */
+	for (unsigned i = 0; y->sdd && i < y->sdd->peers_count; i++) {
+		const char *v = y->sdd->peers[i];
+		char p[64];
+		snprintf(p, sizeof p, "sdd.peers[%u]", i);
+		if (!((!strncmp(v, "DNS:", 4) || !strncmp(v, "URI:", 4)) && v[4]) &&
+		    !(!strncmp(v, "IP:", 3) && v[3]))
+			return fail_path(x, p,
+			                 "'%s' is not a certificate identity: DNS:name, URI:uri or "
+			                 "IP:address",
+			                 v);
+		for (unsigned j = 0; j < i; j++)
+			if (!strcmp(v, y->sdd->peers[j]))
+				return fail_path(x, p, "'%s' is listed twice", v);
+	}
 	for (unsigned i = 0; i < y->reference_points_count; i++)
 		if ((e = check_refpoint(x, y, i)))
 			return e;
@@ -744,6 +763,9 @@ static int copy_conf(struct sg_conf *c, const struct y_conf *y)
 		return 0;
 	c->sdd.flow_lifetime_s =
 	    y->sdd && y->sdd->flow_lifetime_s ? *y->sdd->flow_lifetime_s : 3600;
+	if (!dup_list(&c->sdd.peers, &c->sdd.n_peers, y->sdd ? y->sdd->peers : NULL,
+	              y->sdd ? y->sdd->peers_count : 0))
+		return 0;
 	c->refpoints = calloc(y->reference_points_count, sizeof *c->refpoints);
 	if (!c->refpoints)
 		return 0;
@@ -1125,6 +1147,7 @@ void sg_conf_free(struct sg_conf *c)
 	free(c->resource.ca);
 	free(c->km.gm_url);
 	free(c->sdd.data_bind);
+	free_list(c->sdd.peers, c->sdd.n_peers);
 	free_list(c->roles, c->n_roles);
 	free((char *)c->source);
 	free(c);

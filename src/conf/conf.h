@@ -74,6 +74,10 @@ struct sg_conf_sdd {
 	                           * 127.0.0.1 when 9446 is taken (clients learn the endpoint
 	                           * from the flow answer); set: exactly there or fail */
 	unsigned flow_lifetime_s; /* default 3600 (60..86400) */
+	char **peers;             /* SEALDD-E: certificate identities (SANs, "DNS:sdd2.example.com")
+	                           * of the peer SEALDD servers that may push or pull DD contexts
+	                           * and that this server pushes to; none: SEALDD-E refused (403) */
+	unsigned n_peers;
 };
 
 struct sg_conf {

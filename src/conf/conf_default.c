@@ -76,7 +76,7 @@ const char SG_CONF_DEFAULT_YAML[] =
     "    tls:\n"
     "      mode: mutual\n"
     "    auth: mtls\n"
-    "    services: [idm, gm, km]\n"
+    "    services: [idm, gm, km, sdd]\n"
     "    # allowed_identities: [\"DNS:seal2.example.com\"]\n"
     "    # limits:\n"
     "    #   max_body_bytes: 1048576\n"
@@ -110,4 +110,8 @@ const char SG_CONF_DEFAULT_YAML[] =
     "# the lifetime of an established flow (docs/sdd-protocol.md).\n"
     "# sdd:\n"
     "#   data_bind: 127.0.0.1:9446\n"
-    "#   flow_lifetime_s: 3600            # 60..86400\n";
+    "#   flow_lifetime_s: 3600            # 60..86400\n"
+    "#   # SEALDD-E (DD context relocation, sdd-ddc/v1 on SEAL-E): the certificate identities\n"
+    "#   # of the peer SEALDD servers that may push/pull flows here and to which flows may be\n"
+    "#   # relocated. Empty (the default): SEALDD-E is refused.\n"
+    "#   peers: [\"DNS:sdd2.example.com\"]\n";

@@ -175,6 +175,402 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+static void subsc_free(struct subsc *x)
+{
+	if (!x)
+		return;
+	free(x->owner);
+	json_decref(x->body);
+	free(x);
+}
+
+/* The in-memory transmission of a TransReq (TS 29.548) requested by VAL server client_id with
+ * certificate identity: 0, 1 when req breaks the schema (chk says why), -1 out of memory. Used
+ * for a request and for a stored TransReq at start. */
+static int trans_build(const json_t *req, int urllc, const char *client_id, const char *identity,
+                       struct trans **out, struct sg_sdd_check *chk)
+{
+	struct sg_sdd_target tgt;
+	*out = NULL;
+	if (sg_sdd_transreq_validate(req, &tgt, chk) != 0)
+		return 1;
+	const json_t *tu = json_object_get(req, "valTargetId");
+	const char *uid = json_string_value(json_object_get(tu, "valUserId"));
+	const char *ueid = json_string_value(json_object_get(tu, "valUeId"));
+	struct trans *t = calloc(1, sizeof *t);
+	if (!t)
+		return -1;
+	t->svc = strdup(json_string_value(json_object_get(req, "valServiceId")));
+	t->client_id = strdup(client_id);
+	t->identity = strdup(identity);
+	t->val_user_id = dup_or_null(uid);
+	t->val_ue_id = dup_or_null(ueid);
+	t->urllc = urllc;
+	t->tgt = tgt;
+	if (!t->svc || !t->client_id || !t->identity || (uid && !t->val_user_id) ||
+	    (ueid && !t->val_ue_id)) {
+		sdd_trans_free(t);
+		return -1;
+	}
+	*out = t;
+	return 0;
+}
+
+/* Called with mu held: installs t as the transmission of its VAL service, replacing (and
+ * freeing) the earlier one: one transmission per VAL service. */
+static void trans_install_locked(struct sg_sdd *s, struct trans *t)
+{
+	struct trans **pp = &s->trans;
+	while (*pp && strcmp((*pp)->svc, t->svc) != 0)
+		pp = &(*pp)->next;
+	if (*pp && strcmp((*pp)->client_id, t->client_id) != 0)
+		sg_log_info("sdd: VAL server %s takes over VAL service %s from VAL server %s",
+		            t->client_id, t->svc, (*pp)->client_id);
+	if (*pp) {
+		t->next = (*pp)->next;
+		sdd_trans_free(*pp);
+		*pp = t;
+	} else {
+		t->next = s->trans;
+		s->trans = t;
+	}
+}
+
+static json_t *subsc_canon(const json_t *in)
+{
+	static const char *const K[] = {"events",   "valServiceId", "valTgtUe", "valServerConnInfo",
+	                                "notifUri", "suppFeat"};
+	json_t *o = json_object();
+	for (size_t i = 0; o && i < sizeof K / sizeof K[0]; i++) {
+		json_t *v = json_object_get(in, K[i]);
+		if (v && json_object_set(o, K[i], v) != 0) {
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+/* ---- durable writes (acknowledged writes survive a crash: DESIGN.md §5) ----
+ * Every create/replace/update/delete of a transmission or subscription runs on the store
+ * pool's writer and is answered only after its transaction committed (SQLite WAL,
+ * synchronous=FULL). The completion runs on the writer thread, in commit order, and applies
+ * the change to the in-memory tables there (prepared beforehand, so applying cannot fail);
+ * then the answer goes to the request's loop. A refused or failed write answers 4xx / 503 and
+ * leaves both the store and the tables as they were. */
+
+enum wop { W_TRANS, W_SUB_CREATE, W_SUB_PUT, W_SUB_PATCH, W_SUB_DELETE };
+
+struct wjob {
+	struct sg_sdd *s;
+	struct sg_http_req *r;
+	struct event *ev; /* on r's loop: the answer */
+	enum wop op;
+	char *owner;     /* the VAL server (client_id) */
+	char id[32];     /* subscription id */
+	char tt[8];      /* W_TRANS: transType */
+	char *text;      /* W_TRANS: the TransReq as stored */
+	struct trans *t; /* W_TRANS: installed once durable */
+	struct subsc *x; /* W_SUB_CREATE: installed once durable (id and body set then) */
+	json_t *body;    /* create/PUT: the canonical body; PATCH: the merge patch */
+	json_t *next;    /* create/PUT/PATCH: the body installed once durable (then the old one) */
+	const char *refpoint;
+	/* result */
+	int status;
+	const char *cause, *detail;
+	struct sg_sdd_check chk;
+	json_t *out; /* the answer's body */
+	char location[512];
+};
+
+static void wjob_free(struct wjob *j)
+{
+	if (j->ev)
+		event_free(j->ev);
+	free(j->owner);
+	free(j->text);
+	sdd_trans_free(j->t);
+	subsc_free(j->x);
+	json_decref(j->body);
+	json_decref(j->next);
+	json_decref(j->out);
+	free(j);
+}
+
+static sg_err wjob_refuse(struct wjob *j, int status, const char *cause, const char *detail)
+{
+	j->status = status;
+	j->cause = cause;
+	j->detail = detail;
+	return SG_ERR_DENIED; /* rolls the job's savepoint back */
+}
+
+/* The new canonical body of subscription j->id: PUT takes j->body; PATCH merges j->body (RFC
+ * 7396, ConnStatusSubscPatch members only) into the stored one, read in this transaction. */
+static sg_err subsc_next(struct sg_store *st, struct wjob *j)
+{
+	struct sg_store_sdd_subsc row;
+	sg_err e = sg_store_sdd_subsc_get(st, j->id, j->owner, &row);
+	if (e == SG_ERR_NOTFOUND)
+		return wjob_refuse(j, 404, "RESOURCE_NOT_FOUND", "no such subscription");
+	if (e != SG_OK)
+		return e;
+	json_t *next = NULL;
+	if (j->op == W_SUB_PUT) {
+		next = json_incref(j->body);
+	} else {
+		static const char *const PK[] = {"events", "valServiceId", "valTgtUe",
+		                                 "valServerConnInfo", "notifUri"};
+		next = json_loads(row.body, 0, NULL);
+		const char *k;
+		json_t *v;
+		json_object_foreach(j->body, k, v)
+		{
+			int known = 0;
+			for (size_t i = 0; i < sizeof PK / sizeof PK[0]; i++)
+				known |= strcmp(k, PK[i]) == 0;
+			if (!known || !next)
+				continue;
+			if (json_is_null(v))
+				json_object_del(next, k);
+			else if (json_object_set(next, k, v) != 0)
+				e = SG_ERR_NOMEM;
+		}
+	}
+	sg_store_sdd_subsc_clear(&row);
+	if (!next || e != SG_OK) {
+		json_decref(next);
+		return SG_ERR_NOMEM;
+	}
+	if (sg_sdd_subsc_validate(next, &j->chk) != 0) {
+		json_decref(next);
+		return wjob_refuse(j, 400, "INVALID_MSG_FORMAT",
+		                   "the subscription does not follow TS 29.548");
+	}
+	j->next = subsc_canon(next);
+	json_decref(next);
+	return j->next ? SG_OK : SG_ERR_NOMEM;
+}
+
+static sg_err wjob_run(struct sg_store *st, void *arg)
+{
+	struct wjob *j = arg;
+	sg_err e = SG_OK;
+	char *text = NULL;
+	switch (j->op) {
+	case W_TRANS: {
+		struct sg_store_sdd_trans row = {.val_service = j->t->svc,
+		                                 .client_id = j->t->client_id,
+		                                 .identity = j->t->identity,
+		                                 .trans_type = j->tt,
+		                                 .body = j->text};
+		if ((e = sg_store_sdd_trans_put(st, &row)) == SG_OK)
+			j->status = 200;
+		break;
+	}
+	case W_SUB_CREATE: {
+		size_t n = 0;
+		if ((e = sg_store_sdd_subsc_count(st, &n)) != SG_OK)
+			break;
+		if (n >= MAX_SUBSC) {
+			e = wjob_refuse(j, 429, "TOO_MANY_REQUESTS", "too many subscriptions");
+			break;
+		}
+		j->next = json_incref(j->body);
+		if (!(text = json_dumps(j->next, JSON_COMPACT | JSON_SORT_KEYS))) {
+			e = SG_ERR_NOMEM;
+			break;
+		}
+		for (int tries = 0; tries < 3; tries++) {
+			if ((e = sg_random_token(j->id, sizeof j->id, 16)) != SG_OK)
+				break;
+			struct sg_store_sdd_subsc row = {
+			    .subsc_id = j->id, .owner = j->owner, .body = text};
+			if ((e = sg_store_sdd_subsc_put(st, &row, 1)) != SG_ERR_EXISTS)
+				break;
+		}
+		if (e == SG_OK)
+			j->status = 201;
+		break;
+	}
+	case W_SUB_PUT:
+	case W_SUB_PATCH:
+		if ((e = subsc_next(st, j)) != SG_OK)
+			break;
+		if (!(text = json_dumps(j->next, JSON_COMPACT | JSON_SORT_KEYS))) {
+			e = SG_ERR_NOMEM;
+			break;
+		}
+		struct sg_store_sdd_subsc row = {
+		    .subsc_id = j->id, .owner = j->owner, .body = text};
+		if ((e = sg_store_sdd_subsc_put(st, &row, 0)) == SG_ERR_NOTFOUND)
+			e = wjob_refuse(j, 404, "RESOURCE_NOT_FOUND", "no such subscription");
+		else if (e == SG_OK)
+			j->status = 200;
+		break;
+	case W_SUB_DELETE:
+		e = sg_store_sdd_subsc_delete(st, j->id, j->owner);
+		if (e == SG_ERR_NOTFOUND)
+			e = wjob_refuse(j, 404, "RESOURCE_NOT_FOUND", "no such subscription");
+		else if (e == SG_OK)
+			j->status = 204;
+		break;
+	}
+	free(text);
+	/* the answer's body, prepared here so that applying the write cannot fail */
+	if (e == SG_OK && (j->op == W_SUB_CREATE || j->op == W_SUB_PUT || j->op == W_SUB_PATCH) &&
+	    !(j->out = json_deep_copy(j->next)))
+		e = SG_ERR_NOMEM;
+	if (e == SG_OK) {
+		static const char *const act[] = {"sdd.trans", "sdd.subsc.create",
+		                                  "sdd.subsc.update", "sdd.subsc.modify",
+		                                  "sdd.subsc.delete"};
+		char actor[300];
+		snprintf(actor, sizeof actor, "valserver:%s", j->owner);
+		struct sg_store_audit a = {.ts = sg_now_ms(),
+		                           .actor = actor,
+		                           .action = (char *)act[j->op],
+		                           .object = j->op == W_TRANS ? j->t->svc : j->id,
+		                           .refpoint = (char *)j->refpoint};
+		e = sg_store_audit_append(st, &a);
+	}
+	return e;
+}
+
+/* Called with mu held: the subscription id of owner, or NULL. */
+static struct subsc *subsc_find_locked(struct sg_sdd *s, const char *id, const char *owner)
+{
+	for (struct subsc *x = s->subs; x; x = x->next)
+		if (strcmp(x->id, id) == 0 && strcmp(x->owner, owner) == 0)
+			return x;
+	return NULL;
+}
+
+/* On the store writer, in commit order: applies a durable write to the tables (nothing here
+ * allocates), then hands the answer to the request's loop. */
+static void wjob_applied(sg_err rc, void *arg)
+{
+	struct wjob *j = arg;
+	struct sg_sdd *s = j->s;
+	struct subsc *gone = NULL;
+	if (j->status >= 400) {
+		/* refused: nothing was written */
+	} else if (rc != SG_OK || !j->status) {
+		sg_log_warn("sdd: a SEALDD-S write of VAL server %s failed, nothing changed: %s",
+		            j->owner, sg_store_last_error());
+		j->status = 503;
+		j->cause = "SERVICE_UNAVAILABLE";
+		j->detail = "the store is unavailable: nothing was changed";
+	} else {
+		pthread_mutex_lock(&s->mu);
+		switch (j->op) {
+		case W_TRANS:
+			sg_log_info(
+			    "sdd: VAL server %s requested %s transmission for VAL service %s",
+			    j->owner, j->tt, j->t->svc);
+			trans_install_locked(s, j->t);
+			j->t = NULL;
+			break;
+		case W_SUB_CREATE:
+			memcpy(j->x->id, j->id, sizeof j->x->id);
+			j->x->body = j->next;
+			j->next = NULL;
+			j->x->next = s->subs;
+			s->subs = j->x;
+			s->nsubs++;
+			j->x = NULL;
+			break;
+		case W_SUB_PUT:
+		case W_SUB_PATCH: {
+			/* absent: a later delete committed and was applied before */
+			struct subsc *x = subsc_find_locked(s, j->id, j->owner);
+			if (x) {
+				json_t *old = x->body;
+				x->body = j->next;
+				j->next = old;
+			}
+			break;
+		}
+		case W_SUB_DELETE: {
+			struct subsc **pp = &s->subs;
+			while (*pp && !(strcmp((*pp)->id, j->id) == 0 &&
+			                strcmp((*pp)->owner, j->owner) == 0))
+				pp = &(*pp)->next;
+			if ((gone = *pp)) {
+				*pp = gone->next;
+				s->nsubs--;
+			}
+			break;
+		}
+		}
+		pthread_mutex_unlock(&s->mu);
+	}
+	subsc_free(gone);
+	/* thread safe (evthread is on: the pool turned it on): r's loop answers */
+	event_active(j->ev, EV_TIMEOUT, 1);
+}
+
+/* On the request's loop: the answer. */
+static void wjob_reply(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct wjob *j = arg;
+	struct sg_http_req *r = j->r;
+	if (j->status >= 400) {
+		problem(r, j->status, j->cause, j->detail, j->chk.n ? &j->chk : NULL);
+	} else if (j->status == 204) {
+		sg_http_resp_status(r, 204);
+		sg_http_resp_body(r, NULL, 0, NULL);
+	} else if (j->op == W_TRANS) {
+		json_t *resp = json_pack("{s:o}", "ddServerConnInfo",
+		                         sg_sdd_conninfo(j->s->host, (unsigned)j->s->port));
+		sg_http_resp_json(r, 200, resp);
+	} else {
+		if (j->status == 201) {
+			/* TS 29.548: 201 with the URI of the new resource in Location */
+			snprintf(j->location + strlen(j->location),
+			         sizeof j->location - strlen(j->location), "/%s", j->id);
+			sg_http_resp_header(r, "Location", j->location);
+		}
+		sg_http_resp_json(r, j->status, j->out);
+		j->out = NULL;
+	}
+	wjob_free(j);
+	sg_http_req_finish(r);
+}
+
+static struct wjob *wjob_new(struct sg_sdd *s, struct sg_http_req *r, enum wop op,
+                             const char *owner)
+{
+	struct wjob *j = calloc(1, sizeof *j);
+	if (!j)
+		return NULL;
+	j->s = s;
+	j->r = r;
+	j->op = op;
+	j->refpoint = sg_http_req_refpoint(r);
+	j->ev = event_new(sg_http_req_loop(r), -1, 0, wjob_reply, j);
+	if (!j->ev || !(j->owner = strdup(owner))) {
+		wjob_free(j);
+		return NULL;
+	}
+	return j;
+}
+
+/* Queues j on the store writer; SG_HTTP_ASYNC, or the 503 answer when it cannot. */
+static enum sg_http_result wjob_submit(struct wjob *j)
+{
+	struct sg_http_req *r = j->r;
+	if (!j->s->pool ||
+	    sg_store_pool_submit(j->s->pool, wjob_run, j, wjob_applied, j, NULL) != SG_OK) {
+		wjob_free(j);
+		problem(r, 503, "SERVICE_UNAVAILABLE", "the store is unavailable", NULL);
+		return SG_HTTP_DONE;
+	}
+	return SG_HTTP_ASYNC;
+}
+
 static enum sg_http_result h_request_trans(struct sg_http_req *r, void *arg)
 {
 	struct sg_sdd *s = arg;
@@ -193,74 +589,45 @@ static enum sg_http_result h_request_trans(struct sg_http_req *r, void *arg)
 	if (!req)
 		return SG_HTTP_DONE;
 	struct sg_sdd_check chk;
-	struct sg_sdd_target tgt;
-	if (sg_sdd_transreq_validate(req, &tgt, &chk) != 0) {
-		json_decref(req);
+	struct trans *t = NULL;
+	int rc =
+	    trans_build(req, strcmp(tt, "urllc") == 0, p->client_id, p->cert_identity, &t, &chk);
+	/* stored as received (validated), so that a restart rebuilds it with trans_build */
+	char *text = rc == 0 ? json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(req);
+	if (rc > 0) {
 		problem(r, 400, "INVALID_MSG_FORMAT", "the TransReq does not follow TS 29.548",
 		        &chk);
 		return SG_HTTP_DONE;
 	}
-	const json_t *tu = json_object_get(req, "valTargetId");
-	struct trans *t = calloc(1, sizeof *t);
-	if (t) {
-		t->svc = strdup(json_string_value(json_object_get(req, "valServiceId")));
-		t->client_id = strdup(p->client_id);
-		t->identity = strdup(p->cert_identity);
-		t->val_user_id = dup_or_null(json_string_value(json_object_get(tu, "valUserId")));
-		t->val_ue_id = dup_or_null(json_string_value(json_object_get(tu, "valUeId")));
-		t->urllc = strcmp(tt, "urllc") == 0;
-		t->tgt = tgt;
-	}
-	json_decref(req);
-	if (!t || !t->svc || !t->client_id || !t->identity) {
+	struct wjob *j = rc == 0 && text ? wjob_new(s, r, W_TRANS, p->client_id) : NULL;
+	if (!j) {
 		sdd_trans_free(t);
+		free(text);
 		problem(r, 503, "SERVICE_UNAVAILABLE", "out of memory", NULL);
 		return SG_HTTP_DONE;
 	}
+	j->t = t;
+	j->text = text;
+	snprintf(j->tt, sizeof j->tt, "%s", tt);
 	/* D2: only a VAL server registered for the VAL service may have its data relayed (the
 	 * registry snapshot, refreshed off the loops when the store's generation changes) */
 	pthread_mutex_lock(&s->mu);
 	const char *why = NULL;
-	if (sdd_vals_serves_locked(s, t->client_id, t->svc, &why) != 0) {
-		pthread_mutex_unlock(&s->mu);
-		sdd_trans_free(t);
+	int serves = sdd_vals_serves_locked(s, t->client_id, t->svc, &why);
+	pthread_mutex_unlock(&s->mu);
+	if (serves != 0) {
+		wjob_free(j);
 		problem(r, 403, "OPERATION_NOT_ALLOWED", why, NULL);
 		return SG_HTTP_DONE;
 	}
 	/* one transmission per VAL service: the latest request of a VAL server registered for it
-	 * replaces the earlier one (flows already established keep their relay) */
-	struct trans **pp = &s->trans;
-	while (*pp && strcmp((*pp)->svc, t->svc) != 0)
-		pp = &(*pp)->next;
-	if (*pp && strcmp((*pp)->client_id, t->client_id) != 0)
-		sg_log_info("sdd: VAL server %s takes over VAL service %s from VAL server %s",
-		            t->client_id, t->svc, (*pp)->client_id);
-	if (*pp) {
-		t->next = (*pp)->next;
-		sdd_trans_free(*pp);
-		*pp = t;
-	} else {
-		t->next = s->trans;
-		s->trans = t;
-	}
-	sg_log_info("sdd: VAL server %s requested %s transmission for VAL service %s", t->client_id,
-	            tt, t->svc);
-	pthread_mutex_unlock(&s->mu);
-	json_t *resp =
-	    json_pack("{s:o}", "ddServerConnInfo", sg_sdd_conninfo(s->host, (unsigned)s->port));
-	sg_http_resp_json(r, 200, resp);
-	return SG_HTTP_DONE;
+	 * replaces the earlier one (flows already established keep their relay); answered once
+	 * stored */
+	return wjob_submit(j);
 }
 
 /* ---- HTTP: connection status subscriptions ---- */
-
-static const struct subsc *subsc_find_locked(struct sg_sdd *s, const char *id, const char *owner)
-{
-	for (struct subsc *x = s->subs; x; x = x->next)
-		if (strcmp(x->id, id) == 0 && strcmp(x->owner, owner) == 0)
-			return x;
-	return NULL;
-}
 
 static int val_server_of(struct sg_http_req *r, const struct sg_principal **out)
 {
@@ -271,28 +638,6 @@ static int val_server_of(struct sg_http_req *r, const struct sg_principal **out)
 	}
 	*out = p;
 	return 0;
-}
-
-static json_t *subsc_canon(const json_t *in)
-{
-	static const char *const K[] = {"events",   "valServiceId", "valTgtUe", "valServerConnInfo",
-	                                "notifUri", "suppFeat"};
-	json_t *o = json_object();
-	for (size_t i = 0; o && i < sizeof K / sizeof K[0]; i++) {
-		json_t *v = json_object_get(in, K[i]);
-		if (v)
-			json_object_set(o, K[i], v);
-	}
-	return o;
-}
-
-static void subsc_location(struct sg_http_req *r, const char *id)
-{
-	const char *host = sg_http_req_header(r, "host");
-	char loc[512];
-	snprintf(loc, sizeof loc, "https://%s/sdd-trans/v1/subscriptions/%s",
-	         host ? host : "localhost", id);
-	sg_http_resp_header(r, "Location", loc);
 }
 
 static enum sg_http_result h_subsc_create(struct sg_http_req *r, void *arg)
@@ -311,38 +656,24 @@ static enum sg_http_result h_subsc_create(struct sg_http_req *r, void *arg)
 		        "the ConnStatusSubsc does not follow TS 29.548", &chk);
 		return SG_HTTP_DONE;
 	}
-	struct subsc *x = calloc(1, sizeof *x);
-	if (x) {
-		x->owner = strdup(p->client_id);
-		x->body = subsc_canon(body);
+	struct wjob *j = wjob_new(s, r, W_SUB_CREATE, p->client_id);
+	if (j) {
+		j->body = subsc_canon(body);
+		j->x = calloc(1, sizeof *j->x);
+		if (j->x)
+			j->x->owner = strdup(p->client_id);
 	}
 	json_decref(body);
-	if (!x || !x->owner || !x->body || sg_random_token(x->id, sizeof x->id, 16) != SG_OK) {
-		if (x) {
-			free(x->owner);
-			json_decref(x->body);
-		}
-		free(x);
+	if (!j || !j->body || !j->x || !j->x->owner) {
+		if (j)
+			wjob_free(j);
 		problem(r, 503, "SERVICE_UNAVAILABLE", "out of memory", NULL);
 		return SG_HTTP_DONE;
 	}
-	pthread_mutex_lock(&s->mu);
-	if (s->nsubs >= MAX_SUBSC) {
-		pthread_mutex_unlock(&s->mu);
-		free(x->owner);
-		json_decref(x->body);
-		free(x);
-		problem(r, 429, "TOO_MANY_REQUESTS", "too many subscriptions", NULL);
-		return SG_HTTP_DONE;
-	}
-	x->next = s->subs;
-	s->subs = x;
-	s->nsubs++;
-	json_t *out = json_deep_copy(x->body);
-	pthread_mutex_unlock(&s->mu);
-	subsc_location(r, x->id);
-	sg_http_resp_json(r, 201, out);
-	return SG_HTTP_DONE;
+	const char *host = sg_http_req_header(r, "host");
+	snprintf(j->location, sizeof j->location, "https://%s/sdd-trans/v1/subscriptions",
+	         host ? host : "localhost");
+	return wjob_submit(j);
 }
 
 static enum sg_http_result h_subsc_get(struct sg_http_req *r, void *arg)
@@ -364,13 +695,19 @@ static enum sg_http_result h_subsc_get(struct sg_http_req *r, void *arg)
 	return SG_HTTP_DONE;
 }
 
-/* PUT (replace) and PATCH (RFC 7396 merge patch, ConnStatusSubscPatch members only). */
-static enum sg_http_result subsc_change(struct sg_http_req *r, struct sg_sdd *s, int patch)
+/* PUT (replace), PATCH (RFC 7396 merge patch, ConnStatusSubscPatch members only) and DELETE.
+ * The stored subscription is read, checked and written in one transaction on the writer. */
+static enum sg_http_result subsc_change(struct sg_http_req *r, struct sg_sdd *s, enum wop op)
 {
 	const struct sg_principal *p;
 	if (val_server_of(r, &p))
 		return SG_HTTP_DONE;
-	if (patch) {
+	const char *id = sg_http_req_param(r, "subscriptionId");
+	if (!id || strlen(id) >= sizeof((struct wjob *)0)->id) {
+		problem(r, 404, "RESOURCE_NOT_FOUND", "no such subscription", NULL);
+		return SG_HTTP_DONE;
+	}
+	if (op == W_SUB_PATCH) {
 		const char *ct = sg_http_req_header(r, "content-type");
 		if (!ct || strncasecmp(ct, "application/merge-patch+json", 28) != 0) {
 			problem(r, 415, "UNSUPPORTED_MEDIA_TYPE",
@@ -378,111 +715,135 @@ static enum sg_http_result subsc_change(struct sg_http_req *r, struct sg_sdd *s,
 			return SG_HTTP_DONE;
 		}
 	}
-	json_t *body = sg_http_req_json(r);
-	if (!body)
+	json_t *body = NULL;
+	if (op != W_SUB_DELETE && !(body = sg_http_req_json(r)))
 		return SG_HTTP_DONE;
-	const char *id = sg_http_req_param(r, "subscriptionId");
-	pthread_mutex_lock(&s->mu);
-	struct subsc *x = (struct subsc *)subsc_find_locked(s, id, p->client_id);
-	if (!x) {
-		pthread_mutex_unlock(&s->mu);
-		json_decref(body);
-		problem(r, 404, "RESOURCE_NOT_FOUND", "no such subscription", NULL);
-		return SG_HTTP_DONE;
-	}
-	json_t *next = NULL;
 	struct sg_sdd_check chk = {0};
-	if (patch) {
-		static const char *const PK[] = {"events", "valServiceId", "valTgtUe",
-		                                 "valServerConnInfo", "notifUri"};
-		next = json_deep_copy(x->body);
-		const char *k;
-		json_t *v;
-		int okp = json_is_object(body) && next;
-		json_object_foreach(body, k, v)
-		{
-			int known = 0;
-			for (size_t i = 0; i < sizeof PK / sizeof PK[0]; i++)
-				known |= strcmp(k, PK[i]) == 0;
-			if (!known)
-				continue;
-			if (json_is_null(v))
-				json_object_del(next, k);
-			else
-				json_object_set(next, k, v);
-		}
-		if (!okp) {
-			json_decref(next);
-			next = NULL;
-			chk.n = 1;
-			snprintf(chk.v[0].param, sizeof chk.v[0].param, "/");
-			snprintf(chk.v[0].reason, sizeof chk.v[0].reason, "must be a JSON object");
-		}
-	} else {
-		next = json_incref(body);
+	if (op == W_SUB_PATCH && !json_is_object(body)) {
+		chk.n = 1;
+		snprintf(chk.v[0].param, sizeof chk.v[0].param, "/");
+		snprintf(chk.v[0].reason, sizeof chk.v[0].reason, "must be a JSON object");
 	}
-	json_decref(body);
-	if (!next || sg_sdd_subsc_validate(next, &chk) != 0) {
-		pthread_mutex_unlock(&s->mu);
-		json_decref(next);
+	if (chk.n || (op == W_SUB_PUT && sg_sdd_subsc_validate(body, &chk) != 0)) {
+		json_decref(body);
 		problem(r, 400, "INVALID_MSG_FORMAT", "the subscription does not follow TS 29.548",
 		        &chk);
 		return SG_HTTP_DONE;
 	}
-	json_t *canon = subsc_canon(next);
-	json_decref(next);
-	if (!canon) {
-		pthread_mutex_unlock(&s->mu);
+	struct wjob *j = wjob_new(s, r, op, p->client_id);
+	if (j) {
+		snprintf(j->id, sizeof j->id, "%s", id);
+		j->body = op == W_SUB_PUT ? subsc_canon(body) : json_incref(body);
+	}
+	json_decref(body);
+	if (!j || (op != W_SUB_DELETE && !j->body)) {
+		if (j)
+			wjob_free(j);
 		problem(r, 503, "SERVICE_UNAVAILABLE", "out of memory", NULL);
 		return SG_HTTP_DONE;
 	}
-	json_decref(x->body);
-	x->body = canon;
-	json_t *out = json_deep_copy(canon);
-	pthread_mutex_unlock(&s->mu);
-	sg_http_resp_json(r, 200, out);
-	return SG_HTTP_DONE;
+	return wjob_submit(j);
 }
 
 static enum sg_http_result h_subsc_put(struct sg_http_req *r, void *arg)
 {
-	return subsc_change(r, arg, 0);
+	return subsc_change(r, arg, W_SUB_PUT);
 }
 
 static enum sg_http_result h_subsc_patch(struct sg_http_req *r, void *arg)
 {
-	return subsc_change(r, arg, 1);
+	return subsc_change(r, arg, W_SUB_PATCH);
 }
 
 static enum sg_http_result h_subsc_delete(struct sg_http_req *r, void *arg)
 {
-	struct sg_sdd *s = arg;
-	const struct sg_principal *p;
-	if (val_server_of(r, &p))
-		return SG_HTTP_DONE;
-	const char *id = sg_http_req_param(r, "subscriptionId");
-	pthread_mutex_lock(&s->mu);
-	struct subsc **pp = &s->subs;
-	while (*pp && !(strcmp((*pp)->id, id) == 0 && strcmp((*pp)->owner, p->client_id) == 0))
-		pp = &(*pp)->next;
-	struct subsc *x = *pp;
-	if (x) {
-		*pp = x->next;
-		s->nsubs--;
+	return subsc_change(r, arg, W_SUB_DELETE);
+}
+
+/* ---- state at start: what the store holds (sdd_state_load) ---- */
+
+sg_err sdd_state_load(struct sg_sdd *s, struct sg_store *st, char *err, size_t errlen)
+{
+	struct sg_store_sdd_trans *tv = NULL;
+	struct sg_store_sdd_subsc *sv = NULL;
+	size_t tn = 0, sn = 0, ntrans = 0, skipped = 0;
+	sg_err e = sg_store_sdd_trans_list(st, &tv, &tn);
+	if (e == SG_OK)
+		e = sg_store_sdd_subsc_list(st, NULL, &sv, &sn);
+	if (e != SG_OK) {
+		sg_store_sdd_trans_list_free(tv, tn);
+		return sg_fail(err, errlen, e, "sdd: loading transmissions and subscriptions: %s",
+		               sg_store_last_error());
 	}
-	pthread_mutex_unlock(&s->mu);
-	if (!x) {
-		problem(r, 404, "RESOURCE_NOT_FOUND", "no such subscription", NULL);
-		return SG_HTTP_DONE;
+	for (size_t i = 0; e == SG_OK && i < tn; i++) {
+		json_t *req = json_loads(tv[i].body, 0, NULL);
+		struct sg_sdd_check chk;
+		struct trans *t = NULL;
+		int rc = req ? trans_build(req, strcmp(tv[i].trans_type, "urllc") == 0,
+		                           tv[i].client_id, tv[i].identity, &t, &chk)
+		             : 1;
+		json_decref(req);
+		if (rc < 0) {
+			e = sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+		} else if (rc > 0 || strcmp(t->svc, tv[i].val_service) != 0) {
+			/* written by hand, not by sealguard: it authorizes nothing */
+			sg_log_warn(
+			    "sdd: the stored transmission for VAL service %s is not a valid "
+			    "TransReq; ignored",
+			    tv[i].val_service);
+			sdd_trans_free(t);
+			skipped++;
+		} else {
+			trans_install_locked(s, t);
+			ntrans++;
+		}
 	}
-	free(x->owner);
-	json_decref(x->body);
-	free(x);
-	sg_http_resp_status(r, 204);
-	return SG_HTTP_DONE;
+	for (size_t i = 0; e == SG_OK && i < sn; i++) {
+		json_t *b = json_loads(sv[i].body, 0, NULL);
+		struct sg_sdd_check chk;
+		if (!b || sg_sdd_subsc_validate(b, &chk) != 0 ||
+		    strlen(sv[i].subsc_id) >= sizeof s->subs->id) {
+			sg_log_warn(
+			    "sdd: the stored subscription %s is not a valid ConnStatusSubsc; "
+			    "ignored",
+			    sv[i].subsc_id);
+			json_decref(b);
+			skipped++;
+			continue;
+		}
+		struct subsc *x = calloc(1, sizeof *x);
+		if (!x || !(x->owner = strdup(sv[i].owner))) {
+			free(x);
+			json_decref(b);
+			e = sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+			break;
+		}
+		snprintf(x->id, sizeof x->id, "%s", sv[i].subsc_id);
+		x->body = b;
+		x->next = s->subs;
+		s->subs = x;
+		s->nsubs++;
+	}
+	if (e == SG_OK)
+		sg_log_info("sdd: %zu transmissions and %zu subscriptions loaded%s", ntrans,
+		            s->nsubs, skipped ? " (some ignored, see above)" : "");
+	sg_store_sdd_trans_list_free(tv, tn);
+	sg_store_sdd_subsc_list_free(sv, sn);
+	return e;
 }
 
 /* ---- HTTP: SEALDD-UU flow signalling (docs/sdd-protocol.md §2) ---- */
+
+/* Called with mu held: 1 when the registry still lets t's VAL server relay its VAL service
+ * (registered, enabled, serving it, with the certificate identity that requested it). */
+static int trans_authorized_locked(const struct sg_sdd *s, const struct trans *t)
+{
+	const char *why = NULL;
+	if (sdd_vals_serves_locked(s, t->client_id, t->svc, &why) != 0)
+		return 0;
+	const struct sg_store_valserver *v = sg_store_vals_find(s->vals, t->client_id);
+	return v && v->identity && strcmp(v->identity, t->identity) == 0;
+}
 
 static json_t *flow_json(const struct sg_sdd *s, const struct sg_sdd_flow *f)
 {
@@ -532,6 +893,13 @@ static enum sg_http_result h_flow_create(struct sg_http_req *r, void *arg)
 	if (!t) {
 		status = 404, cause = "TRANSMISSION_NOT_REQUESTED";
 		detail = "no VAL server requested SEALDD transmission for this VAL service";
+	} else if (!trans_authorized_locked(s, t)) {
+		/* D2 at every flow, not only at request-trans: a transmission (also one loaded from
+		 * the store) whose VAL server was since removed, disabled, unregistered for the VAL
+		 * service or registered with another certificate identity authorizes nothing */
+		status = 404, cause = "TRANSMISSION_NOT_REQUESTED";
+		detail = "the VAL server that requested transmission for this VAL service is no "
+		         "longer registered for it";
 	} else if (t->val_ue_id || (t->val_user_id && (!uid || strcmp(uid, t->val_user_id) != 0))) {
 		/* TransReq.valTargetId limits the transmission to one VAL user (a valUeId target
 		 * cannot be proven by a token, which carries VAL user ids only) */
@@ -643,6 +1011,8 @@ sg_err sg_sdd_mount(struct sg_sdd *s, struct sg_router *rt, const struct sg_conf
 		for (size_t i = 0; e == SG_OK && i < sizeof R / sizeof R[0]; i++)
 			e = sg_policy_route(rt, R[i].m, R[i].t, SG_SDD_AUDIENCE, SG_SDD_SCOPE,
 			                    R[i].h, s);
+	} else if (rp->auth_mode == SG_AUTH_MTLS) {
+		e = sdd_ddc_mount(s, rt, rp, err, errlen); /* SEALDD-E = SEAL-E (D3, R4) */
 	} else if (rp->auth_mode == SG_AUTH_BEARER) {
 		/* SEALDD-UU = SEAL-UU (G6, D3, R1) */
 		e = sg_policy_route(rt, "POST", "/sdd-flows/v1/flows", SG_SDD_AUDIENCE,

@@ -84,6 +84,7 @@ struct subsc {
 };
 
 struct chan;
+struct pconn;
 
 /* Runtime state of a flow, owned by the data plane (tgt/identity/... set at creation). */
 struct frt {
@@ -91,8 +92,8 @@ struct frt {
 	struct sg_sdd_flow *f;
 	struct sg_sdd_target tgt;
 	char *identity, *owner, *val_user_id;
-	struct bufferevent *vb;
-	int vstate; /* 0 none, 1 connecting, 2 up */
+	struct pconn *vc; /* the relay's TLS connection (plane.c) */
+	int vstate;       /* 0 none, 1 connecting, 2 up */
 	int ended;
 	int up_blocked, down_blocked;
 	struct chan *ch[2];
@@ -105,7 +106,7 @@ struct frt {
 struct chan {
 	struct sg_sdd *s;
 	struct chan *prev, *next;
-	struct bufferevent *bev;
+	struct pconn *pc; /* the channel's TLS connection (plane.c) */
 	char *sub;
 	char *token; /* secret: wiped on change and close */
 	int64_t exp_ms, next_check_ms;
@@ -165,6 +166,7 @@ struct sg_sdd {
 	struct sg_store_vals *vals; /* under mu */
 	atomic_int vals_busy;
 	int64_t next_vals_ms; /* data plane thread only */
+	struct sdd_ddc *ddc;  /* SEALDD-E: DD context relocation (ddc.c) */
 };
 
 void sdd_notify_locked(struct sg_sdd *s, const struct frt *rt, const char *event);
@@ -180,5 +182,15 @@ void sdd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
 void sdd_chan_free(struct chan *c);
 void sdd_tick_cb(evutil_socket_t fd, short what, void *arg);
 void sdd_trans_free(struct trans *t);
+/* SEALDD-E (ddc.c, docs/sdd-protocol.md §7): created in sg_sdd_new, its relocation thread
+ * started in sg_sdd_start, freed (thread joined) in sg_sdd_free; routes on auth mtls. */
+struct sdd_ddc;
+sg_err sdd_ddc_new(struct sg_sdd *s, char *err, size_t errlen);
+sg_err sdd_ddc_start(struct sg_sdd *s, char *err, size_t errlen);
+void sdd_ddc_free(struct sg_sdd *s);
+sg_err sdd_ddc_mount(struct sg_sdd *s, struct sg_router *rt, const struct sg_conf_refpoint *rp,
+                     char *err, size_t errlen);
+/* Loads the stored transmissions and subscriptions into the tables (api.c; at start). */
+sg_err sdd_state_load(struct sg_sdd *s, struct sg_store *st, char *err, size_t errlen);
 
 #endif

@@ -1,27 +1,279 @@
 /* sdd/plane.c: the SEALDD-UU user plane (framed TLS 1.3 data channels) and the SEALDD-S relay
- * to VAL servers, on the data plane thread (internal.h). */
+ * to VAL servers, on the data plane thread (internal.h).
+ *
+ * Both kinds of connection drive OpenSSL directly on their non-blocking sockets with libevent
+ * events (struct pconn), as net/conn.c does for HTTP: read-ahead (one read() per record, not a
+ * header read and a body read), frames parsed in place in the channel's input buffer, and what
+ * one side reads written to the other at once, from that buffer, with SSL_write. Bytes are
+ * queued (copied) only when the other socket cannot take them, and a write event is armed only
+ * then. A downlink DATA frame (header + payload) is one contiguous SSL_write of at most two full
+ * TLS records. docs/performance.md "SEALDD" has the measurements behind this. */
 #include "sdd/internal.h"
+
+#include <openssl/err.h>
+
+#define RECORD  16384u                        /* TLS plaintext per record */
+#define DCHUNK  (2 * RECORD - SG_SDD_HDR_LEN) /* downlink payload: frame = 2 records */
+#define IBUF    (SG_SDD_HDR_LEN + SG_SDD_MAX_PAYLOAD + 2 * RECORD) /* channel input */
+#define RBUDGET (1u << 20) /* bytes read per callback before other connections get a turn */
+#define CLOSE_S 2          /* an ERROR frame's flush before the channel is closed anyway */
+
+/* One TLS connection of the data plane: a SEALDD-UU data channel or a relay to a VAL server. */
+struct pconn {
+	evutil_socket_t fd;
+	SSL *ssl;
+	struct event *rev, *wev;    /* persistent; wev armed only while bytes wait in `out` */
+	struct event *tmo;          /* deadline: handshake/AUTH, relay connect, close flush */
+	struct evbuffer *out;       /* what the socket could not take yet */
+	const struct timeval *wtmo; /* write stall bound (relay): no write progress in this long */
+	uint8_t *ib;                /* channel input: frames parsed in place; NULL when empty */
+	size_t ioff, ilen;
+	struct evdns_getaddrinfo_request *dnsreq; /* relay: resolving */
+	int up;                                   /* handshake done */
+	int connecting;                           /* relay: TCP connect in progress */
+	int rd_on, wr_on;
+	int rd_on_w; /* SSL_read wants the socket writable */
+	int wr_on_r; /* SSL_write wants the socket readable */
+	int in_read; /* a read of this connection is on the stack (no re-entry) */
+	int dead;    /* closed or failed: the connection's own callback frees it */
+};
+
+static const struct timeval VAL_STALL = {VAL_TIMEOUT_S, 0};
+/* the downlink frame being built: header, then up to DCHUNK bytes read from a relay */
+static _Thread_local uint8_t dbuf[SG_SDD_HDR_LEN + DCHUNK];
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static struct pconn *pc_new(void)
+{
+	struct pconn *pc = calloc(1, sizeof *pc);
+	if (pc && !(pc->out = evbuffer_new())) {
+		free(pc);
+		return NULL;
+	}
+	if (pc)
+		pc->fd = -1;
+	return pc;
+}
+
+/* Binds fd and ssl (both owned from now on) to pc, with cb as the callback of its events. */
+static int pc_bind(struct sg_sdd *s, struct pconn *pc, evutil_socket_t fd, SSL *ssl,
+                   event_callback_fn cb, void *arg)
+{
+	pc->fd = fd;
+	pc->ssl = ssl;
+	evutil_make_socket_nonblocking(fd);
+	if (SSL_set_fd(ssl, (int)fd) != 1)
+		return -1;
+	/* RELEASE_BUFFERS keeps an idle connection small; read-ahead makes one read() take what
+	 * the socket holds up to one full record (instead of a header read and a body read per
+	 * record). The buffer stays at OpenSSL's default size, one record: before each record
+	 * OpenSSL moves the bytes still buffered after it to the front, so a 64 KiB buffer
+	 * moved tens of KiB per record (the data plane's largest memmove at 64 flows). */
+	SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+	                      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_set_read_ahead(ssl, 1);
+	pc->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, cb, arg);
+	pc->wev = event_new(s->base, fd, EV_WRITE | EV_PERSIST, cb, arg);
+	if (!pc->tmo)
+		pc->tmo = evtimer_new(s->base, cb, arg);
+	return pc->rev && pc->wev && pc->tmo ? 0 : -1;
+}
+
+static void pc_free(struct pconn *pc)
+{
+	if (!pc)
+		return;
+	if (pc->dnsreq)
+		evdns_getaddrinfo_cancel(pc->dnsreq); /* its callback sees EVUTIL_EAI_CANCEL */
+	if (pc->rev)
+		event_free(pc->rev);
+	if (pc->wev)
+		event_free(pc->wev);
+	if (pc->tmo)
+		event_free(pc->tmo);
+	if (pc->ssl)
+		SSL_free(pc->ssl);
+	if (pc->fd >= 0)
+		evutil_closesocket(pc->fd);
+	evbuffer_free(pc->out);
+	free(pc->ib);
+	free(pc);
+}
+
+static void pc_read_on(struct pconn *pc, int on)
+{
+	if (!pc->rev || on == pc->rd_on)
+		return;
+	pc->rd_on = on;
+	if (on)
+		event_add(pc->rev, NULL);
+	else
+		event_del(pc->rev);
+}
+
+static void pc_write_on(struct pconn *pc, int on)
+{
+	if (!pc->wev || on == pc->wr_on)
+		return;
+	pc->wr_on = on;
+	if (on)
+		event_add(pc->wev, pc->up ? pc->wtmo : NULL);
+	else
+		event_del(pc->wev);
+}
+
+/* A fatal error found outside the connection's own callback: mark it and let the callback,
+ * run from the loop, tear it down. */
+static void pc_fail(struct pconn *pc)
+{
+	ERR_clear_error();
+	if (pc->dead)
+		return;
+	pc->dead = 1;
+	if (pc->wev)
+		event_active(pc->wev, EV_WRITE, 0);
+}
+
+/* Writes what is queued. Returns 1 when bytes went out, 0 when none, -1 on failure. */
+static int pc_flush(struct pconn *pc)
+{
+	int progress = 0;
+	if (!pc->up)
+		return 0;
+	pc->wr_on_r = 0;
+	while (!pc->dead) {
+		size_t left = evbuffer_get_length(pc->out);
+		if (!left)
+			break;
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(pc->out, -1, NULL, &v, 1) < 1)
+			break;
+		size_t n = v.iov_len;
+		if (n < RECORD && left > n) {
+			/* small pieces (frame headers, short frames) go out as one record */
+			n = left < RECORD ? left : RECORD;
+			if (!(v.iov_base = evbuffer_pullup(pc->out, (ev_ssize_t)n))) {
+				pc_fail(pc);
+				return -1;
+			}
+		}
+		int r = SSL_write(pc->ssl, v.iov_base, (int)(n > MAX_IO ? MAX_IO : n));
+		if (r > 0) {
+			evbuffer_drain(pc->out, (size_t)r);
+			progress = 1;
+			continue;
+		}
+		int e = SSL_get_error(pc->ssl, r);
+		if (e == SSL_ERROR_WANT_WRITE)
+			break;
+		if (e == SSL_ERROR_WANT_READ) {
+			pc->wr_on_r = 1;
+			pc_read_on(pc, 1);
+			break;
+		}
+		pc_fail(pc);
+		return -1;
+	}
+	int want = evbuffer_get_length(pc->out) && !pc->wr_on_r;
+	if (want && progress && pc->wr_on && pc->wtmo)
+		event_add(pc->wev, pc->wtmo); /* progress: the stall bound starts again */
+	pc_write_on(pc, want);
+	return progress;
+}
+
+/* Sends n bytes: straight through SSL_write when nothing is queued, the rest queued. */
+static void pc_write(struct pconn *pc, const void *p, size_t n)
+{
+	if (pc->dead || !n)
+		return;
+	const uint8_t *b = p;
+	if (pc->up && !pc->wr_on_r && !evbuffer_get_length(pc->out)) {
+		while (n) {
+			int r = SSL_write(pc->ssl, b, (int)(n > MAX_IO ? MAX_IO : n));
+			if (r > 0) {
+				b += r;
+				n -= (size_t)r;
+				continue;
+			}
+			int e = SSL_get_error(pc->ssl, r);
+			if (e == SSL_ERROR_WANT_READ) {
+				pc->wr_on_r = 1;
+				pc_read_on(pc, 1);
+			} else if (e != SSL_ERROR_WANT_WRITE) {
+				pc_fail(pc);
+				return;
+			}
+			break;
+		}
+		if (!n)
+			return;
+	}
+	/* after WANT_WRITE OpenSSL holds the first record of these bytes: the retry writes
+	 * them again from the queue (ACCEPT_MOVING_WRITE_BUFFER) */
+	if (evbuffer_add(pc->out, b, n) != 0) {
+		pc_fail(pc);
+		return;
+	}
+	if (pc->up && !pc->wr_on_r)
+		pc_write_on(pc, 1); /* (while connecting, the handshake owns the write event) */
+}
+
+static size_t pc_queued(const struct pconn *pc)
+{
+	return pc ? evbuffer_get_length(pc->out) : 0;
+}
+
+/* Handshake step: 1 done, 0 in progress, -1 failed. */
+static int pc_handshake(struct pconn *pc)
+{
+	int r = SSL_do_handshake(pc->ssl);
+	if (r == 1) {
+		pc->up = 1;
+		pc_write_on(pc, 0);
+		return 1;
+	}
+	int e = SSL_get_error(pc->ssl, r);
+	if (e == SSL_ERROR_WANT_READ) {
+		pc_write_on(pc, 0);
+		pc_read_on(pc, 1);
+		return 0;
+	}
+	if (e == SSL_ERROR_WANT_WRITE) {
+		pc_write_on(pc, 1);
+		return 0;
+	}
+	ERR_clear_error();
+	return -1;
+}
 
 /* ---- data plane: frames out ---- */
 
-static void send_frame(struct bufferevent *bev, uint8_t type, const uint8_t *flow, uint64_t seq,
+static void send_frame(struct pconn *pc, uint8_t type, const uint8_t *flow, uint64_t seq,
                        const void *p, size_t n)
 {
-	uint8_t hdr[SG_SDD_HDR_LEN];
-	sg_sdd_frame_header(hdr, type, (uint32_t)n, seq, flow);
-	struct evbuffer *out = bufferevent_get_output(bev);
-	evbuffer_add(out, hdr, sizeof hdr);
-	if (n)
-		evbuffer_add(out, p, n);
+	uint8_t f[SG_SDD_HDR_LEN + 256];
+	sg_sdd_frame_header(f, type, (uint32_t)n, seq, flow);
+	if (n <= sizeof f - SG_SDD_HDR_LEN) {
+		if (n)
+			memcpy(f + SG_SDD_HDR_LEN, p, n);
+		pc_write(pc, f, SG_SDD_HDR_LEN + n); /* one record */
+		return;
+	}
+	pc_write(pc, f, SG_SDD_HDR_LEN);
+	pc_write(pc, p, n);
 }
 
-static void send_text(struct bufferevent *bev, uint8_t type, const uint8_t *flow, const char *code,
+static void send_text(struct pconn *pc, uint8_t type, const uint8_t *flow, const char *code,
                       const char *detail)
 {
 	char m[256];
 	int n = snprintf(m, sizeof m, "%s%s%s", code, detail && *detail ? ": " : "",
 	                 detail ? detail : "");
-	send_frame(bev, type, flow, 0, m,
+	send_frame(pc, type, flow, 0, m,
 	           n < 0                   ? 0
 	           : (size_t)n >= sizeof m ? sizeof m - 1
 	                                   : (size_t)n);
@@ -30,8 +282,8 @@ static void send_text(struct bufferevent *bev, uint8_t type, const uint8_t *flow
 /* ---- data plane: flows ---- */
 
 static void chan_check_resume(struct chan *c);
-static void chan_read_cb(struct bufferevent *bev, void *arg);
-static void val_read_cb(struct bufferevent *bev, void *arg);
+static void chan_read(struct chan *c);
+static void relay_read(struct frt *rt);
 
 static int frt_nrx(const struct frt *rt)
 {
@@ -56,8 +308,8 @@ static void frt_detach_chan(struct frt *rt, struct chan *c)
 			c->att[i] = c->att[--c->natt];
 			break;
 		}
-	if (frt_nrx(rt) == 0 && rt->vb)
-		bufferevent_disable(rt->vb, EV_READ); /* nobody to deliver to: backpressure */
+	if (frt_nrx(rt) == 0 && rt->vc)
+		pc_read_on(rt->vc, 0); /* nobody to deliver to: backpressure */
 }
 
 /* Ends a flow: END to its channels, relay closed, flow marked released (the sweep frees it).
@@ -70,14 +322,12 @@ static void frt_end(struct frt *rt, const char *reason)
 	struct sg_sdd *s = rt->s;
 	while (rt->nch) {
 		struct chan *c = rt->ch[0];
-		send_text(c->bev, SG_SDD_END, rt->f->id, reason, NULL);
+		send_text(c->pc, SG_SDD_END, rt->f->id, reason, NULL);
 		frt_detach_chan(rt, c);
 		chan_check_resume(c);
 	}
-	if (rt->vb) {
-		bufferevent_free(rt->vb);
-		rt->vb = NULL;
-	}
+	pc_free(rt->vc);
+	rt->vc = NULL;
 	pthread_mutex_lock(&s->mu);
 	if (!rt->f->released)
 		rt->f->released = 1;
@@ -92,174 +342,251 @@ void sdd_frt_free(struct frt *rt)
 {
 	if (!rt)
 		return;
-	if (rt->vb)
-		bufferevent_free(rt->vb);
+	pc_free(rt->vc);
 	free(rt->identity);
 	free(rt->owner);
 	free(rt->val_user_id);
 	free(rt);
 }
 
-/* Uplink: VAL data from a channel to the relay. */
-/* in holds the frame's payload (len bytes) at its front, the header already drained: the
- * payload is moved (evbuffer chains, no copy) to the relay, or drained when it is a duplicate. */
-static void frt_uplink(struct frt *rt, uint64_t seq, struct evbuffer *in, size_t len)
+/* Uplink: the payload of a DATA frame (in the channel's input buffer) to the relay, written at
+ * once when the relay's socket takes it. */
+static void frt_uplink(struct frt *rt, uint64_t seq, const uint8_t *p, size_t len)
 {
 	if (!sg_sdd_dedup_accept(&rt->up, seq)) {
 		atomic_fetch_add(&rt->s->dup_dropped, 1); /* URLLC: the other copy arrived first */
-		evbuffer_drain(in, len);
 		return;
 	}
-	if (!rt->vb || !len) {
-		evbuffer_drain(in, len);
+	if (!rt->vc || !len)
 		return;
-	}
-	struct evbuffer *out = bufferevent_get_output(rt->vb);
-	evbuffer_remove_buffer(in, out, len);
+	pc_write(rt->vc, p, len);
 	atomic_fetch_add_explicit(&rt->s->bytes_up, len, memory_order_relaxed);
-	if (evbuffer_get_length(out) > HWM)
+	if (pc_queued(rt->vc) > HWM)
 		rt->up_blocked = 1; /* the channel stops reading until the relay drains */
 }
 
-/* Downlink: relay bytes to every attached channel (both, for URLLC) as DATA frames. */
-static void val_read_cb(struct bufferevent *bev, void *arg)
+/* Downlink: relay bytes to every attached receiving channel (both, for URLLC) as DATA frames of
+ * up to DCHUNK bytes, each written once per channel from dbuf. */
+static void relay_read(struct frt *rt)
 {
-	struct frt *rt = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	uint8_t buf[CHUNK];
-	while (frt_nrx(rt) && evbuffer_get_length(in)) {
-		for (int i = 0; i < rt->nch; i++)
-			if (rt->rx[i] &&
-			    evbuffer_get_length(bufferevent_get_output(rt->ch[i]->bev)) > HWM) {
-				rt->down_blocked = 1;
-				bufferevent_disable(bev, EV_READ);
-				return;
-			}
-		rt->down_seq++;
-		if (frt_nrx(rt) == 1) {
-			/* one receiver: the bytes move from the relay to the channel without a copy
-			 */
-			size_t n = evbuffer_get_length(in);
-			n = n > CHUNK ? CHUNK : n;
-			for (int i = 0; i < rt->nch; i++)
-				if (rt->rx[i]) {
-					uint8_t hdr[SG_SDD_HDR_LEN];
-					sg_sdd_frame_header(hdr, SG_SDD_DATA, (uint32_t)n,
-					                    rt->down_seq, rt->f->id);
-					struct evbuffer *out =
-					    bufferevent_get_output(rt->ch[i]->bev);
-					evbuffer_add(out, hdr, sizeof hdr);
-					evbuffer_remove_buffer(in, out, n);
-				}
-			atomic_fetch_add_explicit(&rt->s->bytes_down, n, memory_order_relaxed);
-			continue;
-		}
-		int n = evbuffer_remove(in, buf, sizeof buf); /* URLLC: a copy for each channel */
-		if (n <= 0)
-			break;
-		atomic_fetch_add_explicit(&rt->s->bytes_down, (unsigned)n, memory_order_relaxed);
-		for (int i = 0; i < rt->nch; i++)
-			if (rt->rx[i])
-				send_frame(rt->ch[i]->bev, SG_SDD_DATA, rt->f->id, rt->down_seq,
-				           buf, (size_t)n);
-	}
-	if (!frt_nrx(rt))
-		bufferevent_disable(bev, EV_READ);
-}
-
-static void val_write_cb(struct bufferevent *bev, void *arg)
-{
-	(void)bev;
-	struct frt *rt = arg;
-	if (!rt->up_blocked)
+	struct pconn *pc = rt->vc;
+	if (!pc || !pc->up || pc->dead || pc->in_read)
 		return;
-	rt->up_blocked = 0;
-	for (int i = 0; i < rt->nch; i++)
-		chan_check_resume(rt->ch[i]);
+	pc->in_read = 1;
+	pc->rd_on_w = 0;
+	size_t total = 0;
+	for (;;) {
+		if (!frt_nrx(rt)) {
+			pc_read_on(pc, 0);
+			break;
+		}
+		int full = 0;
+		for (int i = 0; i < rt->nch; i++)
+			full |= rt->rx[i] && pc_queued(rt->ch[i]->pc) > HWM;
+		if (full) {
+			rt->down_blocked = 1;
+			pc_read_on(pc, 0);
+			break;
+		}
+		size_t n = 0;
+		int st = 0; /* 0: chunk full, 1: would block, 2: closed */
+		while (n < DCHUNK) {
+			int r = SSL_read(pc->ssl, dbuf + SG_SDD_HDR_LEN + n, (int)(DCHUNK - n));
+			if (r > 0) {
+				n += (size_t)r;
+				continue;
+			}
+			int e = SSL_get_error(pc->ssl, r);
+			if (e == SSL_ERROR_WANT_READ) {
+				st = 1;
+			} else if (e == SSL_ERROR_WANT_WRITE) {
+				st = 1;
+				pc->rd_on_w = 1;
+				pc_write_on(pc, 1);
+			} else {
+				st = 2;
+			}
+			break;
+		}
+		if (n) {
+			rt->down_seq++;
+			sg_sdd_frame_header(dbuf, SG_SDD_DATA, (uint32_t)n, rt->down_seq,
+			                    rt->f->id);
+			for (int i = 0; i < rt->nch; i++)
+				if (rt->rx[i])
+					pc_write(rt->ch[i]->pc, dbuf, SG_SDD_HDR_LEN + n);
+			atomic_fetch_add_explicit(&rt->s->bytes_down, n, memory_order_relaxed);
+			total += n;
+		}
+		if (st == 2) {
+			pc_fail(pc); /* the VAL server closed: relay_cb ends the flow */
+			break;
+		}
+		if (st == 1)
+			break;
+		if (total >= RBUDGET) {
+			event_active(pc->rev, EV_READ, 0); /* more is buffered: next loop pass */
+			break;
+		}
+	}
+	pc->in_read = 0;
 }
 
 static void send_attached(struct frt *rt, struct chan *c)
 {
-	send_frame(c->bev, SG_SDD_ATTACHED, rt->f->id, rt->up.top + 1, NULL, 0);
+	send_frame(c->pc, SG_SDD_ATTACHED, rt->f->id, rt->up.top + 1, NULL, 0);
 }
 
-static void val_event_cb(struct bufferevent *bev, short what, void *arg)
+/* The relay's TLS handshake completed. */
+static void relay_up(struct frt *rt)
 {
-	struct frt *rt = arg;
-	if (what & BEV_EVENT_CONNECTED) {
-		/* SEALDD-S user plane (R3): the chain was verified by the profile; the identity
-		 * must be the certificate SAN of the VAL server that requested the transmission */
-		SSL *ssl = bufferevent_openssl_get_ssl(bev);
-		struct sg_tls_principal p;
-		int good = ssl && SSL_get_verify_result(ssl) == X509_V_OK &&
-		           sg_tls_principal_from_ssl(ssl, &p) == SG_OK;
-		if (good) {
-			good = p.authenticated && sg_tls_principal_has_san(&p, rt->identity);
-			sg_tls_principal_clear(&p);
-		}
-		if (!good) {
-			sg_log_warn(
-			    "sdd: VAL server endpoint %s:%u does not present %s: relay refused",
-			    rt->tgt.host, rt->tgt.port, rt->identity);
-			frt_end(rt, "VAL_SERVER_IDENTITY");
-			return;
-		}
-		struct timeval wt = {VAL_TIMEOUT_S, 0};
-		bufferevent_set_timeouts(bev, NULL, &wt);
-		rt->vstate = 2;
-		pthread_mutex_lock(&rt->s->mu);
-		sdd_notify_locked(rt->s, rt, "ESTABLISHED");
-		pthread_mutex_unlock(&rt->s->mu);
-		for (int i = 0; i < rt->nch; i++)
-			send_attached(rt, rt->ch[i]);
-		int one = 1;
-		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		if (frt_nrx(rt))
-			bufferevent_enable(bev, EV_READ);
+	struct pconn *pc = rt->vc;
+	/* SEALDD-S user plane (R3): the chain was verified by the profile; the identity must be
+	 * the certificate SAN of the VAL server that requested the transmission */
+	struct sg_tls_principal p;
+	int good = SSL_get_verify_result(pc->ssl) == X509_V_OK &&
+	           sg_tls_principal_from_ssl(pc->ssl, &p) == SG_OK;
+	if (good) {
+		good = p.authenticated && sg_tls_principal_has_san(&p, rt->identity);
+		sg_tls_principal_clear(&p);
+	}
+	if (!good) {
+		sg_log_warn("sdd: VAL server endpoint %s:%u does not present %s: relay refused",
+		            rt->tgt.host, rt->tgt.port, rt->identity);
+		frt_end(rt, "VAL_SERVER_IDENTITY");
 		return;
 	}
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-		if (rt->vstate == 2 && evbuffer_get_length(bufferevent_get_input(bev)))
-			val_read_cb(bev, rt); /* what the VAL server sent before closing */
-		const char *why = rt->vstate == 2 ? (what & BEV_EVENT_TIMEOUT ? "VAL_SERVER_STALLED"
-		                                                              : "VAL_SERVER_CLOSED")
-		                                  : "VAL_SERVER_UNREACHABLE";
-		frt_end(rt, why);
-	}
+	evtimer_del(pc->tmo);
+	pc->wtmo = &VAL_STALL;
+	rt->vstate = 2;
+	pthread_mutex_lock(&rt->s->mu);
+	sdd_notify_locked(rt->s, rt, "ESTABLISHED");
+	pthread_mutex_unlock(&rt->s->mu);
+	for (int i = 0; i < rt->nch; i++)
+		send_attached(rt, rt->ch[i]);
+	pc_flush(pc); /* uplink data that came while connecting */
+	pc_read_on(pc, frt_nrx(rt) > 0);
+	relay_read(rt); /* records that came with the handshake sit in OpenSSL's buffer */
 }
 
-static int is_ip_literal(const char *h)
+static void relay_cb(evutil_socket_t fd, short what, void *arg)
 {
-	unsigned char b[16];
-	return evutil_inet_pton(AF_INET, h, b) == 1 || evutil_inet_pton(AF_INET6, h, b) == 1;
+	struct frt *rt = arg;
+	struct pconn *pc = rt->vc;
+	if (!pc)
+		return;
+	ERR_clear_error(); /* nothing stale may make SSL_get_error report a failure */
+	if (fd < 0) {      /* connect + handshake deadline */
+		if (rt->vstate != 2)
+			frt_end(rt, "VAL_SERVER_UNREACHABLE");
+		return;
+	}
+	if (pc->dead) {
+		frt_end(rt, rt->vstate == 2 ? "VAL_SERVER_CLOSED" : "VAL_SERVER_UNREACHABLE");
+		return;
+	}
+	if (what & EV_TIMEOUT) {
+		frt_end(rt, "VAL_SERVER_STALLED"); /* no write progress in VAL_TIMEOUT_S */
+		return;
+	}
+	if (pc->connecting) {
+		int soerr = 0;
+		socklen_t sl = sizeof soerr;
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr) {
+			frt_end(rt, "VAL_SERVER_UNREACHABLE");
+			return;
+		}
+		pc->connecting = 0;
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	}
+	if (!pc->up) {
+		int h = pc_handshake(pc);
+		if (h < 0)
+			frt_end(rt, "VAL_SERVER_UNREACHABLE");
+		else if (h > 0)
+			relay_up(rt);
+		return;
+	}
+	if ((what & EV_WRITE) || pc->wr_on_r) {
+		pc_flush(pc);
+		if (rt->up_blocked && pc_queued(pc) <= LWM) {
+			rt->up_blocked = 0; /* the relay drained: its channels read again */
+			for (int i = 0; i < rt->nch; i++)
+				chan_check_resume(rt->ch[i]);
+		}
+	}
+	if (rt->vc != pc)
+		return;
+	if (!pc->dead && ((what & EV_READ) || pc->rd_on_w))
+		relay_read(rt);
+	if (rt->vc == pc && pc->dead)
+		frt_end(rt, rt->vstate == 2 ? "VAL_SERVER_CLOSED" : "VAL_SERVER_UNREACHABLE");
 }
 
+static void relay_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+	if (result == EVUTIL_EAI_CANCEL) { /* the flow ended while resolving */
+		if (res)
+			evutil_freeaddrinfo(res);
+		return;
+	}
+	struct frt *rt = arg;
+	struct pconn *pc = rt->vc;
+	pc->dnsreq = NULL;
+	evutil_socket_t fd = -1;
+	if (result == 0 && res) {
+		fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) != 0 &&
+		    errno != EINPROGRESS) {
+			evutil_closesocket(fd);
+			fd = -1;
+		}
+	}
+	if (res)
+		evutil_freeaddrinfo(res);
+	if (fd < 0) {
+		frt_end(rt, "VAL_SERVER_UNREACHABLE");
+		return;
+	}
+	SSL *ssl = SSL_new(rt->s->val_ctx);
+	if (!ssl) {
+		evutil_closesocket(fd);
+		frt_end(rt, "VAL_SERVER_UNREACHABLE");
+		return;
+	}
+	if (pc_bind(rt->s, pc, fd, ssl, relay_cb, rt) != 0) {
+		frt_end(rt, "VAL_SERVER_UNREACHABLE");
+		return;
+	}
+	if (!evutil_inet_pton(AF_INET, rt->tgt.host, &(struct in_addr){0}) &&
+	    !evutil_inet_pton(AF_INET6, rt->tgt.host, &(struct in6_addr){0}))
+		SSL_set_tlsext_host_name(ssl, rt->tgt.host);
+	SSL_set_connect_state(ssl);
+	pc->connecting = 1;
+	pc_write_on(pc, 1); /* writable: connected (or failed: SO_ERROR) */
+}
+
+/* Opens the relay: resolve (evdns), connect, TLS; bounded by VAL_TIMEOUT_S in all. */
 static int frt_connect(struct frt *rt)
 {
 	struct sg_sdd *s = rt->s;
-	SSL *ssl = SSL_new(s->val_ctx);
-	if (!ssl)
+	if (!(rt->vc = pc_new()))
 		return -1;
-	if (!is_ip_literal(rt->tgt.host))
-		SSL_set_tlsext_host_name(ssl, rt->tgt.host);
-	rt->vb = bufferevent_openssl_socket_new(s->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-	                                        BEV_OPT_CLOSE_ON_FREE);
-	if (!rt->vb) {
-		SSL_free(ssl);
+	if (!(rt->vc->tmo = evtimer_new(s->base, relay_cb, rt)))
 		return -1;
-	}
-	bufferevent_openssl_set_allow_dirty_shutdown(rt->vb, 1);
-	bufferevent_setcb(rt->vb, val_read_cb, val_write_cb, val_event_cb, rt);
-	bufferevent_set_max_single_read(rt->vb, MAX_IO);
-	bufferevent_set_max_single_write(rt->vb, MAX_IO);
-	bufferevent_setwatermark(rt->vb, EV_WRITE, LWM, 0);
-	bufferevent_setwatermark(rt->vb, EV_READ, 0, HWM);
 	struct timeval t = {VAL_TIMEOUT_S, 0};
-	bufferevent_set_timeouts(rt->vb, &t, &t);
+	evtimer_add(rt->vc->tmo, &t);
 	rt->vstate = 1;
-	if (bufferevent_socket_connect_hostname(rt->vb, s->dns, AF_UNSPEC, rt->tgt.host,
-	                                        (int)rt->tgt.port) != 0)
-		return -1;
+	char port[8];
+	snprintf(port, sizeof port, "%u", rt->tgt.port);
+	struct evutil_addrinfo hints = {
+	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP};
+	struct evdns_getaddrinfo_request *q =
+	    evdns_getaddrinfo(s->dns, rt->tgt.host, port, &hints, relay_resolved, rt);
+	/* a literal address or a hosts entry is answered at once (callback already run) */
+	if (q && rt->vc)
+		rt->vc->dnsreq = q;
 	return 0;
 }
 
@@ -278,8 +605,7 @@ void sdd_chan_free(struct chan *c)
 		c->next->prev = c->prev;
 	s->nchans--;
 	atomic_fetch_sub_explicit(&s->chans_open, 1, memory_order_relaxed);
-	if (c->bev)
-		bufferevent_free(c->bev);
+	pc_free(c->pc);
 	if (c->token) {
 		OPENSSL_cleanse(c->token, strlen(c->token));
 		free(c->token);
@@ -287,19 +613,6 @@ void sdd_chan_free(struct chan *c)
 	free(c->sub);
 	free(c->att);
 	free(c);
-}
-
-static void chan_close_write_cb(struct bufferevent *bev, void *arg)
-{
-	(void)bev;
-	sdd_chan_free(arg);
-}
-
-static void chan_close_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	(void)bev;
-	(void)what;
-	sdd_chan_free(arg);
 }
 
 /* A channel-level error: ERROR frame, flows detached (they live on), close once flushed. */
@@ -312,13 +625,12 @@ static void chan_fail(struct chan *c, const char *code, const char *detail)
 	            detail ? detail : "");
 	while (c->natt)
 		frt_detach_chan(c->att[0], c);
-	send_text(c->bev, SG_SDD_ERROR, NULL, code, detail);
-	bufferevent_disable(c->bev, EV_READ);
-	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-	bufferevent_setcb(c->bev, NULL, chan_close_write_cb, chan_close_event_cb, c);
-	struct timeval t = {2, 0};
-	bufferevent_set_timeouts(c->bev, NULL, &t);
-	bufferevent_enable(c->bev, EV_WRITE);
+	send_text(c->pc, SG_SDD_ERROR, NULL, code, detail);
+	pc_read_on(c->pc, 0);
+	struct timeval t = {CLOSE_S, 0};
+	evtimer_add(c->pc->tmo, &t);
+	if (c->pc->wev)
+		event_active(c->pc->wev, EV_WRITE, 0); /* the callback closes once flushed */
 }
 
 static int chan_blocked(const struct chan *c)
@@ -331,11 +643,10 @@ static int chan_blocked(const struct chan *c)
 
 static void chan_check_resume(struct chan *c)
 {
-	if (c->closing || chan_blocked(c))
+	if (c->closing || c->pc->dead || !c->handshaken || chan_blocked(c))
 		return;
-	bufferevent_enable(c->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) >= SG_SDD_HDR_LEN)
-		chan_read_cb(c->bev, c);
+	pc_read_on(c->pc, 1);
+	chan_read(c); /* frames already buffered here or in OpenSSL wake no event */
 }
 
 static struct frt *chan_flow(struct chan *c, const uint8_t *id)
@@ -365,6 +676,7 @@ static int token_check(struct sg_sdd *s, const char *token, char **sub_out, int6
 	json_t *claims = NULL;
 	sg_policy_check(s->policy, SG_AUTH_BEARER, NULL, authz, SG_SDD_AUDIENCE, SG_SDD_SCOPE,
 	                &claims, d);
+	ERR_clear_error(); /* SSL_get_error on the data plane reads this thread's error queue */
 	OPENSSL_cleanse(authz, n + 7);
 	free(authz);
 	if (d->status)
@@ -429,19 +741,19 @@ static void chan_auth(struct chan *c, const struct sg_sdd_frame *f)
 	c->sub = sub;
 	c->exp_ms = exp;
 	c->authed = 1;
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
-	send_frame(c->bev, SG_SDD_AUTH_OK, NULL, (uint64_t)(exp / 1000), NULL, 0);
+	evtimer_del(c->pc->tmo); /* the AUTH deadline is met */
+	send_frame(c->pc, SG_SDD_AUTH_OK, NULL, (uint64_t)(exp / 1000), NULL, 0);
 }
 
 static void chan_attach(struct chan *c, const struct sg_sdd_frame *f)
 {
 	struct sg_sdd *s = c->s;
 	if (chan_flow(c, f->flow)) {
-		send_text(c->bev, SG_SDD_ERROR, f->flow, "ALREADY_ATTACHED", NULL);
+		send_text(c->pc, SG_SDD_ERROR, f->flow, "ALREADY_ATTACHED", NULL);
 		return;
 	}
 	if (c->natt >= MAX_ATTACH) {
-		send_text(c->bev, SG_SDD_ERROR, f->flow, "LIMIT", "too many flows on this channel");
+		send_text(c->pc, SG_SDD_ERROR, f->flow, "LIMIT", "too many flows on this channel");
 		return;
 	}
 	pthread_mutex_lock(&s->mu);
@@ -450,11 +762,11 @@ static void chan_attach(struct chan *c, const struct sg_sdd_frame *f)
 	pthread_mutex_unlock(&s->mu);
 	/* another user's flow looks exactly like no flow: no oracle for guessing ids */
 	if (!rt || rt->ended) {
-		send_text(c->bev, SG_SDD_ERROR, f->flow, "UNKNOWN_FLOW", NULL);
+		send_text(c->pc, SG_SDD_ERROR, f->flow, "UNKNOWN_FLOW", NULL);
 		return;
 	}
 	if (rt->nch >= (fl->urllc ? 2 : 1)) {
-		send_text(c->bev, SG_SDD_ERROR, f->flow, "BUSY",
+		send_text(c->pc, SG_SDD_ERROR, f->flow, "BUSY",
 		          fl->urllc ? "the flow has two channels already"
 		                    : "the flow is attached to another channel");
 		return;
@@ -463,7 +775,7 @@ static void chan_attach(struct chan *c, const struct sg_sdd_frame *f)
 		size_t cap = c->capatt ? c->capatt * 2 : 4;
 		struct frt **v = realloc(c->att, cap * sizeof *v);
 		if (!v) {
-			send_text(c->bev, SG_SDD_ERROR, f->flow, "INTERNAL", "out of memory");
+			send_text(c->pc, SG_SDD_ERROR, f->flow, "INTERNAL", "out of memory");
 			return;
 		}
 		c->att = v;
@@ -476,12 +788,11 @@ static void chan_attach(struct chan *c, const struct sg_sdd_frame *f)
 		frt_end(rt, "VAL_SERVER_UNREACHABLE");
 		return;
 	}
-	if (rt->vstate == 2) {
+	if (rt->vstate == 2 && !rt->ended) {
 		send_attached(rt, c);
 		if (frt_nrx(rt)) {
-			bufferevent_enable(rt->vb, EV_READ);
-			if (evbuffer_get_length(bufferevent_get_input(rt->vb)))
-				val_read_cb(rt->vb, rt);
+			pc_read_on(rt->vc, 1);
+			relay_read(rt); /* what waited in OpenSSL's buffer wakes no event */
 		}
 	}
 }
@@ -502,8 +813,8 @@ static void chan_frame(struct chan *c, const struct sg_sdd_frame *f)
 	case SG_SDD_ATTACH:
 		chan_attach(c, f);
 		break;
-	case SG_SDD_DATA: /* authenticated DATA is taken in chan_read_cb, uncopied */
-		send_text(c->bev, SG_SDD_ERROR, f->flow, "UNKNOWN_FLOW", "not attached");
+	case SG_SDD_DATA: /* authenticated DATA is taken in chan_parse */
+		send_text(c->pc, SG_SDD_ERROR, f->flow, "UNKNOWN_FLOW", "not attached");
 		break;
 	case SG_SDD_DETACH:
 		if ((rt = chan_flow(c, f->flow)))
@@ -514,107 +825,182 @@ static void chan_frame(struct chan *c, const struct sg_sdd_frame *f)
 	}
 }
 
-static void chan_read_cb(struct bufferevent *bev, void *arg)
+/* Takes the complete frames in the channel's input buffer, in place. A frame is taken whole
+ * (so a URLLC copy is never half relayed); a header is judged as soon as it is complete (an
+ * oversized length is refused before its payload arrives). */
+static void chan_parse(struct chan *c)
 {
-	struct chan *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	while (!c->closing) {
-		if (chan_blocked(c)) {
-			bufferevent_disable(bev, EV_READ); /* backpressure from a relay */
-			return;
-		}
-		size_t avail = evbuffer_get_length(in);
+	struct pconn *pc = c->pc;
+	while (!c->closing && !pc->dead && !chan_blocked(c)) {
+		size_t avail = pc->ilen - pc->ioff;
 		if (avail < SG_SDD_HDR_LEN)
-			return;
-		uint8_t hdr[SG_SDD_HDR_LEN];
+			break;
+		const uint8_t *h = pc->ib + pc->ioff;
 		struct sg_sdd_frame f;
-		evbuffer_copyout(in, hdr, sizeof hdr);
-		int r = sg_sdd_frame_parse(hdr, sizeof hdr, &f);
+		int r = sg_sdd_frame_parse(h, SG_SDD_HDR_LEN, &f);
 		if (r < 0) {
 			chan_fail(c,
 			          r == SG_SDD_PERR_TOO_LARGE ? "FRAME_TOO_LARGE" : "PROTOCOL_ERROR",
 			          sg_sdd_perr_str(r));
-			return;
+			break;
 		}
-		size_t plen =
-		    (size_t)hdr[4] << 24 | (size_t)hdr[5] << 16 | (size_t)hdr[6] << 8 | hdr[7];
-		size_t need = SG_SDD_HDR_LEN + plen;
+		size_t need = SG_SDD_HDR_LEN + get32(h + 4);
 		if (avail < need)
-			return;
-		if (hdr[1] == SG_SDD_DATA && c->authed) {
-			/* the hot path: the payload goes from this channel to the relay uncopied
-			 * (the header alone was checked above: version, type, reserved, length,
-			 * flow id) */
-			uint64_t seq = 0;
-			for (int k = 8; k < 16; k++)
-				seq = seq << 8 | hdr[k];
-			struct frt *rt = chan_flow(c, hdr + 16);
-			evbuffer_drain(in, SG_SDD_HDR_LEN);
-			if (rt) {
-				frt_uplink(rt, seq, in, plen);
-			} else {
-				evbuffer_drain(in, plen);
-				send_text(c->bev, SG_SDD_ERROR, hdr + 16, "UNKNOWN_FLOW",
-				          "not attached");
-			}
+			break;
+		pc->ioff += need;
+		if (h[1] == SG_SDD_DATA && c->authed) {
+			/* the hot path: the payload goes to the relay from this buffer (the header
+			 * alone was checked above: version, type, reserved, length, flow id) */
+			uint64_t seq = (uint64_t)get32(h + 8) << 32 | get32(h + 12);
+			struct frt *rt = chan_flow(c, h + 16);
+			if (rt)
+				frt_uplink(rt, seq, h + SG_SDD_HDR_LEN, need - SG_SDD_HDR_LEN);
+			else
+				send_text(pc, SG_SDD_ERROR, h + 16, "UNKNOWN_FLOW", "not attached");
 			continue;
 		}
-		const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)need);
-		if (!p || sg_sdd_frame_parse(p, need, &f) != (int)need) {
+		if (sg_sdd_frame_parse(h, need, &f) != (int)need) {
 			chan_fail(c, "PROTOCOL_ERROR", "malformed frame");
-			return;
+			break;
 		}
 		chan_frame(c, &f);
-		evbuffer_drain(in, need);
+	}
+	/* a partial frame moves to the front: the buffer always has room for a whole one */
+	if (pc->ioff == pc->ilen) {
+		pc->ioff = pc->ilen = 0;
+	} else if (pc->ioff) {
+		memmove(pc->ib, pc->ib + pc->ioff, pc->ilen - pc->ioff);
+		pc->ilen -= pc->ioff;
+		pc->ioff = 0;
 	}
 }
 
-static void chan_write_cb(struct bufferevent *bev, void *arg)
+/* Reads what the channel's socket and OpenSSL hold, in batches of up to IBUF bytes, and takes
+ * the frames after each batch. On EOF or error the frames before it are taken, then the
+ * channel is marked dead (its callback frees it). */
+static void chan_read(struct chan *c)
 {
-	(void)bev;
-	struct chan *c = arg;
+	struct pconn *pc = c->pc;
+	if (pc->in_read || !c->handshaken)
+		return;
+	pc->in_read = 1;
+	pc->rd_on_w = 0;
+	size_t total = 0;
+	for (;;) {
+		if (c->closing || pc->dead)
+			break;
+		if (chan_blocked(c)) {
+			pc_read_on(pc, 0); /* backpressure from a relay */
+			break;
+		}
+		if (!pc->ib && !(pc->ib = malloc(IBUF))) {
+			chan_fail(c, "INTERNAL", "out of memory");
+			break;
+		}
+		int st = 0; /* 0: buffer full, 1: would block, 2: closed */
+		while (pc->ilen < IBUF) {
+			int r = SSL_read(pc->ssl, pc->ib + pc->ilen, (int)(IBUF - pc->ilen));
+			if (r > 0) {
+				pc->ilen += (size_t)r;
+				total += (size_t)r;
+				continue;
+			}
+			int e = SSL_get_error(pc->ssl, r);
+			if (e == SSL_ERROR_WANT_READ) {
+				st = 1;
+			} else if (e == SSL_ERROR_WANT_WRITE) {
+				st = 1;
+				pc->rd_on_w = 1;
+				pc_write_on(pc, 1);
+			} else {
+				st = 2;
+			}
+			break;
+		}
+		chan_parse(c);
+		if (st == 2) {
+			pc_fail(pc);
+			break;
+		}
+		if (st == 1)
+			break;
+		if (total >= RBUDGET && !chan_blocked(c) && !c->closing) {
+			event_active(pc->rev, EV_READ, 0); /* more is buffered: next loop pass */
+			break;
+		}
+	}
+	if (pc->ib && !pc->ilen) { /* an idle channel holds no input buffer */
+		free(pc->ib);
+		pc->ib = NULL;
+	}
+	pc->in_read = 0;
+}
+
+/* The channel's output drained below LWM: relays held back for it read again. */
+static void chan_resume_relays(struct chan *c)
+{
 	for (size_t i = 0; i < c->natt; i++) {
 		struct frt *rt = c->att[i];
-		if (rt->down_blocked && rt->vb) {
+		if (rt->down_blocked && rt->vc) {
 			rt->down_blocked = 0;
-			bufferevent_enable(rt->vb, EV_READ);
-			if (evbuffer_get_length(bufferevent_get_input(rt->vb)))
-				val_read_cb(rt->vb, rt);
+			pc_read_on(rt->vc, 1);
+			relay_read(rt);
 		}
 	}
 }
 
-static void chan_event_cb(struct bufferevent *bev, short what, void *arg)
+static void chan_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct chan *c = arg;
-	if (what & BEV_EVENT_CONNECTED) {
-		SSL *ssl = bufferevent_openssl_get_ssl(bev);
-		int ok =
-		    sg_tls_check_negotiated(ssl) == SG_OK && SSL_version(ssl) == TLS1_3_VERSION;
-		sg_tls_stats_count(ssl, ok);
+	struct pconn *pc = c->pc;
+	ERR_clear_error(); /* nothing stale may make SSL_get_error report a failure */
+	if (fd < 0) {      /* deadline: TLS handshake + AUTH, or the close flush */
+		if (!c->handshaken || c->closing)
+			sdd_chan_free(c);
+		else
+			chan_fail(c, "TIMEOUT", "no AUTH frame in time");
+		return;
+	}
+	if (!c->handshaken) {
+		int h = pc->dead ? -1 : pc_handshake(pc);
+		if (h < 0) {
+			sg_tls_stats_count(pc->ssl, 0);
+			sdd_chan_free(c);
+			return;
+		}
+		if (h == 0)
+			return;
+		int ok = sg_tls_check_negotiated(pc->ssl) == SG_OK &&
+		         SSL_version(pc->ssl) == TLS1_3_VERSION;
+		sg_tls_stats_count(pc->ssl, ok);
 		if (!ok) {
 			sdd_chan_free(c);
 			return;
 		}
 		c->handshaken = 1;
-		return;
+		pc_read_on(pc, 1);
+		what = EV_READ; /* the AUTH frame may have come with the handshake's last flight */
 	}
-	if (what & BEV_EVENT_TIMEOUT) {
-		if (!c->handshaken) {
+	if (c->closing) {
+		if (!pc->dead)
+			pc_flush(pc);
+		if (pc->dead || !pc_queued(pc)) {
+			if (!pc->dead)
+				SSL_shutdown(pc->ssl); /* close_notify, best effort */
+			ERR_clear_error();
 			sdd_chan_free(c);
-			return;
 		}
-		chan_fail(c, "TIMEOUT", "no AUTH frame in time");
 		return;
 	}
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		if (!c->handshaken)
-			sg_tls_stats_count(bufferevent_openssl_get_ssl(bev), 0);
-		/* frames that arrived before the close are processed first */
-		if (c->handshaken && !c->closing)
-			chan_read_cb(bev, c);
-		sdd_chan_free(c);
+	if (!pc->dead && ((what & EV_WRITE) || pc->wr_on_r)) {
+		pc_flush(pc);
+		if (pc_queued(pc) <= LWM)
+			chan_resume_relays(c);
 	}
+	if (!pc->dead && !c->closing && ((what & EV_READ) || pc->rd_on_w))
+		chan_read(c);
+	if (pc->dead)
+		sdd_chan_free(c);
 }
 
 void sdd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -630,20 +1016,19 @@ void sdd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	struct chan *c = calloc(1, sizeof *c);
 	SSL *ssl = c ? sg_tls_server_ssl_new(s->dtls) : NULL;
-	if (!ssl) {
+	if (!ssl || !(c->pc = pc_new())) {
+		SSL_free(ssl);
 		free(c);
 		evutil_closesocket(fd);
 		return;
 	}
 	c->s = s;
-	c->bev = bufferevent_openssl_socket_new(s->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-	                                        BEV_OPT_CLOSE_ON_FREE);
-	if (!c->bev) {
-		SSL_free(ssl);
-		evutil_closesocket(fd);
+	if (pc_bind(s, c->pc, fd, ssl, chan_cb, c) != 0) {
+		pc_free(c->pc); /* closes fd, frees ssl */
 		free(c);
 		return;
 	}
+	SSL_set_accept_state(ssl);
 	char host[48] = "?";
 	int port = 0;
 	if (sa->sa_family == AF_INET && (size_t)salen >= sizeof(struct sockaddr_in)) {
@@ -655,15 +1040,9 @@ void sdd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
 		port = ntohs(((struct sockaddr_in6 *)sa)->sin6_port);
 	}
 	snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
-	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-	bufferevent_setcb(c->bev, chan_read_cb, chan_write_cb, chan_event_cb, c);
-	bufferevent_set_max_single_read(c->bev, MAX_IO);
-	bufferevent_set_max_single_write(c->bev, MAX_IO);
-	bufferevent_setwatermark(c->bev, EV_WRITE, LWM, 0);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, HWM);
 	struct timeval t = {AUTH_TIMEOUT_S, 0};
-	bufferevent_set_timeouts(c->bev, &t, NULL);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	evtimer_add(c->pc->tmo, &t);
+	pc_read_on(c->pc, 1);
 	c->next = s->chans;
 	if (s->chans)
 		s->chans->prev = c;
@@ -698,8 +1077,10 @@ static void sweep_flows(struct sg_sdd *s)
 		for (size_t i = 0; i < w.ndead; i++) {
 			struct frt *rt = w.dead[i]->rt;
 			if (rt && !rt->ended)
-				frt_end(rt, w.dead[i]->expires_ms <= sg_now_ms() ? "FLOW_EXPIRED"
-				                                                 : "FLOW_RELEASED");
+				frt_end(rt, w.dead[i]->end_reason ? w.dead[i]->end_reason
+				            : w.dead[i]->expires_ms <= sg_now_ms()
+				                ? "FLOW_EXPIRED"
+				                : "FLOW_RELEASED");
 		}
 		pthread_mutex_lock(&s->mu);
 		for (size_t i = 0; i < w.ndead; i++) {

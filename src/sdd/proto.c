@@ -79,10 +79,8 @@ void sg_sdd_frame_header(uint8_t hdr[SG_SDD_HDR_LEN], uint8_t type, uint32_t len
 		memset(hdr + 16, 0, SG_SDD_FLOW_ID_LEN);
 }
 
-int sg_sdd_frame_parse(const uint8_t *buf, size_t len, struct sg_sdd_frame *f)
+int sg_sdd_frame_parse_header(const uint8_t *buf, struct sg_sdd_frame *f)
 {
-	if (len < SG_SDD_HDR_LEN)
-		return 0;
 	if (buf[0] != SG_SDD_VERSION)
 		return SG_SDD_PERR_VERSION;
 	if (buf[1] == 0 || buf[1] > SG_SDD_FTYPE_MAX)
@@ -106,14 +104,27 @@ int sg_sdd_frame_parse(const uint8_t *buf, size_t len, struct sg_sdd_frame *f)
 		if (zero)
 			return SG_SDD_PERR_FLOW;
 	}
-	if (len < SG_SDD_HDR_LEN + (size_t)plen)
-		return 0;
 	f->type = buf[1];
 	f->len = plen;
 	f->seq = get64(buf + 8);
 	memcpy(f->flow, buf + 16, SG_SDD_FLOW_ID_LEN);
+	f->payload = NULL;
+	return 0;
+}
+
+int sg_sdd_frame_parse(const uint8_t *buf, size_t len, struct sg_sdd_frame *f)
+{
+	if (len < SG_SDD_HDR_LEN)
+		return 0;
+	struct sg_sdd_frame h;
+	int r = sg_sdd_frame_parse_header(buf, &h);
+	if (r < 0)
+		return r;
+	if (len < SG_SDD_HDR_LEN + (size_t)h.len)
+		return 0;
+	*f = h;
 	f->payload = buf + SG_SDD_HDR_LEN;
-	return (int)(SG_SDD_HDR_LEN + plen);
+	return (int)(SG_SDD_HDR_LEN + h.len);
 }
 
 void sg_sdd_flow_to_text(const uint8_t flow[SG_SDD_FLOW_ID_LEN], char out[SG_SDD_FLOW_TEXT_LEN + 1])
@@ -206,6 +217,7 @@ static void flow_free(struct sg_sdd_flow *f)
 {
 	free(f->sub);
 	free(f->val_service_id);
+	free(f->end_reason);
 	OPENSSL_cleanse(f->id, sizeof f->id);
 	free(f);
 }
@@ -261,6 +273,46 @@ struct sg_sdd_flow *sg_sdd_flowtab_add(struct sg_sdd_flowtab *t, const char *sub
 fail:
 	flow_free(f);
 	return NULL;
+}
+
+struct sg_sdd_flow *sg_sdd_flowtab_add_id(struct sg_sdd_flowtab *t,
+                                          const uint8_t id[SG_SDD_FLOW_ID_LEN], const char *sub,
+                                          const char *val_service_id, int urllc, int64_t now_ms,
+                                          unsigned lifetime_s, const char **why)
+{
+	*why = "exists";
+	for (struct sg_sdd_flow *f = t->b[bucket(id)]; f; f = f->next)
+		if (CRYPTO_memcmp(f->id, id, SG_SDD_FLOW_ID_LEN) == 0)
+			return NULL;
+	*why = "limit";
+	if (t->n >= t->max_total)
+		return NULL;
+	size_t mine = 0;
+	for (size_t i = 0; i < NBUCKETS; i++)
+		for (struct sg_sdd_flow *f = t->b[i]; f; f = f->next)
+			mine += !f->released && strcmp(f->sub, sub) == 0;
+	if (mine >= t->max_per_user)
+		return NULL;
+	*why = "nomem";
+	struct sg_sdd_flow *f = calloc(1, sizeof *f);
+	if (!f)
+		return NULL;
+	f->sub = strdup(sub);
+	f->val_service_id = strdup(val_service_id);
+	if (!f->sub || !f->val_service_id || sg_sdd_flow_is_zero(id)) {
+		flow_free(f);
+		return NULL;
+	}
+	memcpy(f->id, id, SG_SDD_FLOW_ID_LEN);
+	f->urllc = urllc;
+	f->created_ms = now_ms;
+	f->expires_ms = now_ms + (int64_t)lifetime_s * 1000;
+	size_t b = bucket(f->id);
+	f->next = t->b[b];
+	t->b[b] = f;
+	t->n++;
+	*why = NULL;
+	return f;
 }
 
 struct sg_sdd_flow *sg_sdd_flowtab_find(struct sg_sdd_flowtab *t, const uint8_t *id,
@@ -643,6 +695,107 @@ int sg_sdd_subsc_validate(const json_t *s, struct sg_sdd_check *chk)
 	want_pattern(chk, json_object_get(s, "suppFeat"), "/suppFeat", RX_SUPPFEAT,
 	             "a hexadecimal string (TS 29.571 SupportedFeatures)");
 	return chk->n ? -1 : 0;
+}
+
+/* TS 29.548 SDD_DDContext: DdContext, SddUuContext, SddSContext, TranspLayerContext. */
+int sg_sdd_ddcontext_validate(const json_t *ctx, const char *param, struct sg_sdd_target *tgt,
+                              struct sg_sdd_check *chk)
+{
+	size_t before = chk->n;
+	char p[128];
+	if (!json_is_object(ctx)) {
+		bad(chk, param, "must be an object (DdContext)");
+		return -1;
+	}
+	const json_t *uu = json_object_get(ctx, "uuContext"),
+	             *sc = json_object_get(ctx, "sContext"),
+	             *tl = json_object_get(ctx, "trLayerContext");
+	snprintf(p, sizeof p, "%s/uuContext", param);
+	if (!json_is_object(uu)) {
+		bad(chk, p, uu ? "must be an object (SddUuContext)" : "is required");
+	} else {
+		static const char *const S[] = {"sddFlowId", "valServiceId", "valServerId"};
+		for (size_t i = 0; i < sizeof S / sizeof S[0]; i++) {
+			snprintf(p, sizeof p, "%s/uuContext/%s", param, S[i]);
+			want_string(chk, json_object_get(uu, S[i]), p);
+		}
+		snprintf(p, sizeof p, "%s/uuContext/sddFlowId", param);
+		if (!json_object_get(uu, "sddFlowId"))
+			bad(chk, p, "is required");
+		static const char *const CI[] = {"valServEndPoint", "ddClientConnInfo",
+		                                 "ddServConnInfo"};
+		for (size_t i = 0; i < sizeof CI / sizeof CI[0]; i++) {
+			const json_t *v = json_object_get(uu, CI[i]);
+			snprintf(p, sizeof p, "%s/uuContext/%s", param, CI[i]);
+			if (v)
+				check_conninfo(chk, v, p, NULL);
+			else if (i == 0)
+				bad(chk, p, "is required");
+		}
+		snprintf(p, sizeof p, "%s/uuContext/valTgtUe", param);
+		check_target_ue(chk, json_object_get(uu, "valTgtUe"), p);
+		snprintf(p, sizeof p, "%s/uuContext/comLifetime", param);
+		want_uint(chk, json_object_get(uu, "comLifetime"), p, 0, INT64_MAX);
+		snprintf(p, sizeof p, "%s/uuContext/pendingTimer", param);
+		want_uint(chk, json_object_get(uu, "pendingTimer"), p, 0, INT64_MAX);
+		static const char *const USR[] = {"minUlBdw", "minDlBdw", "maxUlBdw", "maxDlBdw"};
+		snprintf(p, sizeof p, "%s/uuContext/valUsersBdw", param);
+		check_bdw(chk, json_object_get(uu, "valUsersBdw"), p, USR, 4);
+	}
+	snprintf(p, sizeof p, "%s/sContext", param);
+	if (!json_is_object(sc)) {
+		bad(chk, p, sc ? "must be an object (SddSContext)" : "is required");
+	} else {
+		const json_t *vs = json_object_get(sc, "valServerId");
+		snprintf(p, sizeof p, "%s/sContext/valServerId", param);
+		if (!vs)
+			bad(chk, p, "is required");
+		want_string(chk, vs, p);
+		snprintf(p, sizeof p, "%s/sContext/valServiceId", param);
+		want_string(chk, json_object_get(sc, "valServiceId"), p);
+		snprintf(p, sizeof p, "%s/sContext/valTargetId", param);
+		check_target_ue(chk, json_object_get(sc, "valTargetId"), p);
+		const json_t *ci = json_object_get(sc, "valServerConnInfo");
+		snprintf(p, sizeof p, "%s/sContext/valServerConnInfo", param);
+		if (!ci)
+			bad(chk, p, "is required");
+		else
+			check_conninfo(chk, ci, p, tgt);
+		const json_t *dd = json_object_get(sc, "ddServerConnInfo");
+		snprintf(p, sizeof p, "%s/sContext/ddServerConnInfo", param);
+		if (dd)
+			check_conninfo(chk, dd, p, NULL);
+		const json_t *q = json_object_get(sc, "qosInfo");
+		if (q) {
+			/* check_qos names its members from the TransReq root: same types */
+			struct sg_sdd_check qc = {0};
+			check_qos(&qc, q);
+			for (size_t i = 0; i < qc.n && i < SG_SDD_MAX_INVALID; i++) {
+				snprintf(p, sizeof p, "%s/sContext%s", param, qc.v[i].param);
+				bad(chk, p, "%s", qc.v[i].reason);
+			}
+		}
+		static const char *const SRV[] = {"totalUlBdw", "totalDlBdw"};
+		static const char *const USR[] = {"minUlBdw", "minDlBdw", "maxUlBdw", "maxDlBdw"};
+		snprintf(p, sizeof p, "%s/sContext/valServerBdw", param);
+		check_bdw(chk, json_object_get(sc, "valServerBdw"), p, SRV, 2);
+		snprintf(p, sizeof p, "%s/sContext/valUsersBdw", param);
+		check_bdw(chk, json_object_get(sc, "valUsersBdw"), p, USR, 4);
+	}
+	if (tl) {
+		snprintf(p, sizeof p, "%s/trLayerContext", param);
+		if (!json_is_object(tl)) {
+			bad(chk, p, "must be an object (TranspLayerContext)");
+		} else {
+			const json_t *tp = json_object_get(tl, "transProtoc");
+			snprintf(p, sizeof p, "%s/trLayerContext/transProtoc", param);
+			if (!tp)
+				bad(chk, p, "is required");
+			/* TS 29.558 TransportProtocol: an open string enum */
+			want_string(chk, tp, p);
+		}
+	}
+	return chk->n != before ? -1 : 0;
 }
 
 json_t *sg_sdd_conninfo(const char *host, unsigned port)

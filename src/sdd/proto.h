@@ -52,6 +52,10 @@ const char *sg_sdd_perr_str(int perr);
  * are needed, or a negative sg_sdd_perr. The header is checked as soon as it is complete (an
  * oversized length is refused before its payload arrives). */
 int sg_sdd_frame_parse(const uint8_t *buf, size_t len, struct sg_sdd_frame *f);
+/* Checks a complete 32-byte header alone (the same checks as sg_sdd_frame_parse) and fills f
+ * with payload NULL: 0, or a negative sg_sdd_perr. A receiver that streams payloads to their
+ * destination (client/sddc.c) judges each frame by it before any payload byte is read. */
+int sg_sdd_frame_parse_header(const uint8_t *buf, struct sg_sdd_frame *f);
 /* Writes the 32-byte header for a frame; flow may be NULL (zero). */
 void sg_sdd_frame_header(uint8_t hdr[SG_SDD_HDR_LEN], uint8_t type, uint32_t len, uint64_t seq,
                          const uint8_t *flow);
@@ -85,8 +89,10 @@ struct sg_sdd_flow {
 	char *val_service_id; /* the VAL service */
 	int urllc;            /* transType urllc: up to two redundant channels */
 	int64_t created_ms, expires_ms;
-	int released; /* release requested or expired: the data plane frees it */
-	void *rt;     /* runtime (data plane) */
+	int released;     /* release requested or expired: the data plane frees it */
+	char *end_reason; /* set with released: what END tells the client ("FLOW_RELOCATED: ..."),
+	                   * NULL: FLOW_EXPIRED or FLOW_RELEASED (owned; freed with the flow) */
+	void *rt;         /* runtime (data plane) */
 	struct sg_sdd_flow *next;
 };
 
@@ -100,6 +106,13 @@ void sg_sdd_flowtab_free(struct sg_sdd_flowtab *t);
 struct sg_sdd_flow *sg_sdd_flowtab_add(struct sg_sdd_flowtab *t, const char *sub,
                                        const char *val_service_id, int urllc, int64_t now_ms,
                                        unsigned lifetime_s, const char **why);
+/* As sg_sdd_flowtab_add, with the given id (SEALDD-E context relocation: the flow keeps its
+ * sddFlowId at the target SEALDD server). NULL with *why = "exists" when a flow (live or being
+ * freed) has this id, or "limit" / "nomem". */
+struct sg_sdd_flow *sg_sdd_flowtab_add_id(struct sg_sdd_flowtab *t,
+                                          const uint8_t id[SG_SDD_FLOW_ID_LEN], const char *sub,
+                                          const char *val_service_id, int urllc, int64_t now_ms,
+                                          unsigned lifetime_s, const char **why);
 /* The live (not released) flow with this id whose owner is sub, else NULL: a flow of another
  * user is indistinguishable from a flow that does not exist (no oracle). sub NULL: any owner. */
 struct sg_sdd_flow *sg_sdd_flowtab_find(struct sg_sdd_flowtab *t, const uint8_t *id,
@@ -141,6 +154,13 @@ int sg_sdd_transreq_validate(const json_t *req, struct sg_sdd_target *tgt,
 /* Validates a ConnStatusSubsc (events minItems 1, ConnStatusEvent strings, valServerConnInfo,
  * notifUri an https URL, valTgtUe, valServiceId, suppFeat; expTime is readOnly and ignored). */
 int sg_sdd_subsc_validate(const json_t *s, struct sg_sdd_check *chk);
+/* Validates a TS 29.548 DdContext (SDD_DDContext: uuContext with sddFlowId and valServEndPoint,
+ * sContext with valServerId and valServerConnInfo, optional trLayerContext with transProtoc;
+ * member types, ConnInfo oneOf, ValTargetUe oneOf, DurationSec, bandwidths, QosInfo) found at
+ * JSON pointer `param` (e.g. "/ddContext"). Problems are appended to chk (not reset); tgt gets
+ * sContext.valServerConnInfo, which must carry a port. Returns 0 when nothing was added. */
+int sg_sdd_ddcontext_validate(const json_t *ctx, const char *param, struct sg_sdd_target *tgt,
+                              struct sg_sdd_check *chk);
 /* A ConnInfo (TS 29.548) for host:port as this server announces it: ipv4Addr or ipv6Addr when
  * host is an address literal, else uri "sealdd://host:port". New reference. */
 json_t *sg_sdd_conninfo(const char *host, unsigned port);

@@ -6,7 +6,9 @@
  *     release for SEALDD clients (`sdd-flows/v1`, docs/sdd-protocol.md);
  *   - SEALDD-UU user plane: its own TLS 1.3 listener (sdd.data_bind) with framed channels
  *     authenticated by the access token, relayed to the VAL server over mutual TLS.
- * Flows and transmissions live in memory (they are short-lived; a restart drops them and
+ * Transmissions and connection status subscriptions are stored (store/sdd.c) before they are
+ * acknowledged and loaded at start, so they survive a restart or a crash; flows and data
+ * channels are bound to live TLS connections and live in memory (a restart drops them and
  * clients re-establish). The auth/ policy verifies HTTP tokens; the data plane verifies its
  * channel tokens with the same policy (sg_policy_check). */
 #ifndef SG_SDD_SDD_H

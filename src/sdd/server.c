@@ -149,6 +149,8 @@ sg_err sg_sdd_new(const struct sg_conf *conf, struct sg_policy *policy, struct s
 		e = sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
 		goto fail;
 	}
+	if ((e = sdd_ddc_new(s, err, errlen)) != SG_OK) /* SEALDD-E (TS 33.434 Rel-18 D3) */
+		goto fail;
 	/* SEALDD-UU user plane as R1: the SEAL-UU server certificate and profile, TLS 1.3 only */
 	struct sg_tls_conf tc = uu->tls;
 	tc.min_version = "TLS1.3";
@@ -167,7 +169,8 @@ sg_err sg_sdd_new(const struct sg_conf *conf, struct sg_policy *policy, struct s
 		sg_fail(err, errlen, e, "SEALDD relay TLS: %s", why);
 		goto fail;
 	}
-	/* the registry snapshot: loaded now, then refreshed on this pool's thread */
+	/* the registry snapshot: loaded now, then refreshed on this pool's thread, whose writer
+	 * also stores the SEALDD-S state (api.c) */
 	const char *driver = conf->store_driver ? conf->store_driver : "sqlite";
 	const char *where = !strcmp(driver, "postgres") ? conf->store_url : conf->store_path;
 	if ((e = sg_store_pool_create(driver, where, 1, &s->pool, err, errlen)) != SG_OK)
@@ -176,11 +179,18 @@ sg_err sg_sdd_new(const struct sg_conf *conf, struct sg_policy *policy, struct s
 	if ((e = sg_store_open(driver, where, &st, err, errlen)) != SG_OK)
 		goto fail;
 	e = sdd_vals_refresh(st, s);
-	sg_store_close(st);
 	if (e != SG_OK) {
+		sg_store_close(st);
 		sg_fail(err, errlen, e, "sdd: loading the VAL servers: %s", sg_store_last_error());
 		goto fail;
 	}
+	/* acknowledged SEALDD-S writes survive a restart or crash (DESIGN.md §5): the
+	 * transmissions and subscriptions the store holds; flows and data channels are bound to
+	 * live TLS connections and are not kept (clients re-establish them) */
+	e = sdd_state_load(s, st, err, errlen);
+	sg_store_close(st);
+	if (e != SG_OK)
+		goto fail;
 	if (conf->sdd.data_bind) {
 		if ((e = bind_data(s, conf->sdd.data_bind, err, errlen)) != SG_OK)
 			goto fail;
@@ -222,6 +232,8 @@ sg_err sg_sdd_start(struct sg_sdd *s, char *err, size_t errlen)
 	if (pthread_create(&s->nth, NULL, sdd_notif_main, s) != 0)
 		return sg_fail(err, errlen, SG_ERR_INTERNAL, "thread");
 	s->nstarted = 1;
+	if (sdd_ddc_start(s, err, errlen) != SG_OK)
+		return SG_ERR_INTERNAL;
 	sg_log_info("SEALDD-UU data endpoint listening on %s:%d (TLS 1.3; docs/sdd-protocol.md)",
 	            s->host, s->port);
 	return SG_OK;
@@ -282,6 +294,7 @@ void sg_sdd_free(struct sg_sdd *s)
 	if (!s)
 		return;
 	atomic_store(&s->stop, 1);
+	sdd_ddc_free(s); /* first: a relocation in flight still reads the flow table */
 	if (s->started)
 		pthread_join(s->th, NULL);
 	if (s->nstarted) {

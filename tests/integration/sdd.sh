@@ -354,10 +354,10 @@ sed -i 's/^  scrypt_ln: 10$/  scrypt_ln: 10\n  access_token_ttl_s: 10\n  id_toke
 sg_start "$T/sg.yaml" || { not_ok "server restart"; sg_done; }
 expect "alice logs in after the restart (10 s tokens)" login alice alice-short.tokens "openid sdd"
 DS=(--token-cache "$T/alice-short.tokens")
-refuse "flows and transmissions do not survive a restart (in memory)" DD send --flow "$RSF" --in "$T/sa" "${DS[@]}"
+refuse "flows do not survive a restart (in memory; transmissions do: sdd_restart.sh)" DD send --flow "$RSF" --in "$T/sa" "${DS[@]}"
 VT=$(vtok "${VAL[@]}" -d client_id=v2x-app)
 req "${VAL[@]}" -H "Authorization: Bearer $VT" "${JS[@]}" -d "$TR" "$RT_URL/regular/request-trans"
-expect_eq "the VAL server requests transmission again: 200" 200 "$CODE"
+expect_eq "the VAL server requests transmission again (replacing the stored one): 200" 200 "$CODE"
 NF=$(jget "$(DD open --service v2x "${DS[@]}")" sddFlowId)
 expect_match "alice re-establishes a flow" '^[A-Za-z0-9_-]{22}$' "$NF"
 expect_match "... and data flows again" verified "$(DD send --flow "$NF" --in "$T/p.65537" --echo "${DS[@]}" 2>&1)"

@@ -59,8 +59,9 @@ static void test_default(void **state)
 	assert_string_equal(e->bind, "127.0.0.1:9445");
 	assert_int_equal(e->tls.mode, SG_TLS_MUTUAL);
 	assert_int_equal(e->auth_mode, SG_AUTH_MTLS);
-	assert_int_equal(e->n_services, 3);
+	assert_int_equal(e->n_services, 4); /* SEAL-E also carries SEALDD-E (sdd) */
 	assert_string_equal(e->services[2], "km");
+	assert_string_equal(e->services[3], "sdd");
 
 	/* TLS files default into the PKI dir; tls points at the refpoint's strings */
 	assert_string_equal(s->tls.cert, "./var/pki/server.crt");

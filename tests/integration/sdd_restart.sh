@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# SEALDD-S state across crashes (TS 29.548 sdd-trans/v1; DESIGN.md §5: an acknowledged write is
+# never lost): a transmission (200) and connection status subscriptions (201) acknowledged to a
+# VAL server survive `sealguard serve` being SIGKILLed and restarted on the same state dir: the
+# transmission still lets a user open a flow and carry data, GET of a subscription answers the
+# same body, its notifications are still delivered, and PUT/PATCH/DELETE and a replacing
+# request-trans survive a second SIGKILL. Bad bodies and refused changes leave the stored rows
+# as they were; a write the store cannot make answers 503 and changes nothing; a stored
+# transmission stops authorizing flows once its VAL server is disabled or removed; a state dir
+# of the previous schema version is migrated.
+. "$(dirname "$0")/lib/common.sh"
+
+sg_ports
+DATA=$(free_port)
+ECHO=$(free_port)
+ECHO2=$(free_port)
+NOTIF=$(free_port)
+sg_write_config "$T/sg.yaml"
+cat >>"$T/sg.yaml" <<YAML
+idm:
+  scrypt_ln: 10
+sdd:
+  data_bind: 127.0.0.1:$DATA
+YAML
+PKI=$T/state/pki
+DBF=$T/state/sealguard.db
+SG() { "$SG_BIN" --config "$T/sg.yaml" "$@"; }
+SG pki init --dir "$PKI" --seal-server v2x-app --seal-server evil-app >/dev/null
+sg_start "$T/sg.yaml" || { not_ok "server start"; sg_done; }
+CA=$PKI/ca.crt
+ISS=https://localhost:$UU
+SISS=https://localhost:$S
+VAL=(--cert "$PKI/seal-servers/v2x-app.crt" --key "$PKI/seal-servers/v2x-app.key")
+EVIL=(--cert "$PKI/seal-servers/evil-app.crt" --key "$PKI/seal-servers/evil-app.key")
+C=(curl -s --cacert "$CA")
+py() { python3 -c "$@"; }
+jget() { py 'import sys,json
+v=json.loads(sys.argv[1])
+for k in sys.argv[2:]:
+    v=v[int(k)] if isinstance(v,list) else (v.get(k) if isinstance(v,dict) else None)
+print(v if not isinstance(v,(dict,list)) else json.dumps(v,sort_keys=True))' "$@"; }
+canon() { py 'import sys,json; print(json.dumps(json.loads(sys.argv[1]),sort_keys=True))' "$1" 2>/dev/null; }
+req() {
+	"${C[@]}" -D "$T/h" -o "$T/b" "$@"
+	CODE=$(awk 'NR==1{print $2}' "$T/h")
+	BODY=$(cat "$T/b")
+}
+# the stored SEALDD-S rows, as an operator's sqlite3 shell sees them
+rows() { sqlite3 "$DBF" "SELECT val_service, client_id, identity, trans_type, body, updated_at FROM sdd_trans ORDER BY 1; SELECT subsc_id, owner, body, updated_at FROM sdd_subsc ORDER BY 1;"; }
+sg_kill() {
+	kill -KILL "$SG_PID" 2>/dev/null
+	wait "$SG_PID" 2>/dev/null
+	SG_PID=""
+}
+ECHO_PID=""
+NOTIF_PID=""
+start_echo() {
+	"$SG_BIN" --config "$T/sg.yaml" dd echo-server --bind "127.0.0.1:$ECHO" "${VAL[@]}" --cacert "$CA" 2>>"$T/echo.log" &
+	ECHO_PID=$!
+	for _ in $(seq 1 50); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$ECHO") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+cleanup_sdd() {
+	[ -n "$ECHO_PID" ] && kill "$ECHO_PID" 2>/dev/null
+	[ -n "$NOTIF_PID" ] && kill "$NOTIF_PID" 2>/dev/null
+	sg_cleanup
+}
+trap cleanup_sdd EXIT
+
+printf 'alice-pass-1\n' >"$T/alice.pw"
+expect "user add alice" SG user add alice --password-file "$T/alice.pw" --val-user-id v2x=alice@v2x
+expect "client add ue-app" SG client add ue-app --redirect-uri http://127.0.0.1/callback --secret-file "$T/ue.secret"
+expect "valserver add v2x-app (v2x, v2x-b)" SG valserver add v2x-app --identity DNS:v2x-app --val-service v2x --val-service v2x-b
+expect "valserver add evil-app" SG valserver add evil-app --identity DNS:evil-app --val-service evil
+expect "echo VAL server endpoint starts" start_echo
+cat >"$T/notif.py" <<'PY'
+import http.server,ssl,sys,json
+port,cert,key,ca,log=int(sys.argv[1]),sys.argv[2],sys.argv[3],sys.argv[4],sys.argv[5]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        n=int(self.headers.get("content-length","0")); b=self.rfile.read(n)
+        with open(log,"a") as f: f.write(json.dumps(json.loads(b))+"\n")
+        self.send_response(204); self.end_headers()
+    def log_message(self,*a): pass
+ctx=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert,key); ctx.load_verify_locations(ca); ctx.verify_mode=ssl.CERT_REQUIRED
+s=http.server.HTTPServer(("127.0.0.1",port),H); s.socket=ctx.wrap_socket(s.socket,server_side=True); s.serve_forever()
+PY
+python3 "$T/notif.py" "$NOTIF" "$PKI/server.crt" "$PKI/server.key" "$CA" "$T/notifs" 2>/dev/null &
+NOTIF_PID=$!
+sleep 1.2 # the registry snapshot follows the store within 0.5 s
+
+vtok() { jget "$("${C[@]}" "$@" -d grant_type=client_credentials -d resource=sealguard:sdd "$SISS/oauth2/token")" access_token; }
+tokens() {
+	VT=$(vtok "${VAL[@]}" -d client_id=v2x-app)
+	ET=$(vtok "${EVIL[@]}" -d client_id=evil-app)
+	AV=(-H "Authorization: Bearer $VT")
+	AE=(-H "Authorization: Bearer $ET")
+}
+tokens
+JS=(-H 'Content-Type: application/json')
+MP=(-H 'Content-Type: application/merge-patch+json')
+RT_URL=$SISS/sdd-trans/v1
+login() { SG login --issuer "$ISS" --client-id ue-app --client-secret-file "$T/ue.secret" --username alice --password-file "$T/alice.pw" --cacert "$CA" --token-cache "$T/$1" --scope "openid sdd" >/dev/null; }
+DD() { SG dd "$@"; }
+
+# --- acknowledged writes ---
+TR="{\"valServiceId\":\"v2x\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO}}"
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "$TR" "$RT_URL/regular/request-trans"
+expect_eq "request-trans v2x: 200" 200 "$CODE"
+expect_eq "... stored once acknowledged (sqlite3)" "v2x|v2x-app|DNS:v2x-app|regular" "$(sqlite3 "$DBF" 'SELECT val_service, client_id, identity, trans_type FROM sdd_trans')"
+SUB() { printf '{"events":[%s],"valServiceId":"v2x","valServerConnInfo":{"ipv4Addr":"127.0.0.1","port":%s},"notifUri":"https://localhost:%s/%s"}' "$1" "$ECHO" "$NOTIF" "$2"; }
+mksub() {
+	req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "$1" "$RT_URL/subscriptions"
+	LOC=$(tr -d '\r' <"$T/h" | awk 'tolower($1)=="location:"{print $2}')
+}
+mksub "$(SUB '"ESTABLISHED","RELEASED"' one)"
+L1=$LOC
+expect_eq "subscription 1 created: 201" 201 "$CODE"
+B1=$(canon "$BODY")
+mksub "$(SUB '"RELEASED"' two)"
+L2=$LOC
+expect_eq "subscription 2 created: 201" 201 "$CODE"
+mksub "$(SUB '"ESTABLISHED"' three)"
+L3=$LOC
+expect_eq "subscription 3 created: 201" 201 "$CODE"
+expect_eq "... three subscriptions stored, owned by v2x-app" "3 v2x-app" "$(sqlite3 "$DBF" 'SELECT count(*), min(owner) FROM sdd_subsc' | tr '|' ' ')"
+expect_eq "... the stored body is the answered one" "$B1" "$(canon "$(sqlite3 "$DBF" "SELECT body FROM sdd_subsc WHERE subsc_id = '${L1##*/}'")")"
+
+# --- bad input and refused changes: 4xx, and the stored rows stay as they were ---
+BEFORE=$(rows)
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d '{"valServiceId":"v2x","valServerConnInfo":{"ipv4Addr":"999.1.1.1","port":5}}' "$RT_URL/regular/request-trans"
+expect_eq "TransReq breaking the schema: 400" 400 "$CODE"
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "{\"valServiceId\":\"evil\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO}}" "$RT_URL/regular/request-trans"
+expect_eq "TransReq for a VAL service the VAL server does not serve: 403" 403 "$CODE"
+req "${EVIL[@]}" "${AE[@]}" "${JS[@]}" -d "$TR" "$RT_URL/regular/request-trans"
+expect_eq "another VAL server's TransReq for v2x: 403" 403 "$CODE"
+req "${VAL[@]}" "${AV[@]}" -X PUT "${JS[@]}" -d '{"events":[],"notifUri":"https://x"}' "$L1"
+expect_eq "PUT breaking the schema: 400" 400 "$CODE"
+req "${VAL[@]}" "${AV[@]}" -X PATCH "${MP[@]}" -d '{"events":[]}' "$L1"
+expect_eq "PATCH leaving an invalid subscription: 400 INVALID_MSG_FORMAT" "400 INVALID_MSG_FORMAT" "$CODE $(jget "$BODY" cause)"
+req "${VAL[@]}" "${AV[@]}" -X PATCH "${MP[@]}" -d '{"notifUri":"http://plain"}' "$L1"
+expect_eq "PATCH to a non-https notifUri: 400" 400 "$CODE"
+req "${VAL[@]}" "${AV[@]}" -X PATCH "${MP[@]}" -d '[1]' "$L1"
+expect_eq "PATCH that is not an object: 400" 400 "$CODE"
+req "${VAL[@]}" "${AV[@]}" -X PATCH "${JS[@]}" -d '{"events":["RELEASED"]}' "$L1"
+expect_eq "PATCH as application/json: 415" 415 "$CODE"
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d '{"events":["NOPE"],"notifUri":"https://x"}' "$RT_URL/subscriptions"
+expect_eq "subscription with an unknown event: 400" 400 "$CODE"
+req "${EVIL[@]}" "${AE[@]}" -X PUT "${JS[@]}" -d "$(SUB '"RELEASED"' evil)" "$L1"
+expect_eq "another VAL server's PUT: 404" 404 "$CODE"
+req "${EVIL[@]}" "${AE[@]}" -X PATCH "${MP[@]}" -d '{"events":["RELEASED"]}' "$L1"
+expect_eq "another VAL server's PATCH: 404" 404 "$CODE"
+req "${EVIL[@]}" "${AE[@]}" -X DELETE "$L1"
+expect_eq "another VAL server's DELETE: 404" 404 "$CODE"
+req "${VAL[@]}" "${AV[@]}" -X DELETE "$RT_URL/subscriptions/AAAAAAAAAAAAAAAAAAAAAA"
+expect_eq "DELETE of an unknown subscription: 404" 404 "$CODE"
+req "${VAL[@]}" "${AV[@]}" -X PUT "${JS[@]}" -d "$(SUB '"RELEASED"' x)" "$RT_URL/subscriptions/AAAAAAAAAAAAAAAAAAAAAA"
+expect_eq "PUT of an unknown subscription: 404" 404 "$CODE"
+expect_eq "... the stored rows are unchanged by all of them" "$BEFORE" "$(rows)"
+
+# --- a write the store cannot make: 503, nothing changes (another process holds the write
+# lock longer than the store's busy timeout) ---
+python3 -c 'import sqlite3,sys,time
+c=sqlite3.connect(sys.argv[1],isolation_level=None); c.execute("BEGIN IMMEDIATE"); print("locked",flush=True); time.sleep(9)' "$DBF" >"$T/lock.out" &
+LOCK_PID=$!
+for _ in $(seq 1 50); do grep -q locked "$T/lock.out" 2>/dev/null && break; sleep 0.1; done
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "{\"valServiceId\":\"v2x-b\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO}}" "$RT_URL/regular/request-trans"
+expect_eq "request-trans while the store is locked: 503 SERVICE_UNAVAILABLE" "503 SERVICE_UNAVAILABLE" "$CODE $(jget "$BODY" cause)"
+wait "$LOCK_PID"
+expect "alice logs in" login alice.tokens
+DA=(--token-cache "$T/alice.tokens")
+expect_match "... the refused transmission authorizes nothing (404 TRANSMISSION_NOT_REQUESTED)" "404 TRANSMISSION_NOT_REQUESTED" "$(DD open --service v2x-b "${DA[@]}" 2>&1)"
+expect_eq "... and the stored rows are unchanged" "$BEFORE" "$(rows)"
+
+# --- SIGKILL, restart on the same state dir ---
+sg_kill
+sg_start "$T/sg.yaml" || { not_ok "restart after SIGKILL"; sg_done; }
+ok "sealguard restarts after SIGKILL"
+expect_match "the server loaded what it had acknowledged" "1 transmissions and 3 subscriptions loaded" "$(cat "$T/server.log")"
+expect_match "dd transmissions lists the stored one, active" "^v2x +regular +v2x-app +127.0.0.1:$ECHO .* active$" "$(SG dd transmissions | grep '^v2x ')"
+refuse "dd transmissions takes no options" SG dd transmissions --service v2x
+req "${VAL[@]}" "${AV[@]}" "$L1"
+expect_eq "GET subscription 1 after the crash: 200 with the same body" "200 $B1" "$CODE $(canon "$BODY")"
+req "${EVIL[@]}" "${AE[@]}" "$L1"
+expect_eq "... still invisible to another VAL server: 404" 404 "$CODE"
+FLOW=$(DD open --service v2x "${DA[@]}")
+F1=$(jget "$FLOW" sddFlowId)
+expect_match "the transmission still lets alice open a flow" '^[A-Za-z0-9_-]{22}$' "$F1"
+head -c 100000 /dev/urandom >"$T/p"
+expect_match "... and carry data to the VAL server and back" verified "$(DD send --flow "$F1" --in "$T/p" --echo "${DA[@]}" 2>&1)"
+expect "... alice releases it" DD close --flow "$F1" "${DA[@]}"
+for _ in $(seq 1 40); do [ "$(cat "$T/notifs" 2>/dev/null | wc -l)" -ge 4 ] && break; sleep 0.2; done
+S1ID=${L1##*/}
+S2ID=${L2##*/}
+S3ID=${L3##*/}
+ev_of() { py 'import sys,json
+for l in open(sys.argv[1]):
+    n=json.loads(l)
+    if n["subscriptionId"]==sys.argv[2]: print(n["reports"][0]["event"])' "$T/notifs" "$1" | tr '\n' ' '; }
+expect_eq "subscription 1's notifications are still delivered (ESTABLISHED, RELEASED)" "ESTABLISHED RELEASED " "$(ev_of "$S1ID")"
+expect_eq "... subscription 2 (RELEASED only) too" "RELEASED " "$(ev_of "$S2ID")"
+expect_eq "... subscription 3 (ESTABLISHED only) too" "ESTABLISHED " "$(ev_of "$S3ID")"
+
+# --- changes after the restart survive the next crash ---
+req "${VAL[@]}" "${AV[@]}" -X PUT "${JS[@]}" -d "$(SUB '"RELEASED"' three-put)" "$L3"
+expect_eq "PUT subscription 3: 200" 200 "$CODE"
+B3=$(canon "$BODY")
+req "${VAL[@]}" "${AV[@]}" -X PATCH "${MP[@]}" -d '{"events":["RELEASED"],"valServiceId":null}' "$L1"
+expect_eq "PATCH subscription 1 (events, valServiceId removed): 200" "200 [\"RELEASED\"] None" "$CODE $(jget "$BODY" events) $(jget "$BODY" valServiceId)"
+B1P=$(canon "$BODY")
+req "${VAL[@]}" "${AV[@]}" -X DELETE "$L2"
+expect_eq "DELETE subscription 2: 204" 204 "$CODE"
+"$SG_BIN" --config "$T/sg.yaml" dd echo-server --bind "127.0.0.1:$ECHO2" "${VAL[@]}" --cacert "$CA" 2>>"$T/echo.log" &
+ECHO2_PID=$!
+TR2="{\"valServiceId\":\"v2x\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO2}}"
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "$TR2" "$RT_URL/urllc/request-trans"
+expect_eq "request-trans v2x again (urllc, another endpoint): 200, replaces the first" 200 "$CODE"
+expect_eq "... one transmission per VAL service is stored" "1 urllc" "$(sqlite3 "$DBF" "SELECT count(*), max(trans_type) FROM sdd_trans WHERE val_service = 'v2x'" | tr '|' ' ')"
+sg_kill
+sg_start "$T/sg.yaml" || { not_ok "second restart after SIGKILL"; sg_done; }
+req "${VAL[@]}" "${AV[@]}" "$L3"
+expect_eq "after the second crash: the PUT survived" "200 $B3" "$CODE $(canon "$BODY")"
+req "${VAL[@]}" "${AV[@]}" "$L1"
+expect_eq "... the PATCH survived" "200 $B1P" "$CODE $(canon "$BODY")"
+req "${VAL[@]}" "${AV[@]}" "$L2"
+expect_eq "... the DELETE survived (404)" 404 "$CODE"
+UF=$(DD open --service v2x "${DA[@]}")
+expect_eq "... the replacing transmission survived (urllc flow)" urllc "$(jget "$UF" transType)"
+expect_match "... relayed to the new endpoint" verified "$(DD send --flow "$(jget "$UF" sddFlowId)" --in "$T/p" --echo "${DA[@]}" 2>&1)"
+kill "$ECHO2_PID" 2>/dev/null
+
+# --- the registry decides at every flow: a stored transmission of a disabled or removed VAL
+# server authorizes nothing ---
+sqlite3 "$DBF" "UPDATE valservers SET disabled = 1 WHERE name = 'v2x-app'"
+sleep 1.2
+expect_match "VAL server disabled: its stored transmission opens no flow (404)" "404 TRANSMISSION_NOT_REQUESTED" "$(DD open --service v2x "${DA[@]}" 2>&1)"
+expect_match "... dd transmissions says inactive" "inactive: VAL server disabled" "$(SG dd transmissions)"
+sqlite3 "$DBF" "UPDATE valservers SET disabled = 0 WHERE name = 'v2x-app'"
+sleep 1.2
+expect_match "enabled again: flows open again" '"sddFlowId"' "$(DD open --service v2x "${DA[@]}" 2>&1)"
+expect "valserver remove v2x-app" SG valserver remove v2x-app
+sleep 1.2
+expect_match "VAL server removed: its stored transmission opens no flow (404)" "404 TRANSMISSION_NOT_REQUESTED" "$(DD open --service v2x "${DA[@]}" 2>&1)"
+expect_match "... dd transmissions says inactive: removed" "inactive: VAL server removed" "$(SG dd transmissions)"
+expect "valserver add v2x-app again, with another identity" SG valserver add v2x-app --identity DNS:other-app --val-service v2x
+sleep 1.2
+expect_match "... the old transmission (demanding DNS:v2x-app) still opens no flow" "404 TRANSMISSION_NOT_REQUESTED" "$(DD open --service v2x "${DA[@]}" 2>&1)"
+sg_kill
+sg_start "$T/sg.yaml" || { not_ok "third restart"; sg_done; }
+expect_match "... nor after a restart" "404 TRANSMISSION_NOT_REQUESTED" "$(DD open --service v2x "${DA[@]}" 2>&1)"
+sg_stop >/dev/null
+
+# --- a state dir of the previous schema version (4, without the SEALDD tables) ---
+sqlite3 "$DBF" "DROP TABLE sdd_trans; DROP TABLE sdd_subsc; UPDATE schema_version SET version = 4"
+sg_start "$T/sg.yaml" || { not_ok "start on a schema 4 state dir"; sg_done; }
+expect_eq "a schema 4 state dir is migrated to 5 at start" 5 "$(sqlite3 "$DBF" 'SELECT version FROM schema_version')"
+expect "... its users are kept (alice logs in)" login alice2.tokens
+tokens
+req "${EVIL[@]}" "${AE[@]}" "${JS[@]}" -d "{\"valServiceId\":\"evil\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO}}" "$RT_URL/regular/request-trans"
+expect_eq "... and stores transmissions again: 200" "200 1" "$CODE $(sqlite3 "$DBF" "SELECT count(*) FROM sdd_trans WHERE val_service = 'evil'")"
+expect "sealguard stops cleanly (SIGTERM, exit 0)" sg_stop
+sg_done

@@ -1,0 +1,351 @@
+/* test_sddc_stream.c: the SEALDD client's user plane (client/sddc.c) against a TLS 1.3 peer
+ * that writes frames exactly as a test needs them (docs/sdd-protocol.md §3, §6): headers and
+ * payloads split at every byte (one TLS record per byte), several frames in one record,
+ * receives smaller than a frame, zero-length DATA, duplicates, DATA of a flow not attached,
+ * END after data, every header rejection, and sends large enough to block while the peer
+ * echoes (the gathering write BIO, the queue behind it, reading while blocked). The peer is a
+ * real OpenSSL server with the sealguard TLS profile and the development PKI. */
+#include "client/sddc.h"
+#include "sdd/proto.h"
+#include "tls/pki.h"
+#include "tls/tls.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static char g_dir[64], g_ca[128];
+static struct sg_tls_server *g_tls;
+static uint8_t g_flow[SG_SDD_FLOW_ID_LEN];
+static char g_flow_text[SG_SDD_FLOW_TEXT_LEN + 1];
+
+enum scenario { SC_SPLIT, SC_BADHDR, SC_ECHO };
+
+struct peer {
+	enum scenario sc;
+	int bad; /* SC_BADHDR: which header defect */
+	int lfd, port;
+	pthread_t th;
+	int ok; /* the peer saw what it expected */
+};
+
+static int wr(SSL *ssl, const void *p, size_t n)
+{
+	size_t w;
+	return n == 0 || (SSL_write_ex(ssl, p, n, &w) == 1 && w == n) ? 0 : -1;
+}
+
+static int rd(SSL *ssl, void *p, size_t n)
+{
+	for (size_t got = 0, k; got < n; got += k)
+		if (SSL_read_ex(ssl, (uint8_t *)p + got, n - got, &k) != 1)
+			return -1;
+	return 0;
+}
+
+/* one frame (header + payload) in buf; returns its length */
+static size_t frame(uint8_t *buf, uint8_t type, uint64_t seq, const uint8_t *flow, const void *p,
+                    size_t n)
+{
+	sg_sdd_frame_header(buf, type, (uint32_t)n, seq, flow);
+	if (n)
+		memcpy(buf + SG_SDD_HDR_LEN, p, n);
+	return SG_SDD_HDR_LEN + n;
+}
+
+static int rd_frame(SSL *ssl, struct sg_sdd_frame *f, uint8_t *payload, size_t cap)
+{
+	uint8_t h[SG_SDD_HDR_LEN];
+	if (rd(ssl, h, sizeof h) || sg_sdd_frame_parse_header(h, f) != 0 || f->len > cap)
+		return -1;
+	f->payload = payload;
+	return rd(ssl, payload, f->len);
+}
+
+static void pattern(uint8_t *p, size_t n, unsigned salt)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(i * 7u + salt + (i >> 9));
+}
+
+static void *peer_main(void *arg)
+{
+	struct peer *pe = arg;
+	int fd = accept(pe->lfd, NULL, NULL);
+	SSL *ssl = fd >= 0 ? sg_tls_server_ssl_new(g_tls) : NULL;
+	static uint8_t buf[4u << 20], pl[SG_SDD_MAX_PAYLOAD];
+	struct sg_sdd_frame f;
+	if (!ssl || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1)
+		goto out;
+	/* AUTH (its token is not this test's business), then ATTACH of the flow */
+	if (rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_AUTH)
+		goto out;
+	size_t n = frame(buf, SG_SDD_AUTH_OK, 4000000000u, NULL, NULL, 0);
+	if (wr(ssl, buf, n) || rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_ATTACH ||
+	    memcmp(f.flow, g_flow, sizeof g_flow))
+		goto out;
+	n = frame(buf, SG_SDD_ATTACHED, 1, g_flow, NULL, 0);
+	if (wr(ssl, buf, n))
+		goto out;
+	if (pe->sc == SC_SPLIT) {
+		uint8_t other[SG_SDD_FLOW_ID_LEN];
+		memset(other, 0x5a, sizeof other);
+		static uint8_t data[70000];
+		pattern(data, sizeof data, 3);
+		/* frame 1 (300 bytes of payload): one TLS record per byte */
+		n = frame(buf, SG_SDD_DATA, 1, g_flow, data, 300);
+		for (size_t i = 0; i < n; i++)
+			if (wr(ssl, buf + i, 1))
+				goto out;
+		/* then in one SSL_write: zero-length DATA, DATA of a flow not attached,
+		 * 40,000 bytes (three records), a duplicate of seq 1, 29,700 bytes, END */
+		size_t m = frame(buf, SG_SDD_DATA, 2, g_flow, NULL, 0);
+		m += frame(buf + m, SG_SDD_DATA, 1, other, "ignored", 7);
+		m += frame(buf + m, SG_SDD_DATA, 3, g_flow, data + 300, 40000);
+		m += frame(buf + m, SG_SDD_DATA, 1, g_flow, data, 300);
+		m += frame(buf + m, SG_SDD_DATA, 4, g_flow, data + 40300, 29700);
+		m += frame(buf + m, SG_SDD_END, 0, g_flow, "FLOW_RELEASED", 13);
+		if (wr(ssl, buf, m))
+			goto out;
+		pe->ok = 1;
+	} else if (pe->sc == SC_BADHDR) {
+		n = frame(buf, SG_SDD_DATA, 1, g_flow, "abc", 3);
+		switch (pe->bad) {
+		case 0:
+			buf[0] = 2; /* version */
+			break;
+		case 1:
+			buf[1] = SG_SDD_FTYPE_MAX + 1; /* type */
+			break;
+		case 2:
+			buf[3] = 1; /* reserved */
+			break;
+		case 3: /* a payload over the maximum, refused from the header alone */
+			sg_sdd_frame_header(buf, SG_SDD_DATA, SG_SDD_MAX_PAYLOAD + 1, 1, g_flow);
+			n = SG_SDD_HDR_LEN;
+			break;
+		default:
+			memset(buf + 16, 0, SG_SDD_FLOW_ID_LEN); /* DATA without a flow */
+		}
+		/* good data first: what came before the bad header is still delivered */
+		size_t m = frame(buf + n, SG_SDD_DATA, 1, g_flow, "ok", 2);
+		memmove(buf + m, buf, n);
+		frame(buf, SG_SDD_DATA, 1, g_flow, "ok", 2);
+		if (wr(ssl, buf, m + n))
+			goto out;
+		pe->ok = 1;
+	} else { /* SC_ECHO: every DATA payload comes back, until 0-length DATA */
+		uint64_t seq = 0;
+		for (;;) {
+			if (rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_DATA ||
+			    memcmp(f.flow, g_flow, sizeof g_flow))
+				goto out;
+			if (!f.len)
+				break;
+			n = frame(buf, SG_SDD_DATA, ++seq, g_flow, pl, f.len);
+			if (wr(ssl, buf, n))
+				goto out;
+		}
+		pe->ok = 1;
+	}
+	/* hold the connection until the client closes it */
+	while (SSL_read_ex(ssl, buf, sizeof buf, &n) == 1)
+		;
+out:
+	if (ssl)
+		SSL_free(ssl);
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+static void peer_start(struct peer *pe)
+{
+	pe->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(pe->lfd >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof a;
+	assert_int_equal(bind(pe->lfd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(pe->lfd, 1), 0);
+	assert_int_equal(getsockname(pe->lfd, (struct sockaddr *)&a, &al), 0);
+	pe->port = ntohs(a.sin_port);
+	assert_int_equal(pthread_create(&pe->th, NULL, peer_main, pe), 0);
+}
+
+static struct sg_sddc *open_session(struct peer *pe)
+{
+	char url[64], err[256] = "";
+	snprintf(url, sizeof url, "https://localhost:%d", pe->port);
+	struct sg_sddc_conf c = {.url = url, .ca = g_ca, .token = "t", .timeout_ms = 5000};
+	struct sg_sddc *s = NULL;
+	if (sg_sddc_connect(&c, "127.0.0.1", (unsigned)pe->port, 1, &s, err, sizeof err) != SG_OK)
+		fail_msg("connect: %s", err);
+	if (sg_sddc_attach(s, g_flow_text, 0, err, sizeof err) != SG_OK)
+		fail_msg("attach: %s", err);
+	return s;
+}
+
+static void peer_end(struct peer *pe, struct sg_sddc *s)
+{
+	sg_sddc_close(s);
+	pthread_join(pe->th, NULL);
+	close(pe->lfd);
+	assert_true(pe->ok);
+}
+
+/* Split headers and payloads, several frames per record, receives of 7 bytes and of 64 KiB:
+ * the bytes come whole and in order, the duplicate and the other flow's DATA are dropped,
+ * and END is reported after the data. */
+static void test_split_and_batched(void **state)
+{
+	(void)state;
+	static uint8_t want[70000], got[70000];
+	pattern(want, sizeof want, 3);
+	for (int round = 0; round < 2; round++) {
+		struct peer pe = {.sc = SC_SPLIT};
+		peer_start(&pe);
+		struct sg_sddc *s = open_session(&pe);
+		size_t have = 0, n = 0, cap = round == 0 ? 7 : 65536;
+		char err[256] = "";
+		sg_err e;
+		while ((e = sg_sddc_recv(s, g_flow_text, got + have,
+		                         sizeof got - have < cap ? sizeof got - have : cap, 5000,
+		                         &n, err, sizeof err)) == SG_OK) {
+			assert_true(n > 0 && n <= cap);
+			have += n;
+			if (have == sizeof got)
+				break;
+		}
+		assert_int_equal(e, SG_OK);
+		assert_int_equal(have, sizeof want);
+		assert_memory_equal(got, want, sizeof want);
+		/* then the flow's END */
+		e = sg_sddc_recv(s, g_flow_text, got, 16, 5000, &n, err, sizeof err);
+		assert_int_equal(e, SG_ERR_PROTO);
+		assert_int_equal(n, 0);
+		assert_non_null(strstr(err, "FLOW_RELEASED"));
+		assert_int_equal(sg_sddc_duplicates(s), 1);
+		peer_end(&pe, s);
+	}
+}
+
+/* Every header defect ends the channel with its reason; the frame before it was delivered. */
+static void test_bad_headers(void **state)
+{
+	(void)state;
+	static const int perr[] = {SG_SDD_PERR_VERSION, SG_SDD_PERR_TYPE, SG_SDD_PERR_RESERVED,
+	                           SG_SDD_PERR_TOO_LARGE, SG_SDD_PERR_FLOW};
+	for (int bad = 0; bad < 5; bad++) {
+		struct peer pe = {.sc = SC_BADHDR, .bad = bad};
+		peer_start(&pe);
+		struct sg_sddc *s = open_session(&pe);
+		char buf[16], err[256] = "";
+		size_t n = 0;
+		assert_int_equal(
+		    sg_sddc_recv(s, g_flow_text, buf, sizeof buf, 5000, &n, err, sizeof err),
+		    SG_OK);
+		assert_int_equal(n, 2);
+		assert_memory_equal(buf, "ok", 2);
+		sg_err e = sg_sddc_recv(s, g_flow_text, buf, sizeof buf, 5000, &n, err, sizeof err);
+		assert_int_equal(e, SG_ERR_PROTO);
+		assert_string_equal(err, sg_sdd_perr_str(perr[bad]));
+		/* the session is unusable now: a send says so too */
+		assert_int_equal(sg_sddc_send(s, g_flow_text, "x", 1, err, sizeof err),
+		                 SG_ERR_PROTO);
+		peer_end(&pe, s);
+	}
+}
+
+/* Sends of 5 bytes, 16 KiB, 32 KiB + 1 and 3 MiB (the socket fills: the rest is queued and
+ * the client reads the echo while it waits) come back whole and in order. */
+static void test_send_echo(void **state)
+{
+	(void)state;
+	struct peer pe = {.sc = SC_ECHO};
+	peer_start(&pe);
+	struct sg_sddc *s = open_session(&pe);
+	static const size_t sizes[] = {5, 16384, 32769, 3u << 20};
+	size_t total = 0;
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+		total += sizes[i];
+	uint8_t *out = malloc(total), *in = malloc(total);
+	assert_non_null(out);
+	assert_non_null(in);
+	pattern(out, total, 11);
+	char err[256] = "";
+	size_t off = 0;
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		if (sg_sddc_send(s, g_flow_text, out + off, sizes[i], err, sizeof err) != SG_OK)
+			fail_msg("send: %s", err);
+		off += sizes[i];
+	}
+	for (size_t got = 0, n = 0; got < total; got += n)
+		if (sg_sddc_recv(s, g_flow_text, in + got, total - got, 5000, &n, err,
+		                 sizeof err) != SG_OK)
+			fail_msg("recv after %zu of %zu: %s", got, total, err);
+	assert_memory_equal(in, out, total);
+	assert_int_equal(sg_sddc_send(s, g_flow_text, "", 0, err, sizeof err), SG_OK);
+	/* the end marker of this peer: a 0-length DATA frame (a 0-byte send sends none) */
+	uint8_t end[SG_SDD_HDR_LEN];
+	sg_sdd_frame_header(end, SG_SDD_DATA, 0, 99, g_flow);
+	assert_int_equal(sg_sddc_send_raw(s, end, sizeof end, err, sizeof err), SG_OK);
+	/* a flow id that is not attached, and one that is not an id at all */
+	assert_int_equal(sg_sddc_send(s, "AAAAAAAAAAAAAAAAAAAAAA", "x", 1, err, sizeof err),
+	                 SG_ERR_INVALID);
+	assert_int_equal(sg_sddc_send(s, "not-an-id", "x", 1, err, sizeof err), SG_ERR_INVALID);
+	free(out);
+	free(in);
+	peer_end(&pe, s);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	char err[256] = "", crt[128], key[128];
+	strcpy(g_dir, "/tmp/sg-sddc-XXXXXX");
+	assert_non_null(mkdtemp(g_dir));
+	struct sg_pki_opts po = {.dir = g_dir};
+	if (sg_pki_init(&po, err, sizeof err) != SG_OK)
+		fail_msg("pki: %s", err);
+	snprintf(g_ca, sizeof g_ca, "%s/ca.crt", g_dir);
+	snprintf(crt, sizeof crt, "%s/server.crt", g_dir);
+	snprintf(key, sizeof key, "%s/server.key", g_dir);
+	struct sg_tls_conf tc = {.mode = SG_TLS_SERVER_AUTH, .cert = crt, .key = key};
+	if (sg_tls_server_new(&tc, 0, &g_tls, err, sizeof err) != SG_OK)
+		fail_msg("tls: %s", err);
+	memset(g_flow, 0xa7, sizeof g_flow);
+	g_flow[0] = 1;
+	sg_sdd_flow_to_text(g_flow, g_flow_text);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	sg_tls_server_free(g_tls);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_split_and_batched),
+	    cmocka_unit_test(test_bad_headers),
+	    cmocka_unit_test(test_send_echo),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
