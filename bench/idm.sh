@@ -19,7 +19,10 @@
 # usage: bench/idm.sh PATH/TO/sealguard [DURATION_S]
 #   env: CONNS (32), SG_CODES (6000), OP_CODES (3000), GL_CODES (600), LOGINS (240),
 #        LOGIN_CONNS (8), PERF=1 (perf record -g on sealguard during (1)-(3) and (4), reports in
-#        $PERF_OUT.PHASE.txt, PERF_OUT default /tmp/sg-idm-perf)
+#        $PERF_OUT.PHASE.txt, perf data in $PERF_OUT.PHASE.data, PERF_OUT default /tmp/sg-idm-perf; PERF_CG=dwarf
+#        PERF_HZ=199 for call graphs through libraries built without frame pointers), ONLY=sealguard (skip the peers:
+#        for profiling, never for a comparison)
+# Each sealguard phase also prints the CPU of the sealguard process per thread and the machine's.
 set -uo pipefail
 SG=$(realpath "${1:?usage: idm.sh PATH/TO/sealguard [DURATION_S]}")
 DUR=${2:-10}
@@ -109,29 +112,80 @@ start_sg "$T/sg-fast.yaml"
 echo "sealguard: SEAL-UU 127.0.0.1:$UU, SEAL-S 127.0.0.1:$S (mutual TLS), SQLite state, ES256"
 # PERF=1: perf record -g on the sealguard process during each timed phase only (not during the
 # preparation of codes), one report per phase
-perf_on() { [ "${PERF:-0}" = 1 ] || return 0; perf record -g -F 999 -p "$SGPID" -o "$T/perf.$1" >/dev/null 2>&1 & PERFPID=$!; sleep 0.3; }
+perf_on() { [ "${PERF:-0}" = 1 ] || return 0; perf record --call-graph "${PERF_CG:-fp}" -F "${PERF_HZ:-999}" -p "$SGPID" -o "$T/perf.$1" >/dev/null 2>&1 & PERFPID=$!; sleep 0.3; }
 perf_off() {
 	[ "${PERF:-0}" = 1 ] || return 0
 	kill -INT "$PERFPID"; wait "$PERFPID" 2>/dev/null
-	local out=${PERF_OUT:-/tmp/sg-idm-perf}.$1.txt
-	{ echo "== self"; perf report -i "$T/perf.$1" --no-children --percent-limit 0.8 --stdio -g none 2>/dev/null | grep -E '^ +[0-9]'
-	  echo "== children"; perf report -i "$T/perf.$1" --children --percent-limit 4 --stdio -g none 2>/dev/null | grep -E '^ +[0-9]'; } >"$out"
-	echo "bench: perf report of sealguard during $1 in $out"
+	local out=${PERF_OUT:-/tmp/sg-idm-perf}.$1
+	cp "$T/perf.$1" "$out.data" 2>/dev/null
+	{ echo "== by library"; perf report -i "$T/perf.$1" --no-children --sort dso --stdio -g none 2>/dev/null | grep -E '^ +[0-9]'
+	  echo "== by thread"; perf report -i "$T/perf.$1" --no-children --sort comm --stdio -g none 2>/dev/null | grep -E '^ +[0-9]'
+	  echo "== self"; perf report -i "$T/perf.$1" --no-children --percent-limit 0.8 --stdio -g none 2>/dev/null | grep -E '^ +[0-9]'
+	  echo "== children"; perf report -i "$T/perf.$1" --children --percent-limit 4 --stdio -g none 2>/dev/null | grep -E '^ +[0-9]'; } >"$out.txt"
+	echo "bench: perf report of sealguard during $1 in $out.txt (data: $out.data)"
+}
+# CPU of the sealguard process during each timed phase, per thread (by name: the event loops,
+# sg-store-w the store writer, sg-store-r the readers, sg-ckpt the WAL checkpointer) and of the
+# whole machine, from /proc: tells a CPU-bound rate from one waiting on fsync
+cpu_snap() { # PID OUT
+	python3 - "$1" >"$2" 2>/dev/null <<'EOF'
+import os, sys, time
+pid = sys.argv[1]
+print("t", time.monotonic())
+with open("/proc/stat") as f:
+    v = [int(x) for x in f.readline().split()[1:]]
+print("machine", sum(v) - v[3] - v[4], v[4], sum(v))
+for tid in os.listdir(f"/proc/{pid}/task"):
+    try:
+        s = open(f"/proc/{pid}/task/{tid}/stat").read()
+    except OSError:
+        continue
+    f = s[s.rindex(")") + 2:].split()
+    print("thread", tid, s[s.index("(") + 1:s.rindex(")")].replace(" ", "_"), int(f[11]) + int(f[12]))
+EOF
+}
+cpu_on() { cpu_snap "$SGPID" "$T/cpu.before"; }
+cpu_off() { # PHASE
+	cpu_snap "$SGPID" "$T/cpu.after"
+	python3 - "$T/cpu.before" "$T/cpu.after" "$1" "$(getconf CLK_TCK)" "$(nproc)" <<'EOF' | tee -a "$T/cpu.txt"
+import sys
+def load(p):
+    d = {"thread": {}}
+    for line in open(p):
+        w = line.split()
+        if w[0] == "t": d["t"] = float(w[1])
+        elif w[0] == "machine": d["m"] = [int(x) for x in w[1:]]
+        else: d["thread"][w[1]] = (w[2], int(w[3]))
+    return d
+a, b = load(sys.argv[1]), load(sys.argv[2])
+hz, ncpu = int(sys.argv[4]), int(sys.argv[5])
+dt = b["t"] - a["t"]
+by = {}
+for tid, (name, ticks) in b["thread"].items():
+    d = ticks - a["thread"].get(tid, (name, 0))[1]
+    n, s = by.get(name, (0, 0))
+    by[name] = (n + 1, s + d)
+tot = sum(s for _, s in by.values())
+pct = lambda t: 100.0 * t / hz / dt
+dm = [y - x for x, y in zip(a["m"], b["m"])]
+parts = ", ".join(f"{k}{'x%d' % n if n > 1 else ''} {pct(s):.0f}%" for k, (n, s) in sorted(by.items(), key=lambda x: -x[1][1]) if s)
+print(f"cpu {sys.argv[3]}: sealguard {pct(tot):.0f}% ({parts}); machine busy {100.0 * ncpu * dm[0] / max(dm[2], 1):.0f}% iowait {100.0 * ncpu * dm[1] / max(dm[2], 1):.0f}% of {100 * ncpu}%")
+EOF
 }
 CCB="grant_type=client_credentials&client_id=bench-val&scope=seal:gm"
-perf_on cc
+perf_on cc; cpu_on
 R[sg.cc]=$("$LOAD" -a "127.0.0.1:$S" -P /oauth2/token -c "$CONNS" -d "$DUR" "${VALC[@]}" -b "$CCB" | tee "$T/sg.cc" | rps)
-perf_off cc
+cpu_off cc; perf_off cc
 if codes sealguard "https://127.0.0.1:$UU" "$SG_CODES" /oauth2/authorize "openid seal:gm" "$SG_USERS" "$T/sg.codes"; then
-	perf_on code
+	perf_on code; cpu_on
 	R[sg.code]=$("$LOAD" -a "127.0.0.1:$UU" -P /oauth2/token -c "$CONNS" -H "$BASIC" -f "$T/sg.codes" | tee "$T/sg.code" | rps)
-	perf_off code
+	cpu_off code; perf_off code
 else echo "bench: sealguard codes could not be generated"; fi
 SGAT=$(curl -sk --cert "$PKI/val-servers/bench-val.crt" --key "$PKI/val-servers/bench-val.key" -d "$CCB" "https://127.0.0.1:$S/oauth2/token" |
 	python3 -c 'import sys,json;print(json.load(sys.stdin)["access_token"])')
-perf_on intro
+perf_on intro; cpu_on
 R[sg.intro]=$("$LOAD" -a "127.0.0.1:$S" -P /oauth2/introspect -c "$CONNS" -d "$DUR" "${VALC[@]}" -b "token=$SGAT" | tee "$T/sg.intro" | rps)
-perf_off intro
+cpu_off intro; perf_off intro
 grep -q '"active":true' <(curl -sk --cert "$PKI/val-servers/bench-val.crt" --key "$PKI/val-servers/bench-val.key" -d "token=$SGAT" "https://127.0.0.1:$S/oauth2/introspect") ||
 	echo "bench: WARNING sealguard introspection does not report the token active"
 # (4) logins with the default scrypt parameters
@@ -139,15 +193,17 @@ kill "$SGPID"; wait "$SGPID" 2>/dev/null
 start_sg "$T/sg.yaml"
 if CLIENT_ID=bench REDIRECT_URI=$RURI AUTH_PATH=/oauth2/authorize SCOPE="openid seal:gm" USERS="lu:codegen-pass-1" \
 	node "$HERE/idm_codes.mjs" logintx "https://127.0.0.1:$UU" "$LOGINS" "$LOGIN_CONNS" "$T/sg.logins" >"$T/codes.err" 2>&1; then
-	perf_on login
+	perf_on login; cpu_on
 	R[sg.login]=$("$LOAD" -a "127.0.0.1:$UU" -P /oauth2/login -c "$LOGIN_CONNS" -s 302 -f "$T/sg.logins" | tee "$T/sg.login" | rps)
-	perf_off login
+	cpu_off login; perf_off login
 else echo "bench: login transactions could not be fetched"; sed 's/^/  | /' "$T/codes.err" | tail -5; fi
 kill "$SGPID"; wait "$SGPID" 2>/dev/null
 
 # ================================ glewlwyd ================================
 GL_WHY=""
-if ! command -v glewlwyd >/dev/null; then
+if [ "${ONLY:-}" = sealguard ]; then
+	GL_WHY="skipped (ONLY=sealguard)"
+elif ! command -v glewlwyd >/dev/null; then
 	GL_WHY="glewlwyd is not installed (scripts/install-deps.sh --bench)"
 elif [ ! -f /usr/share/doc/glewlwyd/database/init.sqlite3.sql.gz ]; then
 	GL_WHY="glewlwyd's SQLite schema (/usr/share/doc/glewlwyd/database/init.sqlite3.sql.gz) is missing"
@@ -259,7 +315,9 @@ fi
 
 # ================================ oidc-provider ================================
 OP_WHY=""
-if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 18 ]; then
+if [ "${ONLY:-}" = sealguard ]; then
+	OP_WHY="skipped (ONLY=sealguard)"
+elif [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 18 ]; then
 	OP_WHY="oidc-provider 8 needs Node.js >= 18, this is $(node --version)"
 elif ! npm install --silent --no-audit --no-fund --prefix "$T/node" oidc-provider@8 >"$T/npm.log" 2>&1; then
 	OP_WHY="npm install oidc-provider@8 failed: $(tail -3 "$T/npm.log" | tr '\n' ' ')"
@@ -302,5 +360,6 @@ row() { # LABEL KEY
 row "(1) client_credentials tokens/s" cc
 row "(2) authorization-code exchanges/s" code
 row "(3) introspections/s (RFC 7662)" intro
+[ -f "$T/cpu.txt" ] && { echo; cat "$T/cpu.txt"; echo; }
 printf '%-44s %10s\n' "(4) sealguard logins/s (scrypt ln=14,r=8,p=1)" "${R[sg.login]:-n/a}"
 echo "target: sealguard >= 5x the faster peer on (1)-(3)"

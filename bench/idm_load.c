@@ -5,7 +5,8 @@
  *   connection, never runs on two at once).
  * With -f the run ends when the lines are used up (each is a single-use code or login
  * transaction); otherwise after -d seconds. A response is "ok" when its status is -s (200).
- * Prints: requests=N ok=N bad=N reconnects=N secs=S rps=R (rps counts ok responses only).
+ * Prints: requests=N ok=N bad=N reconnects=N secs=S rps=R client_cpu=P% (rps counts ok responses
+ * only; client_cpu is its own CPU time over the run, including the first handshakes).
  * usage: idm_load -a HOST:PORT -P PATH [-m POST] [-c 32] [-d 10] [-s 200] [-H "K: V"]...
  *                 [-b BODY | -f FILE] [-C CERT -K KEY]
  * build: cc -O2 -o idm_load idm_load.c -lssl -lcrypto */
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -113,14 +115,16 @@ static int build(struct conn *c)
 	size_t cap = strlen(path) + strlen(hdrs) + bl + 256;
 	c->req = malloc(cap);
 	if (strcmp(method, "GET") == 0)
-		c->reqlen = (size_t)snprintf(c->req, cap, "GET %s HTTP/1.1\r\nHost: localhost:%d\r\n%s\r\n",
-		                             path, port, hdrs);
+		c->reqlen =
+		    (size_t)snprintf(c->req, cap, "GET %s HTTP/1.1\r\nHost: localhost:%d\r\n%s\r\n",
+		                     path, port, hdrs);
 	else
-		c->reqlen = (size_t)snprintf(
-		    c->req, cap,
-		    "%s %s HTTP/1.1\r\nHost: localhost:%d\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-		    "Content-Length: %zu\r\n%s\r\n%s",
-		    method, path, port, bl, hdrs, body);
+		c->reqlen =
+		    (size_t)snprintf(c->req, cap,
+		                     "%s %s HTTP/1.1\r\nHost: localhost:%d\r\nContent-Type: "
+		                     "application/x-www-form-urlencoded\r\n"
+		                     "Content-Length: %zu\r\n%s\r\n%s",
+		                     method, path, port, bl, hdrs, body);
 	c->reqoff = 0;
 	c->st = ST_WR;
 	c->busy = 1;
@@ -140,13 +144,16 @@ static size_t complete(struct conn *c, int *status, int *close_after)
 	*close_after = 0;
 	long clen = -1;
 	int chunked = 0;
-	for (char *p = memchr(c->buf, '\n', hl); p && p < end; p = memchr(p + 1, '\n', hl - (size_t)(p + 1 - c->buf))) {
+	for (char *p = memchr(c->buf, '\n', hl); p && p < end;
+	     p = memchr(p + 1, '\n', hl - (size_t)(p + 1 - c->buf))) {
 		char *h = p + 1;
 		if (strncasecmp(h, "content-length:", 15) == 0)
 			clen = atol(h + 15);
-		else if (strncasecmp(h, "transfer-encoding:", 18) == 0 && strncasecmp(h + 18, " chunked", 8) == 0)
+		else if (strncasecmp(h, "transfer-encoding:", 18) == 0 &&
+		         strncasecmp(h + 18, " chunked", 8) == 0)
 			chunked = 1;
-		else if (strncasecmp(h, "connection:", 11) == 0 && strncasecmp(h + 11, " close", 6) == 0)
+		else if (strncasecmp(h, "connection:", 11) == 0 &&
+		         strncasecmp(h + 11, " close", 6) == 0)
 			*close_after = 1;
 	}
 	if (chunked) {
@@ -166,23 +173,45 @@ int main(int argc, char **argv)
 	int o;
 	while ((o = getopt(argc, argv, "a:P:m:c:d:s:H:b:f:C:K:")) != -1) {
 		switch (o) {
-		case 'a': addr = optarg; break;
-		case 'P': path = optarg; break;
-		case 'm': method = optarg; break;
-		case 'c': nconn = atoi(optarg); break;
-		case 'd': dur = atoi(optarg); break;
-		case 's': want = atoi(optarg); break;
+		case 'a':
+			addr = optarg;
+			break;
+		case 'P':
+			path = optarg;
+			break;
+		case 'm':
+			method = optarg;
+			break;
+		case 'c':
+			nconn = atoi(optarg);
+			break;
+		case 'd':
+			dur = atoi(optarg);
+			break;
+		case 's':
+			want = atoi(optarg);
+			break;
 		case 'H':
 			if (strlen(hdrs) + strlen(optarg) + 3 >= hcap)
 				return 2;
 			strcat(hdrs, optarg);
 			strcat(hdrs, "\r\n");
 			break;
-		case 'b': bodyarg = optarg; break;
-		case 'f': bodyfile = optarg; break;
-		case 'C': cert = optarg; break;
-		case 'K': key = optarg; break;
-		default: fprintf(stderr, "usage: see the header of idm_load.c\n"); return 2;
+		case 'b':
+			bodyarg = optarg;
+			break;
+		case 'f':
+			bodyfile = optarg;
+			break;
+		case 'C':
+			cert = optarg;
+			break;
+		case 'K':
+			key = optarg;
+			break;
+		default:
+			fprintf(stderr, "usage: see the header of idm_load.c\n");
+			return 2;
 		}
 	}
 	if (!addr || !path)
@@ -262,12 +291,19 @@ int main(int argc, char **argv)
 						continue;
 					}
 					int err = SSL_get_error(c->ssl, r);
-					if (err == SSL_ERROR_WANT_READ) { mod(c, EPOLLIN); break; }
-					if (err == SSL_ERROR_WANT_WRITE) { mod(c, EPOLLOUT); break; }
+					if (err == SSL_ERROR_WANT_READ) {
+						mod(c, EPOLLIN);
+						break;
+					}
+					if (err == SSL_ERROR_WANT_WRITE) {
+						mod(c, EPOLLOUT);
+						break;
+					}
 					die("TLS handshake");
 				}
 				if (c->st == ST_WR) {
-					int r = SSL_write(c->ssl, c->req + c->reqoff, (int)(c->reqlen - c->reqoff));
+					int r = SSL_write(c->ssl, c->req + c->reqoff,
+					                  (int)(c->reqlen - c->reqoff));
 					if (r > 0) {
 						c->reqoff += (size_t)r;
 						if (c->reqoff == c->reqlen) {
@@ -277,18 +313,31 @@ int main(int argc, char **argv)
 						continue;
 					}
 					int err = SSL_get_error(c->ssl, r);
-					if (err == SSL_ERROR_WANT_READ) { mod(c, EPOLLIN); break; }
-					if (err == SSL_ERROR_WANT_WRITE) { mod(c, EPOLLOUT); break; }
+					if (err == SSL_ERROR_WANT_READ) {
+						mod(c, EPOLLIN);
+						break;
+					}
+					if (err == SSL_ERROR_WANT_WRITE) {
+						mod(c, EPOLLOUT);
+						break;
+					}
 					goto reconnect;
 				}
 				/* ST_RD */
 				if (c->cap - c->len < 16384)
 					c->buf = realloc(c->buf, c->cap *= 2);
-				int r = SSL_read(c->ssl, c->buf + c->len, (int)(c->cap - c->len - 1));
+				int r =
+				    SSL_read(c->ssl, c->buf + c->len, (int)(c->cap - c->len - 1));
 				if (r <= 0) {
 					int err = SSL_get_error(c->ssl, r);
-					if (err == SSL_ERROR_WANT_READ) { mod(c, EPOLLIN); break; }
-					if (err == SSL_ERROR_WANT_WRITE) { mod(c, EPOLLOUT); break; }
+					if (err == SSL_ERROR_WANT_READ) {
+						mod(c, EPOLLIN);
+						break;
+					}
+					if (err == SSL_ERROR_WANT_WRITE) {
+						mod(c, EPOLLOUT);
+						break;
+					}
 					goto reconnect;
 				}
 				c->len += (size_t)r;
@@ -303,7 +352,10 @@ int main(int argc, char **argv)
 					n_bad++;
 					if (dumped++ < 2) {
 						c->buf[c->len] = 0;
-						fprintf(stderr, "idm_load: unexpected response (want %d): %.600s\n", want, c->buf);
+						fprintf(stderr,
+						        "idm_load: unexpected response (want %d): "
+						        "%.600s\n",
+						        want, c->buf);
 					}
 				}
 				c->busy = 0;
@@ -316,7 +368,8 @@ int main(int argc, char **argv)
 				}
 				continue;
 			reconnect:
-				/* the server closed: a lost request with a single-use body stays lost */
+				/* the server closed: a lost request with a single-use body stays
+				 * lost */
 				close_conn(c);
 				n_reconn++;
 				if (!lines && now() >= tend) {
@@ -330,7 +383,13 @@ int main(int argc, char **argv)
 		}
 	}
 	double secs = now() - t0;
-	printf("requests=%ld ok=%ld bad=%ld reconnects=%ld secs=%.2f rps=%.0f\n", n_req, n_ok, n_bad,
-	       n_reconn, secs, n_ok / secs);
+	/* its own CPU: on a shared 2-core machine a load client near 100 % of a core is the limit
+	 */
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+	             ru.ru_stime.tv_usec / 1e6;
+	printf("requests=%ld ok=%ld bad=%ld reconnects=%ld secs=%.2f rps=%.0f client_cpu=%.0f%%\n",
+	       n_req, n_ok, n_bad, n_reconn, secs, n_ok / secs, 100.0 * cpu / secs);
 	return 0;
 }

@@ -36,11 +36,25 @@ static const char P256_GROUP[] = "prime256v1";
 
 /* ---- keys ------------------------------------------------------------------------------ */
 
+#define SIGN_CTX_MAX 8 /* idle signing contexts kept per key (one per busy thread suffices) */
+
 struct sg_jws_key {
 	EVP_PKEY *pkey; /* private + public */
 	char kid[SG_JWS_KID_MAX + 1];
 	unsigned char x[P256_LEN], y[P256_LEN];
+	/* The base64url protected headers of the two token types we mint (RFC 7515 §7.1), built
+	 * once: they depend on the kid alone. */
+	char *hdr_jwt, *hdr_at;
+	size_t hdr_jwt_len, hdr_at_len;
+	/* Idle EVP_PKEY_CTX initialised for signing with pkey: creating and initialising one
+	 * (provider lookups, key export to the provider) costs a visible share of a signature,
+	 * and a context can sign again and again. Taken and given back under mu. */
+	pthread_mutex_t mu;
+	EVP_PKEY_CTX *sctx[SIGN_CTX_MAX];
+	size_t nsctx;
 };
+
+static char *header_b64(const char *kid, const char *typ, size_t *len);
 
 static bool kid_ok(const char *kid, size_t n)
 {
@@ -118,8 +132,17 @@ static sg_err key_wrap(EVP_PKEY *pkey, const char *kid, struct sg_jws_key **out)
 		free(k);
 		return SG_ERR_TLS;
 	}
-	k->pkey = pkey;
 	snprintf(k->kid, sizeof k->kid, "%s", kid);
+	k->hdr_jwt = header_b64(kid, SG_JWS_TYP_JWT, &k->hdr_jwt_len);
+	k->hdr_at = header_b64(kid, SG_JWS_TYP_AT, &k->hdr_at_len);
+	if (!k->hdr_jwt || !k->hdr_at) {
+		free(k->hdr_jwt);
+		free(k->hdr_at);
+		free(k);
+		return SG_ERR_NOMEM;
+	}
+	pthread_mutex_init(&k->mu, NULL);
+	k->pkey = pkey;
 	*out = k;
 	return SG_OK;
 }
@@ -224,7 +247,12 @@ void sg_jws_key_free(struct sg_jws_key *key)
 {
 	if (!key)
 		return;
+	for (size_t i = 0; i < key->nsctx; i++)
+		EVP_PKEY_CTX_free(key->sctx[i]);
+	pthread_mutex_destroy(&key->mu);
 	EVP_PKEY_free(key->pkey); /* OpenSSL clears the private scalar */
+	free(key->hdr_jwt);
+	free(key->hdr_at);
 	free(key);
 }
 
@@ -261,17 +289,71 @@ static size_t b64_append(char *out, const void *data, size_t n)
 	return sg_b64url_len(n);
 }
 
-/* ECDSA P-256 over SHA-256 of msg, as the 64-byte R || S of RFC 7518 §3.4. */
-static sg_err es256_sign(EVP_PKEY *pkey, const char *msg, size_t msglen, unsigned char sig[SIG_LEN])
+/* base64url of the protected header {"alg":"ES256","typ":typ,"kid":kid} (RFC 7515 §4.1: alg,
+ * kid; typ per RFC 7519 §5.1 / RFC 9068 §2.1), NUL-terminated; *len its length. NULL when out
+ * of memory. */
+static char *header_b64(const char *kid, const char *typ, size_t *len)
 {
-	unsigned char der[80];
+	json_t *hdr = json_pack("{s:s, s:s, s:s}", "alg", "ES256", "typ", typ, "kid", kid);
+	char *h = hdr ? json_dumps(hdr, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(hdr);
+	char *out = h ? malloc(sg_b64url_len(strlen(h)) + 1) : NULL;
+	if (out) {
+		*len = b64_append(out, h, strlen(h));
+		out[*len] = '\0';
+	}
+	free(h);
+	return out;
+}
+
+/* A signing context of key's, idle or new; NULL when OpenSSL fails. */
+static EVP_PKEY_CTX *sctx_take(struct sg_jws_key *key)
+{
+	EVP_PKEY_CTX *c = NULL;
+	pthread_mutex_lock(&key->mu);
+	if (key->nsctx)
+		c = key->sctx[--key->nsctx];
+	pthread_mutex_unlock(&key->mu);
+	if (c)
+		return c;
+	c = EVP_PKEY_CTX_new_from_pkey(NULL, key->pkey, NULL);
+	if (c && EVP_PKEY_sign_init(c) != 1) {
+		EVP_PKEY_CTX_free(c);
+		c = NULL;
+	}
+	return c;
+}
+
+/* Gives a context back after a successful signature (a failed one is dropped). */
+static void sctx_give(struct sg_jws_key *key, EVP_PKEY_CTX *c, bool ok)
+{
+	if (ok) {
+		pthread_mutex_lock(&key->mu);
+		if (key->nsctx < SIGN_CTX_MAX) {
+			key->sctx[key->nsctx++] = c;
+			c = NULL;
+		}
+		pthread_mutex_unlock(&key->mu);
+	}
+	EVP_PKEY_CTX_free(c);
+}
+
+/* ECDSA P-256 over SHA-256 of msg, as the 64-byte R || S of RFC 7518 §3.4. The digest is
+ * computed here and signed with a reused context (EVP_PKEY_sign on a prehash: the same
+ * signature as EVP_DigestSign, a fresh random nonce every time). */
+static sg_err es256_sign(struct sg_jws_key *key, const char *msg, size_t msglen,
+                         unsigned char sig[SIG_LEN])
+{
+	unsigned char dgst[32], der[80];
+	unsigned int dl = 0;
 	size_t derlen = sizeof der;
+	if (EVP_Digest(msg, msglen, dgst, &dl, sha256(), NULL) != 1 || dl != sizeof dgst)
+		return SG_ERR_TLS;
+	EVP_PKEY_CTX *c = sctx_take(key);
+	if (!c)
+		return SG_ERR_TLS;
 	sg_err e = SG_ERR_TLS;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	if (!md)
-		return SG_ERR_NOMEM;
-	if (EVP_DigestSignInit(md, NULL, sha256(), NULL, pkey) == 1 &&
-	    EVP_DigestSign(md, der, &derlen, (const unsigned char *)msg, msglen) == 1) {
+	if (EVP_PKEY_sign(c, der, &derlen, dgst, sizeof dgst) == 1) {
 		const unsigned char *p = der;
 		ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &p, (long)derlen);
 		if (es) {
@@ -283,7 +365,7 @@ static sg_err es256_sign(EVP_PKEY *pkey, const char *msg, size_t msglen, unsigne
 			ECDSA_SIG_free(es);
 		}
 	}
-	EVP_MD_CTX_free(md);
+	sctx_give(key, c, e == SG_OK);
 	return e;
 }
 
@@ -293,37 +375,48 @@ sg_err sg_jws_sign_typ(const struct sg_jws_key *key, const char *typ, const json
 	*token = NULL;
 	if (!key || !json_is_object(claims))
 		return SG_ERR_INVALID;
-	/* RFC 7515 §4.1: alg, kid; typ per RFC 7519 §5.1 / RFC 9068 §2.1. */
-	json_t *hdr =
-	    json_pack("{s:s, s:s, s:s}", "alg", "ES256", "typ", typ ? typ : "JWT", "kid", key->kid);
-	if (!hdr)
+	/* the key's signing contexts are a cache behind its mutex: signing does not change it */
+	struct sg_jws_key *k = (struct sg_jws_key *)key;
+	if (!typ)
+		typ = SG_JWS_TYP_JWT;
+	const char *hb = NULL;
+	size_t hbl = 0;
+	char *hdyn = NULL;
+	if (!strcmp(typ, SG_JWS_TYP_JWT)) {
+		hb = k->hdr_jwt;
+		hbl = k->hdr_jwt_len;
+	} else if (!strcmp(typ, SG_JWS_TYP_AT)) {
+		hb = k->hdr_at;
+		hbl = k->hdr_at_len;
+	} else if (!(hb = hdyn = header_b64(k->kid, typ, &hbl))) {
 		return SG_ERR_NOMEM;
-	char *h = json_dumps(hdr, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(hdr);
+	}
 	char *p = json_dumps(claims, JSON_COMPACT);
 	char *out = NULL;
 	sg_err e = SG_ERR_NOMEM;
-	if (!h || !p)
+	if (!p)
 		goto done;
-	size_t hl = strlen(h), pl = strlen(p);
-	size_t cap = sg_b64url_len(hl) + sg_b64url_len(pl) + sg_b64url_len(SIG_LEN) + 3;
+	size_t pl = strlen(p);
+	size_t cap = hbl + sg_b64url_len(pl) + sg_b64url_len(SIG_LEN) + 3;
 	out = malloc(cap);
 	if (!out)
 		goto done;
-	size_t n = b64_append(out, h, hl);
+	memcpy(out, hb, hbl);
+	size_t n = hbl;
 	out[n++] = '.';
 	n += b64_append(out + n, p, pl);
 	unsigned char sig[SIG_LEN];
-	e = es256_sign(key->pkey, out, n, sig);
+	e = es256_sign(k, out, n, sig);
 	if (e != SG_OK)
 		goto done;
 	out[n++] = '.';
 	n += b64_append(out + n, sig, SIG_LEN);
+	out[n] = '\0';
 	*token = out;
 	out = NULL;
 done:
 	free(out);
-	free(h);
+	free(hdyn);
 	free(p);
 	return e;
 }

@@ -638,6 +638,7 @@ sg_err sg_idm_new(const struct sg_conf *conf, struct sg_idm **out, char *err, si
 	pthread_mutex_init(&idm->reg_mu, NULL);
 	pthread_mutex_init(&idm->tx_mu, NULL);
 	pthread_mutex_init(&idm->rev_mu, NULL);
+	pthread_mutex_init(&idm->audit_mu, NULL);
 	atomic_init(&idm->busy, 0);
 	snprintf(idm->issuer, sizeof idm->issuer, "%s",
 	         conf->idm.issuer ? conf->idm.issuer : derived);
@@ -713,11 +714,14 @@ fail:
 	return e;
 }
 
+static void audit_rows_free(struct idm_audit_row *r, const char *why);
+
 void sg_idm_free(struct sg_idm *idm)
 {
 	if (!idm)
 		return;
-	sg_store_pool_destroy(idm->pool);
+	sg_store_pool_destroy(idm->pool); /* runs the queued audit job, if any */
+	audit_rows_free(idm->audit_head, "the server stopped");
 	idm_reg_put(idm->reg);
 	sg_jws_keyset_free(idm->keys);
 	sg_jws_cache_free(idm->cache);
@@ -733,6 +737,7 @@ void sg_idm_free(struct sg_idm *idm)
 	pthread_mutex_destroy(&idm->reg_mu);
 	pthread_mutex_destroy(&idm->tx_mu);
 	pthread_mutex_destroy(&idm->rev_mu);
+	pthread_mutex_destroy(&idm->audit_mu);
 	free(idm);
 }
 
@@ -809,44 +814,95 @@ sg_err sg_idm_mount(struct sg_idm *idm, struct sg_router *rt, const struct sg_co
 
 /* ---- helpers ---- */
 
-struct audit_job {
+/* Audit rows of the SIM-S. A client_credentials token costs one row, so the per-row overhead
+ * counts: one allocation holds a row and its strings, and the rows are not a pool job each:
+ * they queue on the idm, and one job (queued when the first row arrives) writes every row
+ * that queued until the writer ran it, inside that batch's transaction (group-committed with
+ * the others; never waited for, see client_credentials() in token.c). The job refers to the
+ * idm: sg_idm_free() destroys (drains) the pool first. */
+struct idm_audit_row {
+	struct idm_audit_row *next;
 	struct sg_store_audit a;
+	char text[];
 };
+
+static void audit_rows_free(struct idm_audit_row *r, const char *why)
+{
+	for (struct idm_audit_row *next; r; r = next) {
+		next = r->next;
+		if (why)
+			sg_log_error("idm: audit append failed (%s): %s %s", why, r->a.action,
+			             r->a.object ? r->a.object : "");
+		free(r);
+	}
+}
 
 static sg_err audit_job(struct sg_store *st, void *arg)
 {
-	struct audit_job *j = arg;
-	return sg_store_audit_append(st, &j->a);
+	struct sg_idm *idm = arg;
+	pthread_mutex_lock(&idm->audit_mu);
+	struct idm_audit_row *rows = idm->audit_head;
+	idm->audit_head = idm->audit_tail = NULL;
+	idm->audit_queued = 0; /* a row from now on queues a new job */
+	pthread_mutex_unlock(&idm->audit_mu);
+	for (struct idm_audit_row *r = rows, *next; r; r = next) {
+		next = r->next;
+		/* one INSERT: a failing one changes nothing, the others still go in */
+		sg_err e = sg_store_audit_append(st, &r->a);
+		if (e != SG_OK)
+			sg_log_error("idm: audit append failed (%s): %s %s", sg_err_str(e),
+			             r->a.action, r->a.object ? r->a.object : "");
+		free(r);
+	}
+	return SG_OK;
 }
 
-static void audit_done(sg_err rc, void *arg)
+/* Copies s (NULL stays NULL) to *p and advances it. */
+static char *audit_put(char **p, const char *s)
 {
-	struct audit_job *j = arg;
-	if (rc != SG_OK)
-		sg_log_error("idm: audit append failed (%s): %s %s", sg_err_str(rc), j->a.action,
-		             j->a.object ? j->a.object : "");
-	free(j->a.actor);
-	free(j->a.action);
-	free(j->a.object);
-	free(j->a.refpoint);
-	free(j->a.detail);
-	free(j);
+	if (!s)
+		return NULL;
+	size_t n = strlen(s) + 1;
+	char *d = memcpy(*p, s, n);
+	*p += n;
+	return d;
 }
 
 void idm_audit(struct sg_idm *idm, const char *actor, const char *action, const char *object,
                const char *refpoint, const char *detail)
 {
-	struct audit_job *j = calloc(1, sizeof *j);
-	if (!j)
+	if (!actor)
+		actor = "idm";
+	size_t n = strlen(actor) + strlen(action) + (object ? strlen(object) : 0) +
+	           (refpoint ? strlen(refpoint) : 0) + (detail ? strlen(detail) : 0) + 5;
+	struct idm_audit_row *r = malloc(sizeof *r + n);
+	if (!r)
 		return;
-	j->a.ts = sg_now_ms();
-	j->a.actor = strdup(actor ? actor : "idm");
-	j->a.action = strdup(action);
-	j->a.object = dup_or_null(object);
-	j->a.refpoint = dup_or_null(refpoint);
-	j->a.detail = dup_or_null(detail);
-	if (sg_store_pool_submit(idm->pool, audit_job, j, audit_done, j, NULL) != SG_OK)
-		audit_done(SG_ERR_IO, j);
+	char *p = r->text;
+	r->next = NULL;
+	r->a = (struct sg_store_audit){.ts = sg_now_ms()};
+	r->a.actor = audit_put(&p, actor);
+	r->a.action = audit_put(&p, action);
+	r->a.object = audit_put(&p, object);
+	r->a.refpoint = audit_put(&p, refpoint);
+	r->a.detail = audit_put(&p, detail);
+	pthread_mutex_lock(&idm->audit_mu);
+	if (idm->audit_tail)
+		idm->audit_tail->next = r;
+	else
+		idm->audit_head = r;
+	idm->audit_tail = r;
+	int submit = !idm->audit_queued;
+	idm->audit_queued = 1;
+	pthread_mutex_unlock(&idm->audit_mu);
+	if (submit && sg_store_pool_submit(idm->pool, audit_job, idm, NULL, NULL, NULL) != SG_OK) {
+		pthread_mutex_lock(&idm->audit_mu);
+		struct idm_audit_row *rows = idm->audit_head;
+		idm->audit_head = idm->audit_tail = NULL;
+		idm->audit_queued = 0;
+		pthread_mutex_unlock(&idm->audit_mu);
+		audit_rows_free(rows, "store pool unavailable");
+	}
 }
 
 static void no_store(struct sg_http_req *r)

@@ -32,7 +32,8 @@ struct idm_reg {
 	int64_t next_retire;       /* earliest future retire_at of a published key (0: none) */
 };
 
-struct idm_tx; /* a login transaction (authorization request waiting for the user) */
+struct idm_tx;        /* a login transaction (authorization request waiting for the user) */
+struct idm_audit_row; /* an audit row on its way to the store (core.c) */
 
 struct idm_mount {
 	struct sg_idm *idm;
@@ -72,6 +73,11 @@ struct sg_idm {
 	pthread_mutex_t rev_mu;
 	struct idm_rev *rev[IDM_REV_BUCKETS];
 	struct sg_idm_throttle *thr_user, *thr_addr;
+	/* audit rows waiting for the store writer: one pool job writes all that queued (idm_audit)
+	 */
+	pthread_mutex_t audit_mu;
+	struct idm_audit_row *audit_head, *audit_tail;
+	int audit_queued; /* a job to write them is queued and has not taken them yet */
 	struct idm_mount **mounts;
 	size_t nmounts;
 };
@@ -103,7 +109,8 @@ int idm_is_revoked(struct sg_idm *idm, const char *jti, const char *gid);
 void idm_revoked_add(struct sg_idm *idm, int kind, const char *id, int64_t exp_ms);
 
 /* ---- helpers ---- */
-/* Appends an audit row from a pool job, without waiting for it (no secret in it, ever). */
+/* Appends an audit row through the store pool, without waiting for it (no secret in it,
+ * ever). Rows that queue while the writer is busy are written by one job. */
 void idm_audit(struct sg_idm *idm, const char *actor, const char *action, const char *object,
                const char *refpoint, const char *detail);
 /* RFC 6749 §5.2 error response (JSON, no-store); 401 adds WWW-Authenticate: Basic. */

@@ -551,9 +551,19 @@ int64_t sg_idm_grant_revoke_until(unsigned access_ttl_s, unsigned id_ttl_s, int6
 	return now + ((int64_t)ttl + SG_JWS_MAX_LEEWAY) * 1000;
 }
 
+/* SHA-256 fetched once: EVP_sha256() in EVP_DigestInit_ex makes OpenSSL 3 look the
+ * implementation up on every call, and the gid is derived on every client_credentials token. */
+static EVP_MD *g_gid_md;
+static pthread_once_t g_gid_md_once = PTHREAD_ONCE_INIT;
+static void gid_md_fetch(void)
+{
+	g_gid_md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+}
+
 int sg_idm_valserver_gid(const char *name, int64_t created_at,
                          char out[SG_IDM_VALSERVER_GID_LEN + 1])
 {
+	pthread_once(&g_gid_md_once, gid_md_fetch);
 	static const char label[] = "sealguard valserver grant"; /* with its NUL */
 	char t[24];
 	int tl = snprintf(t, sizeof t, "%lld", (long long)created_at);
@@ -561,7 +571,7 @@ int sg_idm_valserver_gid(const char *name, int64_t created_at,
 	unsigned int mdlen = 0;
 	EVP_MD_CTX *c = EVP_MD_CTX_new();
 	/* name with its NUL: no two (name, time) pairs hash the same input */
-	int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) &&
+	int ok = c && EVP_DigestInit_ex(c, g_gid_md ? g_gid_md : EVP_sha256(), NULL) &&
 	         EVP_DigestUpdate(c, label, sizeof label) &&
 	         EVP_DigestUpdate(c, name, strlen(name) + 1) &&
 	         EVP_DigestUpdate(c, t, (size_t)(tl > 0 ? tl : 0)) &&

@@ -256,6 +256,57 @@ static sg_err tok_job_run(struct sg_store *st, void *arg)
 	}
 }
 
+/* 1 when s needs no JSON escaping and is what a token response carries: base64url, the dots
+ * of a JWS, the colons and spaces of a scope list. */
+static int json_plain(const char *s)
+{
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' || *s == '.' ||
+		      *s == ':' || *s == ' '))
+			return 0;
+	return 1;
+}
+
+/* I6 / RFC 6749 §5.1 (+ OIDC Core §3.1.3.3 id_token) successful token response, no-store.
+ * Every value is a base64url token, a scope list that passed sg_idm_scope_valid() or a number,
+ * so the body is written directly: a jansson object and its serialisation were a visible share
+ * of a client_credentials request. A value outside that alphabet (json_plain) still goes
+ * through jansson. rt and idt may be NULL. */
+static void token_body(struct sg_http_req *r, const char *at, unsigned ttl_s, const char *rt,
+                       const char *scope, const char *idt)
+{
+	sg_http_resp_header(r, "Cache-Control", "no-store");
+	sg_http_resp_header(r, "Pragma", "no-cache");
+	if (!json_plain(at) || !json_plain(scope) || (rt && !json_plain(rt)) ||
+	    (idt && !json_plain(idt))) {
+		json_t *resp = json_pack("{s:s,s:s,s:I,s:s}", "access_token", at, "token_type",
+		                         "Bearer", "expires_in", (json_int_t)ttl_s, "scope", scope);
+		if (resp && rt)
+			json_object_set_new(resp, "refresh_token", json_string(rt));
+		if (resp && idt)
+			json_object_set_new(resp, "id_token", json_string(idt));
+		sg_http_resp_json(r, 200, resp);
+		return;
+	}
+	size_t cap =
+	    strlen(at) + strlen(scope) + (rt ? strlen(rt) : 0) + (idt ? strlen(idt) : 0) + 160;
+	char *b = malloc(cap);
+	if (!b) {
+		idm_oauth_error(r, 503, "temporarily_unavailable", "out of memory");
+		return;
+	}
+	int n = snprintf(b, cap,
+	                 "{\"access_token\":\"%s\",\"token_type\":\"Bearer\",\"expires_in\":%u,"
+	                 "%s%s%s\"scope\":\"%s\"%s%s%s}",
+	                 at, ttl_s, rt ? "\"refresh_token\":\"" : "", rt ? rt : "", rt ? "\"," : "",
+	                 scope, idt ? ",\"id_token\":\"" : "", idt ? idt : "", idt ? "\"" : "");
+	sg_http_resp_status(r, 200);
+	sg_http_resp_body(r, b, (size_t)n, "application/json");
+	OPENSSL_cleanse(b, (size_t)n);
+	free(b);
+}
+
 static void token_response(struct tok_job *j)
 {
 	struct sg_idm *idm = j->idm;
@@ -276,16 +327,7 @@ static void token_response(struct tok_job *j)
 	if (e != SG_OK) {
 		idm_oauth_error(r, 500, "server_error", "cannot issue tokens");
 	} else {
-		/* I6 / RFC 6749 §5.1 */
-		json_t *resp =
-		    json_pack("{s:s,s:s,s:I,s:s,s:s}", "access_token", at, "token_type", "Bearer",
-		              "expires_in", (json_int_t)idm->conf->idm.access_ttl_s,
-		              "refresh_token", j->new_rt, "scope", j->tok_scope);
-		if (resp && idt)
-			json_object_set_new(resp, "id_token", json_string(idt));
-		sg_http_resp_header(r, "Cache-Control", "no-store");
-		sg_http_resp_header(r, "Pragma", "no-cache");
-		sg_http_resp_json(r, 200, resp);
+		token_body(r, at, idm->conf->idm.access_ttl_s, j->new_rt, j->tok_scope, idt);
 	}
 	if (at)
 		OPENSSL_cleanse(at, strlen(at));
@@ -337,8 +379,15 @@ static enum sg_http_result submit(struct tok_job *j)
 	return SG_HTTP_ASYNC;
 }
 
-/* RFC 6749 §4.4 + RFC 8705: VAL servers over SEAL-S. Answered on the loop (no store write but
- * the audit row, which is queued). */
+/* RFC 6749 §4.4 + RFC 8705: VAL servers over SEAL-S. Answered on the loop, without waiting for
+ * the store: the token is a self-contained JWT and nothing its validity or its revocation
+ * depends on is written when it is issued. Its grant id is derived from the VAL server's
+ * registration (already durable: removing the VAL server revokes the grant, and I10 refuses
+ * revoked tokens), a revocation of its jti (RFC 7009) is written, durably, when it is revoked, and
+ * its lifetime is bounded by exp. The one write, the audit row, is queued and group-committed with
+ * the others (never waited for): a crash can lose the audit lines of the last milliseconds, never a
+ * security property. Waiting for that fsync would turn a CPU-bound path into a disk-bound one for
+ * no guarantee a VAL server could observe. */
 static void client_credentials(struct idm_mount *m, struct idm_reg *reg, struct sg_http_req *r,
                                const struct sg_idm_form *f)
 {
@@ -401,14 +450,9 @@ static void client_credentials(struct idm_mount *m, struct idm_reg *reg, struct 
 	char actor[300];
 	snprintf(actor, sizeof actor, "valserver:%s", v->name);
 	idm_audit(idm, actor, "token.client_credentials", v->name, m->rp->name, scope);
-	json_t *resp =
-	    json_pack("{s:s,s:s,s:I,s:s}", "access_token", at, "token_type", "Bearer", "expires_in",
-	              (json_int_t)idm->conf->idm.access_ttl_s, "scope", scope);
+	token_body(r, at, idm->conf->idm.access_ttl_s, NULL, scope, NULL);
 	OPENSSL_cleanse(at, strlen(at));
 	free(at);
-	sg_http_resp_header(r, "Cache-Control", "no-store");
-	sg_http_resp_header(r, "Pragma", "no-cache");
-	sg_http_resp_json(r, 200, resp);
 }
 
 static int repeated(const struct sg_idm_form *f)

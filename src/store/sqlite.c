@@ -186,14 +186,28 @@ static size_t col_blob(sqlite3_stmt *q, int i, unsigned char *out, size_t cap)
 
 /* ---- transactions ---- */
 
+/* The transaction statements, prepared once per connection (sq_ctl): sqlite3_exec() parses
+ * them on every call, and the writer of the store pool runs four of them per job (a savepoint
+ * per job, one per op inside it) besides BEGIN and COMMIT per batch. */
+static const char SQL_BEGIN[] = "BEGIN", SQL_BEGIN_IMMEDIATE[] = "BEGIN IMMEDIATE",
+                  SQL_COMMIT[] = "COMMIT", SQL_SAVEPOINT[] = "SAVEPOINT sg",
+                  SQL_RELEASE[] = "RELEASE sg";
+
+static sg_err sq_ctl(struct sq_store *s, const char *sql, const char *what)
+{
+	sqlite3_stmt *q;
+	sg_err e = sq_prep(s, &q, sql, NULL);
+	return e == SG_OK ? sq_done(s, q, what) : e;
+}
+
 static sg_err tx_begin_mode(struct sq_store *s, int write)
 {
 	pthread_mutex_lock(&s->mu);
 	sg_err e;
 	if (s->depth == 0)
-		e = sq_exec(s, write ? "BEGIN IMMEDIATE" : "BEGIN", "begin");
+		e = sq_ctl(s, write ? SQL_BEGIN_IMMEDIATE : SQL_BEGIN, "begin");
 	else
-		e = sq_exec(s, "SAVEPOINT sg", "savepoint");
+		e = sq_ctl(s, SQL_SAVEPOINT, "savepoint");
 	if (e != SG_OK) {
 		pthread_mutex_unlock(&s->mu);
 		return e;
@@ -208,7 +222,7 @@ static sg_err tx_end(struct sq_store *s, sg_err e)
 	s->depth--;
 	if (s->depth == 0) {
 		if (e == SG_OK) {
-			e = sq_exec(s, "COMMIT", "commit");
+			e = sq_ctl(s, SQL_COMMIT, "commit");
 			if (e != SG_OK && !sqlite3_get_autocommit(s->db))
 				sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		} else if (!sqlite3_get_autocommit(s->db)) {
@@ -216,7 +230,7 @@ static sg_err tx_end(struct sq_store *s, sg_err e)
 		}
 	} else {
 		if (e == SG_OK) {
-			e = sq_exec(s, "RELEASE sg", "release");
+			e = sq_ctl(s, SQL_RELEASE, "release");
 		} else {
 			sqlite3_exec(s->db, "ROLLBACK TO sg", NULL, NULL, NULL);
 			sqlite3_exec(s->db, "RELEASE sg", NULL, NULL, NULL);
@@ -260,6 +274,32 @@ static sg_err op_tx_rollback(struct sg_store *st)
 		if (eb_ != SG_OK)                                                                  \
 			return eb_;                                                                \
 	} while (0)
+
+/* Runs one INSERT: inside a caller's transaction (the store pool's batch, a job's savepoint)
+ * without a savepoint of its own, since a statement is atomic by itself (a failing one leaves
+ * the transaction as it was); otherwise as its own transaction. Saves the writer two
+ * statements per row in every batch. */
+static sg_err sq_insert1(struct sq_store *s, const char *what, const char *sql, const char *fmt,
+                         ...)
+{
+	va_list ap;
+	sqlite3_stmt *q;
+	pthread_mutex_lock(&s->mu); /* recursive: depth is this thread's when > 0 */
+	int inner = s->depth > 0;
+	if (!inner) {
+		pthread_mutex_unlock(&s->mu);
+		WRITE_BEGIN(s);
+	}
+	va_start(ap, fmt);
+	sg_err e = sq_vprep(s, &q, sql, fmt, ap);
+	va_end(ap);
+	if (e == SG_OK)
+		e = sq_done(s, q, what);
+	if (!inner)
+		return tx_end(s, e);
+	pthread_mutex_unlock(&s->mu);
+	return e;
+}
 
 /* Runs one UPDATE/DELETE in its own transaction; SG_ERR_NOTFOUND when no row matched. */
 #define WRITE_ONE(s, what, notfound, sql, ...)                                                     \
@@ -902,17 +942,14 @@ static sg_err op_key_delete(struct sg_store *st, const char *kid)
 
 static sg_err op_code_put(struct sg_store *st, const struct sg_store_code *c)
 {
-	struct sq_store *s = SQ(st);
-	WRITE_BEGIN(s);
-	sg_err e =
-	    sq_run(s, "authorization code",
-	           "INSERT INTO auth_codes (digest, client_id, sub, redirect_uri, scope, nonce, "
-	           "code_challenge, acr, auth_time, expires_at, used_at, grant_id) "
-	           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-	           "btttttttiit", c->digest, c->digest_len, c->client_id, c->sub, c->redirect_uri,
-	           c->scope, c->nonce, c->code_challenge, c->acr, c->auth_time, c->expires_at,
-	           c->grant_id);
-	return tx_end(s, e);
+	return sq_insert1(
+	    SQ(st), "authorization code",
+	    "INSERT INTO auth_codes (digest, client_id, sub, redirect_uri, scope, nonce, "
+	    "code_challenge, acr, auth_time, expires_at, used_at, grant_id) "
+	    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+	    "btttttttiit", c->digest, c->digest_len, c->client_id, c->sub, c->redirect_uri,
+	    c->scope, c->nonce, c->code_challenge, c->acr, c->auth_time, c->expires_at,
+	    c->grant_id);
 }
 
 /* OAuth 2.0 (RFC 6749 §4.1.2, security BCP §4.5): a code is used at most once; the check and
@@ -976,14 +1013,11 @@ static sg_err op_code_consume(struct sg_store *st, const unsigned char *digest, 
 
 static sg_err op_refresh_put(struct sg_store *st, const struct sg_store_refresh *r)
 {
-	struct sq_store *s = SQ(st);
-	WRITE_BEGIN(s);
-	sg_err e = sq_run(s, "refresh token",
+	return sq_insert1(SQ(st), "refresh token",
 	                  "INSERT INTO refresh_tokens (digest, grant_id, client_id, sub, scope, "
 	                  "expires_at, rotated_at, revoked) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
 	                  "bttttii", r->digest, r->digest_len, r->grant_id, r->client_id, r->sub,
 	                  r->scope, r->expires_at, (int64_t)(r->revoked != 0));
-	return tx_end(s, e);
 }
 
 /* Refresh-token rotation with reuse detection (OAuth 2.0 security BCP §4.14.2). */
@@ -1191,14 +1225,11 @@ static sg_err op_purge(struct sg_store *st, int64_t now, uint64_t *deleted)
 
 static sg_err op_audit_append(struct sg_store *st, const struct sg_store_audit *a)
 {
-	struct sq_store *s = SQ(st);
-	WRITE_BEGIN(s);
-	sg_err e = sq_run(s, "audit",
+	return sq_insert1(SQ(st), "audit",
 	                  "INSERT INTO audit (ts, actor, action, object, refpoint, detail) "
 	                  "VALUES (?, ?, ?, ?, ?, ?)",
 	                  "ittttt", a->ts ? a->ts : sg_now_ms(), a->actor, a->action, a->object,
 	                  a->refpoint, a->detail);
-	return tx_end(s, e);
 }
 
 static sg_err read_audit(void *ctx, sqlite3_stmt *q, void *elem)

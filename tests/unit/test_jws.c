@@ -743,6 +743,95 @@ static void test_cache_threads(void **state)
 	sg_jws_cache_free(c);
 }
 
+/* Signing reuses the key's signing contexts and prebuilt headers: from several threads at
+ * once, for both prebuilt types and another one, every token verifies, carries its own typ,
+ * and no two signatures repeat (a fresh ECDSA nonce each time). */
+struct sign_thr {
+	int idx, fails;
+	char *sigs[150];
+};
+
+static void *sign_thr_main(void *arg)
+{
+	struct sign_thr *t = arg;
+	static const char *const typs[] = {SG_JWS_TYP_JWT, SG_JWS_TYP_AT, "dpop+jwt"};
+	json_t *cl = claims_ok("same");
+	for (int i = 0; i < 150; i++) {
+		const char *typ = typs[(i + t->idx) % 3];
+		char *tok = NULL;
+		struct sg_jws_policy pol = policy();
+		pol.typ = typ;
+		if (sg_jws_sign_typ(g_key, typ, cl, &tok) != SG_OK ||
+		    sg_jws_verify(g_ks, tok, &pol, NULL, NULL, 0) != SG_JWS_OK) {
+			t->fails++;
+			t->sigs[i] = NULL;
+		} else {
+			t->sigs[i] = strdup(strrchr(tok, '.') + 1);
+		}
+		free(tok);
+	}
+	json_decref(cl);
+	return NULL;
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void test_sign_threads_reuse(void **state)
+{
+	(void)state;
+	pthread_t th[4];
+	struct sign_thr t[4];
+	for (int i = 0; i < 4; i++) {
+		memset(&t[i], 0, sizeof t[i]);
+		t[i].idx = i;
+		assert_int_equal(pthread_create(&th[i], NULL, sign_thr_main, &t[i]), 0);
+	}
+	char *all[600];
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(t[i].fails, 0);
+		memcpy(all + i * 150, t[i].sigs, sizeof t[i].sigs);
+	}
+	qsort(all, 600, sizeof all[0], cmp_strp);
+	for (int i = 1; i < 600; i++)
+		assert_true(strcmp(all[i - 1], all[i]) != 0);
+	for (int i = 0; i < 600; i++)
+		free(all[i]);
+	/* the header of a type without a prebuilt header */
+	json_t *cl = claims_ok("dpop");
+	char *tok = NULL;
+	assert_int_equal(sg_jws_sign_typ(g_key, "dpop+jwt", cl, &tok), SG_OK);
+	unsigned char hdr[256];
+	size_t n = 0;
+	assert_int_equal(
+	    sg_b64url_decode(tok, (size_t)(strchr(tok, '.') - tok), hdr, sizeof hdr, &n), SG_OK);
+	json_t *h = json_loadb((const char *)hdr, n, 0, NULL);
+	assert_string_equal(json_string_value(json_object_get(h, "typ")), "dpop+jwt");
+	assert_string_equal(json_string_value(json_object_get(h, "alg")), "ES256");
+	assert_string_equal(json_string_value(json_object_get(h, "kid")), sg_jws_key_kid(g_key));
+	json_decref(h);
+	free(tok);
+	/* a key read back from PEM signs with its own contexts: the original still verifies it */
+	char *pem = NULL;
+	size_t pemlen = 0;
+	struct sg_jws_key *k2 = NULL;
+	assert_int_equal(sg_jws_key_private_pem(g_key, &pem, &pemlen), SG_OK);
+	assert_int_equal(sg_jws_key_from_pem(pem, pemlen, sg_jws_key_kid(g_key), &k2, NULL, 0),
+	                 SG_OK);
+	sg_jws_secret_free(pem, pemlen);
+	struct sg_jws_policy pol = policy();
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(sg_jws_sign(k2, cl, &tok), SG_OK);
+		assert_int_equal(sg_jws_verify(g_ks, tok, &pol, NULL, NULL, 0), SG_JWS_OK);
+		free(tok);
+	}
+	sg_jws_key_free(k2);
+	json_decref(cl);
+}
+
 /* ---- interoperability with cjose ------------------------------------------------------- */
 
 static void test_cjose_verifies_ours(void **state)
@@ -833,6 +922,7 @@ int main(void)
 	    cmocka_unit_test(test_cache_hit_expiry_revocation),
 	    cmocka_unit_test(test_cache_bounded),
 	    cmocka_unit_test(test_cache_threads),
+	    cmocka_unit_test(test_sign_threads_reuse),
 	    cmocka_unit_test(test_cjose_verifies_ours),
 	    cmocka_unit_test(test_we_verify_cjose),
 	};

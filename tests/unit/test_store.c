@@ -1170,7 +1170,137 @@ static void test_pool_without_loop_and_bad_args(void **state)
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit", NULL), 1);
 }
 
+/* ---- WAL checkpoints off the writer ---- */
+
+enum { BIG_DETAIL = 3000 }; /* an audit row of about one 4 KiB page */
+
+static sg_err job_big(struct sg_store *st, void *arg)
+{
+	int i = (int)(intptr_t)arg;
+	char obj[32], detail[BIG_DETAIL];
+	snprintf(obj, sizeof obj, "big-%d", i);
+	memset(detail, 'a' + i % 26, sizeof detail - 1);
+	detail[sizeof detail - 1] = '\0';
+	struct sg_store_audit au = {
+	    .actor = "pool", .action = "big", .object = obj, .detail = detail};
+	return sg_store_audit_append(st, &au);
+}
+
+static void count_done(sg_err rc, void *arg)
+{
+	if (rc == SG_OK)
+		__atomic_add_fetch((int *)arg, 1, __ATOMIC_SEQ_CST);
+}
+
+static void wait_count(int *n, int want)
+{
+	for (int t = 0; t < 3000 && __atomic_load_n(n, __ATOMIC_SEQ_CST) < want; t++)
+		usleep(10000);
+	assert_int_equal(__atomic_load_n(n, __ATOMIC_SEQ_CST), want);
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat sb;
+	return stat(path, &sb) == 0 ? sb.st_size : -1;
+}
+
+/* The writer's connection never checkpoints below 8,000 WAL pages; the pool's checkpointer
+ * copies the pages into the database file while the pool runs: with ~2,500 pages written the
+ * database file must grow before the pool is closed (a close checkpoints anyway). */
+static void test_pool_checkpoints_off_the_writer(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store_pool *pool = NULL;
+	char err[256] = "";
+	assert_int_equal(sg_store_pool_create("sqlite", f->path, 2, &pool, err, sizeof err), SG_OK);
+	off_t before = file_size(f->path);
+	enum { NJOBS = 2500 };
+	int ok = 0;
+	for (int i = 0; i < NJOBS; i++)
+		assert_int_equal(
+		    sg_store_pool_submit(pool, job_big, (void *)(intptr_t)i, count_done, &ok, NULL),
+		    SG_OK);
+	wait_count(&ok, NJOBS);
+	off_t want = before + (off_t)1000 * BIG_DETAIL;
+	for (int t = 0; t < 500 && file_size(f->path) < want; t++)
+		usleep(10000);
+	if (file_size(f->path) < want)
+		fail_msg("the database file did not grow while the pool ran (%lld -> %lld bytes): "
+		         "no checkpoint",
+		         (long long)before, (long long)file_size(f->path));
+	/* every row is there, read by another connection while the pool still runs */
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit WHERE action = 'big'", NULL),
+	                 NJOBS);
+	sg_store_pool_destroy(pool);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit WHERE action = 'big'", NULL),
+	                 NJOBS);
+}
+
 /* ---- durability ---- */
+
+static int g_ack_fd = -1;
+
+/* Acknowledges job i on the writer thread, after its batch committed. */
+static void ack_done(sg_err rc, void *arg)
+{
+	int i = (int)(intptr_t)arg;
+	if (rc != SG_OK)
+		_exit(5);
+	if (write(g_ack_fd, &i, sizeof i) != (ssize_t)sizeof i)
+		_exit(4);
+}
+
+/* Group commit through the pool with the checkpointer running (rows of a page each, so that
+ * checkpoints run during the test): every job acknowledged before the SIGKILL is in the
+ * database afterwards. */
+static void test_pool_acknowledged_writes_survive_sigkill(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	sg_store_close(st);
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		g_ack_fd = fds[1];
+		struct sg_store_pool *pool = NULL;
+		if (sg_store_pool_create("sqlite", f->path, 2, &pool, NULL, 0) != SG_OK)
+			_exit(2);
+		for (int i = 0;; i++) {
+			if (sg_store_pool_submit(pool, job_big, (void *)(intptr_t)i, ack_done,
+			                         (void *)(intptr_t)i, NULL) != SG_OK)
+				_exit(3);
+			if (i % 64 == 63)
+				usleep(1000); /* let batches form, as under load */
+		}
+	}
+	close(fds[1]);
+	int last = -1, v, ordered = 1;
+	while (last < 1500 && read(fds[0], &v, sizeof v) == (ssize_t)sizeof v) {
+		ordered &= v == last + 1;
+		last = v;
+	}
+	kill(pid, SIGKILL);
+	while (read(fds[0], &v, sizeof v) == (ssize_t)sizeof v) {
+		ordered &= v == last + 1;
+		last = v;
+	}
+	close(fds[0]);
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	assert_true(last >= 1500);
+	assert_true(ordered); /* one writer: acknowledgements in submission order */
+	char sql[160];
+	snprintf(sql, sizeof sql,
+	         "SELECT count(*) FROM audit WHERE action = 'big' AND "
+	         "CAST(substr(object, 5) AS INTEGER) <= %d",
+	         last);
+	assert_int_equal(raw_int(f->path, sql, NULL), last + 1);
+}
 
 static void test_acknowledged_writes_survive_sigkill(void **state)
 {
@@ -1245,6 +1375,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pool_completions_on_loop, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_without_loop_and_bad_args, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_acknowledged_writes_survive_sigkill, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_pool_checkpoints_off_the_writer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pool_acknowledged_writes_survive_sigkill, setup,
 	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
