@@ -420,14 +420,14 @@ IDM_PID=$!
 "$SG_BIN" --config "$T/gm.yaml" serve --roles gm >"$T/gm.log" 2>&1 &
 GM_PID=$!
 trap 'kill $PROXY_PID $IDM_PID $GM_PID 2>/dev/null; sg_cleanup' EXIT
-for _ in $(seq 1 100); do
+for _ in $(seq 1 300); do # up to 30 s: two processes start on one database (slow under ASan)
 	curl -sf "http://127.0.0.1:$IADMIN/healthz" >/dev/null 2>&1 && curl -sf "http://127.0.0.1:$GADMIN/healthz" >/dev/null 2>&1 && break
 	sleep 0.1
 done
 if curl -sf "http://127.0.0.1:$IADMIN/healthz" >/dev/null && curl -sf "http://127.0.0.1:$GADMIN/healthz" >/dev/null; then
 	ok "split: idm and gm processes start"
 else
-	not_ok "split: start"; tail -5 "$T/idm.log" "$T/gm.log"
+	not_ok "split: start"; for f in "$T/idm.log" "$T/gm.log"; do echo "== $f"; tail -n 5 "$f"; done
 fi
 ISS=https://localhost:$IUU
 SISS=https://localhost:$IS
