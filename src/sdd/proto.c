@@ -771,7 +771,7 @@ int sg_sdd_ddcontext_validate(const json_t *ctx, const char *param, struct sg_sd
 			struct sg_sdd_check qc = {0};
 			check_qos(&qc, q);
 			for (size_t i = 0; i < qc.n && i < SG_SDD_MAX_INVALID; i++) {
-				snprintf(p, sizeof p, "%s/sContext%s", param, qc.v[i].param);
+				snprintf(p, sizeof p, "%s/sContext%.96s", param, qc.v[i].param);
 				bad(chk, p, "%s", qc.v[i].reason);
 			}
 		}
