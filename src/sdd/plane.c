@@ -285,6 +285,30 @@ static void chan_check_resume(struct chan *c);
 static void chan_read(struct chan *c);
 static void relay_read(struct frt *rt);
 
+/* SSL_read into buf from *n on until it holds cap bytes (returns 0), the socket would block
+ * (1; a read that needs the socket writable arms the write event) or the connection ended or
+ * failed (2). *n counts the bytes in buf. */
+static int pc_fill(struct pconn *pc, uint8_t *buf, size_t cap, size_t *n)
+{
+	while (*n < cap) {
+		int r = SSL_read(pc->ssl, buf + *n, (int)(cap - *n));
+		if (r > 0) {
+			*n += (size_t)r;
+			continue;
+		}
+		int e = SSL_get_error(pc->ssl, r);
+		if (e == SSL_ERROR_WANT_READ)
+			return 1;
+		if (e == SSL_ERROR_WANT_WRITE) {
+			pc->rd_on_w = 1;
+			pc_write_on(pc, 1);
+			return 1;
+		}
+		return 2;
+	}
+	return 0;
+}
+
 static int frt_nrx(const struct frt *rt)
 {
 	int n = 0;
@@ -389,25 +413,7 @@ static void relay_read(struct frt *rt)
 			break;
 		}
 		size_t n = 0;
-		int st = 0; /* 0: chunk full, 1: would block, 2: closed */
-		while (n < DCHUNK) {
-			int r = SSL_read(pc->ssl, dbuf + SG_SDD_HDR_LEN + n, (int)(DCHUNK - n));
-			if (r > 0) {
-				n += (size_t)r;
-				continue;
-			}
-			int e = SSL_get_error(pc->ssl, r);
-			if (e == SSL_ERROR_WANT_READ) {
-				st = 1;
-			} else if (e == SSL_ERROR_WANT_WRITE) {
-				st = 1;
-				pc->rd_on_w = 1;
-				pc_write_on(pc, 1);
-			} else {
-				st = 2;
-			}
-			break;
-		}
+		int st = pc_fill(pc, dbuf + SG_SDD_HDR_LEN, DCHUNK, &n);
 		if (n) {
 			rt->down_seq++;
 			sg_sdd_frame_header(dbuf, SG_SDD_DATA, (uint32_t)n, rt->down_seq,
@@ -897,26 +903,9 @@ static void chan_read(struct chan *c)
 			chan_fail(c, "INTERNAL", "out of memory");
 			break;
 		}
-		int st = 0; /* 0: buffer full, 1: would block, 2: closed */
-		while (pc->ilen < IBUF) {
-			int r = SSL_read(pc->ssl, pc->ib + pc->ilen, (int)(IBUF - pc->ilen));
-			if (r > 0) {
-				pc->ilen += (size_t)r;
-				total += (size_t)r;
-				continue;
-			}
-			int e = SSL_get_error(pc->ssl, r);
-			if (e == SSL_ERROR_WANT_READ) {
-				st = 1;
-			} else if (e == SSL_ERROR_WANT_WRITE) {
-				st = 1;
-				pc->rd_on_w = 1;
-				pc_write_on(pc, 1);
-			} else {
-				st = 2;
-			}
-			break;
-		}
+		size_t before = pc->ilen;
+		int st = pc_fill(pc, pc->ib, IBUF, &pc->ilen);
+		total += pc->ilen - before;
 		chan_parse(c);
 		if (st == 2) {
 			pc_fail(pc);
