@@ -235,9 +235,10 @@ void sg_sdd_flowtab_free(struct sg_sdd_flowtab *t)
 	free(t);
 }
 
-struct sg_sdd_flow *sg_sdd_flowtab_add(struct sg_sdd_flowtab *t, const char *sub,
-                                       const char *val_service_id, int urllc, int64_t now_ms,
-                                       unsigned lifetime_s, const char **why)
+/* Both adds: id NULL draws a fresh one. */
+static struct sg_sdd_flow *flowtab_insert(struct sg_sdd_flowtab *t, const uint8_t *id,
+                                          const char *sub, const char *val_service_id, int urllc,
+                                          int64_t now_ms, unsigned lifetime_s, const char **why)
 {
 	*why = "limit";
 	if (t->n >= t->max_total)
@@ -256,11 +257,16 @@ struct sg_sdd_flow *sg_sdd_flowtab_add(struct sg_sdd_flowtab *t, const char *sub
 	f->val_service_id = strdup(val_service_id);
 	if (!f->sub || !f->val_service_id)
 		goto fail;
-	/* 128 bits from the DRBG; a collision with a live flow (2^-128) is simply redrawn */
-	do {
-		if (sg_random_bytes(f->id, sizeof f->id) != SG_OK)
-			goto fail;
-	} while (sg_sdd_flow_is_zero(f->id) || sg_sdd_flowtab_find(t, f->id, NULL));
+	if (id) {
+		memcpy(f->id, id, SG_SDD_FLOW_ID_LEN);
+	} else {
+		/* 128 bits from the DRBG; a collision with a live flow (2^-128) is simply redrawn
+		 */
+		do {
+			if (sg_random_bytes(f->id, sizeof f->id) != SG_OK)
+				goto fail;
+		} while (sg_sdd_flow_is_zero(f->id) || sg_sdd_flowtab_find(t, f->id, NULL));
+	}
 	f->urllc = urllc;
 	f->created_ms = now_ms;
 	f->expires_ms = now_ms + (int64_t)lifetime_s * 1000;
@@ -275,44 +281,26 @@ fail:
 	return NULL;
 }
 
+struct sg_sdd_flow *sg_sdd_flowtab_add(struct sg_sdd_flowtab *t, const char *sub,
+                                       const char *val_service_id, int urllc, int64_t now_ms,
+                                       unsigned lifetime_s, const char **why)
+{
+	return flowtab_insert(t, NULL, sub, val_service_id, urllc, now_ms, lifetime_s, why);
+}
+
 struct sg_sdd_flow *sg_sdd_flowtab_add_id(struct sg_sdd_flowtab *t,
                                           const uint8_t id[SG_SDD_FLOW_ID_LEN], const char *sub,
                                           const char *val_service_id, int urllc, int64_t now_ms,
                                           unsigned lifetime_s, const char **why)
 {
+	*why = "nomem";
+	if (sg_sdd_flow_is_zero(id))
+		return NULL;
 	*why = "exists";
 	for (struct sg_sdd_flow *f = t->b[bucket(id)]; f; f = f->next)
 		if (CRYPTO_memcmp(f->id, id, SG_SDD_FLOW_ID_LEN) == 0)
 			return NULL;
-	*why = "limit";
-	if (t->n >= t->max_total)
-		return NULL;
-	size_t mine = 0;
-	for (size_t i = 0; i < NBUCKETS; i++)
-		for (struct sg_sdd_flow *f = t->b[i]; f; f = f->next)
-			mine += !f->released && strcmp(f->sub, sub) == 0;
-	if (mine >= t->max_per_user)
-		return NULL;
-	*why = "nomem";
-	struct sg_sdd_flow *f = calloc(1, sizeof *f);
-	if (!f)
-		return NULL;
-	f->sub = strdup(sub);
-	f->val_service_id = strdup(val_service_id);
-	if (!f->sub || !f->val_service_id || sg_sdd_flow_is_zero(id)) {
-		flow_free(f);
-		return NULL;
-	}
-	memcpy(f->id, id, SG_SDD_FLOW_ID_LEN);
-	f->urllc = urllc;
-	f->created_ms = now_ms;
-	f->expires_ms = now_ms + (int64_t)lifetime_s * 1000;
-	size_t b = bucket(f->id);
-	f->next = t->b[b];
-	t->b[b] = f;
-	t->n++;
-	*why = NULL;
-	return f;
+	return flowtab_insert(t, id, sub, val_service_id, urllc, now_ms, lifetime_s, why);
 }
 
 struct sg_sdd_flow *sg_sdd_flowtab_find(struct sg_sdd_flowtab *t, const uint8_t *id,
