@@ -18,9 +18,17 @@ sg_cleanup() {
 }
 trap sg_cleanup EXIT
 
-# free_port: prints a TCP port on 127.0.0.1 that nothing listens on right now.
+# free_port: prints a TCP port on 127.0.0.1 that nothing listens on right now and that this test
+# has not been handed before (the kernel may give a just-closed port again: two listeners of one
+# configuration would then collide).
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+	local p
+	while :; do
+		p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+		grep -qx "$p" "$T/.ports" 2>/dev/null || break
+	done
+	echo "$p" >>"$T/.ports"
+	echo "$p"
 }
 
 ok() { PASSED=$((PASSED + 1)); echo "ok   - $*"; }
