@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # `make demo`: starts every SEAL function on loopback with the embedded default configuration
 # (SQLite, a fresh development PKI), runs the secured scenario step by step, prints what
-# happened, and stops. Usage: scripts/demo.sh PATH/TO/sealguard
+# happened, and stops. Section 8 also crashes the server (SIGKILL) to show that the SEALDD-S
+# state survives, and starts a second, SEALDD-only server to relocate a flow to over SEALDD-E.
+# Usage: scripts/demo.sh PATH/TO/sealguard
 set -uo pipefail
 SG=${1:?usage: demo.sh PATH/TO/sealguard}
 SG=$(cd "$(dirname "$SG")" && pwd)/$(basename "$SG")
 STATE=$(mktemp -d /tmp/sealguard-demo.XXXXXX)
 PKI=$STATE/pki
 PID=""
+B_PID=""    # the second SEALDD server (section 8)
+ECHO_PID="" # dd-app's data endpoint (section 8)
+RECV_PID="" # a SEALDD client waiting on a flow (section 8)
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say() { printf '   %s\n' "$*"; }
 cleanup() {
+	for p in $RECV_PID $ECHO_PID $B_PID; do kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
 	if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then kill -TERM "$PID"; wait "$PID"; fi
 	rm -rf "$STATE"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM HUP # so that the EXIT trap stops every process started here
 
-for port in 9443 9444 9445 9446 9450 9090; do
+for port in 9443 9444 9445 9446 9450 9090 9543 9544 9545 9546 9091; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		echo "demo: port $port on 127.0.0.1 is in use (another sealguard running?); stop it first" >&2
 		exit 1
@@ -158,14 +165,123 @@ step "4 MiB: SEALDD client -> data endpoint (TLS 1.3) -> VAL server (mTLS) -> ba
 step "the flow with a token for key management only (aud sealguard:km)" refused "$SG" --state-dir "$STATE" dd send --flow "$FID" --in "$STATE/payload" --token-cache "$KCACHE"
 step "alice releases the flow" ok "$SG" --state-dir "$STATE" dd close --flow "$FID" --token-cache "$DCACHE"
 step "... data on the released flow" refused "$SG" --state-dir "$STATE" dd send --flow "$FID" --in "$STATE/payload" --token-cache "$DCACHE"
-kill "$ECHO_PID" 2>/dev/null; wait "$ECHO_PID" 2>/dev/null
+# wait_up ADMIN_PORT PID LOG: poll a server's admin /healthz until it answers (stop if it died)
+wait_up() {
+	for _ in $(seq 1 100); do
+		curl -sf "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0
+		kill -0 "$2" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "demo: the server did not start:"
+	cat "$3"
+	exit 1
+}
+# dd_active: the state dir's stored SEALDD-S transmissions, dd-app's for v2x-dd among them, active
+dd_active() {
+	"$SG" --state-dir "$STATE" dd transmissions >"$STATE/trans" 2>&1 || return 1
+	cat "$STATE/trans"
+	grep -qE '^v2x-dd +regular +dd-app .*active$' "$STATE/trans"
+}
+# why: the reason a refused step's command gave (its last line of output)
+why() { say "     $(grep -v '^ *$' "$STATE/out" | tail -1 | cut -c1-160)"; }
+flow_id() { python3 -c 'import sys,json;print(json.load(open(sys.argv[1]))["sddFlowId"])' "$STATE/out"; }
+head -c $((1024 * 1024)) "$STATE/payload" >"$STATE/payload1"
+
+# D1 (TS 29.548 sdd-trans) with DESIGN.md §5: an acknowledged request-trans survives SIGKILL
+bold "8b. SEALDD-S state survives a crash: request-trans is stored before it is acknowledged"
+step "dd transmissions: dd-app's transmission for v2x-dd is active" ok dd_active
+kill -KILL "$PID"
+wait "$PID" 2>/dev/null
+say "sealguard serve (pid $PID) killed with SIGKILL; restarted on the same state dir"
+"$SG" --state-dir "$STATE" serve --log-level warn >>"$STATE/server.log" 2>&1 &
+PID=$!
+wait_up 9090 "$PID" "$STATE/server.log"
+step "after the crash: dd transmissions still lists it, active" ok dd_active
+step "alice opens a flow (dd-app did not request transmission again)" ok "$SG" --state-dir "$STATE" dd open --service v2x-dd --token-cache "$DCACHE"
+FID=$(flow_id)
+step "1 MiB: alice -> restarted SEALDD server -> dd-app -> back" ok "$SG" --state-dir "$STATE" dd send --flow "$FID" --in "$STATE/payload1" --echo --token-cache "$DCACHE"
+
+# D3 / R4 (TS 33.434 Rel-18): SEALDD-E protected as SEAL-E, peers by certificate identity
+bold "8c. SEALDD-E (TS 29.548 sdd-ddc/v1 on SEAL-E, mutual TLS): alice's flow moves to a second SEALDD server"
+# Two SEALDD server identities from the same development PKI; each lists the other in sdd.peers.
+PKIB=$STATE/b/pki
+mkdir -p "$PKIB"
+"$SG" config show >"$STATE/sdd1.yaml"
+printf 'sdd:\n  peers: ["DNS:sdd2.example.com"]\n' >>"$STATE/sdd1.yaml"
+cat >"$STATE/sdd2.yaml" <<YAML
+state_dir: $STATE/b
+pki_dir: $PKIB
+workers: 1
+log_level: warn
+roles: [sdd]
+admin: {bind: 127.0.0.1:9091}
+idm: {issuer: "https://localhost:9443"}
+resource: {idm_url: "https://localhost:9445"}
+reference_points:
+  - {name: SEAL-UU, bind: 127.0.0.1:9543, tls: {mode: server-auth}, auth: bearer, services: [sdd]}
+  - {name: SEAL-S, bind: 127.0.0.1:9544, tls: {mode: mutual}, auth: mtls+bearer, services: [sdd]}
+  - {name: SEAL-E, bind: 127.0.0.1:9545, tls: {mode: mutual}, auth: mtls, services: [sdd]}
+sdd:
+  data_bind: 127.0.0.1:9546
+  peers: ["DNS:sdd1.example.com"]
+YAML
+SG1=("$SG" --state-dir "$STATE" --config "$STATE/sdd1.yaml")
+SG2=("$SG" --config "$STATE/sdd2.yaml")
+kill -TERM "$PID"
+wait "$PID"
+rc=$?
+PID=""
+say "first server stopped (SIGTERM, status $rc) to take a SEALDD-E identity and sdd.peers"
+[ "$rc" -eq 0 ] || FAILS=$((FAILS + 1))
+"$SG" --state-dir "$STATE" pki issue --san DNS:sdd1.example.com,DNS:localhost,IP:127.0.0.1 --out "$PKI/server" --server-auth --client-auth | sed 's/^/   /'
+cp "$PKI/ca.crt" "$PKI/crl.pem" "$PKIB/"
+"$SG" --state-dir "$STATE" pki issue --san DNS:sdd2.example.com,DNS:localhost,IP:127.0.0.1 --out "$PKIB/server" --server-auth --client-auth | sed 's/^/   /'
+step "first server: embedded default + sdd.peers [DNS:sdd2.example.com]" ok "${SG1[@]}" config check
+step "second server: roles [sdd], sdd.peers [DNS:sdd1.example.com]" ok "${SG2[@]}" config check
+"${SG2[@]}" valserver add dd-app --identity DNS:dd-app --val-service v2x-dd | sed 's/^/   /'
+"${SG1[@]}" serve --log-level warn >>"$STATE/server.log" 2>&1 &
+PID=$!
+"${SG2[@]}" serve >"$STATE/b/server.log" 2>&1 &
+B_PID=$!
+wait_up 9090 "$PID" "$STATE/server.log"
+wait_up 9091 "$B_PID" "$STATE/b/server.log"
+say "second SEALDD server up: SEAL-UU 9543, SEAL-S 9544, SEAL-E 9545, data 9546, admin 9091;"
+say "it verifies alice's tokens with the first server's identity management over SEAL-E"
+step "alice opens a flow on the first server" ok "$SG" --state-dir "$STATE" dd open --service v2x-dd --token-cache "$DCACHE"
+FID=$(flow_id)
+"$SG" --state-dir "$STATE" dd recv --flow "$FID" --timeout-ms 15000 --token-cache "$DCACHE" >/dev/null 2>"$STATE/recv.err" &
+RECV_PID=$!
+for _ in $(seq 1 100); do
+	[ "$(curl -s http://127.0.0.1:9090/metrics | awk '/^sealguard_sdd_channels_open /{print $2}')" = 1 ] && break
+	sleep 0.05
+done
+say "alice's client is attached to the flow on the first server's data endpoint (dd recv)"
+step "relocation to a server not in sdd.peers (the first one itself)" refused "$SG" --state-dir "$STATE" dd relocate --flow "$FID" --to https://localhost:9445
+why
+step "dd relocate --to https://localhost:9545 (the peer, over SEAL-E)" ok "$SG" --state-dir "$STATE" dd relocate --flow "$FID" --to https://localhost:9545
+wait "$RECV_PID"
+RECV_PID=""
+step "alice's client there: END FLOW_RELOCATED + the new endpoint" ok grep -oF "FLOW_RELOCATED: 127.0.0.1:9546" "$STATE/recv.err"
+step "alice continues on the second server: 1 MiB echoed through it" ok "$SG" --state-dir "$STATE" dd send --flow "$FID" --url https://localhost:9543 --in "$STATE/payload1" --echo --token-cache "$DCACHE"
+step "... the same flow on the first server" refused "$SG" --state-dir "$STATE" dd send --flow "$FID" --in "$STATE/payload1" --token-cache "$DCACHE"
+why
+step "bob logs in for SEALDD too" ok "$SG" --state-dir "$STATE" login --client-id ue-app --client-secret-file "$STATE/ue-app.secret" --username bob --password-file "$STATE/alice.pw" --token-cache "$STATE/bob-dd.json" --scope "openid sdd"
+step "bob attaches to alice's relocated flow on the second server" refused "$SG" --state-dir "$STATE" dd send --flow "$FID" --url https://localhost:9543 --in "$STATE/payload1" --token-cache "$STATE/bob-dd.json"
+why
+kill "$ECHO_PID" 2>/dev/null
+wait "$ECHO_PID" 2>/dev/null
+ECHO_PID=""
 
 bold "9. Admin listener (127.0.0.1:9090, plain HTTP, loopback only)"
 curl -s http://127.0.0.1:9090/metrics | grep -E '^sealguard_(tls_handshakes_total|connections_accepted_total|http_requests_total)' | head -12 | sed 's/^/   /'
 
 bold "10. Graceful stop (SIGTERM)"
+kill -TERM "$B_PID" # both servers stop at the same time
 kill -TERM "$PID"; wait "$PID"; rc=$?; PID=""
 say "server exited with status $rc"
+[ "$rc" -eq 0 ] || FAILS=$((FAILS + 1))
+wait "$B_PID"; rc=$?; B_PID=""
+say "second SEALDD server exited with status $rc"
 [ "$rc" -eq 0 ] || FAILS=$((FAILS + 1))
 echo
 if [ "$FAILS" -eq 0 ]; then echo "demo: every step behaved as specified"; else echo "demo: $FAILS step(s) did not behave as specified"; exit 1; fi
