@@ -16,6 +16,7 @@
 # and the median is printed; the throughput runs of the two relays alternate within a round,
 # and the ratio is the median of the rounds' ratios (the machine's load moves between runs).
 # usage: bench/sdd.sh PATH/TO/sealguard [ROUNDS]   (the build dir must hold libsealguard_core.a)
+# environment: WRITE=B bytes per application write in (a) (default 16384), LATN=N round trips in (b)
 set -uo pipefail
 SG=$(realpath "${1:?usage: sdd.sh PATH/TO/sealguard [ROUNDS]}")
 ROUNDS=${2:-3}
@@ -26,6 +27,7 @@ NGINX_WORKERS=${NGINX_WORKERS:-1}
 BYTES1=${BYTES1:-$((256 * 1024 * 1024))} # one flow
 BYTES64=${BYTES64:-$((8 * 1024 * 1024))} # per flow, 64 flows
 LATN=${LATN:-5000}
+WRITE=${WRITE:-16384} # bytes per application write in (a)
 T=$(mktemp -d /tmp/sg-bench-sdd.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; sleep 0.3; rm -rf "$T"; }
@@ -123,9 +125,9 @@ nginx -c "$T/nginx/nginx.conf" -e "$T/nginx/error.log" -g 'daemon off;' &
 PIDS+=($!)
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$NX") 2>/dev/null && break; sleep 0.1; done
 
-SDD=(sdd --url "https://localhost:$UU" --token-file "$T/token" --service bench --ca "$CA")
-NGX=(tls --host 127.0.0.1 --port "$NX" --ca "$CA" --sni localhost)
-DIRECT=(tls --host 127.0.0.1 --port "$ECHO" --ca "$CA" --sni echo-app --cert "$PKI/server.crt" --key "$PKI/server.key")
+SDD=(sdd --url "https://localhost:$UU" --token-file "$T/token" --service bench --ca "$CA" --write "$WRITE")
+NGX=(tls --host 127.0.0.1 --port "$NX" --ca "$CA" --sni localhost --write "$WRITE")
+DIRECT=(tls --host 127.0.0.1 --port "$ECHO" --ca "$CA" --sni echo-app --cert "$PKI/server.crt" --key "$PKI/server.key" --write "$WRITE")
 
 # median of ROUNDS runs of one measurement; prints the field $2 of the load client's line
 med() {
@@ -202,7 +204,7 @@ fi
 
 echo "SEALDD bench: $(nproc) cores, $ROUNDS rounds each (median), nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') stream x$NGINX_WORKERS, TLS 1.3 both legs"
 echo
-echo "(a) throughput, MB/s of echoed VAL data (16 KiB writes, 256 KiB in flight per flow)"
+echo "(a) throughput, MB/s of echoed VAL data ($WRITE-byte writes, 256 KiB in flight per flow)"
 # sealguard and nginx alternate within each round, so that both see the same background load;
 # prints the two medians, the median of the per-round ratios and the rounds' ratios
 pair() {

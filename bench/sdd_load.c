@@ -5,9 +5,10 @@
  *   tls: a plain TLS 1.3 byte stream (OpenSSL directly): the baseline relay, or the VAL echo
  *        endpoint itself (with --cert/--key: mutual TLS) for the direct round trip.
  * Workloads, both against an echo behind the path:
- *   thr: each flow sends --bytes in 16 KiB writes, at most --window bytes in flight, and reads
- *        the echo back; prints the aggregate MB/s (echoed bytes / wall time, 1 MB = 10^6 B)
- *        and cpu_s, the load client's CPU seconds while the data moved (no setup, teardown);
+ *   thr: each flow sends --bytes in writes of --write bytes (default 16 KiB), at most --window
+ *        bytes in flight, and reads the echo back; prints the aggregate MB/s (echoed bytes /
+ *        wall time, 1 MB = 10^6 B) and cpu_s, the load client's CPU seconds while the data
+ *        moved (no setup, teardown);
  *   lat: each flow does --count round trips of --size bytes (write, then read until all came
  *        back) after 200 warm-up ones; prints p50/p99/max in microseconds over all flows.
  * Output: one line of key=value pairs. Built by bench/sdd.sh against libsealguard_core.a. */
@@ -29,20 +30,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#define WRITE_CHUNK (16u << 10)
-#define WARMUP      200
+#define WARMUP 200
 
 struct opts {
 	const char *mode, *work;
 	const char *host, *url, *ca, *cert, *key, *token, *service, *sni;
 	unsigned port, flows;
-	size_t bytes, window, size;
+	size_t bytes, window, size, write;
 	unsigned count;
 };
 
 static struct opts O = {.flows = 1,
                         .bytes = 64u << 20,
                         .window = 256u << 10,
+                        .write = 16u << 10,
                         .size = 1024,
                         .count = 2000,
                         .sni = "localhost"};
@@ -169,10 +170,10 @@ static void *run(void *arg)
 	struct conn c;
 	conn_open(&c);
 	size_t cap = O.window > O.size ? O.window : O.size;
-	unsigned char *out = malloc(WRITE_CHUNK > O.size ? WRITE_CHUNK : O.size), *in = malloc(cap);
+	unsigned char *out = malloc(O.write > O.size ? O.write : O.size), *in = malloc(cap);
 	if (!out || !in)
 		die("memory", "out of memory");
-	for (size_t i = 0; i < (WRITE_CHUNK > O.size ? WRITE_CHUNK : O.size); i++)
+	for (size_t i = 0; i < (O.write > O.size ? O.write : O.size); i++)
 		out[i] = (unsigned char)(i * 131u + 7u);
 	if (!strcmp(O.work, "lat")) {
 		for (unsigned k = 0; k < WARMUP + O.count; k++) {
@@ -192,8 +193,7 @@ static void *run(void *arg)
 		size_t sent = 0, got = 0;
 		while (got < O.bytes) {
 			while (sent < O.bytes && sent - got < O.window) {
-				size_t n =
-				    O.bytes - sent < WRITE_CHUNK ? O.bytes - sent : WRITE_CHUNK;
+				size_t n = O.bytes - sent < O.write ? O.bytes - sent : O.write;
 				conn_write(&c, out, n);
 				sent += n;
 			}
@@ -233,7 +233,7 @@ static void usage(void)
 {
 	fputs("usage: sdd_load sdd|tls thr|lat [--url U --token-file F --service S] [--host H "
 	      "--port P] --ca F [--cert F --key F] [--sni NAME] [--flows N] [--bytes B] "
-	      "[--window B] [--size B] [--count N]\n",
+	      "[--window B] [--write B] [--size B] [--count N]\n",
 	      stderr);
 	exit(2);
 }
@@ -273,6 +273,8 @@ int main(int argc, char **argv)
 			O.bytes = strtoull(v, NULL, 10);
 		else if (!strcmp(k, "--window"))
 			O.window = strtoull(v, NULL, 10);
+		else if (!strcmp(k, "--write"))
+			O.write = strtoull(v, NULL, 10);
 		else if (!strcmp(k, "--size"))
 			O.size = strtoull(v, NULL, 10);
 		else if (!strcmp(k, "--count"))

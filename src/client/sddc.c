@@ -1,9 +1,11 @@
 /* client/sddc.c: the SEALDD client (see sddc.h; docs/sdd-protocol.md). Signalling through the
  * HTTP client (libcurl with the TLS profile); the user plane on non-blocking OpenSSL sockets.
- * A DATA frame's header and payload go to SSL_write from where they are, their records
- * gathered into one writev() by the channel's write BIO; received payloads go from SSL_read
- * straight into the buffer of the waiting sg_sddc_recv. poll() only when neither direction can
- * move, and a sender reads whenever it has to wait, so a peer echoing back never blocks it. */
+ * A DATA frame takes as few TLS records as its bytes allow: its first record (header and the
+ * first payload bytes) is built in one buffer, the rest goes to SSL_write from the caller's
+ * buffer, a small record gathered with the next into one writev() by the channel's write BIO;
+ * received payloads go from SSL_read straight into the buffer of the waiting sg_sddc_recv. poll()
+ * only when neither direction can move, and a sender reads whenever it has to wait, so a peer
+ * echoing back never blocks it. */
 #include "client/sddc.h"
 
 #include "base/buf.h"
@@ -31,10 +33,14 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define OUT_HWM  (1u << 20) /* send() pumps while more than this is queued */
-#define CHUNK    (32u << 10)
-#define RD_BATCH (256u << 10) /* bytes read from a channel before its frames are taken */
-#define QCHUNK   (64u << 10)  /* a flow's queue grows by this much at most per SSL_read */
+#define OUT_HWM (1u << 20) /* send() pumps while more than this is queued */
+#define CHUNK   (32u << 10)
+#define RECORD  16384u /* TLS 1.3 maximum record plaintext (RFC 8446 §5.1) */
+/* uplink DATA frames: a send of up to SG_SDD_MAX_PAYLOAD bytes is one frame; a longer one is
+ * cut into frames whose header + payload fill four records exactly, the rest one frame */
+#define FRAME_FULL (4 * RECORD - SG_SDD_HDR_LEN)
+#define RD_BATCH   (256u << 10) /* bytes read from a channel before its frames are taken */
+#define QCHUNK     (64u << 10)  /* a flow's queue grows by this much at most per SSL_read */
 
 /* ---- signalling ---- */
 
@@ -226,6 +232,8 @@ struct sg_sddc {
 	struct cflow *rx_flow;
 	uint8_t *rx_buf;
 	size_t rx_cap, rx_got;
+	/* the first record of the DATA frame being sent: header + first payload bytes */
+	uint8_t rec[RECORD];
 };
 
 static void chan_dead(struct cchan *c, const char *why)
@@ -248,17 +256,15 @@ static int queue_frame(struct cchan *c, uint8_t type, const uint8_t *flow, uint6
 	return 0;
 }
 
-/* Hands a frame to TLS: when nothing waits before it, its header and then its payload go to
- * SSL_write from where they are (the caller's buffer, no copy); the gathering write BIO sends
- * the header's record with the payload's in one writev() (chan_write flushes what it keeps). What
- * OpenSSL does not take (the socket is full) is queued. -1: out of memory. */
-static int send_frame(struct cchan *c, uint8_t type, const uint8_t *flow, uint64_t seq,
-                      const void *p, size_t n)
+/* Hands a frame to TLS in two parts: head, then rest (either may be empty). When nothing waits
+ * before it, each part goes to SSL_write from where it is; what OpenSSL does not take (the
+ * socket is full) is queued (copied). sg_sddc_send lays a DATA frame out so that its records
+ * are as few as the bytes allow (frame_headn). -1: out of memory. */
+static int send_parts(struct cchan *c, const uint8_t *head, size_t hlen, const uint8_t *rest,
+                      size_t rlen)
 {
-	uint8_t hdr[SG_SDD_HDR_LEN];
-	sg_sdd_frame_header(hdr, type, (uint32_t)n, seq, flow);
-	const uint8_t *part[2] = {hdr, p};
-	size_t len[2] = {sizeof hdr, n};
+	const uint8_t *part[2] = {head, rest};
+	size_t len[2] = {hlen, rlen};
 	for (int i = 0; i < 2; i++) {
 		const uint8_t *b = part[i];
 		size_t l = len[i];
@@ -283,6 +289,21 @@ static int send_frame(struct cchan *c, uint8_t type, const uint8_t *flow, uint64
 			return -1;
 	}
 	return 0;
+}
+
+/* The layout of a DATA frame of n payload bytes (n <= SG_SDD_MAX_PAYLOAD) in TLS records of at
+ * most RECORD bytes of plaintext (RFC 8446 §5.1): the frame needs m = ceil((32 + n) / RECORD)
+ * records, and gets exactly that many. The first record holds the 32-byte header and the first
+ * frame_headn(n) payload bytes (copied into one contiguous buffer: OpenSSL 3.0 has no gather
+ * write), every later one is RECORD bytes of the caller's buffer, the last possibly fewer
+ * (docs/sdd-protocol.md §6). A frame of up to RECORD - 32 bytes is one record; 16 KiB is the
+ * header's small record and one full record, gathered into one writev() by the write BIO (and
+ * the relay forwards it as one record, as the payload of one frame); FRAME_FULL is exactly
+ * four full records, a quarter of them copied. */
+static size_t frame_headn(size_t n)
+{
+	size_t m = (SG_SDD_HDR_LEN + n + RECORD - 1) / RECORD;
+	return n > (m - 1) * RECORD ? n - (m - 1) * RECORD : 0;
 }
 
 static struct cflow *find_flow(struct sg_sddc *s, const uint8_t *id)
@@ -952,10 +973,16 @@ sg_err sg_sddc_send(struct sg_sddc *s, const char *flow_id, const void *data, si
 		if (!live(s))
 			return dead_err(s, err, errlen);
 		while (len && max_out(s) < OUT_HWM) {
-			size_t n = len > CHUNK ? CHUNK : len;
+			/* one frame, in as few TLS records as its bytes allow (frame_headn); the
+			 * same records on every channel (URLLC) */
+			size_t n = len > SG_SDD_MAX_PAYLOAD ? FRAME_FULL : len;
+			size_t hn = frame_headn(n);
+			sg_sdd_frame_header(s->rec, SG_SDD_DATA, (uint32_t)n, f->next_seq, f->id);
+			memcpy(s->rec + SG_SDD_HDR_LEN, p, hn);
 			for (unsigned i = 0; i < s->n; i++)
 				if (!s->ch[i].dead &&
-				    send_frame(&s->ch[i], SG_SDD_DATA, f->id, f->next_seq, p, n))
+				    send_parts(&s->ch[i], s->rec, SG_SDD_HDR_LEN + hn, p + hn,
+				               n - hn))
 					return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
 			f->next_seq++;
 			p += n;

@@ -48,8 +48,9 @@ sg_err sg_sddc_connect(const struct sg_sddc_conf *c, const char *host, unsigned 
 	    * waits in the SEALDD server for a session that receives */
 sg_err sg_sddc_attach(struct sg_sddc *s, const char *flow_id, unsigned flags, char *err,
                       size_t errlen);
-/* Sends len bytes on the flow (split into DATA frames, on every channel). Returns once the
- * data is handed to TLS; data arriving meanwhile is queued for sg_sddc_recv. */
+/* Sends len bytes on the flow (split into DATA frames, on every channel: up to 64 KiB is one
+ * frame, each frame in as few TLS records as its bytes allow). Returns once the data is handed
+ * to TLS; data arriving meanwhile is queued for sg_sddc_recv. */
 sg_err sg_sddc_send(struct sg_sddc *s, const char *flow_id, const void *data, size_t len, char *err,
                     size_t errlen);
 /* Receives up to cap bytes of the flow: waits up to timeout_ms for the first byte.

@@ -96,6 +96,7 @@ struct frt {
 	int vstate;       /* 0 none, 1 connecting, 2 up */
 	int ended;
 	int up_blocked, down_blocked;
+	int corked; /* small uplink payloads queued, to be written as one record (plane.c) */
 	struct chan *ch[2];
 	int rx[2]; /* 0: the channel only sends (ATTACH seq bit 0): no downlink to it */
 	int nch;

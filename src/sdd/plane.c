@@ -319,6 +319,11 @@ static int frt_nrx(const struct frt *rt)
 
 static void frt_detach_chan(struct frt *rt, struct chan *c)
 {
+	if (rt->corked) { /* what this channel's batch gathered still goes out */
+		rt->corked = 0;
+		if (rt->vc && !rt->vc->dead)
+			pc_flush(rt->vc);
+	}
 	for (int i = 0; i < rt->nch; i++)
 		if (rt->ch[i] == c) {
 			rt->nch--;
@@ -373,8 +378,10 @@ void sdd_frt_free(struct frt *rt)
 	free(rt);
 }
 
-/* Uplink: the payload of a DATA frame (in the channel's input buffer) to the relay, written at
- * once when the relay's socket takes it. */
+/* Uplink: the payload of a DATA frame (in the channel's input buffer) to the relay. A full-size
+ * payload is written at once when the relay's socket takes it; smaller ones are gathered and
+ * written together at the end of the channel's batch (chan_uncork), so many small frames read
+ * in one batch reach the VAL server in full records rather than a record each. */
 static void frt_uplink(struct frt *rt, uint64_t seq, const uint8_t *p, size_t len)
 {
 	if (!sg_sdd_dedup_accept(&rt->up, seq)) {
@@ -383,7 +390,15 @@ static void frt_uplink(struct frt *rt, uint64_t seq, const uint8_t *p, size_t le
 	}
 	if (!rt->vc || !len)
 		return;
-	pc_write(rt->vc, p, len);
+	if (len < RECORD && rt->vc->up && !rt->vc->dead) {
+		if (evbuffer_add(rt->vc->out, p, len) != 0) {
+			pc_fail(rt->vc);
+			return;
+		}
+		rt->corked = 1;
+	} else {
+		pc_write(rt->vc, p, len);
+	}
 	atomic_fetch_add_explicit(&rt->s->bytes_up, len, memory_order_relaxed);
 	if (pc_queued(rt->vc) > HWM)
 		rt->up_blocked = 1; /* the channel stops reading until the relay drains */
@@ -831,6 +846,19 @@ static void chan_frame(struct chan *c, const struct sg_sdd_frame *f)
 	}
 }
 
+/* Writes what frt_uplink gathered for the channel's flows during a batch. */
+static void chan_uncork(struct chan *c)
+{
+	for (size_t i = 0; i < c->natt; i++) {
+		struct frt *rt = c->att[i];
+		if (!rt->corked)
+			continue;
+		rt->corked = 0;
+		if (rt->vc && !rt->vc->dead)
+			pc_flush(rt->vc);
+	}
+}
+
 /* Takes the complete frames in the channel's input buffer, in place. A frame is taken whole
  * (so a URLLC copy is never half relayed); a header is judged as soon as it is complete (an
  * oversized length is refused before its payload arrives). */
@@ -871,6 +899,7 @@ static void chan_parse(struct chan *c)
 		}
 		chan_frame(c, &f);
 	}
+	chan_uncork(c);
 	/* a partial frame moves to the front: the buffer always has room for a whole one */
 	if (pc->ioff == pc->ilen) {
 		pc->ioff = pc->ilen = 0;

@@ -3,7 +3,8 @@
  * payloads split at every byte (one TLS record per byte), several frames in one record,
  * receives smaller than a frame, zero-length DATA, duplicates, DATA of a flow not attached,
  * END after data, every header rejection, and sends large enough to block while the peer
- * echoes (the gathering write BIO, the queue behind it, reading while blocked). The peer is a
+ * echoes (the gathering write BIO, the queue behind it, reading while blocked), and how sends
+ * are cut into DATA frames and TLS records (as few records as the bytes allow). The peer is a
  * real OpenSSL server with the sealguard TLS profile and the development PKI. */
 #include "client/sddc.h"
 #include "sdd/proto.h"
@@ -39,7 +40,30 @@ struct peer {
 	int lfd, port;
 	pthread_t th;
 	int ok; /* the peer saw what it expected */
+	/* SC_ECHO: the DATA frames' payload lengths and the client's TLS records' plaintext
+	 * lengths after ATTACH, as the peer received them */
+	int count;
+	size_t nfr, nrec;
+	size_t fr[512], rec[1024];
 };
+
+/* The record layer's callback: the 5-byte header of every received record (RFC 8446 §5.2):
+ * plaintext = length - inner content type - AEAD tag. */
+static void rec_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+                   SSL *ssl, void *arg)
+{
+	(void)version;
+	struct peer *pe = arg;
+	const uint8_t *b = buf;
+	if (write_p || content_type != SSL3_RT_HEADER || len < 5 || !pe->count ||
+	    b[0] != SSL3_RT_APPLICATION_DATA)
+		return;
+	const char *cn = SSL_CIPHER_get_name(SSL_get_current_cipher(ssl));
+	size_t tag = cn && strstr(cn, "CCM_8") ? 8 : 16;
+	if (pe->nrec < sizeof pe->rec / sizeof pe->rec[0])
+		pe->rec[pe->nrec] = ((size_t)b[3] << 8 | b[4]) - 1 - tag;
+	pe->nrec++;
+}
 
 static int wr(SSL *ssl, const void *p, size_t n)
 {
@@ -87,7 +111,11 @@ static void *peer_main(void *arg)
 	SSL *ssl = fd >= 0 ? sg_tls_server_ssl_new(g_tls) : NULL;
 	static uint8_t buf[4u << 20], pl[SG_SDD_MAX_PAYLOAD];
 	struct sg_sdd_frame f;
-	if (!ssl || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1)
+	if (!ssl || SSL_set_fd(ssl, fd) != 1)
+		goto out;
+	SSL_set_msg_callback(ssl, rec_cb);
+	SSL_set_msg_callback_arg(ssl, pe);
+	if (SSL_accept(ssl) != 1)
 		goto out;
 	/* AUTH (its token is not this test's business), then ATTACH of the flow */
 	if (rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_AUTH)
@@ -97,6 +125,7 @@ static void *peer_main(void *arg)
 	    memcmp(f.flow, g_flow, sizeof g_flow))
 		goto out;
 	n = frame(buf, SG_SDD_ATTACHED, 1, g_flow, NULL, 0);
+	pe->count = pe->sc == SC_ECHO; /* from here on the client sends DATA only */
 	if (wr(ssl, buf, n))
 		goto out;
 	if (pe->sc == SC_SPLIT) {
@@ -154,6 +183,9 @@ static void *peer_main(void *arg)
 				goto out;
 			if (!f.len)
 				break;
+			if (pe->nfr < sizeof pe->fr / sizeof pe->fr[0])
+				pe->fr[pe->nfr] = f.len;
+			pe->nfr++;
 			n = frame(buf, SG_SDD_DATA, ++seq, g_flow, pl, f.len);
 			if (wr(ssl, buf, n))
 				goto out;
@@ -268,15 +300,21 @@ static void test_bad_headers(void **state)
 	}
 }
 
-/* Sends of 5 bytes, 16 KiB, 32 KiB + 1 and 3 MiB (the socket fills: the rest is queued and
- * the client reads the echo while it waits) come back whole and in order. */
+/* Sends of 5 bytes, around one TLS record (16 KiB - 32, - 1, 16 KiB, + 1), 32 KiB + 1, 64 KiB
+ * (the largest frame), 64 KiB + 1 and 3 MiB (the socket fills: the rest is queued and the
+ * client reads the echo while it waits) come back whole and in order. A send of up to 64 KiB
+ * is one DATA frame, a longer one frames of 65,504 bytes (header + payload = four full
+ * records) and the rest; each frame takes the fewest TLS records its bytes allow: the header
+ * and the first payload bytes share the first record, every later record is full but the
+ * last. */
 static void test_send_echo(void **state)
 {
 	(void)state;
 	struct peer pe = {.sc = SC_ECHO};
 	peer_start(&pe);
 	struct sg_sddc *s = open_session(&pe);
-	static const size_t sizes[] = {5, 16384, 32769, 3u << 20};
+	static const size_t sizes[] = {5,     16352, 16383, 16384,   16385,
+	                               32769, 65536, 65537, 3u << 20};
 	size_t total = 0;
 	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
 		total += sizes[i];
@@ -305,9 +343,32 @@ static void test_send_echo(void **state)
 	assert_int_equal(sg_sddc_send(s, "AAAAAAAAAAAAAAAAAAAAAA", "x", 1, err, sizeof err),
 	                 SG_ERR_INVALID);
 	assert_int_equal(sg_sddc_send(s, "not-an-id", "x", 1, err, sizeof err), SG_ERR_INVALID);
+	/* the frames and records as the peer saw them: expected, written out */
+	size_t fr[512], rec[1024], nfr = 0, nrec = 0;
+	static const size_t fr0[] = {5, 16352, 16383, 16384, 16385, 32769, 65536, 65504, 33};
+	static const size_t rec0[] = {37,    16384, 32,    16383, 32,    16384, 33,
+	                              16384, 33,    16384, 16384, 32,    16384, 16384,
+	                              16384, 16384, 16384, 16384, 16384, 16384, 65};
+	memcpy(fr, fr0, sizeof fr0);
+	nfr = sizeof fr0 / sizeof fr0[0];
+	memcpy(rec, rec0, sizeof rec0);
+	nrec = sizeof rec0 / sizeof rec0[0];
+	for (int i = 0; i < 48; i++) { /* 3 MiB = 48 frames of 65,504 bytes + 1,536 */
+		fr[nfr++] = 65504;
+		for (int k = 0; k < 4; k++)
+			rec[nrec++] = 16384;
+	}
+	fr[nfr++] = 1536;
+	rec[nrec++] = 32 + 1536;
+	rec[nrec++] = 32; /* the raw end marker */
+	rec[nrec++] = 2;  /* close_notify (an alert, encrypted as application data in TLS 1.3) */
+	peer_end(&pe, s);
+	assert_int_equal(pe.nfr, nfr);
+	assert_memory_equal(pe.fr, fr, nfr * sizeof fr[0]);
+	assert_int_equal(pe.nrec, nrec);
+	assert_memory_equal(pe.rec, rec, nrec * sizeof rec[0]);
 	free(out);
 	free(in);
-	peer_end(&pe, s);
 }
 
 static int setup(void **state)
