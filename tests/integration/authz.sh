@@ -40,7 +40,6 @@ VAL=(--cert "$PKI/val-servers/v2x-app.crt" --key "$PKI/val-servers/v2x-app.key")
 OTHER=(--cert "$PKI/val-servers/other-app.crt" --key "$PKI/val-servers/other-app.key")
 STRANGER=(--cert "$PKI/val-servers/stranger.crt" --key "$PKI/val-servers/stranger.key")
 GM=(--cert "$PKI/seal-servers/gm-1.crt" --key "$PKI/seal-servers/gm-1.key")
-py() { python3 -c "$@"; }
 
 # --- the test key and the SEAL-E proxy that adds it to the JWKS ---
 cat >"$T/tk.py" <<'PY'
@@ -107,10 +106,6 @@ expect "valserver add v2x-app" SG valserver add v2x-app --identity DNS:v2x-app -
 expect "valserver add other-app" SG valserver add other-app --identity DNS:other-app --val-service fleet
 sleep 1.2
 BASIC=(-u "app:s3cret-client-secret-0123456789abcdefghij")
-jget() { py 'import sys,json
-v=json.loads(sys.argv[1])
-for k in sys.argv[2:]: v=v.get(k) if isinstance(v,dict) else None
-print(v if not isinstance(v,(dict,list)) else json.dumps(v,sort_keys=True))' "$@"; }
 claims() { py 'import sys,json,base64
 t=sys.argv[1].split(".")[1]; t+="="*(-len(t)%4)
 print(json.dumps(json.loads(base64.urlsafe_b64decode(t))))' "$1"; }

@@ -27,12 +27,6 @@ C=(curl -s --cacert "$CA")
 GMS=$SISS/ss-gm/v1/group-documents
 GMU=$ISS/ss-gm/v1/group-documents
 
-py() { python3 -c "$@"; }
-jget() { py 'import sys,json
-v=json.loads(sys.argv[1])
-for k in sys.argv[2:]:
-    v=v[int(k)] if isinstance(v,list) else (v.get(k) if isinstance(v,dict) else None)
-print(v if not isinstance(v,(dict,list)) else json.dumps(v,sort_keys=True))' "$@"; }
 canon() { py 'import sys,json;print(json.dumps(json.loads(sys.argv[1]),sort_keys=True))' "$1"; }
 # schema FILE SCHEMA JSON: the JSON must be a valid SCHEMA of FILE
 schema() { printf '%s' "$3" >"$T/v.json"; openapi_validate "$1" "$2" "$T/v.json"; }

@@ -39,14 +39,9 @@ expect "valserver add v2x-app (key provisioning)" SG valserver add v2x-app --ide
 sleep 1.2 # the server reloads its caches from the store generation (≤ 0.5 s)
 BASIC=(-u "app:s3cret-client-secret-0123456789abcdefghij")
 
-py() { python3 -c "$@"; }
 claims() { py 'import sys,json,base64
 t=sys.argv[1].split(".")[int(sys.argv[2])]; t+="="*(-len(t)%4)
 print(json.dumps(json.loads(base64.urlsafe_b64decode(t)),sort_keys=True))' "$1" "${2:-1}"; }
-jget() { py 'import sys,json
-v=json.loads(sys.argv[1])
-for k in sys.argv[2:]: v=v.get(k) if isinstance(v,dict) else None
-print(v if not isinstance(v,(dict,list)) else json.dumps(v,sort_keys=True))' "$@"; }
 VERIFIER=$(py 'import secrets;print(secrets.token_urlsafe(48)[:64])')
 CHALLENGE=$(py 'import sys,hashlib,base64;print(base64.urlsafe_b64encode(hashlib.sha256(sys.argv[1].encode()).digest()).rstrip(b"=").decode())' "$VERIFIER")
 # authz_url [k=v overrides...]: the authorization request; "k=" drops k, "k=v" replaces it

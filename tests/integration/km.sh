@@ -31,12 +31,6 @@ KIR=$SISS/ss-kir/v1/key-records
 KREQ=$ISS/km/v1/key-requests
 KREG=$ISS/km/v1/skmc-keys
 
-py() { python3 -c "$@"; }
-jget() { py 'import sys,json
-v=json.loads(sys.argv[1])
-for k in sys.argv[2:]:
-    v=v[int(k)] if isinstance(v,list) else (v.get(k) if isinstance(v,dict) else None)
-print(v if not isinstance(v,(dict,list)) else json.dumps(v,sort_keys=True))' "$@"; }
 schema() { printf '%s' "$3" >"$T/v.json"; openapi_validate "$1" "$2" "$T/v.json"; }
 problem() { schema TS29122_CommonData.yaml ProblemDetails "$1"; }
 req() {

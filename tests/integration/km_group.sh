@@ -34,12 +34,6 @@ GMS=$SISS/ss-gm/v1/group-documents
 GREQ=$ISS/km/v1/group-key-requests
 X1=$EISS/km/v1/group-keys
 
-py() { python3 -c "$@"; }
-jget() { py 'import sys,json
-v=json.loads(sys.argv[1])
-for k in sys.argv[2:]:
-    v=v[int(k)] if isinstance(v,list) else (v.get(k) if isinstance(v,dict) else None)
-print(v if not isinstance(v,(dict,list)) else json.dumps(v,sort_keys=True))' "$@"; }
 req() {
 	"${C[@]}" -D "$T/h" -o "$T/b" "$@"
 	CODE=$(awk 'NR==1{print $2}' "$T/h")

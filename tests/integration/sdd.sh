@@ -34,12 +34,6 @@ SISS=https://localhost:$S
 VAL=(--cert "$PKI/seal-servers/v2x-app.crt" --key "$PKI/seal-servers/v2x-app.key")
 EVIL=(--cert "$PKI/seal-servers/evil-app.crt" --key "$PKI/seal-servers/evil-app.key")
 C=(curl -s --cacert "$CA")
-py() { python3 -c "$@"; }
-jget() { py 'import sys,json
-v=json.loads(sys.argv[1])
-for k in sys.argv[2:]:
-    v=v[int(k)] if isinstance(v,list) else (v.get(k) if isinstance(v,dict) else None)
-print(v if not isinstance(v,(dict,list)) else json.dumps(v,sort_keys=True))' "$@"; }
 schema() { printf '%s' "$3" >"$T/v.json"; openapi_validate "$1" "$2" "$T/v.json"; }
 req() {
 	"${C[@]}" -D "$T/h" -o "$T/b" "$@"

@@ -90,12 +90,6 @@ ACRT=(--cert "$PKI/server.crt" --key "$PKI/server.key")
 BCRT=(--cert "$PKIB/server.crt" --key "$PKIB/server.key")
 C=(curl -s --cacert "$CA")
 JS=(-H 'Content-Type: application/json')
-py() { python3 -c "$@"; }
-jget() { py 'import sys,json
-v=json.loads(sys.argv[1])
-for k in sys.argv[2:]:
-    v=v[int(k)] if isinstance(v,list) else (v.get(k) if isinstance(v,dict) else None)
-print(v if not isinstance(v,(dict,list)) else json.dumps(v,sort_keys=True))' "$@" 2>/dev/null; }
 schema() { printf '%s' "$3" >"$T/v.json"; openapi_validate "$1" "$2" "$T/v.json"; }
 req() {
 	: >"$T/h"

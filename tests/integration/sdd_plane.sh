@@ -23,12 +23,6 @@ sg_start "$T/sg.yaml" || { not_ok "server start"; sg_done; }
 CA=$PKI/ca.crt
 VAL=(--cert "$PKI/seal-servers/v2x-app.crt" --key "$PKI/seal-servers/v2x-app.key")
 C=(curl -s --cacert "$CA")
-py() { python3 -c "$@"; }
-jget() { py 'import sys,json
-v=json.loads(sys.argv[1])
-for k in sys.argv[2:]:
-    v=v.get(k) if isinstance(v,dict) else None
-print(v)' "$@"; }
 "$SG_BIN" --config "$T/sg.yaml" dd echo-server --bind "127.0.0.1:$ECHO" "${VAL[@]}" --cacert "$CA" 2>>"$T/echo.log" &
 ECHO_PID=$!
 trap 'kill "$ECHO_PID" 2>/dev/null; sg_cleanup' EXIT

@@ -33,12 +33,6 @@ SISS=https://localhost:$S
 VAL=(--cert "$PKI/seal-servers/v2x-app.crt" --key "$PKI/seal-servers/v2x-app.key")
 EVIL=(--cert "$PKI/seal-servers/evil-app.crt" --key "$PKI/seal-servers/evil-app.key")
 C=(curl -s --cacert "$CA")
-py() { python3 -c "$@"; }
-jget() { py 'import sys,json
-v=json.loads(sys.argv[1])
-for k in sys.argv[2:]:
-    v=v[int(k)] if isinstance(v,list) else (v.get(k) if isinstance(v,dict) else None)
-print(v if not isinstance(v,(dict,list)) else json.dumps(v,sort_keys=True))' "$@"; }
 canon() { py 'import sys,json; print(json.dumps(json.loads(sys.argv[1]),sort_keys=True))' "$1" 2>/dev/null; }
 req() {
 	"${C[@]}" -D "$T/h" -o "$T/b" "$@"

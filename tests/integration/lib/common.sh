@@ -53,6 +53,16 @@ expect_match() {
 	if printf '%s' "$3" | grep -Eq -- "$2"; then ok "$1"; else not_ok "$1: '$2' not in: $(printf '%s' "$3" | head -c 400)"; fi
 }
 
+# py CODE ARGS...: python3 -c.
+py() { python3 -c "$@"; }
+# jget JSON KEY...: the value at the path of object keys and array indexes (objects and arrays
+# printed as sorted JSON; None when absent).
+jget() { py 'import sys,json
+v=json.loads(sys.argv[1])
+for k in sys.argv[2:]:
+    v=v[int(k)] if isinstance(v,list) else (v.get(k) if isinstance(v,dict) else None)
+print(v if not isinstance(v,(dict,list)) else json.dumps(v,sort_keys=True))' "$@" 2>/dev/null; }
+
 # sg_ports: sets UU, S, E, ADMIN to free ports.
 sg_ports() {
 	UU=$(free_port); S=$(free_port); E=$(free_port); ADMIN=$(free_port)
