@@ -127,6 +127,21 @@ static sg_err put_successor(struct sg_store *st, struct tok_job *j, const char *
 	return sg_store_refresh_put(st, &rt);
 }
 
+/* A replayed code or refresh token: its grant is revoked and audited, the request fails with
+ * invalid_grant (the caller answers after the commit). */
+static sg_err replay_revoke(struct sg_store *st, struct tok_job *j, const char *action,
+                            const char *sub, const char *gid, const char *desc)
+{
+	sg_err e = sg_store_grant_revoke(st, gid, j->now, grant_revoke_until(j->idm, j->now));
+	if (e == SG_OK) {
+		audit_row(st, j, action, sub, gid);
+		j->replay_gid = strdup(gid);
+		j->error = "invalid_grant";
+		j->desc = desc;
+	}
+	return e;
+}
+
 static sg_err code_job(struct sg_store *st, struct tok_job *j)
 {
 	struct sg_store_code c = {0};
@@ -138,14 +153,8 @@ static sg_err code_job(struct sg_store *st, struct tok_job *j)
 		return e;
 	if (use == SG_STORE_USE_REPLAY) {
 		/* I5 / RFC 9700 §4.2.4... a replayed code revokes what it issued */
-		e = sg_store_grant_revoke(st, c.grant_id, j->now,
-		                          grant_revoke_until(j->idm, j->now));
-		if (e == SG_OK) {
-			audit_row(st, j, "token.code_replay", c.sub, c.grant_id);
-			j->replay_gid = strdup(c.grant_id);
-			j->error = "invalid_grant";
-			j->desc = "authorization code already used; its grant is revoked";
-		}
+		e = replay_revoke(st, j, "token.code_replay", c.sub, c.grant_id,
+		                  "authorization code already used; its grant is revoked");
 		sg_store_code_clear(&c);
 		return e;
 	}
@@ -182,14 +191,8 @@ static sg_err refresh_job(struct sg_store *st, struct tok_job *j)
 		return e;
 	if (use == SG_STORE_USE_REPLAY) {
 		/* I9: reuse of a rotated refresh token revokes the whole family */
-		e = sg_store_grant_revoke(st, rt.grant_id, j->now,
-		                          grant_revoke_until(j->idm, j->now));
-		if (e == SG_OK) {
-			audit_row(st, j, "token.refresh_reuse", rt.sub, rt.grant_id);
-			j->replay_gid = strdup(rt.grant_id);
-			j->error = "invalid_grant";
-			j->desc = "refresh token already used; its grant is revoked";
-		}
+		e = replay_revoke(st, j, "token.refresh_reuse", rt.sub, rt.grant_id,
+		                  "refresh token already used; its grant is revoked");
 		sg_store_refresh_clear(&rt);
 		return e;
 	}
