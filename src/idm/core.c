@@ -816,9 +816,10 @@ sg_err sg_idm_mount(struct sg_idm *idm, struct sg_router *rt, const struct sg_co
 
 /* Audit rows of the SIM-S. A client_credentials token costs one row, so the per-row overhead
  * counts: one allocation holds a row and its strings, and the rows are not a pool job each:
- * they queue on the idm, and one job (queued when the first row arrives) writes every row
- * that queued until the writer ran it, inside that batch's transaction (group-committed with
- * the others; never waited for, see client_credentials() in token.c). The job refers to the
+ * they queue on the idm, and one lazy job (queued when the first row arrives) writes every row
+ * that queued until the writer ran it: with the next batch of durable writes, or on its own
+ * SG_STORE_LAZY_MS after the first row, so a stream of tokens costs one commit per interval
+ * (never waited for, see client_credentials() in token.c). The job refers to the
  * idm: sg_idm_free() destroys (drains) the pool first. */
 struct idm_audit_row {
 	struct idm_audit_row *next;
@@ -895,7 +896,7 @@ void idm_audit(struct sg_idm *idm, const char *actor, const char *action, const 
 	int submit = !idm->audit_queued;
 	idm->audit_queued = 1;
 	pthread_mutex_unlock(&idm->audit_mu);
-	if (submit && sg_store_pool_submit(idm->pool, audit_job, idm, NULL, NULL, NULL) != SG_OK) {
+	if (submit && sg_store_pool_submit_lazy(idm->pool, audit_job, idm) != SG_OK) {
 		pthread_mutex_lock(&idm->audit_mu);
 		struct idm_audit_row *rows = idm->audit_head;
 		idm->audit_head = idm->audit_tail = NULL;

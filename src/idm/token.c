@@ -32,16 +32,27 @@ struct tok_job {
 	char *gid, *granted, *tok_scope, *nonce;
 	int64_t auth_time;
 	struct sg_store_user user;
+	/* the tokens, signed during the commit (tok_ran) or after it (token_response) */
+	int minted;
+	sg_err mint_e;
+	char *at, *idt;
 };
+
+static void cleanse_free(char *s)
+{
+	if (s) {
+		OPENSSL_cleanse(s, strlen(s));
+		free(s);
+	}
+}
 
 static void tok_job_free(struct tok_job *j)
 {
 	free(j->client_id);
 	free(j->redirect_uri);
-	if (j->verifier) {
-		OPENSSL_cleanse(j->verifier, strlen(j->verifier));
-		free(j->verifier);
-	}
+	cleanse_free(j->verifier);
+	cleanse_free(j->at);
+	cleanse_free(j->idt);
 	free(j->scope_req);
 	free(j->resource);
 	free(j->jti);
@@ -310,34 +321,45 @@ static void token_body(struct sg_http_req *r, const char *at, unsigned ttl_s, co
 	free(b);
 }
 
-static void token_response(struct tok_job *j)
+/* Signs the tokens of a successful code exchange or refresh (I7, I8) into j. Runs on the loop,
+ * from tok_ran while the writer commits, or from token_response when the commit came first. */
+static void tok_mint(struct tok_job *j)
 {
 	struct sg_idm *idm = j->idm;
-	struct sg_http_req *r = j->r;
 	struct idm_reg *reg = idm_reg_get(idm);
-	char *at = NULL, *idt = NULL;
 	json_t *extra = json_pack("{s:o,s:s}", "val_user_ids", idm_val_user_ids(reg, &j->user),
 	                          "preferred_username", j->user.name);
-	sg_err e = idm_mint_access(idm, reg, j->user.sub, j->client_id, j->tok_scope, j->resource,
-	                           j->gid, extra, &at, NULL);
+	j->mint_e = idm_mint_access(idm, reg, j->user.sub, j->client_id, j->tok_scope, j->resource,
+	                            j->gid, extra, &j->at, NULL);
 	/* OIDC Core §3.1.3.3 / §12.2: an ID token with openid; on refresh without nonce */
-	if (e == SG_OK && sg_idm_scope_has(j->tok_scope, "openid"))
-		e = idm_mint_id(idm, reg, j->user.sub, j->client_id,
-		                j->grant == G_CODE ? j->nonce : NULL,
-		                j->grant == G_CODE ? j->auth_time / 1000 : 0, &idt);
+	if (j->mint_e == SG_OK && sg_idm_scope_has(j->tok_scope, "openid"))
+		j->mint_e = idm_mint_id(idm, reg, j->user.sub, j->client_id,
+		                        j->grant == G_CODE ? j->nonce : NULL,
+		                        j->grant == G_CODE ? j->auth_time / 1000 : 0, &j->idt);
 	json_decref(extra);
 	idm_reg_put(reg);
-	if (e != SG_OK) {
-		idm_oauth_error(r, 500, "server_error", "cannot issue tokens");
-	} else {
-		token_body(r, at, idm->conf->idm.access_ttl_s, j->new_rt, j->tok_scope, idt);
-	}
-	if (at)
-		OPENSSL_cleanse(at, strlen(at));
-	if (idt)
-		OPENSSL_cleanse(idt, strlen(idt));
-	free(at);
-	free(idt);
+	j->minted = 1;
+}
+
+/* The pool's early hand-off: the exchange's writes ran and are being committed. The tokens
+ * are signed now, in parallel with the fsync, and disclosed only by tok_done, after the commit
+ * (a failed commit discards them). */
+static void tok_ran(sg_err rc, void *arg)
+{
+	struct tok_job *j = arg;
+	if (rc == SG_OK && !j->error && !j->minted)
+		tok_mint(j);
+}
+
+static void token_response(struct tok_job *j)
+{
+	if (!j->minted)
+		tok_mint(j);
+	if (j->mint_e != SG_OK)
+		idm_oauth_error(j->r, 500, "server_error", "cannot issue tokens");
+	else
+		token_body(j->r, j->at, j->idm->conf->idm.access_ttl_s, j->new_rt, j->tok_scope,
+		           j->idt);
 }
 
 static void tok_done(sg_err rc, void *arg)
@@ -373,8 +395,10 @@ static void tok_done(sg_err rc, void *arg)
 static enum sg_http_result submit(struct tok_job *j)
 {
 	struct sg_http_req *r = j->r;
-	if (sg_store_pool_submit(j->idm->pool, tok_job_run, j, tok_done, j, sg_http_req_loop(r)) !=
-	    SG_OK) {
+	/* a code exchange or refresh signs its tokens while its writes commit */
+	int early = j->grant == G_CODE || j->grant == G_REFRESH;
+	if (sg_store_pool_submit_early(j->idm->pool, tok_job_run, j, early ? tok_ran : NULL,
+	                               tok_done, j, sg_http_req_loop(r)) != SG_OK) {
 		tok_job_free(j);
 		idm_oauth_error(r, 503, "temporarily_unavailable", "try again later");
 		return SG_HTTP_DONE;
@@ -387,10 +411,10 @@ static enum sg_http_result submit(struct tok_job *j)
  * depends on is written when it is issued. Its grant id is derived from the VAL server's
  * registration (already durable: removing the VAL server revokes the grant, and I10 refuses
  * revoked tokens), a revocation of its jti (RFC 7009) is written, durably, when it is revoked, and
- * its lifetime is bounded by exp. The one write, the audit row, is queued and group-committed with
- * the others (never waited for): a crash can lose the audit lines of the last milliseconds, never a
- * security property. Waiting for that fsync would turn a CPU-bound path into a disk-bound one for
- * no guarantee a VAL server could observe. */
+ * its lifetime is bounded by exp. The one write, the audit row, is queued lazily (written with the
+ * next batch, or within SG_STORE_LAZY_MS; never waited for): a crash can lose the audit lines of
+ * the last milliseconds, never a security property. Waiting for that fsync would turn a CPU-bound
+ * path into a disk-bound one for no guarantee a VAL server could observe. */
 static void client_credentials(struct idm_mount *m, struct idm_reg *reg, struct sg_http_req *r,
                                const struct sg_idm_form *f)
 {

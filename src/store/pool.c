@@ -10,6 +10,11 @@
  * one transaction, each inside its own savepoint, so a burst of durable writes pays one fsync;
  * no completion is delivered before that transaction committed. Completions of a batch that go
  * to the same event loop are handed over together (one wake-up of that loop per batch).
+ * Early hand-off: a job submitted with a ran callback hears, on its loop, that its body ran
+ * while the batch's COMMIT and fsync are still under way, so the loop can prepare the answer
+ * (sign the tokens of a code exchange) in parallel with the disk instead of after it.
+ * Lazy jobs (no completion, an audit trail) wait up to SG_STORE_LAZY_MS for a batch to ride
+ * along with, so a stream of them costs one commit per interval instead of one each.
  *
  * WAL checkpoints off the commit path (SQLite backend): SQLite's automatic checkpoint runs
  * inside the COMMIT that crosses 1,000 WAL pages, so one batch in every few hundred waited
@@ -33,6 +38,13 @@
 #include <string.h>
 #include <time.h>
 
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 #define SG_POOL_BATCH         64
 #define SG_POOL_CKPT_PAGES    1000 /* wake the checkpointer (SQLite's default threshold) */
 #define SG_POOL_CKPT_FORCE    8000 /* the writer checkpoints itself (~32 MB of WAL) */
@@ -47,6 +59,15 @@ struct pool_job {
 	struct event_base *notify;
 	int read;
 	sg_err rc;
+	/* early hand-off: ran is called on notify's loop before the commit; the two flags are
+	 * touched on that loop only, to call ran before done or not at all, and to free the job
+	 * after the later of the two deliveries */
+	sg_store_ran_fn ran;
+	struct pool_job *ran_next;
+	sg_err ran_rc;  /* the body's result as ran hears it (rc may still change) */
+	int ran_posted; /* worker side */
+	int ran_seen, done_seen;
+	int64_t due_ns; /* lazy jobs: run by then (CLOCK_MONOTONIC) */
 };
 
 struct pool_queue {
@@ -67,6 +88,7 @@ struct sg_store_pool {
 	pthread_cond_t cv_w; /* the writer waits here (and reads, when it is the only worker) */
 	pthread_cond_t cv_r; /* the readers wait here */
 	struct pool_queue wq, rq;
+	struct pool_queue lq; /* lazy write jobs, in submission order */
 	int stopping;
 	unsigned n;
 	struct pool_worker *workers;
@@ -119,7 +141,54 @@ static void deliver_chain_cb(evutil_socket_t fd, short what, void *arg)
 	for (struct pool_job *j = arg, *next; j; j = next) {
 		next = j->next;
 		j->done(j->rc, j->done_arg);
-		free(j);
+		j->done_seen = 1;
+		if (!j->ran || j->ran_seen)
+			free(j); /* else the ran chain, still queued on this loop, frees it */
+	}
+}
+
+/* Runs a chain of early hand-offs (linked by ran_next) on their loop: ran only when done has
+ * not come first (the loop was slower than the commit), then frees the jobs done is through
+ * with. */
+static void ran_chain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	for (struct pool_job *j = arg, *next; j; j = next) {
+		next = j->ran_next;
+		j->ran_seen = 1;
+		if (j->done_seen)
+			free(j);
+		else
+			j->ran(j->ran_rc, j->done_arg);
+	}
+}
+
+/* Hands the jobs of a batch that asked for it their early notice, one chain per loop, before
+ * the batch commits. A notice that cannot be posted (libevent out of memory) is dropped: the
+ * job then hears only done, which its submitter must handle anyway. */
+static void deliver_ran(struct pool_job *batch)
+{
+	for (struct pool_job *j = batch; j; j = j->next) {
+		if (!j->ran || j->ran_posted)
+			continue; /* none asked, or already on a chain */
+		struct pool_job *tail = j;
+		j->ran_posted = 1;
+		j->ran_rc = j->rc;
+		for (struct pool_job *k = j->next; k; k = k->next)
+			if (k->ran && !k->ran_posted && k->notify == j->notify) {
+				k->ran_posted = 1;
+				k->ran_rc = k->rc;
+				tail->ran_next = k;
+				tail = k;
+			}
+		tail->ran_next = NULL;
+		/* from here the loop may run the chain: only worker-side fields are touched below
+		 */
+		struct timeval zero = {0, 0};
+		if (event_base_once(j->notify, -1, EV_TIMEOUT, ran_chain_cb, j, &zero) != 0)
+			for (struct pool_job *k = j; k; k = k->ran_next)
+				k->ran = NULL; /* nothing was posted: done alone, as without ran */
 	}
 }
 
@@ -184,12 +253,35 @@ static void run_batch(struct sg_store *st, struct pool_job *batch)
 		else
 			sg_store_tx_rollback(st);
 	}
+	deliver_ran(batch);
 	/* Durable here (synchronous=FULL): nothing is acknowledged before this returns. */
 	e = sg_store_tx_commit(st);
 	if (e != SG_OK)
 		for (struct pool_job *j = batch; j; j = j->next)
 			if (j->rc == SG_OK)
 				j->rc = e;
+}
+
+/* The writer's next batch: the queued durable jobs (up to SG_POOL_BATCH) with every lazy job
+ * riding along, or the lazy jobs alone once the oldest is due or the pool stops. With nothing
+ * to run yet, *wait_ns is the time (CLOCK_MONOTONIC) the oldest lazy job falls due, 0 when
+ * there is none. Called with p->mu held. */
+static struct pool_job *take_writes(struct sg_store_pool *p, int64_t *wait_ns)
+{
+	*wait_ns = 0;
+	struct pool_job *batch = q_take(&p->wq, SG_POOL_BATCH);
+	if (!batch && p->lq.head && !p->stopping && mono_ns() < p->lq.head->due_ns) {
+		*wait_ns = p->lq.head->due_ns;
+		return NULL;
+	}
+	struct pool_job *lazy = q_take(&p->lq, 1 << 30);
+	if (!batch)
+		return lazy;
+	struct pool_job *last = batch;
+	while (last->next)
+		last = last->next;
+	last->next = lazy;
+	return batch;
 }
 
 static void *worker_main(void *arg)
@@ -203,13 +295,20 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&p->mu);
 		struct pool_job *batch = NULL;
 		for (;;) {
-			if (w->writer && (batch = q_take(&p->wq, SG_POOL_BATCH)))
+			int64_t due = 0;
+			if (w->writer && (batch = take_writes(p, &due)))
 				break;
 			if (w->reader && (batch = q_take(&p->rq, 1)))
 				break;
 			if (p->stopping)
 				break;
-			pthread_cond_wait(cv, &p->mu);
+			if (due) {
+				struct timespec ts = {(time_t)(due / 1000000000),
+				                      (long)(due % 1000000000)};
+				pthread_cond_timedwait(cv, &p->mu, &ts);
+			} else {
+				pthread_cond_wait(cv, &p->mu);
+			}
 		}
 		pthread_mutex_unlock(&p->mu);
 		if (!batch)
@@ -323,7 +422,12 @@ sg_err sg_store_pool_create(const char *driver, const char *path_or_url, unsigne
 	if (!p)
 		return sg_fail(err, errlen, SG_ERR_NOMEM, "store pool: out of memory");
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv_w, NULL);
+	/* the writer's waits for lazy jobs are timed on the monotonic clock */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cv_w, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&p->cv_r, NULL);
 	pthread_mutex_init(&p->ckpt_mu, NULL);
 	pthread_cond_init(&p->ckpt_cv, NULL);
@@ -361,30 +465,43 @@ sg_err sg_store_pool_create(const char *driver, const char *path_or_url, unsigne
 	return SG_OK;
 }
 
-static sg_err submit(struct sg_store_pool *p, int read, sg_store_job_fn fn, void *arg,
-                     sg_store_done_fn done, void *done_arg, struct event_base *notify)
+enum job_kind { JOB_WRITE, JOB_READ, JOB_LAZY };
+
+static sg_err submit(struct sg_store_pool *p, enum job_kind kind, sg_store_job_fn fn, void *arg,
+                     sg_store_ran_fn ran, sg_store_done_fn done, void *done_arg,
+                     struct event_base *notify)
 {
 	if (!p || !fn)
 		return sg_store_fail(SG_ERR_INVALID, "store pool: a job function is required");
+	if (ran && !notify)
+		return sg_store_fail(SG_ERR_INVALID, "store pool: an early hand-off needs a loop");
 	struct pool_job *j = calloc(1, sizeof *j);
 	if (!j)
 		return sg_store_fail(SG_ERR_NOMEM, "store pool: out of memory");
+	int read = kind == JOB_READ;
 	j->fn = fn;
 	j->arg = arg;
+	j->ran = ran;
 	j->done = done;
 	j->done_arg = done_arg;
 	j->notify = notify;
 	j->read = read;
+	if (kind == JOB_LAZY)
+		j->due_ns = mono_ns() + (int64_t)SG_STORE_LAZY_MS * 1000000;
 	pthread_mutex_lock(&p->mu);
 	if (p->stopping) {
 		pthread_mutex_unlock(&p->mu);
 		free(j);
 		return sg_store_fail(SG_ERR_INVALID, "store pool: shutting down");
 	}
-	q_push(read ? &p->rq : &p->wq, j);
+	/* A lazy job behind another one changes nothing for the writer: it already waits until
+	 * the older one is due. */
+	int wake = kind != JOB_LAZY || !p->lq.head;
+	q_push(kind == JOB_READ ? &p->rq : kind == JOB_LAZY ? &p->lq : &p->wq, j);
 	/* Wakes a waiting worker of the right kind (a futex call only when one waits; a busy
 	 * writer finds the job when it comes back for the next batch). */
-	pthread_cond_signal(read && p->n > 1 ? &p->cv_r : &p->cv_w);
+	if (wake)
+		pthread_cond_signal(read && p->n > 1 ? &p->cv_r : &p->cv_w);
 	pthread_mutex_unlock(&p->mu);
 	return SG_OK;
 }
@@ -392,13 +509,25 @@ static sg_err submit(struct sg_store_pool *p, int read, sg_store_job_fn fn, void
 sg_err sg_store_pool_submit(struct sg_store_pool *pool, sg_store_job_fn job, void *arg,
                             sg_store_done_fn done, void *done_arg, struct event_base *notify)
 {
-	return submit(pool, 0, job, arg, done, done_arg, notify);
+	return submit(pool, JOB_WRITE, job, arg, NULL, done, done_arg, notify);
+}
+
+sg_err sg_store_pool_submit_early(struct sg_store_pool *pool, sg_store_job_fn job, void *arg,
+                                  sg_store_ran_fn ran, sg_store_done_fn done, void *done_arg,
+                                  struct event_base *notify)
+{
+	return submit(pool, JOB_WRITE, job, arg, ran, done, done_arg, notify);
+}
+
+sg_err sg_store_pool_submit_lazy(struct sg_store_pool *pool, sg_store_job_fn job, void *arg)
+{
+	return submit(pool, JOB_LAZY, job, arg, NULL, NULL, NULL, NULL);
 }
 
 sg_err sg_store_pool_submit_read(struct sg_store_pool *pool, sg_store_job_fn job, void *arg,
                                  sg_store_done_fn done, void *done_arg, struct event_base *notify)
 {
-	return submit(pool, 1, job, arg, done, done_arg, notify);
+	return submit(pool, JOB_READ, job, arg, NULL, done, done_arg, notify);
 }
 
 void sg_store_pool_destroy(struct sg_store_pool *p)

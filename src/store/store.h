@@ -345,6 +345,22 @@ sg_err sg_store_pool_create(const char *driver, const char *path_or_url, unsigne
  * thread safe with evthread), or on the worker thread when notify is NULL. */
 sg_err sg_store_pool_submit(struct sg_store_pool *pool, sg_store_job_fn job, void *arg,
                             sg_store_done_fn done, void *done_arg, struct event_base *notify);
+/* Called on notify's loop once the job has run, before its transaction commits: rc is the
+ * job's own result. Lets the submitter prepare its answer (sign tokens, say) while the commit's
+ * fsync runs; nothing may be disclosed before done, which always follows and alone says whether
+ * the write is durable. */
+typedef void (*sg_store_ran_fn)(sg_err rc, void *done_arg);
+/* sg_store_pool_submit with a ran callback (notify required; ran and done run on that loop, in
+ * that order unless the loop is slower than the commit: done must not assume ran came first). */
+sg_err sg_store_pool_submit_early(struct sg_store_pool *pool, sg_store_job_fn job, void *arg,
+                                  sg_store_ran_fn ran, sg_store_done_fn done, void *done_arg,
+                                  struct event_base *notify);
+/* A write job nobody waits for (no completion; an audit trail, say): it rides along with the
+ * next batch of durable writes, or runs on its own at most SG_STORE_LAZY_MS after it was
+ * queued, so a stream of such jobs costs one commit per interval rather than one each.
+ * sg_store_pool_destroy runs it at once. */
+#define SG_STORE_LAZY_MS 10
+sg_err sg_store_pool_submit_lazy(struct sg_store_pool *pool, sg_store_job_fn job, void *arg);
 /* Same for a read-only job: never batched, no write transaction around it. */
 sg_err sg_store_pool_submit_read(struct sg_store_pool *pool, sg_store_job_fn job, void *arg,
                                  sg_store_done_fn done, void *done_arg, struct event_base *notify);

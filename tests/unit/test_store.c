@@ -1170,6 +1170,140 @@ static void test_pool_without_loop_and_bad_args(void **state)
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit", NULL), 1);
 }
 
+static void wait_count(int *n, int want)
+{
+	for (int t = 0; t < 3000 && __atomic_load_n(n, __ATOMIC_SEQ_CST) < want; t++)
+		usleep(10000);
+	assert_int_equal(__atomic_load_n(n, __ATOMIC_SEQ_CST), want);
+}
+
+/* Early hand-off: ran comes on the loop with the job's own result, before done or not at all;
+ * done always comes, once; a ran without a loop is refused. */
+struct early_arg {
+	struct pool_ctx *ctx;
+	int i, fail;
+	int ran, done, ran_after_done, ran_rc_wrong;
+};
+
+static sg_err job_early(struct sg_store *st, void *arg)
+{
+	struct early_arg *a = arg;
+	struct pool_arg pa = {.i = a->i, .fail = a->fail};
+	return job_write(st, &pa);
+}
+
+static void early_ran(sg_err rc, void *arg)
+{
+	struct early_arg *a = arg;
+	if (!pthread_equal(pthread_self(), a->ctx->loop_thread))
+		a->ctx->wrong_thread++;
+	a->ran++;
+	a->ran_after_done += a->done != 0;
+	a->ran_rc_wrong += (rc != SG_OK) != (a->fail != 0);
+}
+
+static void early_done(sg_err rc, void *arg)
+{
+	struct early_arg *a = arg;
+	struct pool_ctx *c = a->ctx;
+	if (!pthread_equal(pthread_self(), c->loop_thread))
+		c->wrong_thread++;
+	if ((rc != SG_OK) != (a->fail != 0))
+		c->failures++;
+	a->done++;
+	if (++c->done == c->expected)
+		event_base_loopbreak(c->base);
+}
+
+static void test_pool_early_handoff(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store_pool *pool = NULL;
+	char err[256] = "";
+	assert_int_equal(sg_store_pool_create("sqlite", f->path, 2, &pool, err, sizeof err), SG_OK);
+	struct pool_ctx ctx = {.base = event_base_new(), .loop_thread = pthread_self()};
+	assert_non_null(ctx.base);
+	enum { NJOBS = 150 };
+	static struct early_arg args[NJOBS];
+	ctx.expected = NJOBS;
+	for (int i = 0; i < NJOBS; i++) {
+		args[i] = (struct early_arg){.ctx = &ctx, .i = i, .fail = i % 9 == 4};
+		/* every third one without ran: mixed in the same batches */
+		assert_int_equal(sg_store_pool_submit_early(pool, job_early, &args[i],
+		                                            i % 3 ? early_ran : NULL, early_done,
+		                                            &args[i], ctx.base),
+		                 SG_OK);
+	}
+	struct early_arg lone = {.ctx = &ctx};
+	assert_int_equal(
+	    sg_store_pool_submit_early(pool, job_early, &lone, early_ran, early_done, &lone, NULL),
+	    SG_ERR_INVALID);
+	struct timeval tv = {10, 0};
+	struct event *wd = evtimer_new(ctx.base, watchdog, ctx.base);
+	evtimer_add(wd, &tv);
+	event_base_loop(ctx.base, EVLOOP_NO_EXIT_ON_EMPTY);
+	/* the ran chains still queued on the loop (if done overtook them) free their jobs */
+	event_base_loop(ctx.base, EVLOOP_NONBLOCK);
+	assert_int_equal(ctx.done, NJOBS);
+	assert_int_equal(ctx.wrong_thread, 0);
+	assert_int_equal(ctx.failures, 0);
+	int rans = 0;
+	for (int i = 0; i < NJOBS; i++) {
+		assert_int_equal(args[i].done, 1);
+		assert_true(args[i].ran <= (i % 3 ? 1 : 0));
+		assert_int_equal(args[i].ran_after_done, 0);
+		assert_int_equal(args[i].ran_rc_wrong, 0);
+		rans += args[i].ran;
+	}
+	assert_true(rans > 0); /* the loop idles while the writer commits: notices do arrive */
+	event_free(wd);
+	sg_store_pool_destroy(pool);
+	event_base_free(ctx.base);
+	int failed = 0;
+	for (int i = 0; i < NJOBS; i++)
+		failed += args[i].fail;
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit", NULL), NJOBS - failed);
+	assert_int_equal(lone.ran + lone.done, 0);
+}
+
+/* Lazy jobs: one alone runs by itself; one queued before a durable job has run when that job
+ * is acknowledged (it rides along, or ran earlier); one queued at destroy runs before the pool
+ * is gone. */
+static sg_err job_lazy(struct sg_store *st, void *arg)
+{
+	struct pool_arg *a = arg;
+	sg_err e = job_write(st, a);
+	if (e == SG_OK)
+		__atomic_add_fetch(&a->ctx->done, 1, __ATOMIC_SEQ_CST);
+	return e;
+}
+
+static void test_pool_lazy_jobs(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store_pool *pool = NULL;
+	char err[256] = "";
+	assert_int_equal(sg_store_pool_create("sqlite", f->path, 1, &pool, err, sizeof err), SG_OK);
+	struct pool_ctx ctx = {0};
+	struct pool_arg l1 = {.ctx = &ctx, .i = 1}, l2 = {.ctx = &ctx, .i = 2},
+	                l3 = {.ctx = &ctx, .i = 3}, d = {.i = 4};
+	assert_int_equal(sg_store_pool_submit_lazy(pool, job_lazy, &l1), SG_OK);
+	wait_count(&ctx.done, 1);
+	int flag = 0;
+	assert_int_equal(sg_store_pool_submit_lazy(pool, job_lazy, &l2), SG_OK);
+	assert_int_equal(sg_store_pool_submit(pool, job_write, &d, done_on_worker, &flag, NULL),
+	                 SG_OK);
+	for (int t = 0; t < 3000 && !__atomic_load_n(&flag, __ATOMIC_SEQ_CST); t++)
+		usleep(1000);
+	assert_int_equal(__atomic_load_n(&flag, __ATOMIC_SEQ_CST), 1);
+	assert_int_equal(__atomic_load_n(&ctx.done, __ATOMIC_SEQ_CST), 2);
+	assert_int_equal(sg_store_pool_submit_lazy(pool, job_lazy, &l3), SG_OK);
+	assert_int_equal(sg_store_pool_submit_lazy(pool, NULL, NULL), SG_ERR_INVALID);
+	sg_store_pool_destroy(pool);
+	assert_int_equal(__atomic_load_n(&ctx.done, __ATOMIC_SEQ_CST), 3);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit", NULL), 4);
+}
+
 /* ---- WAL checkpoints off the writer ---- */
 
 enum { BIG_DETAIL = 3000 }; /* an audit row of about one 4 KiB page */
@@ -1190,13 +1324,6 @@ static void count_done(sg_err rc, void *arg)
 {
 	if (rc == SG_OK)
 		__atomic_add_fetch((int *)arg, 1, __ATOMIC_SEQ_CST);
-}
-
-static void wait_count(int *n, int want)
-{
-	for (int t = 0; t < 3000 && __atomic_load_n(n, __ATOMIC_SEQ_CST) < want; t++)
-		usleep(10000);
-	assert_int_equal(__atomic_load_n(n, __ATOMIC_SEQ_CST), want);
 }
 
 static off_t file_size(const char *path)
@@ -1374,6 +1501,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_generation_sees_other_connection, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_completions_on_loop, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_without_loop_and_bad_args, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pool_early_handoff, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pool_lazy_jobs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_acknowledged_writes_survive_sigkill, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_checkpoints_off_the_writer, setup, teardown),
