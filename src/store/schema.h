@@ -122,6 +122,40 @@ static const char *const sg_store_sqlite_migrations[] = {
     "CREATE TABLE sdd_subsc (subsc_id TEXT PRIMARY KEY, owner TEXT NOT NULL,"
     "  body TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
     "CREATE INDEX sdd_subsc_owner ON sdd_subsc (owner);",
+    /* 6: authorization codes and refresh tokens as rowid tables (creation order) with a
+     * unique index on the digest, instead of tables keyed by the digest. Keyed by a random
+     * digest, every code consumed and every refresh token stored rewrote a random page of a
+     * table of wide rows (and the refresh_tokens_client index, whose rows end with that key):
+     * ~6 WAL pages per code exchange, in a batch of 15 hardly any shared. In creation order,
+     * the rows a batch touches share pages and only the narrow digest index takes random
+     * writes (~2–3 pages per exchange). Lookups still go by the digest; rows are kept. */
+    "CREATE TABLE auth_codes_v6 (id INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE,"
+    "  client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,"
+    "  sub TEXT NOT NULL, redirect_uri TEXT NOT NULL, scope TEXT NOT NULL, nonce TEXT,"
+    "  code_challenge TEXT NOT NULL, acr TEXT, auth_time INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL, used_at INTEGER NOT NULL DEFAULT 0,"
+    "  grant_id TEXT NOT NULL);"
+    "INSERT INTO auth_codes_v6 (digest, client_id, sub, redirect_uri, scope, nonce,"
+    "  code_challenge, acr, auth_time, expires_at, used_at, grant_id)"
+    "  SELECT digest, client_id, sub, redirect_uri, scope, nonce, code_challenge, acr,"
+    "  auth_time, expires_at, used_at, grant_id FROM auth_codes ORDER BY auth_time;"
+    "DROP TABLE auth_codes;"
+    "ALTER TABLE auth_codes_v6 RENAME TO auth_codes;"
+    "CREATE INDEX auth_codes_expires ON auth_codes (expires_at);"
+    "CREATE INDEX auth_codes_client ON auth_codes (client_id);"
+    "CREATE TABLE refresh_tokens_v6 (id INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE,"
+    "  grant_id TEXT NOT NULL,"
+    "  client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,"
+    "  sub TEXT NOT NULL, scope TEXT NOT NULL, expires_at INTEGER NOT NULL,"
+    "  rotated_at INTEGER NOT NULL DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0);"
+    "INSERT INTO refresh_tokens_v6 (digest, grant_id, client_id, sub, scope, expires_at,"
+    "  rotated_at, revoked) SELECT digest, grant_id, client_id, sub, scope, expires_at,"
+    "  rotated_at, revoked FROM refresh_tokens ORDER BY expires_at;"
+    "DROP TABLE refresh_tokens;"
+    "ALTER TABLE refresh_tokens_v6 RENAME TO refresh_tokens;"
+    "CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id);"
+    "CREATE INDEX refresh_tokens_expires ON refresh_tokens (expires_at);"
+    "CREATE INDEX refresh_tokens_client ON refresh_tokens (client_id);",
 };
 
 #define SG_STORE_SQLITE_NMIGRATIONS                                                                \

@@ -29,7 +29,7 @@
 struct sg_store;
 struct event_base;
 
-#define SG_STORE_SCHEMA_VERSION 5  /* the newest schema this build knows */
+#define SG_STORE_SCHEMA_VERSION 6  /* the newest schema this build knows */
 #define SG_STORE_DIGEST_MAX     64 /* bytes of a code / refresh token / client secret digest */
 #define SG_STORE_SUB_LEN        22 /* base64url of 128 random bits, without NUL */
 

@@ -250,7 +250,7 @@ sg_stop >/dev/null
 # --- a state dir of the previous schema version (4, without the SEALDD tables) ---
 sqlite3 "$DBF" "DROP TABLE sdd_trans; DROP TABLE sdd_subsc; UPDATE schema_version SET version = 4"
 sg_start "$T/sg.yaml" || { not_ok "start on a schema 4 state dir"; sg_done; }
-expect_eq "a schema 4 state dir is migrated to 5 at start" 5 "$(sqlite3 "$DBF" 'SELECT version FROM schema_version')"
+expect_eq "a schema 4 state dir is migrated to the current schema (6) at start" 6 "$(sqlite3 "$DBF" 'SELECT version FROM schema_version')"
 expect "... its users are kept (alice logs in)" login alice2.tokens
 tokens
 req "${EVIL[@]}" "${AE[@]}" "${JS[@]}" -d "{\"valServiceId\":\"evil\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO}}" "$RT_URL/regular/request-trans"

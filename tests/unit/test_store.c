@@ -1003,6 +1003,98 @@ static void test_migrations_idempotent_and_newer_refused(void **state)
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM users", NULL), 1);
 }
 
+/* Migration 6 rebuilt auth_codes and refresh_tokens as rowid tables: a state dir written
+ * before it keeps its codes and refresh tokens, single use included. */
+static void test_migration_6_keeps_codes_and_refresh_tokens(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	char *uris[] = {"https://app/cb"};
+	struct sg_store_client c = mk_client("simc", uris, 1);
+	assert_int_equal(sg_store_client_add(st, &c), SG_OK);
+	int64_t now = sg_now_ms();
+	struct sg_store_code code = {.client_id = "simc",
+	                             .sub = "SUB",
+	                             .redirect_uri = "https://app/cb",
+	                             .scope = "openid",
+	                             .code_challenge =
+	                                 "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+	                             .auth_time = now,
+	                             .expires_at = now + 60000,
+	                             .grant_id = "grant-M",
+	                             .digest_len = 32};
+	memset(code.digest, 0x61, 32);
+	assert_int_equal(sg_store_code_put(st, &code), SG_OK);
+	struct sg_store_refresh rt = {.digest_len = 32,
+	                              .grant_id = "grant-M",
+	                              .client_id = "simc",
+	                              .sub = "SUB",
+	                              .scope = "openid",
+	                              .expires_at = now + 60000};
+	memset(rt.digest, 0x62, 32);
+	assert_int_equal(sg_store_refresh_put(st, &rt), SG_OK);
+	sg_store_close(st);
+	/* back to the shape of schema 5 (migration 1's tables), rows kept */
+	assert_int_equal(
+	    raw_exec(
+	        f->path,
+	        "BEGIN;"
+	        "CREATE TABLE ac5 (digest BLOB PRIMARY KEY, client_id TEXT NOT NULL,"
+	        " sub TEXT NOT NULL, redirect_uri TEXT NOT NULL, scope TEXT NOT NULL,"
+	        " nonce TEXT, code_challenge TEXT NOT NULL, acr TEXT,"
+	        " auth_time INTEGER NOT NULL, expires_at INTEGER NOT NULL,"
+	        " used_at INTEGER NOT NULL DEFAULT 0, grant_id TEXT NOT NULL) WITHOUT ROWID;"
+	        "INSERT INTO ac5 SELECT digest, client_id, sub, redirect_uri, scope, nonce,"
+	        " code_challenge, acr, auth_time, expires_at, used_at, grant_id FROM auth_codes;"
+	        "DROP TABLE auth_codes; ALTER TABLE ac5 RENAME TO auth_codes;"
+	        "CREATE TABLE rt5 (digest BLOB PRIMARY KEY, grant_id TEXT NOT NULL,"
+	        " client_id TEXT NOT NULL, sub TEXT NOT NULL, scope TEXT NOT NULL,"
+	        " expires_at INTEGER NOT NULL, rotated_at INTEGER NOT NULL DEFAULT 0,"
+	        " revoked INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+	        "INSERT INTO rt5 SELECT digest, grant_id, client_id, sub, scope, expires_at,"
+	        " rotated_at, revoked FROM refresh_tokens;"
+	        "DROP TABLE refresh_tokens; ALTER TABLE rt5 RENAME TO refresh_tokens;"
+	        "UPDATE schema_version SET version = 5; COMMIT;"),
+	    SQLITE_OK);
+	assert_int_equal(
+	    raw_int(f->path, "SELECT count(*) FROM pragma_table_info('auth_codes') WHERE name='id'",
+	            NULL),
+	    0);
+	st = open_ok(f->path);
+	int v = 0;
+	assert_int_equal(sg_store_schema_version(st, &v), SG_OK);
+	assert_int_equal(v, 6);
+	struct sg_store_code out;
+	enum sg_store_use use = -1;
+	assert_int_equal(sg_store_code_consume(st, code.digest, 32, now, &out, &use), SG_OK);
+	assert_int_equal(use, SG_STORE_USE_OK);
+	assert_string_equal(out.grant_id, "grant-M");
+	sg_store_code_clear(&out);
+	assert_int_equal(sg_store_code_consume(st, code.digest, 32, now, &out, &use), SG_OK);
+	assert_int_equal(use, SG_STORE_USE_REPLAY);
+	sg_store_code_clear(&out);
+	assert_int_equal(sg_store_code_put(st, &code), SG_ERR_EXISTS); /* the digest stays unique */
+	struct sg_store_refresh ro;
+	assert_int_equal(sg_store_refresh_consume(st, rt.digest, 32, now, &ro, &use), SG_OK);
+	assert_int_equal(use, SG_STORE_USE_OK);
+	assert_string_equal(ro.sub, "SUB");
+	sg_store_refresh_clear(&ro);
+	assert_int_equal(sg_store_refresh_put(st, &rt), SG_ERR_EXISTS);
+	sg_store_close(st);
+	assert_int_equal(
+	    raw_int(f->path,
+	            "SELECT count(*) FROM pragma_table_info('refresh_tokens') WHERE name='id'",
+	            NULL),
+	    1);
+	assert_int_equal(
+	    raw_int(f->path,
+	            "SELECT count(*) FROM sqlite_master WHERE name IN ('auth_codes_expires',"
+	            " 'auth_codes_client', 'refresh_tokens_grant', 'refresh_tokens_expires',"
+	            " 'refresh_tokens_client')",
+	            NULL),
+	    5);
+}
+
 static void test_generation_sees_other_connection(void **state)
 {
 	struct fx *f = *state;
@@ -1499,6 +1591,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_migrations_idempotent_and_newer_refused, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_generation_sees_other_connection, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_6_keeps_codes_and_refresh_tokens, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_completions_on_loop, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_without_loop_and_bad_args, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_early_handoff, setup, teardown),
