@@ -17,7 +17,7 @@
 #       pre-fetched login transactions, one user per connection (the per-account throttle
 #       runs one check per account at a time)
 # usage: bench/idm.sh PATH/TO/sealguard [DURATION_S]
-#   env: CONNS (32), SG_CODES (6000), OP_CODES (3000), GL_CODES (600), LOGINS (240),
+#   env: CONNS (32), SG_CODES (20000), OP_CODES (3000), GL_CODES (600), LOGINS (240),
 #        LOGIN_CONNS (8), PERF=1 (perf record -g on sealguard during (1)-(3) and (4), reports in
 #        $PERF_OUT.PHASE.txt, perf data in $PERF_OUT.PHASE.data, PERF_OUT default /tmp/sg-idm-perf; PERF_CG=dwarf
 #        PERF_HZ=199 for call graphs through libraries built without frame pointers), ONLY=sealguard (skip the peers:
@@ -27,7 +27,7 @@ set -uo pipefail
 SG=$(realpath "${1:?usage: idm.sh PATH/TO/sealguard [DURATION_S]}")
 DUR=${2:-10}
 CONNS=${CONNS:-32}
-SG_CODES=${SG_CODES:-6000}; OP_CODES=${OP_CODES:-3000}; GL_CODES=${GL_CODES:-600}
+SG_CODES=${SG_CODES:-20000}; OP_CODES=${OP_CODES:-3000}; GL_CODES=${GL_CODES:-600}
 LOGINS=${LOGINS:-240}; LOGIN_CONNS=${LOGIN_CONNS:-8}
 HERE=$(cd "$(dirname "$0")" && pwd)
 T=$(mktemp -d /tmp/sg-idm-bench.XXXXXX)
