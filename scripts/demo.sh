@@ -259,9 +259,16 @@ say "alice's client is attached to the flow on the first server's data endpoint 
 step "relocation to a server not in sdd.peers (the first one itself)" refused "$SG" --state-dir "$STATE" dd relocate --flow "$FID" --to https://localhost:9445
 why
 step "dd relocate --to https://localhost:9545 (the peer, over SEAL-E)" ok "$SG" --state-dir "$STATE" dd relocate --flow "$FID" --to https://localhost:9545
-wait "$RECV_PID"
+for _ in $(seq 1 100); do grep -q "going on" "$STATE/recv.err" && break; sleep 0.1; done
+step "alice's client got END FLOW_RELOCATED + the new endpoint" ok grep -oF "FLOW_RELOCATED: 127.0.0.1:9546" "$STATE/recv.err"
+step "... and followed: dd recv attached the flow at the second server" ok grep -oF "attached at 127.0.0.1:9546" "$STATE/recv.err"
+kill "$RECV_PID" 2>/dev/null
+wait "$RECV_PID" 2>/dev/null
 RECV_PID=""
-step "alice's client there: END FLOW_RELOCATED + the new endpoint" ok grep -oF "FLOW_RELOCATED: 127.0.0.1:9546" "$STATE/recv.err"
+for _ in $(seq 1 100); do # the second server has seen that channel close
+	[ "$(curl -s http://127.0.0.1:9091/metrics | awk '/^sealguard_sdd_channels_open /{print $2}')" = 0 ] && break
+	sleep 0.05
+done
 step "alice continues on the second server: 1 MiB echoed through it" ok "$SG" --state-dir "$STATE" dd send --flow "$FID" --url https://localhost:9543 --in "$STATE/payload1" --echo --token-cache "$DCACHE"
 step "... the same flow on the first server" refused "$SG" --state-dir "$STATE" dd send --flow "$FID" --in "$STATE/payload1" --token-cache "$DCACHE"
 why

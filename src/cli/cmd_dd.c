@@ -32,7 +32,8 @@
 static const char USAGE[] =
     "usage: sealguard dd open --service VAL_SERVICE_ID [common options]\n"
     "       sealguard dd send --flow ID [--in FILE] [--echo] [--out FILE] [common options]\n"
-    "       sealguard dd recv --flow ID [--out FILE] [--bytes N] [--timeout-ms MS] [common]\n"
+    "       sealguard dd recv --flow ID [--out FILE] [--bytes N] [--timeout-ms MS]\n"
+    "                        [--no-follow] [common]\n"
     "       sealguard dd close --flow ID [common options]\n"
     "       sealguard dd echo-server --bind HOST:PORT [--cert F --key F --cacert F]\n"
     "       sealguard dd relocate --flow ID --to https://HOST:PORT [--via URL]\n"
@@ -44,8 +45,10 @@ static const char USAGE[] =
     "in the first frame; two redundant channels for URLLC) and sends FILE (default stdin);\n"
     "with --echo it reads back as many bytes, checks that their SHA-256 equals what was sent\n"
     "and prints the throughput (the echoed bytes go to --out when given); `recv` writes what\n"
-    "arrives on the flow to --out (default stdout) until N bytes or MS without data; `close`\n"
-    "releases the flow.\n"
+    "arrives on the flow to --out (default stdout) until N bytes or MS without data; when\n"
+    "the flow is relocated to another SEALDD server (END \"FLOW_RELOCATED: HOST:PORT\"), it\n"
+    "attaches there with the same flow id and token and goes on (at most 4 times; not with\n"
+    "--no-follow, which stops with the new endpoint in the error); `close` releases the flow.\n"
     "\n"
     "common options:\n"
     "  --url URL            SEALDD-UU (default: https://localhost:PORT of the configuration's\n"
@@ -88,13 +91,14 @@ enum {
 	O_KEY,
 	O_TO,
 	O_VIA,
+	O_NOFOLLOW,
 	O_HELP
 };
 
 struct dd_args {
 	const char *service, *flow, *in, *out, *url, *cacert, *cache, *tokfile, *bind, *cert, *key;
 	const char *to, *via; /* relocate */
-	int echo;
+	int echo, no_follow;
 	long long bytes;
 	long timeout_ms;
 };
@@ -118,6 +122,7 @@ static int parse(int argc, char **argv, struct dd_args *a)
 	    {"key", required_argument, NULL, O_KEY},
 	    {"to", required_argument, NULL, O_TO},
 	    {"via", required_argument, NULL, O_VIA},
+	    {"no-follow", no_argument, NULL, O_NOFOLLOW},
 	    {"help", no_argument, NULL, O_HELP},
 	    {0, 0, 0, 0},
 	};
@@ -143,6 +148,9 @@ static int parse(int argc, char **argv, struct dd_args *a)
 			break;
 		case O_ECHO:
 			a->echo = 1;
+			break;
+		case O_NOFOLLOW:
+			a->no_follow = 1;
 			break;
 		case O_BYTES:
 			a->bytes = strtoll(optarg, &end, 10);
@@ -335,14 +343,12 @@ static int dd_close(const struct sg_cli_global *g, const struct dd_args *a)
 
 /* ---- send, recv ---- */
 
-static int attach(struct dd_ctx *x, const char *flow, unsigned flags, struct sg_sddc **out)
+/* Connects nchan data channels to host:port and attaches them to flow. */
+static int attach_at(struct dd_ctx *x, const char *host, unsigned port, unsigned nchan,
+                     const char *flow, unsigned flags, struct sg_sddc **out)
 {
-	struct sg_sddc_flow f;
 	char err[512];
-	if (sg_sddc_flow_get(&x->sc, flow, &f, err, sizeof err) != SG_OK)
-		return sg_cli_fail("flow %s: %s", flow, err);
-	unsigned nchan = strcmp(f.trans_type, "urllc") == 0 ? 2 : 1;
-	if (sg_sddc_connect(&x->sc, f.host, f.port, nchan, out, err, sizeof err) != SG_OK)
+	if (sg_sddc_connect(&x->sc, host, port, nchan, out, err, sizeof err) != SG_OK)
 		return sg_cli_fail("data channel: %s", err);
 	if (sg_sddc_attach(*out, flow, flags, err, sizeof err) != SG_OK) {
 		sg_sddc_close(*out);
@@ -350,6 +356,20 @@ static int attach(struct dd_ctx *x, const char *flow, unsigned flags, struct sg_
 		return sg_cli_fail("attach: %s", err);
 	}
 	return 0;
+}
+
+/* Looks the flow up over SEALDD-UU and attaches to it; *nchan (may be NULL): its channels. */
+static int attach(struct dd_ctx *x, const char *flow, unsigned flags, struct sg_sddc **out,
+                  unsigned *nchan)
+{
+	struct sg_sddc_flow f;
+	char err[512];
+	if (sg_sddc_flow_get(&x->sc, flow, &f, err, sizeof err) != SG_OK)
+		return sg_cli_fail("flow %s: %s", flow, err);
+	unsigned n = strcmp(f.trans_type, "urllc") == 0 ? 2 : 1;
+	if (nchan)
+		*nchan = n;
+	return attach_at(x, f.host, f.port, n, flow, flags, out);
 }
 
 static void hex(const unsigned char *d, size_t n, char *out)
@@ -385,7 +405,7 @@ static int dd_send(const struct sg_cli_global *g, const struct dd_args *a)
 	struct sg_sddc *s = NULL;
 	int rc = ctx_open(g, a, &x);
 	if (!rc)
-		rc = attach(&x, a->flow, a->echo ? 0 : SG_SDDC_SEND_ONLY, &s);
+		rc = attach(&x, a->flow, a->echo ? 0 : SG_SDDC_SEND_ONLY, &s, NULL);
 	char err[512];
 	int64_t t0 = sg_mono_us();
 	if (!rc && sg_sddc_send(s, a->flow, data, len, err, sizeof err) != SG_OK)
@@ -446,12 +466,14 @@ static int dd_recv(const struct sg_cli_global *g, const struct dd_args *a)
 		return sg_cli_fail("%s: %s", a->out, strerror(errno));
 	struct dd_ctx x;
 	struct sg_sddc *s = NULL;
+	unsigned nchan = 1, follows = 0;
 	int rc = ctx_open(g, a, &x);
 	if (!rc)
-		rc = attach(&x, a->flow, 0, &s);
+		rc = attach(&x, a->flow, 0, &s, &nchan);
 	unsigned char buf[65536];
 	long long got = 0;
-	char err[512];
+	char err[512], host[256];
+	unsigned port;
 	while (!rc && (a->bytes < 0 || got < a->bytes)) {
 		size_t n = 0, want = sizeof buf;
 		if (a->bytes >= 0 && (long long)want > a->bytes - got)
@@ -459,6 +481,21 @@ static int dd_recv(const struct sg_cli_global *g, const struct dd_args *a)
 		sg_err e = sg_sddc_recv(s, a->flow, buf, want, a->timeout_ms, &n, err, sizeof err);
 		if (e == SG_ERR_TIMEOUT && a->bytes < 0)
 			break; /* until MS without data */
+		if (e != SG_OK && !a->no_follow && follows < 4 &&
+		    sg_sddc_relocated_to(err, host, sizeof host, &port)) {
+			/* SEALDD-E (docs/sdd-protocol.md §7): the flow lives on at the target with
+			 * the same id; the endpoint came from the source over its authenticated
+			 * channel, and the target's certificate is verified like the source's */
+			sg_sddc_close(s);
+			s = NULL;
+			follows++;
+			rc = attach_at(&x, host, port, nchan, a->flow, 0, &s);
+			if (!rc)
+				fprintf(stderr,
+				        "recv: %s after %lld bytes; attached at %s:%u, going on\n",
+				        err, got, host, port);
+			continue;
+		}
 		if (e != SG_OK) {
 			rc = sg_cli_fail("recv: %s after %lld bytes", err, got);
 			break;

@@ -75,7 +75,7 @@ ECHO_PID=""
 ROGUE_PID=""
 RECV_PID=""
 cleanup_ddc() {
-	for p in $RECV_PID $ROGUE_PID $ECHO_PID $B_PID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+	for p in $RECV_PID ${RECV2_PID:-} $ROGUE_PID $ECHO_PID $B_PID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
 	sg_cleanup
 }
 trap cleanup_ddc EXIT
@@ -232,14 +232,19 @@ expect "... the flow is still alice's at A" "${C[@]}" -sf -H "Authorization: Bea
 nothing_at_b "relocation to a rogue target" "$F" "$B0"
 
 # --- the relocation A -> B ---
-SG dd recv --flow "$F" --timeout-ms 15000 "${DA[@]}" >/dev/null 2>"$T/recv.err" &
-RECV_PID=$!
+# the receiver attached at A follows the flow to B (dd recv's default)
+"$SG_BIN" --config "$T/a.yaml" dd recv --flow "$F" --timeout-ms 30000 "${DA[@]}" >/dev/null 2>"$T/recv.err" &
+RECV_PID=$! # the binary itself (not through SG): it is killed below
 sleep 1
 REL=$(SG dd relocate --flow "$F" --to "https://localhost:$EB/")
 expect_eq "dd relocate: the flow went to B's data endpoint" "$F 127.0.0.1 $DATAB" "$(jget "$REL" sddFlowId) $(jget "$REL" endPoint ipv4Addr) $(jget "$REL" endPoint port)"
-wait "$RECV_PID"
+for _ in $(seq 1 100); do grep -q "going on" "$T/recv.err" && break; sleep 0.1; done
+expect_match "dd recv follows: END FLOW_RELOCATED at A, attached at B" "FLOW_RELOCATED: 127\.0\.0\.1:$DATAB.*attached at 127\.0\.0\.1:$DATAB, going on" "$(cat "$T/recv.err")"
+refuse "... and holds the flow there: another session of alice's cannot attach at B" SG dd send --flow "$F" --url "https://localhost:$UUB" --in "$T/data.bin" "${DA[@]}"
+expect_match "... BUSY" "BUSY" "$(cat "$T/last.out")"
+kill -TERM "$RECV_PID"
+wait "$RECV_PID" 2>/dev/null
 RECV_PID=""
-expect_match "the client attached at A got END FLOW_RELOCATED with B's data endpoint" "FLOW_RELOCATED: 127\.0\.0\.1:$DATAB" "$(cat "$T/recv.err")"
 sleep 0.4
 req -H "Authorization: Bearer $ATOK" "https://localhost:$UU/sdd-flows/v1/flows/$F"
 expect_eq "the flow is gone from A" 404 "$CODE"
@@ -261,6 +266,18 @@ expect_eq "a peer's push of a valid context: 201" "201 127.0.0.1 $DATAB" "$CODE 
 expect "... a DdContextResp" schema TS29548_SDD_DDContext.yaml DdContextResp "$BODY"
 refuse "bob cannot attach to a flow pushed for alice" SG dd send --flow "$H" --url "https://localhost:$UUB" --in "$T/data.bin" "${DB[@]}"
 expect "alice can" SG dd send --flow "$H" --url "https://localhost:$UUB" --in "$T/data.bin" --echo "${DA[@]}"
+
+# and back B -> A (B's peers name A): a receiver with --no-follow stops there
+SG dd recv --flow "$F" --no-follow --url "https://localhost:$UUB" --timeout-ms 15000 "${DA[@]}" >/dev/null 2>"$T/recv2.err" &
+RECV2_PID=$!
+sleep 1
+REL=$(SGB dd relocate --flow "$F" --to "https://localhost:$E/")
+expect_eq "dd relocate B -> A: the flow went back to A's data endpoint" "$F $DATA" "$(jget "$REL" sddFlowId) $(jget "$REL" endPoint port)"
+wait "$RECV2_PID"
+expect_eq "dd recv --no-follow stops at the relocation (exit 1)" 1 "$?"
+RECV2_PID=""
+expect_match "... with END FLOW_RELOCATED and A's data endpoint" "FLOW_RELOCATED: 127\.0\.0\.1:$DATA" "$(cat "$T/recv2.err")"
+if grep -q "going on" "$T/recv2.err"; then not_ok "... and did not attach at A"; else ok "... and did not attach at A"; fi
 
 kill -TERM "$B_PID"
 wait "$B_PID"
