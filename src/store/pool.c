@@ -38,17 +38,17 @@
 #include <string.h>
 #include <time.h>
 
+#define SG_POOL_BATCH         64
+#define SG_POOL_CKPT_PAGES    1000 /* wake the checkpointer (SQLite's default threshold) */
+#define SG_POOL_CKPT_FORCE    8000 /* the writer checkpoints itself (~32 MB of WAL) */
+#define SG_POOL_CKPT_PAUSE_MS 5    /* between two checkpoints: a few batches each, not one */
+
 static int64_t mono_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
-
-#define SG_POOL_BATCH         64
-#define SG_POOL_CKPT_PAGES    1000 /* wake the checkpointer (SQLite's default threshold) */
-#define SG_POOL_CKPT_FORCE    8000 /* the writer checkpoints itself (~32 MB of WAL) */
-#define SG_POOL_CKPT_PAUSE_MS 5    /* between two checkpoints: a few batches each, not one */
 
 struct pool_job {
 	struct pool_job *next;
@@ -222,11 +222,23 @@ static void deliver(struct pool_job *batch)
 				pp = &k->next;
 			}
 		}
-		/* Thread safe: evthread locking is on, and the base wakes up for the new timer. */
+		/* Thread safe: evthread locking is on, and the base wakes up for the new timer.
+		 * Out of memory in libevent: try again for a while rather than run the completions
+		 * here, off their loop (where an early hand-off of the same jobs may be running).
+		 */
 		struct timeval zero = {0, 0};
-		if (event_base_once(j->notify, -1, EV_TIMEOUT, deliver_chain_cb, j, &zero) != 0)
-			/* Out of memory in libevent: better late on this thread than never. */
-			deliver_chain_cb(-1, 0, j);
+		int tries = 0;
+		while (event_base_once(j->notify, -1, EV_TIMEOUT, deliver_chain_cb, j, &zero) !=
+		       0) {
+			if (++tries == 1000) {
+				sg_log_error("store pool: cannot hand completions to their loop");
+				deliver_chain_cb(-1, 0,
+				                 j); /* better late on this thread than never */
+				break;
+			}
+			struct timespec ms = {0, 1000000};
+			nanosleep(&ms, NULL);
+		}
 	}
 }
 
