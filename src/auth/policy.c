@@ -219,6 +219,19 @@ static const char *allowed_san(const struct sg_conf_refpoint *rp, const struct s
 	return NULL;
 }
 
+int sg_policy_ready(const struct sg_policy *p, const char **why)
+{
+	const char *w = !p->issuer ? "no idm.issuer is configured"
+	                : p->remote && !sg_idm_remote_ready(p->remote)
+	                    ? "the SIM-S key set and revocation list are not fetched yet"
+	                : !p->remote && sg_jws_keyset_count(p->ks) == 0
+	                    ? "the SIM-S key set is not loaded yet"
+	                    : NULL;
+	if (why)
+		*why = w;
+	return w == NULL;
+}
+
 int sg_policy_pre(struct sg_http_req *r, void *listener_arg)
 {
 	const struct policy_listener *l = listener_arg;
@@ -320,8 +333,7 @@ void sg_policy_check(struct sg_policy *p, int auth_mode, const struct sg_tls_pri
 		decide(d, 401, "invalid_token", "INVALID_TOKEN", "malformed token");
 		return;
 	}
-	if (!p->issuer || (p->remote && !sg_idm_remote_ready(p->remote)) ||
-	    (!p->remote && sg_jws_keyset_count(p->ks) == 0)) {
+	if (!sg_policy_ready(p, NULL)) {
 		decide(d, 503, NULL, "SERVICE_UNAVAILABLE",
 		       "identity management is not reachable: tokens cannot be verified now");
 		return;

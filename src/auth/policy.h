@@ -68,6 +68,10 @@ sg_err sg_policy_new(const struct sg_conf *conf, struct sg_policy **out, char *e
 /* Starts fetching the JWKS and the revocation list (a thread; never an event loop). */
 sg_err sg_policy_start(struct sg_policy *p, char *err, size_t errlen);
 void sg_policy_free(struct sg_policy *p);
+/* 1 when tokens can be verified now (an issuer is configured and the SIM-S key set is loaded:
+ * fetched over SEAL-E, or published by the identity management of this process); 0 while
+ * token-protected routes would answer 503. why (may be NULL) says what is missing. */
+int sg_policy_ready(const struct sg_policy *p, const char **why);
 
 /* The listener pre-handler (net/server.h sg_pre_handler) with its argument for reference point
  * rp (owned by p; NULL when rp is not one of the policy's configuration). It attaches the

@@ -32,7 +32,7 @@ static const char USAGE[] =
     "  SEAL-UU  127.0.0.1:9443  TLS, server certificate; clients present bearer tokens\n"
     "  SEAL-S   127.0.0.1:9444  mutual TLS (VAL servers) + bearer tokens\n"
     "  SEAL-E   127.0.0.1:9445  mutual TLS between SEAL servers\n"
-    "  admin    127.0.0.1:9090  plain HTTP, loopback: /healthz, /metrics, /pki/ca.crl\n"
+    "  admin    127.0.0.1:9090  plain HTTP, loopback: /healthz, /readyz, /metrics, /pki/ca.crl\n"
     "On the first start a development PKI is created in STATE/pki (see `sealguard pki`).\n"
     "Every TLS listener answers GET /healthz. SIGTERM or SIGINT drains and stops; certificate\n"
     "and CRL files are re-read when they change (`sealguard pki revoke` takes effect live).\n"
@@ -60,6 +60,25 @@ static enum sg_http_result h_healthz(struct sg_http_req *r, void *arg)
 	(void)arg;
 	static const char body[] = "{\"status\":\"pass\"}";
 	sg_http_resp_body(r, body, sizeof body - 1, "application/health+json");
+	return SG_HTTP_DONE;
+}
+
+/* Readiness (admin listener): 200 once tokens can be verified, 503 with the reason before
+ * (start-up, or identity management unreachable). /healthz only says the process serves. */
+static enum sg_http_result h_readyz(struct sg_http_req *r, void *arg)
+{
+	struct serve_state *st = arg;
+	const char *why = NULL;
+	if (!st->policy || sg_policy_ready(st->policy, &why)) {
+		static const char body[] = "{\"status\":\"pass\"}";
+		sg_http_resp_body(r, body, sizeof body - 1, "application/health+json");
+		return SG_HTTP_DONE;
+	}
+	char b[256]; /* why is one of sg_policy_ready's fixed texts: nothing to escape */
+	int n = snprintf(b, sizeof b, "{\"status\":\"fail\",\"notes\":[\"%s\"]}", why);
+	sg_http_resp_status(r, 503);
+	sg_http_resp_header(r, "Retry-After", "1");
+	sg_http_resp_body(r, b, (size_t)n, "application/health+json");
 	return SG_HTTP_DONE;
 }
 
@@ -279,6 +298,7 @@ static int build(struct serve_state *st)
 		struct sg_router *rt = sg_router_new();
 		st->routers[st->n] = rt;
 		if (!rt || sg_router_add(rt, "GET", "/healthz", h_healthz, NULL) ||
+		    sg_router_add(rt, "GET", "/readyz", h_readyz, st) ||
 		    sg_router_add(rt, "GET", "/metrics", h_metrics, st) ||
 		    sg_router_add(rt, "GET", "/pki/ca.crl", h_crl, st) ||
 		    sg_router_add(rt, "GET", "/pki/ca.crt", h_ca, st))
@@ -287,8 +307,9 @@ static int build(struct serve_state *st)
 		sg_limits_default(&lc.limits);
 		if (sg_server_add_listener(st->server, &lc, err, sizeof err) != SG_OK)
 			return sg_cli_fail("admin listener on %s: %s", c->admin_bind, err);
-		sg_log_info("admin listening on %s (plain HTTP: /healthz /metrics /pki/ca.crl)",
-		            c->admin_bind);
+		sg_log_info(
+		    "admin listening on %s (plain HTTP: /healthz /readyz /metrics /pki/ca.crl)",
+		    c->admin_bind);
 	}
 	/* JWKS and revocations from identity management over SEAL-E, on a thread of its own */
 	if (sg_policy_start(st->policy, err, sizeof err) != SG_OK)

@@ -256,4 +256,18 @@ tokens
 req "${EVIL[@]}" "${AE[@]}" "${JS[@]}" -d "{\"valServiceId\":\"evil\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO}}" "$RT_URL/regular/request-trans"
 expect_eq "... and stores transmissions again: 200" "200 1" "$CODE $(sqlite3 "$DBF" "SELECT count(*) FROM sdd_trans WHERE val_service = 'evil'")"
 expect "sealguard stops cleanly (SIGTERM, exit 0)" sg_stop
+
+# --- readiness: /readyz says whether tokens can be verified; /healthz only that it serves ---
+NOIDM=$(free_port) # nothing listens there
+sed "s|^sdd:|resource: {idm_url: \"https://localhost:$NOIDM\"}\nsdd:|" "$T/sg.yaml" >"$T/noidm.yaml"
+sg_start "$T/noidm.yaml" || { not_ok "start with an unreachable identity management"; sg_done; }
+expect_eq "identity management unreachable: /healthz 200, /readyz 503" "200 503" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN/healthz") $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN/readyz")"
+RZ=$(curl -s -D "$T/rz.h" "http://127.0.0.1:$ADMIN/readyz")
+expect_eq "... a health+json body that says why, and Retry-After" "fail the SIM-S key set and revocation list are not fetched yet 1" "$(jget "$RZ" status) $(jget "$RZ" notes 0) $(tr -d '\r' <"$T/rz.h" | sed -n 's/^[Rr]etry-[Aa]fter: //p')"
+req "${VAL[@]}" "${AV[@]}" "$L1"
+expect_eq "... and a token-protected request meanwhile: 503 SERVICE_UNAVAILABLE" "503 SERVICE_UNAVAILABLE" "$CODE $(jget "$BODY" cause)"
+expect "sealguard stops cleanly (SIGTERM, exit 0)" sg_stop
+sg_start "$T/sg.yaml" || { not_ok "restart"; sg_done; }
+expect_eq "with identity management in the process: /readyz 200 once started" 200 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN/readyz")"
+expect "sealguard stops cleanly (SIGTERM, exit 0)" sg_stop
 sg_done
