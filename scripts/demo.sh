@@ -168,7 +168,14 @@ step "... data on the released flow" refused "$SG" --state-dir "$STATE" dd send 
 # wait_up ADMIN_PORT PID LOG: poll a server's admin /healthz until it answers (stop if it died)
 wait_up() {
 	for _ in $(seq 1 100); do
-		curl -sf "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0
+		if curl -sf "http://127.0.0.1:$1/healthz" >/dev/null 2>&1; then
+			# and up to 3 s more for /readyz: tokens can be verified
+			for _ in $(seq 1 30); do
+				curl -sf "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && break
+				sleep 0.1
+			done
+			return 0
+		fi
 		kill -0 "$2" 2>/dev/null || break
 		sleep 0.1
 	done
