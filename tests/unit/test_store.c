@@ -551,8 +551,8 @@ static void test_refresh_rotation_and_revocation(void **state)
 
 /* ---- grants of a client or of a user ---- */
 
-static void put_code(struct sg_store *st, unsigned char tag, const char *client_id, const char *sub,
-                     const char *grant_id, int64_t expires_at)
+static struct sg_store_code mk_code(unsigned char tag, const char *client_id, const char *sub,
+                                    const char *grant_id, int64_t expires_at)
 {
 	struct sg_store_code c = {.client_id = (char *)client_id,
 	                          .sub = (char *)sub,
@@ -564,11 +564,18 @@ static void put_code(struct sg_store *st, unsigned char tag, const char *client_
 	                          .grant_id = (char *)grant_id};
 	memset(c.digest, tag, 32);
 	c.digest_len = 32;
+	return c;
+}
+
+static void put_code(struct sg_store *st, unsigned char tag, const char *client_id, const char *sub,
+                     const char *grant_id, int64_t expires_at)
+{
+	struct sg_store_code c = mk_code(tag, client_id, sub, grant_id, expires_at);
 	assert_int_equal(sg_store_code_put(st, &c), SG_OK);
 }
 
-static void put_refresh(struct sg_store *st, unsigned char tag, const char *client_id,
-                        const char *sub, const char *grant_id, int64_t expires_at)
+static struct sg_store_refresh mk_refresh(unsigned char tag, const char *client_id, const char *sub,
+                                          const char *grant_id, int64_t expires_at)
 {
 	struct sg_store_refresh r = {.grant_id = (char *)grant_id,
 	                             .client_id = (char *)client_id,
@@ -577,6 +584,13 @@ static void put_refresh(struct sg_store *st, unsigned char tag, const char *clie
 	                             .expires_at = expires_at};
 	memset(r.digest, tag, 32);
 	r.digest_len = 32;
+	return r;
+}
+
+static void put_refresh(struct sg_store *st, unsigned char tag, const char *client_id,
+                        const char *sub, const char *grant_id, int64_t expires_at)
+{
+	struct sg_store_refresh r = mk_refresh(tag, client_id, sub, grant_id, expires_at);
 	assert_int_equal(sg_store_refresh_put(st, &r), SG_OK);
 }
 
@@ -1013,25 +1027,9 @@ static void test_migration_6_keeps_codes_and_refresh_tokens(void **state)
 	struct sg_store_client c = mk_client("simc", uris, 1);
 	assert_int_equal(sg_store_client_add(st, &c), SG_OK);
 	int64_t now = sg_now_ms();
-	struct sg_store_code code = {.client_id = "simc",
-	                             .sub = "SUB",
-	                             .redirect_uri = "https://app/cb",
-	                             .scope = "openid",
-	                             .code_challenge =
-	                                 "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-	                             .auth_time = now,
-	                             .expires_at = now + 60000,
-	                             .grant_id = "grant-M",
-	                             .digest_len = 32};
-	memset(code.digest, 0x61, 32);
+	struct sg_store_code code = mk_code(0x61, "simc", "SUB", "grant-M", now + 60000);
 	assert_int_equal(sg_store_code_put(st, &code), SG_OK);
-	struct sg_store_refresh rt = {.digest_len = 32,
-	                              .grant_id = "grant-M",
-	                              .client_id = "simc",
-	                              .sub = "SUB",
-	                              .scope = "openid",
-	                              .expires_at = now + 60000};
-	memset(rt.digest, 0x62, 32);
+	struct sg_store_refresh rt = mk_refresh(0x62, "simc", "SUB", "grant-M", now + 60000);
 	assert_int_equal(sg_store_refresh_put(st, &rt), SG_OK);
 	sg_store_close(st);
 	/* back to the shape of schema 5 (migration 1's tables), rows kept */
@@ -1064,16 +1062,10 @@ static void test_migration_6_keeps_codes_and_refresh_tokens(void **state)
 	int v = 0;
 	assert_int_equal(sg_store_schema_version(st, &v), SG_OK);
 	assert_int_equal(v, 6);
-	struct sg_store_code out;
-	enum sg_store_use use = -1;
-	assert_int_equal(sg_store_code_consume(st, code.digest, 32, now, &out, &use), SG_OK);
-	assert_int_equal(use, SG_STORE_USE_OK);
-	assert_string_equal(out.grant_id, "grant-M");
-	sg_store_code_clear(&out);
-	assert_int_equal(sg_store_code_consume(st, code.digest, 32, now, &out, &use), SG_OK);
-	assert_int_equal(use, SG_STORE_USE_REPLAY);
-	sg_store_code_clear(&out);
+	expect_code(st, 0x61, now, SG_STORE_USE_OK, now, "grant-M");
+	expect_code(st, 0x61, now, SG_STORE_USE_REPLAY, now, "grant-M");
 	assert_int_equal(sg_store_code_put(st, &code), SG_ERR_EXISTS); /* the digest stays unique */
+	enum sg_store_use use = -1;
 	struct sg_store_refresh ro;
 	assert_int_equal(sg_store_refresh_consume(st, rt.digest, 32, now, &ro, &use), SG_OK);
 	assert_int_equal(use, SG_STORE_USE_OK);
