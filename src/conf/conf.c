@@ -76,6 +76,8 @@ struct y_km {
 struct y_sdd {
 	char *data_bind;
 	uint32_t *flow_lifetime_s;
+	uint32_t *max_subscriptions;
+	uint32_t *max_subscriptions_per_server;
 	char **peers;
 	unsigned peers_count;
 };
@@ -190,6 +192,9 @@ static const cyaml_schema_field_t km_fields[] = {
 static const cyaml_schema_field_t sdd_fields[] = {
     STR("data_bind", OPT, struct y_sdd, data_bind),
     CYAML_FIELD_UINT_PTR("flow_lifetime_s", OPT, struct y_sdd, flow_lifetime_s),
+    CYAML_FIELD_UINT_PTR("max_subscriptions", OPT, struct y_sdd, max_subscriptions),
+    CYAML_FIELD_UINT_PTR("max_subscriptions_per_server", OPT, struct y_sdd,
+                         max_subscriptions_per_server),
     CYAML_FIELD_SEQUENCE("peers", CYAML_FLAG_POINTER | OPT, struct y_sdd, peers, &str_entry, 0,
                          CYAML_UNLIMITED),
     CYAML_FIELD_END,
@@ -630,6 +635,14 @@ static sg_err check(struct ctx *x, const struct y_conf *y)
 	if (y->sdd && y->sdd->flow_lifetime_s &&
 	    (*y->sdd->flow_lifetime_s < 60 || *y->sdd->flow_lifetime_s > 86400))
 		return fail_path(x, "sdd.flow_lifetime_s", "must be from 60 to 86400");
+	if (y->sdd && y->sdd->max_subscriptions &&
+	    (*y->sdd->max_subscriptions < 1 || *y->sdd->max_subscriptions > 1000000))
+		return fail_path(x, "sdd.max_subscriptions", "must be from 1 to 1000000");
+	if (y->sdd && y->sdd->max_subscriptions_per_server &&
+	    (*y->sdd->max_subscriptions_per_server < 1 ||
+	     *y->sdd->max_subscriptions_per_server > 1000000))
+		return fail_path(x, "sdd.max_subscriptions_per_server",
+		                 "must be from 1 to 1000000");
 	/* SEALDD-E peers (TS 33.434 Rel-18 D3 / R4): certificate identities, as SANs are written */
 	for (unsigned i = 0; y->sdd && i < y->sdd->peers_count; i++) {
 		const char *v = y->sdd->peers[i];
@@ -763,6 +776,10 @@ static int copy_conf(struct sg_conf *c, const struct y_conf *y)
 		return 0;
 	c->sdd.flow_lifetime_s =
 	    y->sdd && y->sdd->flow_lifetime_s ? *y->sdd->flow_lifetime_s : 3600;
+	c->sdd.max_subsc = y->sdd && y->sdd->max_subscriptions ? *y->sdd->max_subscriptions : 10000;
+	c->sdd.max_subsc_per_server = y->sdd && y->sdd->max_subscriptions_per_server
+	                                  ? *y->sdd->max_subscriptions_per_server
+	                                  : 1000;
 	if (!dup_list(&c->sdd.peers, &c->sdd.n_peers, y->sdd ? y->sdd->peers : NULL,
 	              y->sdd ? y->sdd->peers_count : 0))
 		return 0;

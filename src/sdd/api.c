@@ -369,11 +369,22 @@ static sg_err wjob_run(struct sg_store *st, void *arg)
 		break;
 	}
 	case W_SUB_CREATE: {
-		size_t n = 0;
-		if ((e = sg_store_sdd_subsc_count(st, &n)) != SG_OK)
+		/* the limits are checked in the write transaction that adds the row, so that
+		 * concurrent creations cannot pass them together */
+		const struct sg_conf_sdd *lim = &j->s->conf->sdd;
+		size_t mine = 0, all = 0;
+		if ((e = sg_store_sdd_subsc_count(st, j->owner, &mine)) != SG_OK ||
+		    (e = sg_store_sdd_subsc_count(st, NULL, &all)) != SG_OK)
 			break;
-		if (n >= MAX_SUBSC) {
-			e = wjob_refuse(j, 429, "TOO_MANY_REQUESTS", "too many subscriptions");
+		if (mine >= lim->max_subsc_per_server) {
+			e = wjob_refuse(j, 429, "TOO_MANY_REQUESTS",
+			                "this VAL server has as many subscriptions as it may have");
+			break;
+		}
+		if (all >= lim->max_subsc) {
+			e = wjob_refuse(
+			    j, 429, "TOO_MANY_REQUESTS",
+			    "the SEALDD server has as many subscriptions as it may have");
 			break;
 		}
 		j->next = json_incref(j->body);

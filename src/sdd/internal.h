@@ -58,7 +58,6 @@
 #define MAX_ATTACH       256 /* flows per channel */
 #define MAX_FLOWS        100000
 #define MAX_FLOWS_USER   256
-#define MAX_SUBSC        10000
 #define NOTIF_TRIES      4   /* first try + 3 retries, backoff 250 ms doubling */
 #define REGISTRY_MS      500 /* the registry snapshot follows the store's generation */
 

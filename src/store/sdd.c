@@ -189,13 +189,16 @@ static sg_err read_count(void *ctx, sqlite3_stmt *q, void *elem)
 	return SG_OK;
 }
 
-sg_err sg_store_sdd_subsc_count(struct sg_store *st, size_t *n)
+sg_err sg_store_sdd_subsc_count(struct sg_store *st, const char *owner, size_t *n)
 {
 	if (!n)
 		return sg_store_fail(SG_ERR_INVALID, "store: output required");
 	*n = 0;
+	if (!owner)
+		return sg_sql_get(st, FEATURE, "subscriptions", "no count", read_count, n,
+		                  "SELECT count(*) FROM sdd_subsc", NULL);
 	return sg_sql_get(st, FEATURE, "subscriptions", "no count", read_count, n,
-	                  "SELECT count(*) FROM sdd_subsc", NULL);
+	                  "SELECT count(*) FROM sdd_subsc WHERE owner = ?1", "t", owner);
 }
 
 sg_err sg_store_sdd_subsc_delete(struct sg_store *st, const char *subsc_id, const char *owner)

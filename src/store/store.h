@@ -521,8 +521,8 @@ sg_err sg_store_sdd_subsc_get(struct sg_store *st, const char *subsc_id, const c
  * sg_store_sdd_subsc_list_free(). */
 sg_err sg_store_sdd_subsc_list(struct sg_store *st, const char *owner,
                                struct sg_store_sdd_subsc **out, size_t *n);
-/* The number of stored subscriptions (of every owner). */
-sg_err sg_store_sdd_subsc_count(struct sg_store *st, size_t *n);
+/* The number of stored subscriptions of owner (NULL: of every owner). */
+sg_err sg_store_sdd_subsc_count(struct sg_store *st, const char *owner, size_t *n);
 /* Deletes subsc_id of owner; SG_ERR_NOTFOUND when absent or another owner's. */
 sg_err sg_store_sdd_subsc_delete(struct sg_store *st, const char *subsc_id, const char *owner);
 void sg_store_sdd_subsc_clear(struct sg_store_sdd_subsc *s);

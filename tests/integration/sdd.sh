@@ -21,6 +21,8 @@ idm:
 sdd:
   data_bind: 127.0.0.1:$DATA
   flow_lifetime_s: 120
+  max_subscriptions: 3
+  max_subscriptions_per_server: 2
 YAML
 PKI=$T/state/pki
 SG() { "$SG_BIN" --config "$T/sg.yaml" "$@"; }
@@ -317,6 +319,34 @@ expect "... each a ConnStatusNotif" schema TS29548_SDD_Transmission.yaml ConnSta
 expect_match "... POSTed over mutual TLS with the SEALDD server's certificate" "localhost" "$(jget "${N1:-{\}}" peer)"
 req "${VAL[@]}" "${AV[@]}" -X DELETE "$SLOC"
 expect_eq "subscription deleted: 204" 204 "$CODE"
+
+# subscription limits (sdd.max_subscriptions_per_server: 2, sdd.max_subscriptions: 3): one VAL
+# server cannot take the others' share; a refusal is a 429 ProblemDetails that stores nothing
+SUBS=()
+for who in VAL VAL; do
+	req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "$SUB" "$RT_URL/subscriptions"
+	SUBS+=("$(tr -d '\r' <"$T/h" | awk 'tolower($1)=="location:"{print $2}')")
+done
+expect_eq "v2x-app: two subscriptions created" "201 2" "$CODE ${#SUBS[@]}"
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "$SUB" "$RT_URL/subscriptions"
+expect_eq "... a third: 429" 429 "$CODE"
+expect "... a ProblemDetails" schema TS29122_CommonData.yaml ProblemDetails "$BODY"
+expect_match "... naming the VAL server's limit" "this VAL server" "$(jget "$BODY" detail)"
+expect_eq "... without a Location" "" "$(tr -d '\r' <"$T/h" | awk 'tolower($1)=="location:"{print $2}')"
+ESUB="{\"events\":[\"ESTABLISHED\"],\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO},\"notifUri\":\"https://localhost:$NOTIF/notify\"}"
+req "${EVIL[@]}" -H "Authorization: Bearer $ET" "${JS[@]}" -d "$ESUB" "$RT_URL/subscriptions"
+expect_eq "evil-app still gets one: 201" 201 "$CODE"
+ELOC=$(tr -d '\r' <"$T/h" | awk 'tolower($1)=="location:"{print $2}')
+req "${EVIL[@]}" -H "Authorization: Bearer $ET" "${JS[@]}" -d "$ESUB" "$RT_URL/subscriptions"
+expect_eq "... the server's limit (3) reached: 429" 429 "$CODE"
+expect_match "... naming the server's limit" "SEALDD server" "$(jget "$BODY" detail)"
+req "${VAL[@]}" "${AV[@]}" -X DELETE "${SUBS[0]}"
+req "${EVIL[@]}" -H "Authorization: Bearer $ET" "${JS[@]}" -d "$ESUB" "$RT_URL/subscriptions"
+expect_eq "... one deleted: evil-app gets another" 201 "$CODE"
+ELOC2=$(tr -d '\r' <"$T/h" | awk 'tolower($1)=="location:"{print $2}')
+for l in "${SUBS[1]}"; do req "${VAL[@]}" "${AV[@]}" -X DELETE "$l"; done
+for l in "$ELOC" "$ELOC2"; do req "${EVIL[@]}" -H "Authorization: Bearer $ET" -X DELETE "$l"; done
+expect_eq "... all deleted" 204 "$CODE"
 
 # a revoked token mid-flow
 expect "alice logs in again (a token to revoke)" login alice alice-rev.tokens "openid sdd"

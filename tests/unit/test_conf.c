@@ -85,6 +85,8 @@ static void test_default(void **state)
 	assert_string_equal(c->km.gm_url, "https://localhost:9445");
 	assert_null(c->sdd.data_bind);
 	assert_int_equal(c->sdd.flow_lifetime_s, 3600);
+	assert_int_equal(c->sdd.max_subsc, 10000);
+	assert_int_equal(c->sdd.max_subsc_per_server, 1000);
 	/* R4: SEAL-E client credentials default to this server's own certificate */
 	assert_string_equal(c->resource.client_cert, "./var/pki/server.crt");
 	assert_string_equal(c->resource.client_key, "./var/pki/server.key");
@@ -285,6 +287,10 @@ static const struct bad BAD[] = {
      "bad.yaml:2: sdd.data_bind:", "expected host:port"},
     {1, "state_dir: ./var\nsdd: {flow_lifetime_s: 5}",
      "bad.yaml:2: sdd.flow_lifetime_s:", "from 60 to 86400"},
+    {1, "state_dir: ./var\nsdd: {max_subscriptions: 0}",
+     "bad.yaml:2: sdd.max_subscriptions:", "from 1 to 1000000"},
+    {1, "state_dir: ./var\nsdd: {max_subscriptions_per_server: 2000000}",
+     "bad.yaml:2: sdd.max_subscriptions_per_server:", "from 1 to 1000000"},
     {1, "state_dri: ./var", "bad.yaml:1: state_dri:", "unknown key"},
     {7, "      mode: server-auth\n      cert_file: x",
      "bad.yaml:8: reference_points[0].tls.cert_file:", "unknown key (expected one of mode, cert"},

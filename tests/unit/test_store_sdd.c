@@ -172,8 +172,12 @@ static void test_subsc_owner_scoped(void **state)
 	assert_int_equal(sg_store_sdd_subsc_put(st, &a, 1), SG_OK);
 	assert_int_equal(sg_store_sdd_subsc_put(st, &b, 1), SG_OK);
 	size_t n = 0;
-	assert_int_equal(sg_store_sdd_subsc_count(st, &n), SG_OK);
+	assert_int_equal(sg_store_sdd_subsc_count(st, NULL, &n), SG_OK);
 	assert_int_equal(n, 2);
+	assert_int_equal(sg_store_sdd_subsc_count(st, "v2x-app", &n), SG_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(sg_store_sdd_subsc_count(st, "nobody", &n), SG_OK);
+	assert_int_equal(n, 0);
 	/* an id collision is refused, the first one stays */
 	struct sg_store_sdd_subsc dup = {.subsc_id = "s1", .owner = "evil-app", .body = "{}"};
 	assert_int_equal(sg_store_sdd_subsc_put(st, &dup, 1), SG_ERR_EXISTS);
@@ -224,13 +228,15 @@ static void test_subsc_owner_scoped(void **state)
 	bad.body = NULL;
 	assert_int_equal(sg_store_sdd_subsc_put(st, &bad, 1), SG_ERR_INVALID);
 	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", NULL), SG_ERR_INVALID);
-	assert_int_equal(sg_store_sdd_subsc_count(st, NULL), SG_ERR_INVALID);
+	assert_int_equal(sg_store_sdd_subsc_count(st, NULL, NULL), SG_ERR_INVALID);
 	assert_int_equal(sg_store_sdd_subsc_list(st, NULL, NULL, NULL), SG_ERR_INVALID);
 	/* the owner deletes it */
 	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", "v2x-app"), SG_OK);
 	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", "v2x-app"), SG_ERR_NOTFOUND);
-	assert_int_equal(sg_store_sdd_subsc_count(st, &n), SG_OK);
+	assert_int_equal(sg_store_sdd_subsc_count(st, NULL, &n), SG_OK);
 	assert_int_equal(n, 1);
+	assert_int_equal(sg_store_sdd_subsc_count(st, "v2x-app", &n), SG_OK);
+	assert_int_equal(n, 0);
 	sg_store_close(st);
 }
 
