@@ -16,7 +16,8 @@
 # and the median is printed; the throughput runs of the two relays alternate within a round,
 # and the ratio is the median of the rounds' ratios (the machine's load moves between runs).
 # usage: bench/sdd.sh PATH/TO/sealguard [ROUNDS]   (the build dir must hold libsealguard_core.a)
-# environment: WRITE=B bytes per application write in (a) (default 16384), LATN=N round trips in (b)
+# environment: WRITE=B bytes per application write in (a) (default 16384), LATN=N round trips in (b),
+# CALIBRATE=1 the baseline against itself first (the spread of the rounds' ratios is the noise)
 set -uo pipefail
 SG=$(realpath "${1:?usage: sdd.sh PATH/TO/sealguard [ROUNDS]}")
 ROUNDS=${2:-3}
@@ -217,6 +218,14 @@ pair() {
 	m() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 	echo "$(m "${sv[@]}") $(m "${nv[@]}") $(m "${rv[@]}") ${rv[*]}"
 }
+# CALIBRATE=1: first the baseline against itself in the same pairing (the noise floor: on an
+# idle machine every round's ratio is 1.00; how far they spread is what one round can resolve)
+if [ -n "${CALIBRATE:-}" ]; then
+	SAVED=("${SDD[@]}"); SDD=("${NGX[@]}")
+	read -r _ _ R0 RR0 < <(pair 1 "$BYTES1")
+	SDD=("${SAVED[@]}")
+	printf '  1 flow    calibration: nginx stream against itself   ratio %s (rounds: %s)\n' "$R0" "$RR0"
+fi
 read -r S1 N1 R1 RR1 < <(pair 1 "$BYTES1")
 printf '  1 flow    sealguard %8s   nginx stream %8s   ratio %s (rounds: %s)\n' "$S1" "$N1" "$R1" "$RR1"
 read -r S64 N64 R64 RR64 < <(pair 64 "$BYTES64")
