@@ -78,6 +78,9 @@ struct y_sdd {
 	uint32_t *flow_lifetime_s;
 	uint32_t *max_subscriptions;
 	uint32_t *max_subscriptions_per_server;
+	uint32_t *max_channels;
+	uint32_t *max_channels_per_user;
+	uint32_t *max_unauthenticated_per_address;
 	char **peers;
 	unsigned peers_count;
 };
@@ -195,6 +198,10 @@ static const cyaml_schema_field_t sdd_fields[] = {
     CYAML_FIELD_UINT_PTR("max_subscriptions", OPT, struct y_sdd, max_subscriptions),
     CYAML_FIELD_UINT_PTR("max_subscriptions_per_server", OPT, struct y_sdd,
                          max_subscriptions_per_server),
+    CYAML_FIELD_UINT_PTR("max_channels", OPT, struct y_sdd, max_channels),
+    CYAML_FIELD_UINT_PTR("max_channels_per_user", OPT, struct y_sdd, max_channels_per_user),
+    CYAML_FIELD_UINT_PTR("max_unauthenticated_per_address", OPT, struct y_sdd,
+                         max_unauthenticated_per_address),
     CYAML_FIELD_SEQUENCE("peers", CYAML_FLAG_POINTER | OPT, struct y_sdd, peers, &str_entry, 0,
                          CYAML_UNLIMITED),
     CYAML_FIELD_END,
@@ -635,14 +642,22 @@ static sg_err check(struct ctx *x, const struct y_conf *y)
 	if (y->sdd && y->sdd->flow_lifetime_s &&
 	    (*y->sdd->flow_lifetime_s < 60 || *y->sdd->flow_lifetime_s > 86400))
 		return fail_path(x, "sdd.flow_lifetime_s", "must be from 60 to 86400");
-	if (y->sdd && y->sdd->max_subscriptions &&
-	    (*y->sdd->max_subscriptions < 1 || *y->sdd->max_subscriptions > 1000000))
-		return fail_path(x, "sdd.max_subscriptions", "must be from 1 to 1000000");
-	if (y->sdd && y->sdd->max_subscriptions_per_server &&
-	    (*y->sdd->max_subscriptions_per_server < 1 ||
-	     *y->sdd->max_subscriptions_per_server > 1000000))
-		return fail_path(x, "sdd.max_subscriptions_per_server",
-		                 "must be from 1 to 1000000");
+	/* G4: the SEALDD limits, each from 1 to 1000000 */
+	const struct {
+		const char *name;
+		const uint32_t *v;
+	} lim[] = {
+	    {"sdd.max_subscriptions", y->sdd ? y->sdd->max_subscriptions : NULL},
+	    {"sdd.max_subscriptions_per_server",
+	     y->sdd ? y->sdd->max_subscriptions_per_server : NULL},
+	    {"sdd.max_channels", y->sdd ? y->sdd->max_channels : NULL},
+	    {"sdd.max_channels_per_user", y->sdd ? y->sdd->max_channels_per_user : NULL},
+	    {"sdd.max_unauthenticated_per_address",
+	     y->sdd ? y->sdd->max_unauthenticated_per_address : NULL},
+	};
+	for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++)
+		if (lim[i].v && (*lim[i].v < 1 || *lim[i].v > 1000000))
+			return fail_path(x, lim[i].name, "must be from 1 to 1000000");
 	/* SEALDD-E peers (TS 33.434 Rel-18 D3 / R4): certificate identities, as SANs are written */
 	for (unsigned i = 0; y->sdd && i < y->sdd->peers_count; i++) {
 		const char *v = y->sdd->peers[i];
@@ -776,10 +791,13 @@ static int copy_conf(struct sg_conf *c, const struct y_conf *y)
 		return 0;
 	c->sdd.flow_lifetime_s =
 	    y->sdd && y->sdd->flow_lifetime_s ? *y->sdd->flow_lifetime_s : 3600;
-	c->sdd.max_subsc = y->sdd && y->sdd->max_subscriptions ? *y->sdd->max_subscriptions : 10000;
-	c->sdd.max_subsc_per_server = y->sdd && y->sdd->max_subscriptions_per_server
-	                                  ? *y->sdd->max_subscriptions_per_server
-	                                  : 1000;
+#define SDD_LIMIT(field, def) (y->sdd && y->sdd->field ? *y->sdd->field : (def))
+	c->sdd.max_subsc = SDD_LIMIT(max_subscriptions, 10000);
+	c->sdd.max_subsc_per_server = SDD_LIMIT(max_subscriptions_per_server, 1000);
+	c->sdd.max_channels = SDD_LIMIT(max_channels, 10000);
+	c->sdd.max_channels_per_user = SDD_LIMIT(max_channels_per_user, 512);
+	c->sdd.max_unauth_per_addr = SDD_LIMIT(max_unauthenticated_per_address, 64);
+#undef SDD_LIMIT
 	if (!dup_list(&c->sdd.peers, &c->sdd.n_peers, y->sdd ? y->sdd->peers : NULL,
 	              y->sdd ? y->sdd->peers_count : 0))
 		return 0;

@@ -54,8 +54,7 @@
 #define MAX_IO           (256u << 10) /* per read/write of a bufferevent (libevent: 16 KiB) */
 #define AUTH_TIMEOUT_S   10           /* handshake + AUTH frame must arrive in */
 #define VAL_TIMEOUT_S    10           /* relay connect + handshake; relay write stall */
-#define MAX_CHANNELS     10000
-#define MAX_ATTACH       256 /* flows per channel */
+#define MAX_ATTACH       256          /* flows per channel */
 #define MAX_FLOWS        100000
 #define MAX_FLOWS_USER   256
 #define NOTIF_TRIES      4   /* first try + 3 retries, backoff 250 ms doubling */
@@ -111,6 +110,8 @@ struct chan {
 	char *token; /* secret: wiped on change and close */
 	int64_t exp_ms, next_check_ms;
 	int handshaken, authed, closing;
+	int unauth;       /* counted in s->unauth under addr until the first AUTH_OK (G4) */
+	uint8_t addr[16]; /* the client's address key (sg_sdd_addr_key) */
 	struct frt **att;
 	size_t natt, capatt;
 	char peer[64];
@@ -149,6 +150,8 @@ struct sg_sdd {
 	struct evdns_base *dns;
 	struct chan *chans;
 	size_t nchans;
+	struct sg_sdd_addrtab unauth; /* channels not yet authenticated, per client address */
+	atomic_ullong refused_total, refused_addr, refused_user; /* channels refused (G4) */
 	int64_t next_token_check;
 	/* notifications */
 	pthread_t nth;

@@ -626,6 +626,8 @@ void sdd_chan_free(struct chan *c)
 		c->next->prev = c->prev;
 	s->nchans--;
 	atomic_fetch_sub_explicit(&s->chans_open, 1, memory_order_relaxed);
+	if (c->unauth)
+		sg_sdd_addrtab_dec(&s->unauth, c->addr);
 	pc_free(c->pc);
 	if (c->token) {
 		OPENSSL_cleanse(c->token, strlen(c->token));
@@ -720,6 +722,15 @@ static int token_check(struct sg_sdd *s, const char *token, char **sub_out, int6
 	return rc;
 }
 
+/* The authenticated channels of user sub. */
+static size_t chan_user_channels(const struct sg_sdd *s, const char *sub)
+{
+	size_t n = 0;
+	for (const struct chan *c = s->chans; c; c = c->next)
+		n += c->authed && !c->closing && !strcmp(c->sub, sub);
+	return n;
+}
+
 static void chan_auth(struct chan *c, const struct sg_sdd_frame *f)
 {
 	char *token = malloc(f->len + 1);
@@ -753,6 +764,15 @@ static void chan_auth(struct chan *c, const struct sg_sdd_frame *f)
 		chan_fail(c, "USER_MISMATCH", "a channel carries the flows of one user only");
 		return;
 	}
+	if (!c->authed && chan_user_channels(c->s, sub) >= c->s->conf->sdd.max_channels_per_user) {
+		/* G4: one user cannot take the endpoint's channels from the others */
+		OPENSSL_cleanse(token, f->len);
+		free(token);
+		free(sub);
+		atomic_fetch_add(&c->s->refused_user, 1);
+		chan_fail(c, "LIMIT", "too many data channels for this user");
+		return;
+	}
 	if (c->token) {
 		OPENSSL_cleanse(c->token, strlen(c->token));
 		free(c->token);
@@ -760,6 +780,10 @@ static void chan_auth(struct chan *c, const struct sg_sdd_frame *f)
 	c->token = token;
 	free(c->sub);
 	c->sub = sub;
+	if (c->unauth) { /* authenticated: no longer held against its address */
+		c->unauth = 0;
+		sg_sdd_addrtab_dec(&c->s->unauth, c->addr);
+	}
 	c->exp_ms = exp;
 	c->authed = 1;
 	evtimer_del(c->pc->tmo); /* the AUTH deadline is met */
@@ -1026,7 +1050,18 @@ void sdd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
 {
 	(void)l;
 	struct sg_sdd *s = arg;
-	if (s->nchans >= MAX_CHANNELS || atomic_load(&s->stop)) {
+	/* G4: bounded channels in all, and per client address before authentication, so that
+	 * connections which never authenticate cannot take the endpoint from everyone else */
+	uint8_t key[16];
+	int keyed = sg_sdd_addr_key(sa, (size_t)salen, key) == 0;
+	atomic_ullong *refused = NULL;
+	if (s->nchans >= s->conf->sdd.max_channels)
+		refused = &s->refused_total;
+	else if (keyed && sg_sdd_addrtab_get(&s->unauth, key) >= s->conf->sdd.max_unauth_per_addr)
+		refused = &s->refused_addr;
+	if (refused || atomic_load(&s->stop)) {
+		if (refused)
+			atomic_fetch_add(refused, 1);
 		evutil_closesocket(fd);
 		return;
 	}
@@ -1041,10 +1076,15 @@ void sdd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
 		return;
 	}
 	c->s = s;
-	if (pc_bind(s, c->pc, fd, ssl, chan_cb, c) != 0) {
+	if (pc_bind(s, c->pc, fd, ssl, chan_cb, c) != 0 ||
+	    (keyed && !sg_sdd_addrtab_inc(&s->unauth, key))) {
 		pc_free(c->pc); /* closes fd, frees ssl */
 		free(c);
 		return;
+	}
+	if (keyed) {
+		memcpy(c->addr, key, sizeof key);
+		c->unauth = 1;
 	}
 	SSL_set_accept_state(ssl);
 	char host[48] = "?";

@@ -259,6 +259,13 @@ sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out)
 	    "# HELP sealguard_sdd_channels_open SEALDD-UU data channels open.\n"
 	    "# TYPE sealguard_sdd_channels_open gauge\n"
 	    "sealguard_sdd_channels_open %llu\n"
+	    "# HELP sealguard_sdd_channels_refused_total SEALDD-UU data channels refused by a "
+	    "limit (G4), by limit.\n"
+	    "# TYPE sealguard_sdd_channels_refused_total counter\n"
+	    "sealguard_sdd_channels_refused_total{limit=\"max_channels\"} %llu\n"
+	    "sealguard_sdd_channels_refused_total{limit=\"max_unauthenticated_per_address\"} "
+	    "%llu\n"
+	    "sealguard_sdd_channels_refused_total{limit=\"max_channels_per_user\"} %llu\n"
 	    "# HELP sealguard_sdd_flows_open SEALDD flows allocated (sdd-flows/v1), not yet "
 	    "freed.\n"
 	    "# TYPE sealguard_sdd_flows_open gauge\n"
@@ -277,8 +284,8 @@ sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out)
 	    "# TYPE sealguard_sdd_notifications_total counter\n"
 	    "sealguard_sdd_notifications_total{result=\"sent\"} %llu\n"
 	    "sealguard_sdd_notifications_total{result=\"failed\"} %llu\n",
-	    C(chans_open), flows, trans, C(bytes_up), C(bytes_down), C(dup_dropped), C(notif_sent),
-	    C(notif_failed));
+	    C(chans_open), C(refused_total), C(refused_addr), C(refused_user), flows, trans,
+	    C(bytes_up), C(bytes_down), C(dup_dropped), C(notif_sent), C(notif_failed));
 #undef C
 }
 
@@ -309,6 +316,7 @@ void sg_sdd_free(struct sg_sdd *s)
 	/* the loop has stopped: everything below runs on this thread alone */
 	while (s->chans)
 		sdd_chan_free(s->chans);
+	sg_sdd_addrtab_free(&s->unauth);
 	if (s->flows) {
 		sg_sdd_flowtab_each(s->flows, free_rt, NULL);
 		sg_sdd_flowtab_free(s->flows);

@@ -87,6 +87,9 @@ static void test_default(void **state)
 	assert_int_equal(c->sdd.flow_lifetime_s, 3600);
 	assert_int_equal(c->sdd.max_subsc, 10000);
 	assert_int_equal(c->sdd.max_subsc_per_server, 1000);
+	assert_int_equal(c->sdd.max_channels, 10000);
+	assert_int_equal(c->sdd.max_channels_per_user, 512);
+	assert_int_equal(c->sdd.max_unauth_per_addr, 64);
 	/* R4: SEAL-E client credentials default to this server's own certificate */
 	assert_string_equal(c->resource.client_cert, "./var/pki/server.crt");
 	assert_string_equal(c->resource.client_key, "./var/pki/server.key");
@@ -291,6 +294,8 @@ static const struct bad BAD[] = {
      "bad.yaml:2: sdd.max_subscriptions:", "from 1 to 1000000"},
     {1, "state_dir: ./var\nsdd: {max_subscriptions_per_server: 2000000}",
      "bad.yaml:2: sdd.max_subscriptions_per_server:", "from 1 to 1000000"},
+    {1, "state_dir: ./var\nsdd: {max_unauthenticated_per_address: 0}",
+     "bad.yaml:2: sdd.max_unauthenticated_per_address:", "from 1 to 1000000"},
     {1, "state_dri: ./var", "bad.yaml:1: state_dri:", "unknown key"},
     {7, "      mode: server-auth\n      cert_file: x",
      "bad.yaml:8: reference_points[0].tls.cert_file:", "unknown key (expected one of mode, cert"},

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# G4 on the SEALDD-UU data endpoint (docs/sdd-protocol.md §3, "Limits"): connections that never
+# authenticate are bounded per client address (sdd.max_unauthenticated_per_address), so they
+# cannot take the endpoint from other addresses, and a user's authenticated channels are bounded
+# (sdd.max_channels_per_user), so one user cannot take it from the others. Refusals are counted
+# in /metrics; what was refused comes back once the holders go.
+. "$(dirname "$0")/lib/common.sh"
+
+sg_ports
+DATA=$(free_port)
+ECHO=$(free_port)
+sg_write_config "$T/sg.yaml"
+cat >>"$T/sg.yaml" <<YAML
+idm:
+  scrypt_ln: 10
+sdd:
+  data_bind: 127.0.0.1:$DATA
+  max_unauthenticated_per_address: 3
+  max_channels_per_user: 2
+YAML
+PKI=$T/state/pki
+SG() { "$SG_BIN" --config "$T/sg.yaml" "$@"; }
+SG pki init --dir "$PKI" --seal-server v2x-app >/dev/null
+sg_start "$T/sg.yaml" || { not_ok "server start"; sg_done; }
+CA=$PKI/ca.crt
+VAL=(--cert "$PKI/seal-servers/v2x-app.crt" --key "$PKI/seal-servers/v2x-app.key")
+C=(curl -s --cacert "$CA")
+"$SG_BIN" --config "$T/sg.yaml" dd echo-server --bind "127.0.0.1:$ECHO" "${VAL[@]}" --cacert "$CA" 2>>"$T/echo.log" &
+ECHO_PID=$!
+trap 'kill "$ECHO_PID" 2>/dev/null; sg_cleanup' EXIT
+for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$ECHO") 2>/dev/null && break; sleep 0.1; done
+metric() { curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v k="$1" '$1==k{print $2}'; }
+
+for u in alice bob; do
+	printf '%s-pass-1\n' "$u" >"$T/$u.pw"
+	expect "user add $u" SG user add "$u" --password-file "$T/$u.pw" --val-user-id "v2x=$u@v2x"
+done
+expect "client add ue-app" SG client add ue-app --redirect-uri http://127.0.0.1/callback --secret-file "$T/ue.secret"
+expect "valserver add v2x-app" SG valserver add v2x-app --identity DNS:v2x-app --val-service v2x
+sleep 1.2
+VT=$(jget "$("${C[@]}" "${VAL[@]}" -d grant_type=client_credentials -d resource=sealguard:sdd -d client_id=v2x-app "https://localhost:$S/oauth2/token")" access_token)
+TR="{\"valServiceId\":\"v2x\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO}}"
+expect_match "request-trans for v2x" '"ddServerConnInfo"' "$("${C[@]}" "${VAL[@]}" -H "Authorization: Bearer $VT" -H 'Content-Type: application/json' -d "$TR" "https://localhost:$S/sdd-trans/v1/regular/request-trans")"
+for u in alice bob; do
+	expect "$u logs in" SG login --issuer "https://localhost:$UU" --client-id ue-app --client-secret-file "$T/ue.secret" --username "$u" --password-file "$T/$u.pw" --cacert "$CA" --token-cache "$T/$u.tokens" --scope "openid sdd"
+done
+tok() { py 'import json,sys;print(json.load(open(sys.argv[1]))["access_token"])' "$T/$1.tokens"; }
+
+# One script drives raw connections and reports what each step saw, one word per step.
+# addr: 3 silent TCP connections from 127.0.0.1 (no TLS bytes: they wait in the handshake);
+#   a 4th from 127.0.0.1 must be closed at once, a TLS client from 127.0.0.2 must get through;
+#   once the silent ones close, 127.0.0.1 gets through again.
+# user TOKEN OTHER: two channels authenticated with TOKEN (AUTH -> AUTH_OK) held; a third AUTH
+#   with TOKEN must get ERROR LIMIT; one with OTHER (another user) AUTH_OK; after one of the
+#   two is closed, TOKEN's third gets AUTH_OK.
+cat >"$T/lim.py" <<'PY'
+import socket, ssl, struct, sys, time
+ca, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+def tcp(src="127.0.0.1"):
+    s = socket.socket()
+    s.bind((src, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+def closed_at_once(s):
+    s.settimeout(2)
+    try:
+        return s.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+def tls(src="127.0.0.1"):
+    s = ctx.wrap_socket(tcp(src), server_hostname="localhost")
+    s.settimeout(5)
+    return s
+def handshakes(src="127.0.0.1"):
+    try:
+        tls(src).close()
+        return "ok"
+    except (OSError, ssl.SSLError):
+        return "refused"
+def fr(t, payload=b""):
+    return struct.pack(">BBHIQ", 1, t, 0, len(payload), 0) + bytes(16) + payload
+def auth(token):
+    s = tls()
+    s.sendall(fr(1, token.encode()))
+    buf = b""
+    while len(buf) < 32 or len(buf) < 32 + struct.unpack(">I", buf[4:8])[0]:
+        d = s.recv(4096)
+        if not d:
+            return s, "eof"
+        buf += d
+    t, n = buf[1], struct.unpack(">I", buf[4:8])[0]
+    return s, "AUTH_OK" if t == 2 else "ERROR:" + buf[32:32 + n].decode()
+out = []
+if mode == "addr":
+    held = [tcp() for _ in range(3)]
+    time.sleep(0.3)
+    out.append("fourth=" + ("closed" if closed_at_once(tcp()) else "open"))
+    out.append("other_address=" + handshakes("127.0.0.2"))
+    for s in held:
+        s.close()
+    time.sleep(0.5)
+    out.append("after=" + handshakes())
+else:
+    token, other = sys.argv[4], sys.argv[5]
+    a, ra = auth(token)
+    b, rb = auth(token)
+    out.append("two=%s,%s" % (ra, rb))
+    c, rc = auth(token)
+    out.append("third=" + rc.replace(" ", "_"))
+    d, rd = auth(other)
+    out.append("other_user=" + rd)
+    a.close()
+    time.sleep(0.5)
+    e, re_ = auth(token)
+    out.append("after=" + re_)
+print(" ".join(out))
+PY
+
+R=$(python3 "$T/lim.py" "$CA" "$DATA" addr)
+expect_match "unauthenticated per address: a 4th silent connection from 127.0.0.1 is closed at once" "fourth=closed" "$R"
+expect_match "... a client from another address gets through meanwhile" "other_address=ok" "$R"
+expect_match "... once the silent ones close, 127.0.0.1 gets through again" "after=ok" "$R"
+N=$(metric 'sealguard_sdd_channels_refused_total{limit="max_unauthenticated_per_address"}')
+if [ -n "$N" ] && [ "$N" -ge 1 ]; then ok "... counted in /metrics ($N)"; else not_ok "... counted in /metrics: '$N'"; fi
+
+R=$(python3 "$T/lim.py" "$CA" "$DATA" user "$(tok alice)" "$(tok bob)")
+expect_match "per user: alice holds two authenticated channels" "two=AUTH_OK,AUTH_OK" "$R"
+expect_match "... her third is refused with ERROR LIMIT" "third=ERROR:LIMIT" "$R"
+expect_match "... bob still authenticates meanwhile" "other_user=AUTH_OK" "$R"
+expect_match "... after one of hers closes, alice authenticates again" "after=AUTH_OK" "$R"
+N=$(metric 'sealguard_sdd_channels_refused_total{limit="max_channels_per_user"}')
+if [ -n "$N" ] && [ "$N" -ge 1 ]; then ok "... counted in /metrics ($N)"; else not_ok "... counted in /metrics: '$N'"; fi
+
+# the CLI reports the limit: two receivers of alice hold a channel each, a third command fails
+F1=$(jget "$(SG dd open --service v2x --token-cache "$T/alice.tokens")" sddFlowId)
+F2=$(jget "$(SG dd open --service v2x --token-cache "$T/alice.tokens")" sddFlowId)
+F=$(jget "$(SG dd open --service v2x --token-cache "$T/alice.tokens")" sddFlowId)
+"$SG_BIN" --config "$T/sg.yaml" dd recv --flow "$F1" --timeout-ms 20000 --bytes 1 --token-cache "$T/alice.tokens" >/dev/null 2>&1 &
+P1=$!
+"$SG_BIN" --config "$T/sg.yaml" dd recv --flow "$F2" --timeout-ms 20000 --bytes 1 --token-cache "$T/alice.tokens" >/dev/null 2>&1 &
+P2=$!
+sleep 1.5
+printf 'x' >"$T/x"
+OUT=$(SG dd send --flow "$F" --in "$T/x" --token-cache "$T/alice.tokens" 2>&1)
+expect_eq "dd send beyond the user's channels: exit 1" 1 "$?"
+expect_match "... naming the limit" "LIMIT: too many data channels for this user" "$OUT"
+kill "$P1" "$P2" 2>/dev/null
+wait "$P1" "$P2" 2>/dev/null
+sleep 0.5
+SG dd send --flow "$F" --in "$T/x" --token-cache "$T/alice.tokens" >/dev/null 2>&1
+expect_eq "... with her receivers gone, the same send goes through" 0 "$?"
+sg_done
