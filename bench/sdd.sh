@@ -27,7 +27,7 @@ SRC=$(cd "$HERE/.." && pwd)
 NGINX_WORKERS=${NGINX_WORKERS:-1}
 BYTES1=${BYTES1:-$((256 * 1024 * 1024))} # one flow
 BYTES64=${BYTES64:-$((8 * 1024 * 1024))} # per flow, 64 flows
-LATN=${LATN:-5000}
+LATN=${LATN:-10000}
 WRITE=${WRITE:-16384} # bytes per application write in (a)
 T=$(mktemp -d /tmp/sg-bench-sdd.XXXXXX)
 PIDS=()
@@ -130,17 +130,6 @@ SDD=(sdd --url "https://localhost:$UU" --token-file "$T/token" --service bench -
 NGX=(tls --host 127.0.0.1 --port "$NX" --ca "$CA" --sni localhost --write "$WRITE")
 DIRECT=(tls --host 127.0.0.1 --port "$ECHO" --ca "$CA" --sni echo-app --cert "$PKI/server.crt" --key "$PKI/server.key" --write "$WRITE")
 
-# median of ROUNDS runs of one measurement; prints the field $2 of the load client's line
-med() {
-	local field=$1; shift
-	local vals=()
-	for _ in $(seq "$ROUNDS"); do
-		local line
-		line=$("$LOAD" "$@") || { echo "bench: load client failed: $*" >&2; echo 0; return; }
-		vals+=("$(printf '%s\n' "$line" | tr ' ' '\n' | awk -F= -v k="$field" '$1==k{print $2}')")
-	done
-	printf '%s\n' "${vals[@]}" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'
-}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN{ printf "%.1f", a - b }'; }
 
@@ -232,12 +221,21 @@ read -r S64 N64 R64 RR64 < <(pair 64 "$BYTES64")
 printf '  64 flows  sealguard %8s   nginx stream %8s   ratio %s (rounds: %s)\n' "$S64" "$N64" "$R64" "$RR64"
 echo
 echo "(b) 1 KiB round trip, one flow, $LATN round trips (microseconds)"
-DP50=$(med p50_us "${DIRECT[0]}" lat "${DIRECT[@]:1}" --count "$LATN")
-DP99=$(med p99_us "${DIRECT[0]}" lat "${DIRECT[@]:1}" --count "$LATN")
-SP50=$(med p50_us "${SDD[0]}" lat "${SDD[@]:1}" --count "$LATN")
-SP99=$(med p99_us "${SDD[0]}" lat "${SDD[@]:1}" --count "$LATN")
-NP50=$(med p50_us "${NGX[0]}" lat "${NGX[@]:1}" --count "$LATN")
-NP99=$(med p99_us "${NGX[0]}" lat "${NGX[@]:1}" --count "$LATN")
+# the three paths alternate within each round (as in (a)); p50 and p99 come from the same runs
+declare -A LV
+for _ in $(seq "$ROUNDS"); do
+	for path in DIRECT SDD NGX; do
+		declare -n A=$path
+		line=$("$LOAD" "${A[0]}" lat "${A[@]:1}" --count "$LATN") || { echo "bench: load client failed: $path" >&2; line=""; }
+		for k in p50_us p99_us; do
+			LV[$path.$k]+="$(printf '%s\n' "$line" | tr ' ' '\n' | awk -F= -v k="$k" '$1==k{print $2}') "
+		done
+	done
+done
+lmed() { printf '%s\n' ${LV[$1.$2]:-0} | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+DP50=$(lmed DIRECT p50_us); DP99=$(lmed DIRECT p99_us)
+SP50=$(lmed SDD p50_us); SP99=$(lmed SDD p99_us)
+NP50=$(lmed NGX p50_us); NP99=$(lmed NGX p99_us)
 printf '  direct to the echo endpoint   p50 %7s   p99 %7s\n' "$DP50" "$DP99"
 printf '  through sealguard             p50 %7s   p99 %7s   added p50 %6s   added p99 %6s\n' "$SP50" "$SP99" "$(sub "$SP50" "$DP50")" "$(sub "$SP99" "$DP99")"
 printf '  through nginx stream          p50 %7s   p99 %7s   added p50 %6s   added p99 %6s\n' "$NP50" "$NP99" "$(sub "$NP50" "$DP50")" "$(sub "$NP99" "$DP99")"
