@@ -15,6 +15,7 @@
 #include "sdd/sdd.h"
 
 #include "auth/policy.h"
+#include "base/addrtab.h"
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/log.h"
@@ -111,7 +112,7 @@ struct chan {
 	int64_t exp_ms, next_check_ms;
 	int handshaken, authed, closing;
 	int unauth;       /* counted in s->unauth under addr until the first AUTH_OK (G4) */
-	uint8_t addr[16]; /* the client's address key (sg_sdd_addr_key) */
+	uint8_t addr[16]; /* the client's address key (sg_addr_key) */
 	struct frt **att;
 	size_t natt, capatt;
 	char peer[64];
@@ -150,7 +151,7 @@ struct sg_sdd {
 	struct evdns_base *dns;
 	struct chan *chans;
 	size_t nchans;
-	struct sg_sdd_addrtab unauth; /* channels not yet authenticated, per client address */
+	struct sg_addrtab unauth; /* channels not yet authenticated, per client address */
 	atomic_ullong refused_total, refused_addr, refused_user; /* channels refused (G4) */
 	int64_t next_token_check;
 	/* notifications */

@@ -627,7 +627,7 @@ void sdd_chan_free(struct chan *c)
 	s->nchans--;
 	atomic_fetch_sub_explicit(&s->chans_open, 1, memory_order_relaxed);
 	if (c->unauth)
-		sg_sdd_addrtab_dec(&s->unauth, c->addr);
+		sg_addrtab_dec(&s->unauth, c->addr);
 	pc_free(c->pc);
 	if (c->token) {
 		OPENSSL_cleanse(c->token, strlen(c->token));
@@ -782,7 +782,7 @@ static void chan_auth(struct chan *c, const struct sg_sdd_frame *f)
 	c->sub = sub;
 	if (c->unauth) { /* authenticated: no longer held against its address */
 		c->unauth = 0;
-		sg_sdd_addrtab_dec(&c->s->unauth, c->addr);
+		sg_addrtab_dec(&c->s->unauth, c->addr);
 	}
 	c->exp_ms = exp;
 	c->authed = 1;
@@ -1053,11 +1053,11 @@ void sdd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
 	/* G4: bounded channels in all, and per client address before authentication, so that
 	 * connections which never authenticate cannot take the endpoint from everyone else */
 	uint8_t key[16];
-	int keyed = sg_sdd_addr_key(sa, (size_t)salen, key) == 0;
+	int keyed = sg_addr_key(sa, (size_t)salen, key) == 0;
 	atomic_ullong *refused = NULL;
 	if (s->nchans >= s->conf->sdd.max_channels)
 		refused = &s->refused_total;
-	else if (keyed && sg_sdd_addrtab_get(&s->unauth, key) >= s->conf->sdd.max_unauth_per_addr)
+	else if (keyed && sg_addrtab_get(&s->unauth, key) >= s->conf->sdd.max_unauth_per_addr)
 		refused = &s->refused_addr;
 	if (refused || atomic_load(&s->stop)) {
 		if (refused)
@@ -1077,7 +1077,7 @@ void sdd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
 	}
 	c->s = s;
 	if (pc_bind(s, c->pc, fd, ssl, chan_cb, c) != 0 ||
-	    (keyed && !sg_sdd_addrtab_inc(&s->unauth, key))) {
+	    (keyed && !sg_addrtab_inc(&s->unauth, key))) {
 		pc_free(c->pc); /* closes fd, frees ssl */
 		free(c);
 		return;

@@ -126,23 +126,6 @@ size_t sg_sdd_flowtab_count(const struct sg_sdd_flowtab *t);
 void sg_sdd_flowtab_each(struct sg_sdd_flowtab *t, void (*fn)(struct sg_sdd_flow *, void *),
                          void *arg);
 
-/* ---- counts per client address (G4: pre-authentication limits of the data endpoint) ----
- * A key is 16 bytes: an IPv4 address as ::ffff:a.b.c.d, an IPv6 address by its /64 prefix (one
- * host usually holds a whole /64). Linear probing with a per-table random seed, growing. */
-struct sg_sdd_addrtab {
-	struct sg_sdd_addrcnt *v;
-	size_t cap, used;
-	uint64_t seed;
-};
-/* The key of a socket address (AF_INET or AF_INET6); -1 for another family. */
-int sg_sdd_addr_key(const void *sockaddr, size_t len, uint8_t key[16]);
-/* Adds one to key's count and returns the new count; 0 when out of memory (nothing added). */
-unsigned sg_sdd_addrtab_inc(struct sg_sdd_addrtab *t, const uint8_t key[16]);
-/* Takes one from key's count (the entry goes at zero). */
-void sg_sdd_addrtab_dec(struct sg_sdd_addrtab *t, const uint8_t key[16]);
-unsigned sg_sdd_addrtab_get(const struct sg_sdd_addrtab *t, const uint8_t key[16]);
-void sg_sdd_addrtab_free(struct sg_sdd_addrtab *t);
-
 /* ---- TS 29.548 schemas --------------------------------------------------------------- */
 
 #define SG_SDD_MAX_INVALID 16

@@ -316,7 +316,7 @@ void sg_sdd_free(struct sg_sdd *s)
 	/* the loop has stopped: everything below runs on this thread alone */
 	while (s->chans)
 		sdd_chan_free(s->chans);
-	sg_sdd_addrtab_free(&s->unauth);
+	sg_addrtab_free(&s->unauth);
 	if (s->flows) {
 		sg_sdd_flowtab_each(s->flows, free_rt, NULL);
 		sg_sdd_flowtab_free(s->flows);

@@ -3,7 +3,6 @@
  * table (owner binding, limits, expiry) and the TS 29.548 TransReq / ConnStatusSubsc checks. */
 #include "sdd/proto.h"
 
-#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -111,72 +110,6 @@ static void test_flow_text(void **state)
 	/* non-canonical last character (unused bits set) */
 	assert_int_equal(sg_sdd_flow_from_text("AAAAAAAAAAAAAAAAAAAAAB", back), -1);
 	assert_int_equal(sg_sdd_flow_from_text(NULL, back), -1);
-}
-
-/* G4: the per-address counts of the data endpoint's pre-authentication limit, against a plain
- * array under random increments and decrements (few distinct keys, long probe runs, growth and
- * removals in the middle of runs). */
-static void test_addrtab(void **state)
-{
-	(void)state;
-	struct sg_sdd_addrtab t = {0};
-	enum { K = 300 };
-	unsigned ref[K] = {0};
-	uint8_t key[16];
-	srand(7);
-	for (int op = 0; op < 200000; op++) {
-		unsigned k = (unsigned)rand() % K;
-		memset(key, 0, sizeof key);
-		key[3] = (uint8_t)(k >> 8);
-		key[15] = (uint8_t)k;
-		if (ref[k] && rand() % 2) {
-			sg_sdd_addrtab_dec(&t, key);
-			ref[k]--;
-		} else {
-			assert_int_equal(sg_sdd_addrtab_inc(&t, key), ++ref[k]);
-		}
-		if (op % 997 == 0)
-			for (unsigned j = 0; j < K; j++) {
-				key[3] = (uint8_t)(j >> 8);
-				key[15] = (uint8_t)j;
-				assert_int_equal(sg_sdd_addrtab_get(&t, key), ref[j]);
-			}
-	}
-	size_t live = 0;
-	for (unsigned j = 0; j < K; j++)
-		live += ref[j] != 0;
-	assert_int_equal(t.used, live);
-	/* draining every count leaves an empty table */
-	for (unsigned j = 0; j < K; j++) {
-		key[3] = (uint8_t)(j >> 8);
-		key[15] = (uint8_t)j;
-		while (ref[j]--)
-			sg_sdd_addrtab_dec(&t, key);
-	}
-	assert_int_equal(t.used, 0);
-	sg_sdd_addrtab_dec(&t, key); /* absent: nothing happens */
-	sg_sdd_addrtab_free(&t);
-
-	/* keys: IPv4 as v4-mapped, IPv6 by its /64, v4-mapped IPv6 like the IPv4 address */
-	struct sockaddr_in a4 = {.sin_family = AF_INET};
-	inet_pton(AF_INET, "192.0.2.7", &a4.sin_addr);
-	uint8_t k4[16], k6a[16], k6b[16], k6c[16], km[16];
-	assert_int_equal(sg_sdd_addr_key(&a4, sizeof a4, k4), 0);
-	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
-	inet_pton(AF_INET6, "2001:db8:1:2::1", &a6.sin6_addr);
-	assert_int_equal(sg_sdd_addr_key(&a6, sizeof a6, k6a), 0);
-	inet_pton(AF_INET6, "2001:db8:1:2:ffff::9", &a6.sin6_addr);
-	assert_int_equal(sg_sdd_addr_key(&a6, sizeof a6, k6b), 0);
-	inet_pton(AF_INET6, "2001:db8:1:3::1", &a6.sin6_addr);
-	assert_int_equal(sg_sdd_addr_key(&a6, sizeof a6, k6c), 0);
-	inet_pton(AF_INET6, "::ffff:192.0.2.7", &a6.sin6_addr);
-	assert_int_equal(sg_sdd_addr_key(&a6, sizeof a6, km), 0);
-	assert_memory_equal(k6a, k6b, 16);
-	assert_memory_not_equal(k6a, k6c, 16);
-	assert_memory_equal(k4, km, 16);
-	struct sockaddr un = {.sa_family = AF_UNIX};
-	assert_int_equal(sg_sdd_addr_key(&un, sizeof un, k4), -1);
-	assert_int_equal(sg_sdd_addr_key(&a4, 4, k4), -1);
 }
 
 static void test_dedup(void **state)
@@ -369,15 +302,10 @@ static void test_subsc_and_conninfo(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_frame_roundtrip),
-	    cmocka_unit_test(test_frame_malformed),
-	    cmocka_unit_test(test_frame_oversized),
-	    cmocka_unit_test(test_flow_text),
-	    cmocka_unit_test(test_dedup),
-	    cmocka_unit_test(test_flowtab),
-	    cmocka_unit_test(test_addrtab),
-	    cmocka_unit_test(test_transreq),
-	    cmocka_unit_test(test_subsc_and_conninfo),
+	    cmocka_unit_test(test_frame_roundtrip), cmocka_unit_test(test_frame_malformed),
+	    cmocka_unit_test(test_frame_oversized), cmocka_unit_test(test_flow_text),
+	    cmocka_unit_test(test_dedup),           cmocka_unit_test(test_flowtab),
+	    cmocka_unit_test(test_transreq),        cmocka_unit_test(test_subsc_and_conninfo),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

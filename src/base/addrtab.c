@@ -1,0 +1,113 @@
+/* base/addrtab.c: counts per client address (base/addrtab.h). */
+#include "base/addrtab.h"
+
+#include "base/rand.h"
+
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+struct sg_addrcnt {
+	uint8_t key[16];
+	unsigned n; /* 0: free slot */
+};
+
+int sg_addr_key(const void *sockaddr, size_t len, uint8_t key[16])
+{
+	const struct sockaddr *sa = sockaddr;
+	memset(key, 0, 16);
+	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		const uint8_t *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+		static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		memcpy(key, a, memcmp(a, mapped, 12) == 0 ? 16 : 8); /* v4-mapped whole, else /64 */
+		return 0;
+	}
+	return -1;
+}
+
+static size_t at_slot(const struct sg_addrtab *t, const uint8_t key[16])
+{
+	uint64_t h = t->seed;
+	for (int i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 0x100000001b3ull;
+	h ^= h >> 29;
+	return (size_t)h & (t->cap - 1);
+}
+
+/* The slot holding key, or the free slot where it would go. */
+static size_t at_find(const struct sg_addrtab *t, const uint8_t key[16])
+{
+	size_t i = at_slot(t, key);
+	while (t->v[i].n && memcmp(t->v[i].key, key, 16) != 0)
+		i = (i + 1) & (t->cap - 1);
+	return i;
+}
+
+static int at_grow(struct sg_addrtab *t)
+{
+	size_t ncap = t->cap ? t->cap * 2 : 64;
+	struct sg_addrcnt *nv = calloc(ncap, sizeof *nv);
+	if (!nv)
+		return -1;
+	if (!t->cap && sg_random_bytes(&t->seed, sizeof t->seed) != SG_OK) {
+		free(nv);
+		return -1;
+	}
+	struct sg_addrtab n = {.v = nv, .cap = ncap, .used = t->used, .seed = t->seed};
+	for (size_t i = 0; i < t->cap; i++)
+		if (t->v[i].n)
+			nv[at_find(&n, t->v[i].key)] = t->v[i];
+	free(t->v);
+	*t = n;
+	return 0;
+}
+
+unsigned sg_addrtab_inc(struct sg_addrtab *t, const uint8_t key[16])
+{
+	if ((t->used + 1) * 2 > t->cap && at_grow(t) != 0) /* load factor at most 1/2 */
+		return 0;
+	size_t i = at_find(t, key);
+	if (!t->v[i].n) {
+		memcpy(t->v[i].key, key, 16);
+		t->used++;
+	}
+	return ++t->v[i].n;
+}
+
+unsigned sg_addrtab_get(const struct sg_addrtab *t, const uint8_t key[16])
+{
+	return t->cap ? t->v[at_find(t, key)].n : 0;
+}
+
+void sg_addrtab_dec(struct sg_addrtab *t, const uint8_t key[16])
+{
+	if (!t->cap)
+		return;
+	size_t i = at_find(t, key), mask = t->cap - 1;
+	if (!t->v[i].n || --t->v[i].n)
+		return;
+	/* removal without tombstones: later entries of the probe run move back into the gap
+	 * unless their home slot lies cyclically in (gap, their slot] */
+	t->used--;
+	for (size_t j = (i + 1) & mask; t->v[j].n; j = (j + 1) & mask) {
+		size_t k = at_slot(t, t->v[j].key);
+		int stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+		if (!stays) {
+			t->v[i] = t->v[j];
+			t->v[j].n = 0;
+			i = j;
+		}
+	}
+}
+
+void sg_addrtab_free(struct sg_addrtab *t)
+{
+	free(t->v);
+	memset(t, 0, sizeof *t);
+}
