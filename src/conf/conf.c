@@ -35,7 +35,8 @@ struct y_tls {
 
 struct y_limits {
 	uint64_t *max_header_bytes, *max_body_bytes, *max_connections, *handshake_timeout_ms,
-	    *header_timeout_ms, *body_timeout_ms, *idle_timeout_ms, *h2_max_streams;
+	    *header_timeout_ms, *body_timeout_ms, *idle_timeout_ms, *h2_max_streams,
+	    *max_handshakes_per_address;
 };
 
 struct y_refpoint {
@@ -133,7 +134,8 @@ static const cyaml_schema_field_t tls_fields[] = {
 static const cyaml_schema_field_t limits_fields[] = {
     LIM(max_header_bytes),     LIM(max_body_bytes),    LIM(max_connections),
     LIM(handshake_timeout_ms), LIM(header_timeout_ms), LIM(body_timeout_ms),
-    LIM(idle_timeout_ms),      LIM(h2_max_streams),    CYAML_FIELD_END,
+    LIM(idle_timeout_ms),      LIM(h2_max_streams),    LIM(max_handshakes_per_address),
+    CYAML_FIELD_END,
 };
 
 static const cyaml_schema_field_t refpoint_fields[] = {
@@ -561,16 +563,17 @@ static sg_err check_refpoint(struct ctx *x, const struct y_conf *y, unsigned i)
 		return fail_path(x, P("reference_points[%u].allowed_identities", i),
 		                 "needs tls.mode mutual (identities come from certificates)");
 	if (r->limits) {
-		static const char *const names[] = {"max_header_bytes",  "max_body_bytes",
-		                                    "max_connections",   "handshake_timeout_ms",
-		                                    "header_timeout_ms", "body_timeout_ms",
-		                                    "idle_timeout_ms",   "h2_max_streams"};
+		static const char *const names[] = {
+		    "max_header_bytes",     "max_body_bytes",    "max_connections",
+		    "handshake_timeout_ms", "header_timeout_ms", "body_timeout_ms",
+		    "idle_timeout_ms",      "h2_max_streams",    "max_handshakes_per_address"};
 		uint64_t *const vals[] = {
-		    r->limits->max_header_bytes,  r->limits->max_body_bytes,
-		    r->limits->max_connections,   r->limits->handshake_timeout_ms,
-		    r->limits->header_timeout_ms, r->limits->body_timeout_ms,
-		    r->limits->idle_timeout_ms,   r->limits->h2_max_streams};
-		for (unsigned j = 0; j < 8; j++) {
+		    r->limits->max_header_bytes,          r->limits->max_body_bytes,
+		    r->limits->max_connections,           r->limits->handshake_timeout_ms,
+		    r->limits->header_timeout_ms,         r->limits->body_timeout_ms,
+		    r->limits->idle_timeout_ms,           r->limits->h2_max_streams,
+		    r->limits->max_handshakes_per_address};
+		for (unsigned j = 0; j < sizeof vals / sizeof vals[0]; j++) {
 			uint64_t max = j < 2 ? SIZE_MAX : UINT_MAX;
 			if (vals[j] && (*vals[j] == 0 || *vals[j] > max))
 				return fail_path(x,
@@ -737,6 +740,9 @@ static int copy_refpoint(struct sg_conf_refpoint *d, const struct y_refpoint *s)
 			d->limits.idle_timeout_ms = (unsigned)*l->idle_timeout_ms;
 		if (l->h2_max_streams)
 			d->limits.h2_max_streams = (unsigned)*l->h2_max_streams;
+		if (l->max_handshakes_per_address)
+			d->limits.max_handshakes_per_address =
+			    (unsigned)*l->max_handshakes_per_address;
 	}
 	return 1;
 }

@@ -38,8 +38,19 @@ static void fmt_peer(char *out, size_t outlen, const struct sockaddr *sa)
 	}
 }
 
+/* The handshake of c ended (or c goes first): its address no longer holds one of l's. */
+static void hs_release(struct sg_conn *c)
+{
+	if (!c->hs_counted)
+		return;
+	c->hs_counted = 0;
+	pthread_mutex_lock(&c->l->hmu);
+	sg_addrtab_dec(&c->l->hs, c->hs_key);
+	pthread_mutex_unlock(&c->l->hmu);
+}
+
 void sg_conn_accepted(struct sg_worker *w, struct sg_listener *l, int fd, const struct sockaddr *sa,
-                      socklen_t salen)
+                      socklen_t salen, const uint8_t *hs_key)
 {
 	(void)salen;
 	struct sg_conn *c = calloc(1, sizeof *c);
@@ -48,6 +59,10 @@ void sg_conn_accepted(struct sg_worker *w, struct sg_listener *l, int fd, const 
 	c->w = w;
 	c->l = l;
 	c->fd = fd;
+	if (hs_key) {
+		memcpy(c->hs_key, hs_key, sizeof c->hs_key);
+		c->hs_counted = 1;
+	}
 	c->timer_kind = SG_TO_NONE;
 	fmt_peer(c->peer, sizeof c->peer, sa);
 	int one = 1;
@@ -56,7 +71,7 @@ void sg_conn_accepted(struct sg_worker *w, struct sg_listener *l, int fd, const 
 		c->ssl = sg_tls_server_ssl_new(l->tls);
 		if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
 			SSL_free(c->ssl);
-			free(c);
+			free(c); /* the count is released below */
 			goto fail;
 		}
 		SSL_set_accept_state(c->ssl);
@@ -82,6 +97,11 @@ void sg_conn_accepted(struct sg_worker *w, struct sg_listener *l, int fd, const 
 		sg_h1_init(c);
 	return;
 fail:
+	if (hs_key) {
+		pthread_mutex_lock(&l->hmu);
+		sg_addrtab_dec(&l->hs, hs_key);
+		pthread_mutex_unlock(&l->hmu);
+	}
 	close(fd);
 	atomic_fetch_sub(&l->nconns, 1);
 }
@@ -287,6 +307,7 @@ static void linger_read(struct sg_conn *c)
 
 static void finish_handshake(struct sg_conn *c)
 {
+	hs_release(c); /* G4: the address's handshake slot is free again */
 	if (sg_tls_check_negotiated(c->ssl) != SG_OK) {
 		sg_tls_stats_count(c->ssl, 0);
 		sg_conn_close(c);
@@ -509,6 +530,7 @@ static void conn_free(struct sg_conn *c)
 	event_del(&c->rev);
 	event_del(&c->wev);
 	evtimer_del(&c->tmr);
+	hs_release(c);
 	if (c->ssl) {
 		if (c->proto != 0 && !(SSL_get_shutdown(c->ssl) & SSL_RECEIVED_SHUTDOWN)) {
 			ERR_clear_error();

@@ -4,6 +4,7 @@
 #ifndef SG_NET_CONN_H
 #define SG_NET_CONN_H
 
+#include "base/addrtab.h"
 #include "net/server.h"
 
 #include <event2/event.h>
@@ -43,6 +44,8 @@ struct sg_listener {
 	int idx, port;
 	int fds[SG_MAX_WORKERS];
 	_Atomic unsigned nconns; /* all workers: max_connections is per listener */
+	pthread_mutex_t hmu;     /* guards hs */
+	struct sg_addrtab hs;    /* TLS handshakes in progress per client address (all workers) */
 	char name_json[128];     /* JSON-escaped name for logs/metrics */
 };
 
@@ -92,6 +95,8 @@ struct sg_conn {
 	unsigned closing : 1, close_after : 1, want_write : 1, reading_off : 1, in_io : 1,
 	    freed_pending : 1, linger : 1;
 	int timer_kind;
+	int hs_counted;     /* counted in l->hs under hs_key until the handshake ends */
+	uint8_t hs_key[16]; /* the client's address key (sg_addr_key) */
 	struct event rev, wev, tmr;
 	struct sg_tls_principal *principal; /* NULL for plain / unauthenticated */
 	char peer[48];
@@ -114,8 +119,10 @@ struct sg_conn {
 };
 
 /* conn.c */
+/* hs_key: the client's address key when the connection was counted in l->hs (G4), else NULL;
+ * the count is released when the handshake ends or the connection goes. */
 void sg_conn_accepted(struct sg_worker *w, struct sg_listener *l, int fd, const struct sockaddr *sa,
-                      socklen_t salen);
+                      socklen_t salen, const uint8_t *hs_key);
 int sg_conn_out(struct sg_conn *c, const void *p, size_t n); /* 0 or -1 (nomem) */
 void sg_conn_flush(struct sg_conn *c);
 void sg_conn_close(struct sg_conn *c);

@@ -50,6 +50,7 @@ void sg_limits_default(struct sg_limits *l)
 	l->max_header_bytes = 16 * 1024;
 	l->max_body_bytes = 1024 * 1024;
 	l->max_connections = 20000;
+	l->max_handshakes_per_address = 64;
 	l->handshake_timeout_ms = 10000;
 	l->header_timeout_ms = 10000;
 	l->body_timeout_ms = 30000;
@@ -146,6 +147,8 @@ static void listener_free(struct sg_listener *l, unsigned nworkers)
 	for (unsigned i = 0; i < nworkers; i++)
 		if (l->fds[i] >= 0)
 			close(l->fds[i]);
+	pthread_mutex_destroy(&l->hmu);
+	sg_addrtab_free(&l->hs);
 	free(l->name);
 	free(l->bind);
 	free(l);
@@ -213,6 +216,7 @@ sg_err sg_server_add_listener(struct sg_server *s, const struct sg_listener_conf
 	}
 	for (unsigned i = 0; i < SG_MAX_WORKERS; i++)
 		l->fds[i] = -1;
+	pthread_mutex_init(&l->hmu, NULL);
 	l->name = strdup(lc->name);
 	l->bind = strdup(lc->bind);
 	l->tls = lc->tls;
@@ -222,6 +226,8 @@ sg_err sg_server_add_listener(struct sg_server *s, const struct sg_listener_conf
 	l->limits = lc->limits;
 	if (!l->limits.max_header_bytes) /* an all-zero limits struct means "defaults" */
 		sg_limits_default(&l->limits);
+	if (!l->limits.max_handshakes_per_address)
+		l->limits.max_handshakes_per_address = 64;
 	l->access_log = lc->access_log;
 	l->idx = (int)s->nlisteners;
 	sg_json_escape(l->name_json, sizeof l->name_json, l->name);
@@ -331,8 +337,25 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			close(fd);
 			continue;
 		}
+		/* G4: so are connections of an address that already has as many TLS handshakes in
+		 * progress as it may: clients that connect and never finish a handshake cannot take
+		 * the listener from other addresses */
+		uint8_t key[16];
+		int counted = 0, over = 0;
+		if (l->tls && sg_addr_key(&ss, len, key) == 0) {
+			pthread_mutex_lock(&l->hmu);
+			over = sg_addrtab_get(&l->hs, key) >= l->limits.max_handshakes_per_address;
+			counted = !over && sg_addrtab_inc(&l->hs, key) != 0;
+			pthread_mutex_unlock(&l->hmu);
+		}
+		if (over) {
+			atomic_fetch_sub(&l->nconns, 1);
+			SG_CNT_ADD(w->stats[l->idx].refused, 1);
+			close(fd);
+			continue;
+		}
 		SG_CNT_ADD(w->stats[l->idx].accepted, 1);
-		sg_conn_accepted(w, l, fd, (struct sockaddr *)&ss, len);
+		sg_conn_accepted(w, l, fd, (struct sockaddr *)&ss, len, counted ? key : NULL);
 	}
 }
 

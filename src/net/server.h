@@ -13,14 +13,17 @@
 
 /* Safe defaults are applied by sg_limits_default(); every field is configurable. */
 struct sg_limits {
-	size_t max_header_bytes;       /* request line + headers; over it: 431 (default 16 KiB) */
-	size_t max_body_bytes;         /* over it: 413 (default 1 MiB) */
-	unsigned max_connections;      /* per listener, all workers (default 20000) */
-	unsigned handshake_timeout_ms; /* TLS handshake must finish in (default 10 s) */
-	unsigned header_timeout_ms;    /* whole request head must arrive in (default 10 s) */
-	unsigned body_timeout_ms;      /* body must arrive in (default 30 s) */
-	unsigned idle_timeout_ms;      /* keep-alive idle (default 60 s) */
-	unsigned h2_max_streams;       /* SETTINGS_MAX_CONCURRENT_STREAMS (default 100) */
+	size_t max_header_bytes;  /* request line + headers; over it: 431 (default 16 KiB) */
+	size_t max_body_bytes;    /* over it: 413 (default 1 MiB) */
+	unsigned max_connections; /* per listener, all workers (default 20000) */
+	unsigned max_handshakes_per_address; /* per listener: connections of one client address
+	                                      * (IPv6: its /64) still in the TLS handshake
+	                                      * (default 64) */
+	unsigned handshake_timeout_ms;       /* TLS handshake must finish in (default 10 s) */
+	unsigned header_timeout_ms;          /* whole request head must arrive in (default 10 s) */
+	unsigned body_timeout_ms;            /* body must arrive in (default 30 s) */
+	unsigned idle_timeout_ms;            /* keep-alive idle (default 60 s) */
+	unsigned h2_max_streams;             /* SETTINGS_MAX_CONCURRENT_STREAMS (default 100) */
 };
 void sg_limits_default(struct sg_limits *l);
 

@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib/common.sh"
 
 sg_ports
-sg_write_config "$T/sg.yaml" "    limits: {header_timeout_ms: 2000, max_body_bytes: 65536, max_header_bytes: 8192}"
+sg_write_config "$T/sg.yaml" "    limits: {header_timeout_ms: 2000, max_body_bytes: 65536, max_header_bytes: 8192, max_handshakes_per_address: 3}"
 PKI=$T/state/pki
 # Certificates made before the first start are trusted by that server (same CA).
 expect "pki init with a VAL server before serve" "$SG_BIN" pki init --dir "$PKI" --val-server v2x-app --seal-server gm-1
@@ -125,6 +125,42 @@ slow=$!
 sleep 1
 expect "a normal client is served while a slowloris client trickles" curl -sf --cacert "$CA" "$UUURL"
 if wait $slow; then ok "slowloris client is disconnected at the header timeout ($(cat "$T/slow.out"))"; else not_ok "slowloris client is disconnected at the header timeout ($(cat "$T/slow.out"))"; fi
+
+# TLS handshakes in progress per client address (3 here): open connections whose handshake
+# completed do not count; silent connections from 127.0.0.1 do, and a 4th from there is closed
+# at once, while 127.0.0.2 is served; once they close, 127.0.0.1 is served again.
+cat >"$T/hs.py" <<'PY'
+import socket, subprocess, sys, time
+port, url, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def tcp():
+    return socket.create_connection(("127.0.0.1", port))
+def curl(src):
+    return subprocess.run(["curl", "-sf", "-o", "/dev/null", "--interface", src, "--cacert", ca, url]).returncode == 0
+import ssl
+ctx = ssl.create_default_context(cafile=ca)
+done = [ctx.wrap_socket(tcp(), server_hostname="localhost") for _ in range(3)]
+served = "served" if curl("127.0.0.1") else "refused"
+held = [tcp() for _ in range(3)]
+time.sleep(0.3)
+s = tcp(); s.settimeout(2)
+try:
+    fourth = "closed" if s.recv(1) == b"" else "open"
+except (ConnectionResetError, BrokenPipeError):
+    fourth = "closed"
+except socket.timeout:
+    fourth = "open"
+other = "served" if curl("127.0.0.2") else "refused"
+for h in held:
+    h.close()
+time.sleep(0.5)
+print("completed=%s fourth=%s other_address=%s after=%s" % (served, fourth, other, "served" if curl("127.0.0.1") else "refused"))
+PY
+out=$(python3 "$T/hs.py" "$UU" "$UUURL" "$CA")
+expect_match "TLS handshakes per address: 3 completed TLS connections from 127.0.0.1 do not count" "completed=served" "$out"
+expect_match "... a 4th silent connection from 127.0.0.1 is closed at once" "fourth=closed" "$out"
+expect_match "... 127.0.0.2 is served meanwhile" "other_address=served" "$out"
+expect_match "... once the silent ones close, 127.0.0.1 is served again" "after=served" "$out"
+expect_match "... counted as refused" 'sealguard_connections_refused_total\{listener="SEAL-UU"\} [1-9]' "$(curl -s "http://127.0.0.1:$ADMIN/metrics")"
 
 # --- admin listener ---
 curl -s -D "$T/mh" -o "$T/metrics" "http://127.0.0.1:$ADMIN/metrics"; rc=$?

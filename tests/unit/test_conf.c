@@ -74,8 +74,10 @@ static void test_default(void **state)
 
 	/* limits default */
 	struct sg_limits d;
+	memset(&d, 0, sizeof d); /* padding too: the listener's limits were zeroed first */
 	sg_limits_default(&d);
 	assert_memory_equal(&uu->limits, &d, sizeof d);
+	assert_int_equal(uu->limits.max_handshakes_per_address, 64);
 	/* identity management and resource-server defaults derive from the listeners */
 	assert_string_equal(c->idm.issuer, "https://localhost:9443");
 	assert_string_equal(c->resource.idm_url, "https://localhost:9445");
