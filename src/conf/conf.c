@@ -802,7 +802,7 @@ static int copy_conf(struct sg_conf *c, const struct y_conf *y)
 	c->sdd.max_subsc_per_server = SDD_LIMIT(max_subscriptions_per_server, 1000);
 	c->sdd.max_channels = SDD_LIMIT(max_channels, 10000);
 	c->sdd.max_channels_per_user = SDD_LIMIT(max_channels_per_user, 512);
-	c->sdd.max_unauth_per_addr = SDD_LIMIT(max_unauthenticated_per_address, 64);
+	c->sdd.max_unauth_per_addr = SDD_LIMIT(max_unauthenticated_per_address, 256);
 #undef SDD_LIMIT
 	if (!dup_list(&c->sdd.peers, &c->sdd.n_peers, y->sdd ? y->sdd->peers : NULL,
 	              y->sdd ? y->sdd->peers_count : 0))

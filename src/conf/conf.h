@@ -80,7 +80,7 @@ struct sg_conf_sdd {
 	unsigned max_channels;          /* SEALDD-UU data channels in all, default 10000 */
 	unsigned max_channels_per_user; /* authenticated channels of one user, default 512 */
 	unsigned max_unauth_per_addr;   /* channels of one client address (IPv6: /64) not yet
-	                                 * authenticated (TLS handshake, AUTH), default 64 */
+	                                 * authenticated (TLS handshake, AUTH), default 256 */
 	char **peers; /* SEALDD-E: certificate identities (SANs, "DNS:sdd2.example.com")
 	               * of the peer SEALDD servers that may push or pull DD contexts
 	               * and that this server pushes to; none: SEALDD-E refused (403) */

@@ -50,7 +50,7 @@ void sg_limits_default(struct sg_limits *l)
 	l->max_header_bytes = 16 * 1024;
 	l->max_body_bytes = 1024 * 1024;
 	l->max_connections = 20000;
-	l->max_handshakes_per_address = 64;
+	l->max_handshakes_per_address = 256;
 	l->handshake_timeout_ms = 10000;
 	l->header_timeout_ms = 10000;
 	l->body_timeout_ms = 30000;
@@ -227,7 +227,7 @@ sg_err sg_server_add_listener(struct sg_server *s, const struct sg_listener_conf
 	if (!l->limits.max_header_bytes) /* an all-zero limits struct means "defaults" */
 		sg_limits_default(&l->limits);
 	if (!l->limits.max_handshakes_per_address)
-		l->limits.max_handshakes_per_address = 64;
+		l->limits.max_handshakes_per_address = 256;
 	l->access_log = lc->access_log;
 	l->idx = (int)s->nlisteners;
 	sg_json_escape(l->name_json, sizeof l->name_json, l->name);

@@ -18,7 +18,7 @@ struct sg_limits {
 	unsigned max_connections; /* per listener, all workers (default 20000) */
 	unsigned max_handshakes_per_address; /* per listener: connections of one client address
 	                                      * (IPv6: its /64) still in the TLS handshake
-	                                      * (default 64) */
+	                                      * (default 256) */
 	unsigned handshake_timeout_ms;       /* TLS handshake must finish in (default 10 s) */
 	unsigned header_timeout_ms;          /* whole request head must arrive in (default 10 s) */
 	unsigned body_timeout_ms;            /* body must arrive in (default 30 s) */

@@ -77,7 +77,7 @@ static void test_default(void **state)
 	memset(&d, 0, sizeof d); /* padding too: the listener's limits were zeroed first */
 	sg_limits_default(&d);
 	assert_memory_equal(&uu->limits, &d, sizeof d);
-	assert_int_equal(uu->limits.max_handshakes_per_address, 64);
+	assert_int_equal(uu->limits.max_handshakes_per_address, 256);
 	/* identity management and resource-server defaults derive from the listeners */
 	assert_string_equal(c->idm.issuer, "https://localhost:9443");
 	assert_string_equal(c->resource.idm_url, "https://localhost:9445");
@@ -91,7 +91,7 @@ static void test_default(void **state)
 	assert_int_equal(c->sdd.max_subsc_per_server, 1000);
 	assert_int_equal(c->sdd.max_channels, 10000);
 	assert_int_equal(c->sdd.max_channels_per_user, 512);
-	assert_int_equal(c->sdd.max_unauth_per_addr, 64);
+	assert_int_equal(c->sdd.max_unauth_per_addr, 256);
 	/* R4: SEAL-E client credentials default to this server's own certificate */
 	assert_string_equal(c->resource.client_cert, "./var/pki/server.crt");
 	assert_string_equal(c->resource.client_key, "./var/pki/server.key");
