@@ -152,7 +152,7 @@ struct sg_sdd {
 	struct chan *chans;
 	size_t nchans;
 	struct sg_addrtab unauth; /* channels not yet authenticated, per client address */
-	atomic_ullong refused_total, refused_addr, refused_user; /* channels refused (G4) */
+	atomic_ullong refused_chans, refused_addr, refused_user; /* channels refused (G4) */
 	int64_t next_token_check;
 	/* notifications */
 	pthread_t nth;

@@ -1056,7 +1056,7 @@ void sdd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
 	int keyed = sg_addr_key(sa, (size_t)salen, key) == 0;
 	atomic_ullong *refused = NULL;
 	if (s->nchans >= s->conf->sdd.max_channels)
-		refused = &s->refused_total;
+		refused = &s->refused_chans;
 	else if (keyed && sg_addrtab_get(&s->unauth, key) >= s->conf->sdd.max_unauth_per_addr)
 		refused = &s->refused_addr;
 	if (refused || atomic_load(&s->stop)) {

@@ -284,7 +284,7 @@ sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out)
 	    "# TYPE sealguard_sdd_notifications_total counter\n"
 	    "sealguard_sdd_notifications_total{result=\"sent\"} %llu\n"
 	    "sealguard_sdd_notifications_total{result=\"failed\"} %llu\n",
-	    C(chans_open), C(refused_total), C(refused_addr), C(refused_user), flows, trans,
+	    C(chans_open), C(refused_chans), C(refused_addr), C(refused_user), flows, trans,
 	    C(bytes_up), C(bytes_down), C(dup_dropped), C(notif_sent), C(notif_failed));
 #undef C
 }
