@@ -10,32 +10,14 @@
 # over mutual TLS, and a SEALDD server restart.
 . "$(dirname "$0")/lib/common.sh"
 
-sg_ports
-DATA=$(free_port)
 ECHO=$(free_port)
 NOTIF=$(free_port)
-sg_write_config "$T/sg.yaml"
-cat >>"$T/sg.yaml" <<YAML
-idm:
-  scrypt_ln: 10
-sdd:
-  data_bind: 127.0.0.1:$DATA
-  flow_lifetime_s: 120
+sg_sdd_start "  flow_lifetime_s: 120
   max_subscriptions: 3
-  max_subscriptions_per_server: 2
-YAML
-PKI=$T/state/pki
-SG() { "$SG_BIN" --config "$T/sg.yaml" "$@"; }
-# A VAL server's data endpoint is a TLS server: its certificate needs serverAuth besides
-# clientAuth, with the VAL server's identity as SAN (pki init --seal-server makes such ones).
-SG pki init --dir "$PKI" --seal-server v2x-app --seal-server evil-app >/dev/null
-sg_start "$T/sg.yaml" || { not_ok "server start"; sg_done; }
-CA=$PKI/ca.crt
+  max_subscriptions_per_server: 2" v2x-app evil-app
 ISS=https://localhost:$UU
 SISS=https://localhost:$S
-VAL=(--cert "$PKI/seal-servers/v2x-app.crt" --key "$PKI/seal-servers/v2x-app.key")
 EVIL=(--cert "$PKI/seal-servers/evil-app.crt" --key "$PKI/seal-servers/evil-app.key")
-C=(curl -s --cacert "$CA")
 schema() { printf '%s' "$3" >"$T/v.json"; openapi_validate "$1" "$2" "$T/v.json"; }
 req() {
 	"${C[@]}" -D "$T/h" -o "$T/b" "$@"
@@ -44,15 +26,7 @@ req() {
 }
 ECHO_PID=""
 NOTIF_PID=""
-start_echo() {
-	"$SG_BIN" --config "$T/sg.yaml" dd echo-server --bind "127.0.0.1:$ECHO" "${VAL[@]}" --cacert "$CA" 2>>"$T/echo.log" &
-	ECHO_PID=$!
-	for _ in $(seq 1 50); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$ECHO") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
+start_echo() { sg_echo_start "$ECHO"; }
 stop_echo() { [ -n "$ECHO_PID" ] && kill "$ECHO_PID" 2>/dev/null && wait "$ECHO_PID" 2>/dev/null; ECHO_PID=""; }
 cleanup_sdd() {
 	stop_echo

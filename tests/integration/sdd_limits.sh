@@ -6,44 +6,13 @@
 # in /metrics; what was refused comes back once the holders go.
 . "$(dirname "$0")/lib/common.sh"
 
-sg_ports
-DATA=$(free_port)
 ECHO=$(free_port)
-sg_write_config "$T/sg.yaml"
-cat >>"$T/sg.yaml" <<YAML
-idm:
-  scrypt_ln: 10
-sdd:
-  data_bind: 127.0.0.1:$DATA
-  max_unauthenticated_per_address: 3
-  max_channels_per_user: 2
-YAML
-PKI=$T/state/pki
-SG() { "$SG_BIN" --config "$T/sg.yaml" "$@"; }
-SG pki init --dir "$PKI" --seal-server v2x-app >/dev/null
-sg_start "$T/sg.yaml" || { not_ok "server start"; sg_done; }
-CA=$PKI/ca.crt
-VAL=(--cert "$PKI/seal-servers/v2x-app.crt" --key "$PKI/seal-servers/v2x-app.key")
-C=(curl -s --cacert "$CA")
-"$SG_BIN" --config "$T/sg.yaml" dd echo-server --bind "127.0.0.1:$ECHO" "${VAL[@]}" --cacert "$CA" 2>>"$T/echo.log" &
-ECHO_PID=$!
+sg_sdd_start "  max_unauthenticated_per_address: 3
+  max_channels_per_user: 2"
 trap 'kill "$ECHO_PID" 2>/dev/null; sg_cleanup' EXIT
-for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$ECHO") 2>/dev/null && break; sleep 0.1; done
+sg_echo_start "$ECHO"
 metric() { curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v k="$1" '$1==k{print $2}'; }
-
-for u in alice bob; do
-	printf '%s-pass-1\n' "$u" >"$T/$u.pw"
-	expect "user add $u" SG user add "$u" --password-file "$T/$u.pw" --val-user-id "v2x=$u@v2x"
-done
-expect "client add ue-app" SG client add ue-app --redirect-uri http://127.0.0.1/callback --secret-file "$T/ue.secret"
-expect "valserver add v2x-app" SG valserver add v2x-app --identity DNS:v2x-app --val-service v2x
-sleep 1.2
-VT=$(jget "$("${C[@]}" "${VAL[@]}" -d grant_type=client_credentials -d resource=sealguard:sdd -d client_id=v2x-app "https://localhost:$S/oauth2/token")" access_token)
-TR="{\"valServiceId\":\"v2x\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO}}"
-expect_match "request-trans for v2x" '"ddServerConnInfo"' "$("${C[@]}" "${VAL[@]}" -H "Authorization: Bearer $VT" -H 'Content-Type: application/json' -d "$TR" "https://localhost:$S/sdd-trans/v1/regular/request-trans")"
-for u in alice bob; do
-	expect "$u logs in" SG login --issuer "https://localhost:$UU" --client-id ue-app --client-secret-file "$T/ue.secret" --username "$u" --password-file "$T/$u.pw" --cacert "$CA" --token-cache "$T/$u.tokens" --scope "openid sdd"
-done
+sg_sdd_provision "$ECHO" alice bob
 tok() { py 'import json,sys;print(json.load(open(sys.argv[1]))["access_token"])' "$T/$1.tokens"; }
 
 # One script drives raw connections and reports what each step saw, one word per step.

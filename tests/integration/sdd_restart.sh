@@ -10,29 +10,14 @@
 # of the previous schema version is migrated.
 . "$(dirname "$0")/lib/common.sh"
 
-sg_ports
-DATA=$(free_port)
 ECHO=$(free_port)
 ECHO2=$(free_port)
 NOTIF=$(free_port)
-sg_write_config "$T/sg.yaml"
-cat >>"$T/sg.yaml" <<YAML
-idm:
-  scrypt_ln: 10
-sdd:
-  data_bind: 127.0.0.1:$DATA
-YAML
-PKI=$T/state/pki
+sg_sdd_start "" v2x-app evil-app
 DBF=$T/state/sealguard.db
-SG() { "$SG_BIN" --config "$T/sg.yaml" "$@"; }
-SG pki init --dir "$PKI" --seal-server v2x-app --seal-server evil-app >/dev/null
-sg_start "$T/sg.yaml" || { not_ok "server start"; sg_done; }
-CA=$PKI/ca.crt
 ISS=https://localhost:$UU
 SISS=https://localhost:$S
-VAL=(--cert "$PKI/seal-servers/v2x-app.crt" --key "$PKI/seal-servers/v2x-app.key")
 EVIL=(--cert "$PKI/seal-servers/evil-app.crt" --key "$PKI/seal-servers/evil-app.key")
-C=(curl -s --cacert "$CA")
 canon() { py 'import sys,json; print(json.dumps(json.loads(sys.argv[1]),sort_keys=True))' "$1" 2>/dev/null; }
 req() {
 	"${C[@]}" -D "$T/h" -o "$T/b" "$@"
@@ -48,15 +33,7 @@ sg_kill() {
 }
 ECHO_PID=""
 NOTIF_PID=""
-start_echo() {
-	"$SG_BIN" --config "$T/sg.yaml" dd echo-server --bind "127.0.0.1:$ECHO" "${VAL[@]}" --cacert "$CA" 2>>"$T/echo.log" &
-	ECHO_PID=$!
-	for _ in $(seq 1 50); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$ECHO") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
+start_echo() { sg_echo_start "$ECHO"; }
 cleanup_sdd() {
 	[ -n "$ECHO_PID" ] && kill "$ECHO_PID" 2>/dev/null
 	[ -n "$NOTIF_PID" ] && kill "$NOTIF_PID" 2>/dev/null

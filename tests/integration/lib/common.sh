@@ -156,3 +156,65 @@ openapi_validate() {
 	fi
 	"$v" "$SG_SHARED_DIR/openapi/multi" "$1" "$2" "$3"
 }
+
+# --- SEALDD tests ---
+
+# sg_sdd_start EXTRA_SDD_KEYS [VAL_SERVER...]: a server with the sdd role. Writes the
+# configuration (fast logins: idm.scrypt_ln 10; the data endpoint on DATA, a free port; the
+# extra keys, each line indented as a key under sdd:), makes the development PKI with
+# certificates for the named VAL servers (default v2x-app; `pki init --seal-server` gives them
+# serverAuth besides clientAuth, as a VAL server's data endpoint is a TLS server) and starts
+# the server. Sets DATA,
+# PKI, CA, C (curl trusting the CA), VAL (v2x-app's certificate and key) and SG (the CLI with
+# this configuration).
+sg_sdd_start() {
+	local extra=$1 vs=() v
+	shift
+	for v in "${@:-v2x-app}"; do vs+=(--seal-server "$v"); done
+	sg_ports
+	DATA=$(free_port)
+	sg_write_config "$T/sg.yaml"
+	printf 'idm:\n  scrypt_ln: 10\nsdd:\n  data_bind: 127.0.0.1:%s\n%s\n' "$DATA" "$extra" >>"$T/sg.yaml"
+	PKI=$T/state/pki
+	CA=$PKI/ca.crt
+	C=(curl -s --cacert "$CA")
+	VAL=(--cert "$PKI/seal-servers/v2x-app.crt" --key "$PKI/seal-servers/v2x-app.key")
+	SG() { "$SG_BIN" --config "$T/sg.yaml" "$@"; }
+	SG pki init --dir "$PKI" "${vs[@]}" >/dev/null
+	sg_start "$T/sg.yaml" || { not_ok "server start"; sg_done; }
+}
+
+# sg_echo_start PORT: `sealguard dd echo-server` on 127.0.0.1:PORT as v2x-app's VAL server
+# endpoint (mutual TLS); sets ECHO_PID; fails when the port does not open within 5 s.
+sg_echo_start() {
+	"$SG_BIN" --config "$T/sg.yaml" dd echo-server --bind "127.0.0.1:$1" "${VAL[@]}" --cacert "$CA" 2>>"$T/echo.log" &
+	ECHO_PID=$!
+	for _ in $(seq 1 50); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# sg_sdd_provision ECHO_PORT USER...: the users (password USER-pass-1 in $T/USER.pw, VAL user
+# USER@v2x), the client ue-app, the VAL server v2x-app serving v2x, its transmission of v2x to
+# the echo endpoint on ECHO_PORT (request-trans over SEAL-S), and each user logged in with
+# scope "openid sdd" (tokens in $T/USER.tokens).
+sg_sdd_provision() {
+	local echo_port=$1 u
+	shift
+	for u in "$@"; do
+		printf '%s-pass-1\n' "$u" >"$T/$u.pw"
+		expect "user add $u" SG user add "$u" --password-file "$T/$u.pw" --val-user-id "v2x=$u@v2x"
+	done
+	expect "client add ue-app" SG client add ue-app --redirect-uri http://127.0.0.1/callback --secret-file "$T/ue.secret"
+	expect "valserver add v2x-app" SG valserver add v2x-app --identity DNS:v2x-app --val-service v2x
+	sleep 1.2
+	local vt tr
+	vt=$(jget "$("${C[@]}" "${VAL[@]}" -d grant_type=client_credentials -d resource=sealguard:sdd -d client_id=v2x-app "https://localhost:$S/oauth2/token")" access_token)
+	tr="{\"valServiceId\":\"v2x\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$echo_port}}"
+	expect_match "request-trans for v2x" '"ddServerConnInfo"' "$("${C[@]}" "${VAL[@]}" -H "Authorization: Bearer $vt" -H 'Content-Type: application/json' -d "$tr" "https://localhost:$S/sdd-trans/v1/regular/request-trans")"
+	for u in "$@"; do
+		expect "$u logs in" SG login --issuer "https://localhost:$UU" --client-id ue-app --client-secret-file "$T/ue.secret" --username "$u" --password-file "$T/$u.pw" --cacert "$CA" --token-cache "$T/$u.tokens" --scope "openid sdd"
+	done
+}
