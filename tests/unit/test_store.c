@@ -1182,6 +1182,22 @@ static void watchdog(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(arg);
 }
 
+/* Runs c's loop until its jobs are all done (job_done/early_done break it) or 10 s have passed,
+ * then what is still queued on it (ran notices overtaken by done free their jobs there). */
+static void run_loop(struct pool_ctx *c)
+{
+	struct timeval tv = {10, 0};
+	struct event *wd = evtimer_new(c->base, watchdog, c->base);
+	assert_non_null(wd);
+	evtimer_add(wd, &tv);
+	event_base_loop(c->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	event_base_loop(c->base, EVLOOP_NONBLOCK);
+	event_free(wd);
+	assert_int_equal(c->done, c->expected);
+	assert_int_equal(c->wrong_thread, 0);
+	assert_int_equal(c->failures, 0);
+}
+
 static void test_pool_completions_on_loop(void **state)
 {
 	struct fx *f = *state;
@@ -1204,14 +1220,7 @@ static void test_pool_completions_on_loop(void **state)
 			                                      &args[i], ctx.base),
 			                 SG_OK);
 	}
-	struct timeval tv = {10, 0};
-	struct event *wd = evtimer_new(ctx.base, watchdog, ctx.base);
-	evtimer_add(wd, &tv);
-	event_base_loop(ctx.base, EVLOOP_NO_EXIT_ON_EMPTY);
-	assert_int_equal(ctx.done, NJOBS);
-	assert_int_equal(ctx.wrong_thread, 0);
-	assert_int_equal(ctx.failures, 0);
-	event_free(wd);
+	run_loop(&ctx);
 	sg_store_pool_destroy(pool);
 	event_base_free(ctx.base);
 
@@ -1322,15 +1331,7 @@ static void test_pool_early_handoff(void **state)
 	assert_int_equal(
 	    sg_store_pool_submit_early(pool, job_early, &lone, early_ran, early_done, &lone, NULL),
 	    SG_ERR_INVALID);
-	struct timeval tv = {10, 0};
-	struct event *wd = evtimer_new(ctx.base, watchdog, ctx.base);
-	evtimer_add(wd, &tv);
-	event_base_loop(ctx.base, EVLOOP_NO_EXIT_ON_EMPTY);
-	/* the ran chains still queued on the loop (if done overtook them) free their jobs */
-	event_base_loop(ctx.base, EVLOOP_NONBLOCK);
-	assert_int_equal(ctx.done, NJOBS);
-	assert_int_equal(ctx.wrong_thread, 0);
-	assert_int_equal(ctx.failures, 0);
+	run_loop(&ctx);
 	int rans = 0;
 	for (int i = 0; i < NJOBS; i++) {
 		assert_int_equal(args[i].done, 1);
@@ -1340,7 +1341,6 @@ static void test_pool_early_handoff(void **state)
 		rans += args[i].ran;
 	}
 	assert_true(rans > 0); /* the loop idles while the writer commits: notices do arrive */
-	event_free(wd);
 	sg_store_pool_destroy(pool);
 	event_base_free(ctx.base);
 	int failed = 0;
