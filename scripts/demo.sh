@@ -10,6 +10,7 @@ SG=$(cd "$(dirname "$SG")" && pwd)/$(basename "$SG")
 STATE=$(mktemp -d /tmp/sealguard-demo.XXXXXX)
 PKI=$STATE/pki
 PID=""
+. "$(dirname "$0")/lib/wait-ready.sh"
 B_PID=""    # the second SEALDD server (section 8)
 ECHO_PID="" # dd-app's data endpoint (section 8)
 RECV_PID="" # a SEALDD client waiting on a flow (section 8)
@@ -165,20 +166,9 @@ step "4 MiB: SEALDD client -> data endpoint (TLS 1.3) -> VAL server (mTLS) -> ba
 step "the flow with a token for key management only (aud sealguard:km)" refused "$SG" --state-dir "$STATE" dd send --flow "$FID" --in "$STATE/payload" --token-cache "$KCACHE"
 step "alice releases the flow" ok "$SG" --state-dir "$STATE" dd close --flow "$FID" --token-cache "$DCACHE"
 step "... data on the released flow" refused "$SG" --state-dir "$STATE" dd send --flow "$FID" --in "$STATE/payload" --token-cache "$DCACHE"
-# wait_up ADMIN_PORT PID LOG: poll a server's admin /healthz until it answers (stop if it died)
+# wait_up ADMIN_PORT PID LOG: the server is up and ready, or the demo stops with its log
 wait_up() {
-	for _ in $(seq 1 100); do
-		if curl -sf "http://127.0.0.1:$1/healthz" >/dev/null 2>&1; then
-			# and up to 3 s more for /readyz: tokens can be verified
-			for _ in $(seq 1 30); do
-				curl -sf "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && break
-				sleep 0.1
-			done
-			return 0
-		fi
-		kill -0 "$2" 2>/dev/null || break
-		sleep 0.1
-	done
+	sg_wait_ready "$1" "$2" && return 0
 	echo "demo: the server did not start:"
 	cat "$3"
 	exit 1

@@ -81,7 +81,7 @@ cleanup_ddc() {
 trap cleanup_ddc EXIT
 "$SG_BIN" --config "$T/b.yaml" serve >"$T/b.log" 2>&1 &
 B_PID=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$ADMINB/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+sg_wait_ready "$ADMINB" "$B_PID"
 expect "server B (roles sdd) starts" curl -sf "http://127.0.0.1:$ADMINB/healthz"
 
 VALC=(--cert "$PKI/seal-servers/v2x-app.crt" --key "$PKI/seal-servers/v2x-app.key")

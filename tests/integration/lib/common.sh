@@ -97,24 +97,15 @@ $limits
 YAML
 }
 
-# sg_start CONFIG [ARGS...]: starts the server, waits until the admin /healthz answers.
+. "$SG_SOURCE_DIR/scripts/lib/wait-ready.sh"
+
+# sg_start CONFIG [ARGS...]: starts the server, waits until it is up and ready
+# (sg_wait_ready).
 sg_start() {
 	local conf=$1; shift
 	"$SG_BIN" --config "$conf" serve "$@" >"$T/server.log" 2>&1 &
 	SG_PID=$!
-	for _ in $(seq 1 100); do
-		if curl -sf "http://127.0.0.1:$ADMIN/healthz" >/dev/null 2>&1; then
-			# and, for up to 3 s more, ready: tokens can be verified (a server whose
-			# identity management is unreachable on purpose is started all the same)
-			for _ in $(seq 1 30); do
-				curl -sf "http://127.0.0.1:$ADMIN/readyz" >/dev/null 2>&1 && break
-				sleep 0.1
-			done
-			return 0
-		fi
-		if ! kill -0 "$SG_PID" 2>/dev/null; then break; fi
-		sleep 0.1
-	done
+	sg_wait_ready "$ADMIN" "$SG_PID" && return 0
 	echo "server did not start:"; tail -20 "$T/server.log"
 	return 1
 }
