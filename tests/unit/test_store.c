@@ -1182,6 +1182,20 @@ static void watchdog(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(arg);
 }
 
+/* A pool of `threads` on path and a loop in c that expects `expected` completions. */
+static struct sg_store_pool *pool_with_loop(const char *path, unsigned threads, struct pool_ctx *c,
+                                            int expected)
+{
+	struct sg_store_pool *pool = NULL;
+	char err[256] = "";
+	assert_int_equal(sg_store_pool_create("sqlite", path, threads, &pool, err, sizeof err),
+	                 SG_OK);
+	*c = (struct pool_ctx){
+	    .base = event_base_new(), .loop_thread = pthread_self(), .expected = expected};
+	assert_non_null(c->base);
+	return pool;
+}
+
 /* Runs c's loop until its jobs are all done (job_done/early_done break it) or 10 s have passed,
  * then what is still queued on it (ran notices overtaken by done free their jobs there). */
 static void run_loop(struct pool_ctx *c)
@@ -1201,14 +1215,10 @@ static void run_loop(struct pool_ctx *c)
 static void test_pool_completions_on_loop(void **state)
 {
 	struct fx *f = *state;
-	struct sg_store_pool *pool = NULL;
-	char err[256] = "";
-	assert_int_equal(sg_store_pool_create("sqlite", f->path, 3, &pool, err, sizeof err), SG_OK);
-	struct pool_ctx ctx = {.base = event_base_new(), .loop_thread = pthread_self()};
-	assert_non_null(ctx.base);
 	enum { NJOBS = 200 };
+	struct pool_ctx ctx;
+	struct sg_store_pool *pool = pool_with_loop(f->path, 3, &ctx, NJOBS);
 	static struct pool_arg args[NJOBS];
-	ctx.expected = NJOBS;
 	for (int i = 0; i < NJOBS; i++) {
 		args[i] = (struct pool_arg){.ctx = &ctx, .i = i, .fail = (i % 50 == 7)};
 		if (i % 10 == 3)
@@ -1311,14 +1321,10 @@ static void early_done(sg_err rc, void *arg)
 static void test_pool_early_handoff(void **state)
 {
 	struct fx *f = *state;
-	struct sg_store_pool *pool = NULL;
-	char err[256] = "";
-	assert_int_equal(sg_store_pool_create("sqlite", f->path, 2, &pool, err, sizeof err), SG_OK);
-	struct pool_ctx ctx = {.base = event_base_new(), .loop_thread = pthread_self()};
-	assert_non_null(ctx.base);
 	enum { NJOBS = 150 };
+	struct pool_ctx ctx;
+	struct sg_store_pool *pool = pool_with_loop(f->path, 2, &ctx, NJOBS);
 	static struct early_arg args[NJOBS];
-	ctx.expected = NJOBS;
 	for (int i = 0; i < NJOBS; i++) {
 		args[i] = (struct early_arg){.ctx = &ctx, .i = i, .fail = i % 9 == 4};
 		/* every third one without ran: mixed in the same batches */
