@@ -112,6 +112,14 @@ static struct sg_store_client mk_client(const char *id, char **uris, size_t n)
 	return c;
 }
 
+/* The client "simc" (redirect URI https://app/cb) of the grant tests. */
+static void add_simc(struct sg_store *st)
+{
+	char *uris[] = {"https://app/cb"};
+	struct sg_store_client c = mk_client("simc", uris, 1);
+	assert_int_equal(sg_store_client_add(st, &c), SG_OK);
+}
+
 static void test_open_file_mode_and_drivers(void **state)
 {
 	struct fx *f = *state;
@@ -393,9 +401,7 @@ static void test_code_single_use(void **state)
 {
 	struct fx *f = *state;
 	struct sg_store *st = open_ok(f->path);
-	char *uris[] = {"https://app/cb"};
-	struct sg_store_client c = mk_client("simc", uris, 1);
-	assert_int_equal(sg_store_client_add(st, &c), SG_OK);
+	add_simc(st);
 	int64_t now = sg_now_ms();
 	struct sg_store_code code = {.client_id = "simc",
 	                             .sub = "SUB",
@@ -466,9 +472,7 @@ static void test_refresh_rotation_and_revocation(void **state)
 {
 	struct fx *f = *state;
 	struct sg_store *st = open_ok(f->path);
-	char *uris[] = {"https://app/cb"};
-	struct sg_store_client c = mk_client("simc", uris, 1);
-	assert_int_equal(sg_store_client_add(st, &c), SG_OK);
+	add_simc(st);
 	int64_t now = sg_now_ms();
 	struct sg_store_refresh r1 = {.digest = {1},
 	                              .digest_len = 32,
@@ -1023,9 +1027,7 @@ static void test_migration_6_keeps_codes_and_refresh_tokens(void **state)
 {
 	struct fx *f = *state;
 	struct sg_store *st = open_ok(f->path);
-	char *uris[] = {"https://app/cb"};
-	struct sg_store_client c = mk_client("simc", uris, 1);
-	assert_int_equal(sg_store_client_add(st, &c), SG_OK);
+	add_simc(st);
 	int64_t now = sg_now_ms();
 	struct sg_store_code code = mk_code(0x61, "simc", "SUB", "grant-M", now + 60000);
 	assert_int_equal(sg_store_code_put(st, &code), SG_OK);
@@ -1094,9 +1096,7 @@ static void test_generation_sees_other_connection(void **state)
 	struct sg_store *cli = open_ok(f->path); /* simulates the CLI on a running server's dir */
 	uint64_t g0 = 0, g1 = 0, g2 = 0, g3 = 0;
 	assert_int_equal(sg_store_generation(server, &g0), SG_OK);
-	char *uris[] = {"https://app/cb"};
-	struct sg_store_client c = mk_client("simc", uris, 1);
-	assert_int_equal(sg_store_client_add(cli, &c), SG_OK);
+	add_simc(cli);
 	assert_int_equal(sg_store_generation(server, &g1), SG_OK);
 	assert_true(g1 != g0);
 	/* Non-registry writes do not invalidate registry caches. */
@@ -1105,7 +1105,7 @@ static void test_generation_sees_other_connection(void **state)
 	                             .digest_len = 16,
 	                             .client_id = "simc",
 	                             .sub = "s",
-	                             .redirect_uri = uris[0],
+	                             .redirect_uri = "https://app/cb",
 	                             .scope = "openid",
 	                             .code_challenge = "x",
 	                             .expires_at = now + 1000,
