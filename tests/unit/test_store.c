@@ -1163,16 +1163,22 @@ static sg_err job_read(struct sg_store *st, void *arg)
 	return sg_store_generation(st, &g);
 }
 
-static void job_done(sg_err rc, void *arg)
+/* A completion: on the loop's thread, failed exactly when the job was made to fail; the last
+ * one stops the loop. */
+static void pool_done(struct pool_ctx *c, sg_err rc, int fail)
 {
-	struct pool_arg *a = arg;
-	struct pool_ctx *c = a->ctx;
 	if (!pthread_equal(pthread_self(), c->loop_thread))
 		c->wrong_thread++;
-	if ((rc != SG_OK) != (a->fail != 0))
+	if ((rc != SG_OK) != (fail != 0))
 		c->failures++;
 	if (++c->done == c->expected)
 		event_base_loopbreak(c->base);
+}
+
+static void job_done(sg_err rc, void *arg)
+{
+	struct pool_arg *a = arg;
+	pool_done(a->ctx, rc, a->fail);
 }
 
 static void watchdog(evutil_socket_t fd, short what, void *arg)
@@ -1308,14 +1314,8 @@ static void early_ran(sg_err rc, void *arg)
 static void early_done(sg_err rc, void *arg)
 {
 	struct early_arg *a = arg;
-	struct pool_ctx *c = a->ctx;
-	if (!pthread_equal(pthread_self(), c->loop_thread))
-		c->wrong_thread++;
-	if ((rc != SG_OK) != (a->fail != 0))
-		c->failures++;
 	a->done++;
-	if (++c->done == c->expected)
-		event_base_loopbreak(c->base);
+	pool_done(a->ctx, rc, a->fail);
 }
 
 static void test_pool_early_handoff(void **state)
