@@ -27,6 +27,7 @@
  * pages, so the WAL stays bounded as before. */
 #include "store/backend.h"
 
+#include "base/clock.h"
 #include "base/log.h"
 
 #include <event2/event.h>
@@ -42,13 +43,6 @@
 #define SG_POOL_CKPT_PAGES    1000 /* wake the checkpointer (SQLite's default threshold) */
 #define SG_POOL_CKPT_FORCE    8000 /* the writer checkpoints itself (~32 MB of WAL) */
 #define SG_POOL_CKPT_PAUSE_MS 5    /* between two checkpoints: a few batches each, not one */
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 struct pool_job {
 	struct pool_job *next;
@@ -67,7 +61,7 @@ struct pool_job {
 	sg_err ran_rc;  /* the body's result as ran hears it (rc may still change) */
 	int ran_posted; /* worker side */
 	int ran_seen, done_seen;
-	int64_t due_ns; /* lazy jobs: run by then (CLOCK_MONOTONIC) */
+	int64_t due_us; /* lazy jobs: run by then (sg_mono_us) */
 };
 
 struct pool_queue {
@@ -276,14 +270,14 @@ static void run_batch(struct sg_store *st, struct pool_job *batch)
 
 /* The writer's next batch: the queued durable jobs (up to SG_POOL_BATCH) with every lazy job
  * riding along, or the lazy jobs alone once the oldest is due or the pool stops. With nothing
- * to run yet, *wait_ns is the time (CLOCK_MONOTONIC) the oldest lazy job falls due, 0 when
- * there is none. Called with p->mu held. */
-static struct pool_job *take_writes(struct sg_store_pool *p, int64_t *wait_ns)
+ * to run yet, *wait_us is the time (sg_mono_us, CLOCK_MONOTONIC) the oldest lazy job falls due, 0
+ * when there is none. Called with p->mu held. */
+static struct pool_job *take_writes(struct sg_store_pool *p, int64_t *wait_us)
 {
-	*wait_ns = 0;
+	*wait_us = 0;
 	struct pool_job *batch = q_take(&p->wq, SG_POOL_BATCH);
-	if (!batch && p->lq.head && !p->stopping && mono_ns() < p->lq.head->due_ns) {
-		*wait_ns = p->lq.head->due_ns;
+	if (!batch && p->lq.head && !p->stopping && sg_mono_us() < p->lq.head->due_us) {
+		*wait_us = p->lq.head->due_us;
 		return NULL;
 	}
 	struct pool_job *lazy = q_take(&p->lq, 1 << 30);
@@ -315,8 +309,8 @@ static void *worker_main(void *arg)
 			if (p->stopping)
 				break;
 			if (due) {
-				struct timespec ts = {(time_t)(due / 1000000000),
-				                      (long)(due % 1000000000)};
+				struct timespec ts = {(time_t)(due / 1000000),
+				                      (long)(due % 1000000) * 1000};
 				pthread_cond_timedwait(cv, &p->mu, &ts);
 			} else {
 				pthread_cond_wait(cv, &p->mu);
@@ -499,7 +493,7 @@ static sg_err submit(struct sg_store_pool *p, enum job_kind kind, sg_store_job_f
 	j->notify = notify;
 	j->read = read;
 	if (kind == JOB_LAZY)
-		j->due_ns = mono_ns() + (int64_t)SG_STORE_LAZY_MS * 1000000;
+		j->due_us = sg_mono_us() + (int64_t)SG_STORE_LAZY_MS * 1000;
 	pthread_mutex_lock(&p->mu);
 	if (p->stopping) {
 		pthread_mutex_unlock(&p->mu);
