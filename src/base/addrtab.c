@@ -1,4 +1,4 @@
-/* base/addrtab.c: counts per client address (base/addrtab.h). */
+/* base/addrtab.c: a value per client address (base/addrtab.h). */
 #include "base/addrtab.h"
 
 #include "base/rand.h"
@@ -8,9 +8,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
-struct sg_addrcnt {
+struct sg_addrent {
 	uint8_t key[16];
-	unsigned n; /* 0: free slot */
+	uint64_t n; /* 0: free slot */
 };
 
 int sg_addr_key(const void *sockaddr, size_t len, uint8_t key[16])
@@ -49,10 +49,10 @@ static size_t at_find(const struct sg_addrtab *t, const uint8_t key[16])
 	return i;
 }
 
-static int at_grow(struct sg_addrtab *t)
+/* Rehashes the live entries into a table of ncap slots (the seed is drawn once). */
+static int at_rehash(struct sg_addrtab *t, size_t ncap)
 {
-	size_t ncap = t->cap ? t->cap * 2 : 64;
-	struct sg_addrcnt *nv = calloc(ncap, sizeof *nv);
+	struct sg_addrent *nv = calloc(ncap, sizeof *nv);
 	if (!nv)
 		return -1;
 	if (!t->cap && sg_random_bytes(&t->seed, sizeof t->seed) != SG_OK) {
@@ -68,32 +68,17 @@ static int at_grow(struct sg_addrtab *t)
 	return 0;
 }
 
-unsigned sg_addrtab_inc(struct sg_addrtab *t, const uint8_t key[16])
-{
-	if ((t->used + 1) * 2 > t->cap && at_grow(t) != 0) /* load factor at most 1/2 */
-		return 0;
-	size_t i = at_find(t, key);
-	if (!t->v[i].n) {
-		memcpy(t->v[i].key, key, 16);
-		t->used++;
-	}
-	return ++t->v[i].n;
-}
-
-unsigned sg_addrtab_get(const struct sg_addrtab *t, const uint8_t key[16])
+uint64_t sg_addrtab_get(const struct sg_addrtab *t, const uint8_t key[16])
 {
 	return t->cap ? t->v[at_find(t, key)].n : 0;
 }
 
-void sg_addrtab_dec(struct sg_addrtab *t, const uint8_t key[16])
+/* Empties slot i; later entries of the probe run move back into the gap unless their home
+ * slot lies cyclically in (gap, their slot] (removal without tombstones). */
+static void at_remove(struct sg_addrtab *t, size_t i)
 {
-	if (!t->cap)
-		return;
-	size_t i = at_find(t, key), mask = t->cap - 1;
-	if (!t->v[i].n || --t->v[i].n)
-		return;
-	/* removal without tombstones: later entries of the probe run move back into the gap
-	 * unless their home slot lies cyclically in (gap, their slot] */
+	size_t mask = t->cap - 1;
+	t->v[i].n = 0;
 	t->used--;
 	for (size_t j = (i + 1) & mask; t->v[j].n; j = (j + 1) & mask) {
 		size_t k = at_slot(t, t->v[j].key);
@@ -104,6 +89,53 @@ void sg_addrtab_dec(struct sg_addrtab *t, const uint8_t key[16])
 			i = j;
 		}
 	}
+}
+
+int sg_addrtab_set(struct sg_addrtab *t, const uint8_t key[16], uint64_t v)
+{
+	if (!v) {
+		if (t->cap) {
+			size_t i = at_find(t, key);
+			if (t->v[i].n)
+				at_remove(t, i);
+		}
+		return 0;
+	}
+	size_t i = t->cap ? at_find(t, key) : 0;
+	if (!t->cap || !t->v[i].n) {
+		/* load factor at most 1/2 */
+		if ((t->used + 1) * 2 > t->cap && at_rehash(t, t->cap ? t->cap * 2 : 64) != 0)
+			return -1;
+		i = at_find(t, key);
+		memcpy(t->v[i].key, key, 16);
+		t->used++;
+	}
+	t->v[i].n = v;
+	return 0;
+}
+
+void sg_addrtab_prune(struct sg_addrtab *t, int (*drop)(uint64_t v, void *arg), void *arg)
+{
+	/* in place: a removal may move a later entry into slot i, which is then looked at again;
+	 * entries only move back into the gap, never past the slot being looked at */
+	for (size_t i = 0; i < t->cap;)
+		if (t->v[i].n && drop(t->v[i].n, arg))
+			at_remove(t, i);
+		else
+			i++;
+}
+
+unsigned sg_addrtab_inc(struct sg_addrtab *t, const uint8_t key[16])
+{
+	uint64_t n = sg_addrtab_get(t, key) + 1;
+	return sg_addrtab_set(t, key, n) == 0 ? (unsigned)n : 0;
+}
+
+void sg_addrtab_dec(struct sg_addrtab *t, const uint8_t key[16])
+{
+	uint64_t n = sg_addrtab_get(t, key);
+	if (n)
+		sg_addrtab_set(t, key, n - 1);
 }
 
 void sg_addrtab_free(struct sg_addrtab *t)

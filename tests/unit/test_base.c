@@ -1,4 +1,5 @@
-/* Unit tests of base/: base64url, buffers, JSON escaping, durable file writes, address counts. */
+/* Unit tests of base/: base64url, buffers, JSON escaping, durable file writes, address tables,
+ * request rate limits. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include "base/file.h"
 #include "base/log.h"
 #include "base/rand.h"
+#include "base/ratelimit.h"
 
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -195,6 +197,115 @@ static void test_addrtab(void **state)
 	assert_int_equal(sg_addr_key(&a4, 4, k4), -1);
 }
 
+static int drop_below(uint64_t v, void *cut)
+{
+	return v < *(uint64_t *)cut;
+}
+
+static void key_of(uint8_t key[16], unsigned k)
+{
+	memset(key, 0, 16);
+	key[3] = (uint8_t)(k >> 8);
+	key[15] = (uint8_t)k;
+}
+
+/* Values other than counts (the rate limiter's arrival times): set, remove by set(0), and prune
+ * by a predicate in the middle of probe runs and across the table's wrap-around, against a plain
+ * array. */
+static void test_addrtab_prune(void **state)
+{
+	(void)state;
+	struct sg_addrtab t = {0};
+	enum { K = 2000 };
+	static uint64_t ref[K];
+	uint8_t key[16];
+	srand(11);
+	for (int round = 0; round < 40; round++) {
+		for (int op = 0; op < 3000; op++) {
+			unsigned k = (unsigned)rand() % K;
+			uint64_t v = rand() % 5 ? (uint64_t)rand() + 1 : 0; /* 1 in 5 removes */
+			key_of(key, k);
+			assert_int_equal(sg_addrtab_set(&t, key, v), 0);
+			ref[k] = v;
+		}
+		uint64_t cut = (uint64_t)rand();
+		sg_addrtab_prune(&t, drop_below, &cut);
+		size_t live = 0;
+		for (unsigned j = 0; j < K; j++) {
+			if (ref[j] < cut)
+				ref[j] = 0;
+			live += ref[j] != 0;
+			key_of(key, j);
+			assert_int_equal(sg_addrtab_get(&t, key), ref[j]);
+		}
+		assert_int_equal(t.used, live);
+	}
+	sg_addrtab_free(&t);
+}
+
+/* G4: GCRA per address: a burst at once, then one request per interval; addresses apart; an idle
+ * address has its burst again; a full table lets new addresses through untracked and makes room
+ * from idle ones (not more often than its sweep gap). */
+static void test_ratelimit(void **state)
+{
+	(void)state;
+	struct sg_ratelimit rl;
+	uint8_t a[16], b[16], c[16];
+	key_of(a, 1);
+	key_of(b, 2);
+	key_of(c, 3);
+	uint64_t now = 5000000000ull, retry = 0;
+	const uint64_t I = 100000; /* 10 per second */
+	sg_ratelimit_init(&rl, 10, 3, 2);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(sg_ratelimit_take(&rl, a, now, &retry), SG_RL_OK);
+	assert_int_equal(sg_ratelimit_take(&rl, a, now, &retry), SG_RL_LIMITED);
+	assert_int_equal(retry, I);
+	assert_int_equal(sg_ratelimit_take(&rl, b, now, &retry), SG_RL_OK); /* another address */
+	assert_int_equal(sg_ratelimit_take(&rl, a, now + I - 1, &retry), SG_RL_LIMITED);
+	assert_int_equal(retry, 1);
+	assert_int_equal(sg_ratelimit_take(&rl, a, now + I, &retry), SG_RL_OK);
+	assert_int_equal(sg_ratelimit_take(&rl, a, now + I, &retry), SG_RL_LIMITED);
+	/* a refusal costs nothing: the next interval still lets one through */
+	assert_int_equal(sg_ratelimit_take(&rl, a, now + 2 * I, &retry), SG_RL_OK);
+	/* the table holds 2 addresses, both busy: a third passes untracked, never refused */
+	assert_int_equal(sg_ratelimit_take(&rl, b, now + 2 * I, &retry), SG_RL_OK);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(sg_ratelimit_take(&rl, c, now + 2 * I, &retry), SG_RL_UNTRACKED);
+	/* later, a and b are idle (their whole burst back): the sweep makes room for c */
+	now += 10 * I;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(sg_ratelimit_take(&rl, c, now, &retry), SG_RL_OK);
+	assert_int_equal(sg_ratelimit_take(&rl, c, now, &retry), SG_RL_LIMITED);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(sg_ratelimit_take(&rl, a, now, &retry), SG_RL_OK);
+	assert_int_equal(rl.t.used, 2);
+	/* full of busy addresses again: b goes untracked until c and a are idle */
+	assert_int_equal(sg_ratelimit_take(&rl, b, now, &retry), SG_RL_UNTRACKED);
+	assert_int_equal(sg_ratelimit_take(&rl, b, now + 4 * I, &retry), SG_RL_OK);
+	sg_ratelimit_free(&rl);
+	/* a sweep that found nothing to drop is not repeated before 10 ms, even once a is idle */
+	sg_ratelimit_init(&rl, 1000, 1, 1);
+	assert_int_equal(sg_ratelimit_take(&rl, a, now, &retry), SG_RL_OK);
+	assert_int_equal(sg_ratelimit_take(&rl, b, now, &retry), SG_RL_UNTRACKED);
+	assert_int_equal(sg_ratelimit_take(&rl, b, now + 2000, &retry), SG_RL_UNTRACKED);
+	assert_int_equal(sg_ratelimit_take(&rl, b, now + 10000, &retry), SG_RL_OK);
+	sg_ratelimit_free(&rl);
+
+	/* burst 0 means the rate; a rate above 1e6/s still advances time */
+	sg_ratelimit_init(&rl, 4, 0, 16);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(sg_ratelimit_take(&rl, a, now, &retry), SG_RL_OK);
+	assert_int_equal(sg_ratelimit_take(&rl, a, now, &retry), SG_RL_LIMITED);
+	assert_int_equal(retry, 250000);
+	sg_ratelimit_free(&rl);
+	sg_ratelimit_init(&rl, 2000000, 1, 16);
+	assert_int_equal(sg_ratelimit_take(&rl, a, now, &retry), SG_RL_OK);
+	assert_int_equal(sg_ratelimit_take(&rl, a, now, &retry), SG_RL_LIMITED);
+	assert_int_equal(sg_ratelimit_take(&rl, a, now + 1, &retry), SG_RL_OK);
+	sg_ratelimit_free(&rl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -205,6 +316,8 @@ int main(void)
 	    cmocka_unit_test(test_file_atomic),
 	    cmocka_unit_test(test_random_token),
 	    cmocka_unit_test(test_addrtab),
+	    cmocka_unit_test(test_addrtab_prune),
+	    cmocka_unit_test(test_ratelimit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
