@@ -531,6 +531,17 @@ const char *sg_simc_metadata(const struct sg_simc *c, const char *name)
 	return c && c->meta ? json_string_value(json_object_get(c->meta, name)) : NULL;
 }
 
+/* The error for an answer other than 200 to a GET of what at url. */
+static sg_err status_fail(char *err, size_t errlen, const char *what, const char *url, long st)
+{
+	return sg_fail(err, errlen,
+	               st == 401   ? SG_ERR_DENIED
+	               : st == 429 ? SG_ERR_LIMIT
+	                           : SG_ERR_PROTO,
+	               "%s %s answered HTTP %ld%s", what, url, st,
+	               st == 429 ? " (too many requests from this address; try again later)" : "");
+}
+
 /* GET url expecting 200 with a JSON object; *out owned by the caller. */
 static sg_err get_json(struct sg_simc *c, const char *what, const char *url,
                        const char *const *headers, json_t **out, char *err, size_t errlen)
@@ -541,9 +552,9 @@ static sg_err get_json(struct sg_simc *c, const char *what, const char *url,
 	if (e != SG_OK)
 		return e;
 	if (r.status != 200) {
-		sg_http_response_free(&r);
-		return sg_fail(err, errlen, r.status == 401 ? SG_ERR_DENIED : SG_ERR_PROTO,
-		               "%s %s answered HTTP %ld", what, url, r.status);
+		long st = r.status;
+		sg_http_response_free(&r); /* (zeroes r) */
+		return status_fail(err, errlen, what, url, st);
 	}
 	json_error_t je;
 	json_t *j = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, &je);
@@ -564,9 +575,9 @@ static sg_err fetch_jwks(struct sg_simc *c, char *err, size_t errlen)
 	if (e != SG_OK)
 		return e;
 	if (r.status != 200) {
-		sg_http_response_free(&r);
-		return sg_fail(err, errlen, SG_ERR_PROTO, "JWKS %s answered HTTP %ld", uri,
-		               r.status);
+		long st = r.status;
+		sg_http_response_free(&r); /* (zeroes r) */
+		return status_fail(err, errlen, "JWKS", uri, st);
 	}
 	struct sg_jws_keyset *ks = NULL;
 	char why[256] = "";
@@ -1045,8 +1056,10 @@ sg_err sg_simc_login(struct sg_simc *c, const char *scope, const char *username,
 	if (e != SG_OK)
 		goto out;
 	if (r.status == 429) {
-		e = sg_fail(err, errlen, SG_ERR_LIMIT,
-		            "the SIM-S is throttling logins (HTTP 429); try again later");
+		e = sg_fail(
+		    err, errlen, SG_ERR_LIMIT,
+		    "the SIM-S is throttling logins or requests from this address (HTTP 429); "
+		    "try again later");
 		goto out;
 	}
 	if (r.status == 200) { /* the login page again: generic failure, no user enumeration */
