@@ -305,6 +305,7 @@ static int build(struct serve_state *st)
 			return sg_cli_fail("out of memory");
 		struct sg_listener_conf lc = {.name = "admin", .bind = c->admin_bind, .router = rt};
 		sg_limits_default(&lc.limits);
+		lc.limits.requests_per_second = 0; /* loopback: health checks and scrapers */
 		if (sg_server_add_listener(st->server, &lc, err, sizeof err) != SG_OK)
 			return sg_cli_fail("admin listener on %s: %s", c->admin_bind, err);
 		sg_log_info(

@@ -36,7 +36,7 @@ struct y_tls {
 struct y_limits {
 	uint64_t *max_header_bytes, *max_body_bytes, *max_connections, *handshake_timeout_ms,
 	    *header_timeout_ms, *body_timeout_ms, *idle_timeout_ms, *h2_max_streams,
-	    *max_handshakes_per_address;
+	    *max_handshakes_per_address, *requests_per_second, *request_burst;
 };
 
 struct y_refpoint {
@@ -135,7 +135,7 @@ static const cyaml_schema_field_t limits_fields[] = {
     LIM(max_header_bytes),     LIM(max_body_bytes),    LIM(max_connections),
     LIM(handshake_timeout_ms), LIM(header_timeout_ms), LIM(body_timeout_ms),
     LIM(idle_timeout_ms),      LIM(h2_max_streams),    LIM(max_handshakes_per_address),
-    CYAML_FIELD_END,
+    LIM(requests_per_second),  LIM(request_burst),     CYAML_FIELD_END,
 };
 
 static const cyaml_schema_field_t refpoint_fields[] = {
@@ -580,6 +580,14 @@ static sg_err check_refpoint(struct ctx *x, const struct y_conf *y, unsigned i)
 				                 P("reference_points[%u].limits.%s", i, names[j]),
 				                 "must be from 1 to %llu", (unsigned long long)max);
 		}
+		/* G4 request rate: 0 turns the limit off; a microsecond per request at most */
+		if (r->limits->requests_per_second && *r->limits->requests_per_second > 1000000)
+			return fail_path(x, P("reference_points[%u].limits.requests_per_second", i),
+			                 "must be from 0 (no limit) to 1000000");
+		if (r->limits->request_burst &&
+		    (*r->limits->request_burst == 0 || *r->limits->request_burst > 1000000))
+			return fail_path(x, P("reference_points[%u].limits.request_burst", i),
+			                 "must be from 1 to 1000000");
 	}
 #undef P
 	return SG_OK;
@@ -743,6 +751,12 @@ static int copy_refpoint(struct sg_conf_refpoint *d, const struct y_refpoint *s)
 		if (l->max_handshakes_per_address)
 			d->limits.max_handshakes_per_address =
 			    (unsigned)*l->max_handshakes_per_address;
+		if (l->requests_per_second) {
+			d->limits.requests_per_second = (unsigned)*l->requests_per_second;
+			d->limits.request_burst = 2 * d->limits.requests_per_second;
+		}
+		if (l->request_burst)
+			d->limits.request_burst = (unsigned)*l->request_burst;
 	}
 	return 1;
 }

@@ -1,6 +1,7 @@
 /* http/req.c: request and response objects shared by the HTTP/1.1 and HTTP/2 codecs, query
  * parameter decoding, ProblemDetails and the pre-handler -> router dispatch. */
 #include "http/req.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "net/conn.h"
 
@@ -568,6 +569,31 @@ void sg_http_req_dispatch(struct sg_http_req *r)
 	struct sg_listener *l = c->l;
 	enum sg_http_result res = SG_HTTP_DONE;
 	int pre = -1;
+	/* G4: the per-address request rate, before the policy's token checks (the costly part a
+	 * flood would aim at); the refusal is cheap and reaches no handler */
+	if (l->rl_on && c->keyed) {
+		uint64_t retry_us = 0;
+		switch (sg_ratelimit_take(&l->rl, c->addr_key, (uint64_t)sg_mono_us(), &retry_us)) {
+		case SG_RL_LIMITED: {
+			char secs[24];
+			snprintf(secs, sizeof secs, "%llu",
+			         (unsigned long long)((retry_us + 999999u) / 1000000u));
+			sg_http_resp_problem(r, 429, "TOO_MANY_REQUESTS",
+			                     "more than %u requests per second from this address; "
+			                     "retry after %s s",
+			                     l->limits.requests_per_second, secs);
+			sg_http_resp_header(r, "Retry-After", secs);
+			SG_CNT_ADD(c->w->stats[l->idx].limited, 1);
+			send_response(r);
+			return;
+		}
+		case SG_RL_UNTRACKED:
+			SG_CNT_ADD(c->w->stats[l->idx].untracked, 1);
+			break;
+		case SG_RL_OK:
+			break;
+		}
+	}
 	if (l->pre)
 		pre = l->pre(r, l->pre_arg);
 	if (pre != SG_HTTP_DONE) {

@@ -45,12 +45,12 @@ static void hs_release(struct sg_conn *c)
 		return;
 	c->hs_counted = 0;
 	pthread_mutex_lock(&c->l->hmu);
-	sg_addrtab_dec(&c->l->hs, c->hs_key);
+	sg_addrtab_dec(&c->l->hs, c->addr_key);
 	pthread_mutex_unlock(&c->l->hmu);
 }
 
 void sg_conn_accepted(struct sg_worker *w, struct sg_listener *l, int fd, const struct sockaddr *sa,
-                      socklen_t salen, const uint8_t *hs_key)
+                      socklen_t salen, const uint8_t *key, int hs_counted)
 {
 	(void)salen;
 	struct sg_conn *c = calloc(1, sizeof *c);
@@ -59,9 +59,10 @@ void sg_conn_accepted(struct sg_worker *w, struct sg_listener *l, int fd, const 
 	c->w = w;
 	c->l = l;
 	c->fd = fd;
-	if (hs_key) {
-		memcpy(c->hs_key, hs_key, sizeof c->hs_key);
-		c->hs_counted = 1;
+	if (key) {
+		memcpy(c->addr_key, key, sizeof c->addr_key);
+		c->keyed = 1;
+		c->hs_counted = hs_counted != 0;
 	}
 	c->timer_kind = SG_TO_NONE;
 	fmt_peer(c->peer, sizeof c->peer, sa);
@@ -97,9 +98,9 @@ void sg_conn_accepted(struct sg_worker *w, struct sg_listener *l, int fd, const 
 		sg_h1_init(c);
 	return;
 fail:
-	if (hs_key) {
+	if (hs_counted) {
 		pthread_mutex_lock(&l->hmu);
-		sg_addrtab_dec(&l->hs, hs_key);
+		sg_addrtab_dec(&l->hs, key);
 		pthread_mutex_unlock(&l->hmu);
 	}
 	close(fd);

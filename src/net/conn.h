@@ -5,6 +5,7 @@
 #define SG_NET_CONN_H
 
 #include "base/addrtab.h"
+#include "base/ratelimit.h"
 #include "net/server.h"
 
 #include <event2/event.h>
@@ -25,6 +26,8 @@ extern const double sg_hist_bounds[SG_HIST_BUCKETS]; /* seconds */
  * instructions), summed by sg_server_metrics. */
 struct sg_wstats {
 	_Atomic uint64_t accepted, refused, open;
+	_Atomic uint64_t limited,
+	    untracked; /* requests over the rate limit; not tracked (table full) */
 	_Atomic uint64_t codes[600];
 	_Atomic uint64_t hist[SG_HIST_BUCKETS + 1];
 	_Atomic uint64_t dur_us_sum, count;
@@ -46,6 +49,8 @@ struct sg_listener {
 	_Atomic unsigned nconns; /* all workers: max_connections is per listener */
 	pthread_mutex_t hmu;     /* guards hs */
 	struct sg_addrtab hs;    /* TLS handshakes in progress per client address (all workers) */
+	struct sg_ratelimit rl;  /* request rate per client address (all workers) */
+	int rl_on;               /* limits.requests_per_second > 0 */
 	char name_json[128];     /* JSON-escaped name for logs/metrics */
 };
 
@@ -95,8 +100,9 @@ struct sg_conn {
 	unsigned closing : 1, close_after : 1, want_write : 1, reading_off : 1, in_io : 1,
 	    freed_pending : 1, linger : 1;
 	int timer_kind;
-	int hs_counted;     /* counted in l->hs under hs_key until the handshake ends */
-	uint8_t hs_key[16]; /* the client's address key (sg_addr_key) */
+	unsigned keyed : 1;      /* addr_key is set (an IPv4 or IPv6 client) */
+	unsigned hs_counted : 1; /* counted in l->hs under addr_key until the handshake ends */
+	uint8_t addr_key[16];    /* the client's address key (sg_addr_key) */
 	struct event rev, wev, tmr;
 	struct sg_tls_principal *principal; /* NULL for plain / unauthenticated */
 	char peer[48];
@@ -119,10 +125,11 @@ struct sg_conn {
 };
 
 /* conn.c */
-/* hs_key: the client's address key when the connection was counted in l->hs (G4), else NULL;
- * the count is released when the handshake ends or the connection goes. */
+/* key: the client's address key (sg_addr_key), NULL for another family; hs_counted: the
+ * connection was counted in l->hs under it (G4), released when the handshake ends or the
+ * connection goes. */
 void sg_conn_accepted(struct sg_worker *w, struct sg_listener *l, int fd, const struct sockaddr *sa,
-                      socklen_t salen, const uint8_t *hs_key);
+                      socklen_t salen, const uint8_t *key, int hs_counted);
 int sg_conn_out(struct sg_conn *c, const void *p, size_t n); /* 0 or -1 (nomem) */
 void sg_conn_flush(struct sg_conn *c);
 void sg_conn_close(struct sg_conn *c);

@@ -24,6 +24,9 @@ const double sg_hist_bounds[SG_HIST_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 
                                                 0.01,   0.025,   0.05,   0.1,   0.5,    1.0};
 char sg_server_id_prefix[8];
 
+/* client addresses whose request rate one listener tracks at once (about 3 MiB at most) */
+#define RL_MAX_ADDRESSES 65536u
+
 struct sg_timer {
 	struct sg_timer *next;
 	struct event *ev;
@@ -56,6 +59,8 @@ void sg_limits_default(struct sg_limits *l)
 	l->body_timeout_ms = 30000;
 	l->idle_timeout_ms = 60000;
 	l->h2_max_streams = 100;
+	l->requests_per_second = 1000;
+	l->request_burst = 2000;
 }
 
 static pthread_once_t g_evthread_once = PTHREAD_ONCE_INIT;
@@ -149,6 +154,8 @@ static void listener_free(struct sg_listener *l, unsigned nworkers)
 			close(l->fds[i]);
 	pthread_mutex_destroy(&l->hmu);
 	sg_addrtab_free(&l->hs);
+	if (l->rl_on)
+		sg_ratelimit_free(&l->rl);
 	free(l->name);
 	free(l->bind);
 	free(l);
@@ -228,6 +235,11 @@ sg_err sg_server_add_listener(struct sg_server *s, const struct sg_listener_conf
 		sg_limits_default(&l->limits);
 	if (!l->limits.max_handshakes_per_address)
 		l->limits.max_handshakes_per_address = 256;
+	if (l->limits.requests_per_second) {
+		sg_ratelimit_init(&l->rl, l->limits.requests_per_second, l->limits.request_burst,
+		                  RL_MAX_ADDRESSES);
+		l->rl_on = 1;
+	}
 	l->access_log = lc->access_log;
 	l->idx = (int)s->nlisteners;
 	sg_json_escape(l->name_json, sizeof l->name_json, l->name);
@@ -341,8 +353,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		 * progress as it may: clients that connect and never finish a handshake cannot take
 		 * the listener from other addresses */
 		uint8_t key[16];
-		int counted = 0, over = 0;
-		if (l->tls && sg_addr_key(&ss, len, key) == 0) {
+		int keyed = sg_addr_key(&ss, len, key) == 0, counted = 0, over = 0;
+		if (l->tls && keyed) {
 			pthread_mutex_lock(&l->hmu);
 			over = sg_addrtab_get(&l->hs, key) >= l->limits.max_handshakes_per_address;
 			counted = !over && sg_addrtab_inc(&l->hs, key) != 0;
@@ -355,7 +367,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			continue;
 		}
 		SG_CNT_ADD(w->stats[l->idx].accepted, 1);
-		sg_conn_accepted(w, l, fd, (struct sockaddr *)&ss, len, counted ? key : NULL);
+		sg_conn_accepted(w, l, fd, (struct sockaddr *)&ss, len, keyed ? key : NULL,
+		                 counted);
 	}
 }
 
@@ -651,6 +664,25 @@ sg_err sg_server_metrics(struct sg_server *s, struct sg_buf *out)
 			v += LD(s->workers[i]->stats[k].open);
 		e |= sg_buf_printf(out, "sealguard_connections_open{listener=\"%s\"} %llu\n",
 		                   s->listeners[k]->name_json, (unsigned long long)v);
+	}
+	e |= sg_buf_appends(out,
+	                    "# HELP sealguard_http_requests_limited_total Requests refused with "
+	                    "429 by the per-address rate limit (untracked: let through because "
+	                    "the listener tracked as many addresses as it may).\n"
+	                    "# TYPE sealguard_http_requests_limited_total counter\n");
+	for (unsigned k = 0; k < s->nlisteners; k++) {
+		uint64_t lim = 0, unt = 0;
+		for (unsigned i = 0; i < s->nworkers; i++) {
+			lim += LD(s->workers[i]->stats[k].limited);
+			unt += LD(s->workers[i]->stats[k].untracked);
+		}
+		e |= sg_buf_printf(out,
+		                   "sealguard_http_requests_limited_total{listener=\"%s\",result="
+		                   "\"refused\"} %llu\n"
+		                   "sealguard_http_requests_limited_total{listener=\"%s\",result="
+		                   "\"untracked\"} %llu\n",
+		                   s->listeners[k]->name_json, (unsigned long long)lim,
+		                   s->listeners[k]->name_json, (unsigned long long)unt);
 	}
 	const char *cn[2] = {"accepted", "refused"};
 	for (int m = 0; m < 2; m++) {

@@ -24,6 +24,11 @@ struct sg_limits {
 	unsigned body_timeout_ms;            /* body must arrive in (default 30 s) */
 	unsigned idle_timeout_ms;            /* keep-alive idle (default 60 s) */
 	unsigned h2_max_streams;             /* SETTINGS_MAX_CONCURRENT_STREAMS (default 100) */
+	unsigned requests_per_second;        /* per listener: requests of one client address (IPv6:
+	                                      * its /64) per second; over it 429 with Retry-After.
+	                                      * 0 = no limit (default 1000) */
+	unsigned request_burst;              /* requests one address may make at once (default
+	                                      * 2 x requests_per_second) */
 };
 void sg_limits_default(struct sg_limits *l);
 

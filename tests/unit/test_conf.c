@@ -78,6 +78,8 @@ static void test_default(void **state)
 	sg_limits_default(&d);
 	assert_memory_equal(&uu->limits, &d, sizeof d);
 	assert_int_equal(uu->limits.max_handshakes_per_address, 256);
+	assert_int_equal(uu->limits.requests_per_second, 1000);
+	assert_int_equal(uu->limits.request_burst, 2000);
 	/* identity management and resource-server defaults derive from the listeners */
 	assert_string_equal(c->idm.issuer, "https://localhost:9443");
 	assert_string_equal(c->resource.idm_url, "https://localhost:9445");
@@ -177,12 +179,14 @@ static const char FULL[] = "state_dir: /srv/sg\n"                        /* 1 */
                            "    auth: mtls+bearer\n"                     /* 19 */
                            "    services: [km]\n"                        /* 20 */
                            "    allowed_identities: ['DNS:val1']\n"      /* 21 */
-                           "    limits: {max_body_bytes: 4096, h2_max_streams: 10}\n"
+                           "    limits: {max_body_bytes: 4096, h2_max_streams: 10, "
+                           "requests_per_second: 50}\n"
                            "  - name: T6\n"
                            "    bind: localhost:0\n"
                            "    tls: {mode: psk, psk_file: psk.txt}\n"
                            "    auth: bearer\n"
-                           "    services: [idm]\n";
+                           "    services: [idm]\n"
+                           "    limits: {requests_per_second: 0}\n";
 
 static void test_full_and_paths(void **state)
 {
@@ -217,12 +221,15 @@ static void test_full_and_paths(void **state)
 	assert_int_equal(k->limits.h2_max_streams, 10);
 	assert_int_equal(k->limits.max_header_bytes, d.max_header_bytes);
 	assert_int_equal(k->limits.idle_timeout_ms, d.idle_timeout_ms);
+	assert_int_equal(k->limits.requests_per_second, 50);
+	assert_int_equal(k->limits.request_burst, 100); /* twice the rate unless given */
 
 	const struct sg_conf_refpoint *p = &c->refpoints[1];
 	assert_int_equal(p->tls.mode, SG_TLS_PSK);
 	assert_string_equal(p->tls.psk_file, "/etc/sg/pki/psk.txt");
 	assert_null(p->tls.cert);
 	assert_int_equal(p->auth_mode, SG_AUTH_BEARER);
+	assert_int_equal(p->limits.requests_per_second, 0); /* 0: no rate limit */
 	sg_conf_free(c);
 }
 
@@ -324,6 +331,11 @@ static const struct bad BAD[] = {
      "bad.yaml:16: reference_points[1].limits.max_body_bytes:", "expected a non-negative integer"},
     {16, "    limits: {max_body_bytes: 0}",
      "bad.yaml:16: reference_points[1].limits.max_body_bytes:", "must be from 1"},
+    {16, "    limits: {requests_per_second: 1000001}",
+     "bad.yaml:16: reference_points[1].limits.requests_per_second:",
+     "must be from 0 (no limit) to 1000000"},
+    {16, "    limits: {requests_per_second: 5, request_burst: 0}",
+     "bad.yaml:16: reference_points[1].limits.request_burst:", "must be from 1 to 1000000"},
     {8, "    allowed_identities: []",
      "bad.yaml:4: reference_points[0]:", "missing required key 'auth'"},
     {7, "      - server-auth",

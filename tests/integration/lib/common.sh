@@ -155,7 +155,7 @@ openapi_validate() {
 # extra keys, each line indented as a key under sdd:), makes the development PKI with
 # certificates for the named VAL servers (default v2x-app; `pki init --seal-server` gives them
 # serverAuth besides clientAuth, as a VAL server's data endpoint is a TLS server) and starts
-# the server. Sets DATA,
+# the server (SG_UU_LIMITS: a `limits:` line for SEAL-UU, as sg_write_config takes). Sets DATA,
 # PKI, CA, C (curl trusting the CA), VAL (v2x-app's certificate and key) and SG (the CLI with
 # this configuration).
 sg_sdd_start() {
@@ -164,7 +164,7 @@ sg_sdd_start() {
 	for v in "${@:-v2x-app}"; do vs+=(--seal-server "$v"); done
 	sg_ports
 	DATA=$(free_port)
-	sg_write_config "$T/sg.yaml"
+	sg_write_config "$T/sg.yaml" "${SG_UU_LIMITS:-}"
 	printf 'idm:\n  scrypt_ln: 10\nsdd:\n  data_bind: 127.0.0.1:%s\n%s\n' "$DATA" "$extra" >>"$T/sg.yaml"
 	PKI=$T/state/pki
 	CA=$PKI/ca.crt
