@@ -24,7 +24,12 @@ PKI=$T/pki
 CA=$PKI/ca.crt
 
 sg_conf() { # CACHE_ENTRIES
-	cat >"$T/sg.yaml" <<YAML
+	# The load comes from one address: the per-address request rate limit (G4) is raised to its
+# maximum, so that it runs (its cost is in the figures) but refuses nothing; RPS_LIMIT=0 turns
+# it off, RPS_LIMIT=N sets it.
+RPS=${RPS_LIMIT:-1000000}
+RATE="requests_per_second: $RPS, request_burst: 1000000"
+cat >"$T/sg.yaml" <<YAML
 state_dir: $T/sg
 pki_dir: $PKI
 workers: 2
@@ -35,9 +40,11 @@ idm: {access_token_ttl_s: 3000, id_token_ttl_s: 3600, scrypt_ln: 10}
 resource: {token_cache_entries: $1}
 reference_points:
   - {name: SEAL-UU, bind: 127.0.0.1:$SG_UU, tls: {mode: server-auth}, auth: bearer, services: [idm, gm],
-     limits: {idle_timeout_ms: 600000}}
-  - {name: SEAL-S, bind: 127.0.0.1:$SG_S, tls: {mode: mutual}, auth: mtls+bearer, services: [idm, gm]}
-  - {name: SEAL-E, bind: 127.0.0.1:$SG_E, tls: {mode: mutual}, auth: mtls, services: [idm, gm]}
+     limits: {idle_timeout_ms: 600000, $RATE}}
+  - {name: SEAL-S, bind: 127.0.0.1:$SG_S, tls: {mode: mutual}, auth: mtls+bearer, services: [idm, gm],
+     limits: {$RATE}}
+  - {name: SEAL-E, bind: 127.0.0.1:$SG_E, tls: {mode: mutual}, auth: mtls, services: [idm, gm],
+     limits: {$RATE}}
 YAML
 }
 start_sg() {

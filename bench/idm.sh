@@ -72,6 +72,11 @@ echo "sealguard identity management benchmark: $(nproc) cores, ${DUR}s runs, $CO
 
 # ================================ sealguard ================================
 UU=$(port); S=$(port); ADMIN=$(port)
+# The load comes from one address: the per-address request rate limit (G4) is raised to its
+# maximum, so that it runs (its cost is in the figures) but refuses nothing; RPS_LIMIT=0 turns
+# it off, RPS_LIMIT=N sets it.
+RPS=${RPS_LIMIT:-1000000}
+RATE="requests_per_second: $RPS, request_burst: 1000000"
 sg_conf() { # FILE [SCRYPT_LN]
 	cat >"$1" <<YAML
 state_dir: $T/sg
@@ -81,8 +86,10 @@ log_level: warn
 access_log: 0
 admin: {bind: 127.0.0.1:$ADMIN}
 reference_points:
-  - {name: SEAL-UU, bind: 127.0.0.1:$UU, tls: {mode: server-auth}, auth: bearer, services: [idm]}
-  - {name: SEAL-S, bind: 127.0.0.1:$S, tls: {mode: mutual}, auth: mtls+bearer, services: [idm]}
+  - {name: SEAL-UU, bind: 127.0.0.1:$UU, tls: {mode: server-auth}, auth: bearer, services: [idm],
+     limits: {$RATE}}
+  - {name: SEAL-S, bind: 127.0.0.1:$S, tls: {mode: mutual}, auth: mtls+bearer, services: [idm],
+     limits: {$RATE}}
 idm:
   code_ttl_s: 600
   access_token_ttl_s: 600

@@ -32,6 +32,11 @@ cc -O2 -I"$SRC/src" -o "$T/km_micro" "$SRC/bench/km_micro.c" "$B/libsealguard_co
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 UU=$(port); S=$(port); E=$(port); ADMIN=$(port)
 PKI=$T/state/pki
+# The load comes from one address: the per-address request rate limit (G4) is raised to its
+# maximum, so that it runs (its cost is in the figures) but refuses nothing; RPS_LIMIT=0 turns
+# it off, RPS_LIMIT=N sets it.
+RPS=${RPS_LIMIT:-1000000}
+RATE="requests_per_second: $RPS, request_burst: 1000000"
 cat >"$T/sg.yaml" <<YAML
 state_dir: $T/state
 workers: 2
@@ -41,10 +46,11 @@ admin: {bind: 127.0.0.1:$ADMIN}
 idm: {access_token_ttl_s: 3000, scrypt_ln: 10}
 reference_points:
   - {name: SEAL-UU, bind: 127.0.0.1:$UU, tls: {mode: server-auth}, auth: bearer, services: [idm, km],
-     limits: {idle_timeout_ms: 600000}}
+     limits: {idle_timeout_ms: 600000, $RATE}}
   - {name: SEAL-S, bind: 127.0.0.1:$S, tls: {mode: mutual}, auth: mtls+bearer, services: [idm, km],
-     limits: {idle_timeout_ms: 600000}}
-  - {name: SEAL-E, bind: 127.0.0.1:$E, tls: {mode: mutual}, auth: mtls, services: [idm, km]}
+     limits: {idle_timeout_ms: 600000, $RATE}}
+  - {name: SEAL-E, bind: 127.0.0.1:$E, tls: {mode: mutual}, auth: mtls, services: [idm, km],
+     limits: {$RATE}}
 YAML
 SGC() { "$SG" --config "$T/sg.yaml" "$@"; }
 SGC pki init --dir "$PKI" --val-server bench-val >/dev/null

@@ -20,12 +20,17 @@ for tool in nginx wrk h2load openssl python3; do
 	command -v "$tool" >/dev/null || { echo "bench: $tool missing (run scripts/install-deps.sh --bench)"; exit 1; }
 done
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-SG_UU=$(port); SG_MU=$(port); SG_ADMIN=$(port); NX_UU=$(port); NX_MU=$(port)
+SG_UU=$(port); SG_MU=$(port); SG_E=$(port); SG_ADMIN=$(port); NX_UU=$(port); NX_MU=$(port)
 
 "$SG" pki init --dir "$T/pki" --val-server bench-client >/dev/null
 PKI=$T/pki
 CA=$PKI/ca.crt
 
+# The load comes from one address: the per-address request rate limit (G4) is raised to its
+# maximum, so that it runs (its cost is in the figures) but refuses nothing; RPS_LIMIT=0 turns
+# it off, RPS_LIMIT=N sets it.
+RPS=${RPS_LIMIT:-1000000}
+RATE="requests_per_second: $RPS, request_burst: 1000000"
 cat >"$T/sg.yaml" <<YAML
 state_dir: $T/sg
 pki_dir: $PKI
@@ -33,10 +38,13 @@ workers: 2
 log_level: warn
 access_log: 0
 admin: {bind: 127.0.0.1:$SG_ADMIN}
+roles: [idm, gm]
 reference_points:
-  - {name: SEAL-UU, bind: 127.0.0.1:$SG_UU, tls: {mode: server-auth}, auth: bearer, services: [gm],
-     limits: {max_connections: 30000, idle_timeout_ms: 600000}}
-  - {name: SEAL-S, bind: 127.0.0.1:$SG_MU, tls: {mode: mutual}, auth: mtls+bearer, services: [gm]}
+  - {name: SEAL-UU, bind: 127.0.0.1:$SG_UU, tls: {mode: server-auth}, auth: bearer, services: [idm, gm],
+     limits: {max_connections: 30000, idle_timeout_ms: 600000, $RATE}}
+  - {name: SEAL-S, bind: 127.0.0.1:$SG_MU, tls: {mode: mutual}, auth: mtls+bearer, services: [idm, gm],
+     limits: {$RATE}}
+  - {name: SEAL-E, bind: 127.0.0.1:$SG_E, tls: {mode: mutual}, auth: mtls, services: [idm]}
 YAML
 
 # nginx with the same profile: TLS 1.2/1.3, the TS 33.210 suites and groups, same certificate.

@@ -761,6 +761,11 @@ static sg_err token_request(struct sg_simc *c, const struct sg_buf *body, json_t
 		return sg_fail(err, errlen, SG_ERR_PROTO,
 		               "token endpoint answered HTTP %ld without a JSON object", status);
 	}
+	if (status == 429) { /* G4: the listener's per-address rate limit, a ProblemDetails */
+		wipe_json_strings(j);
+		json_decref(j);
+		return status_fail(err, errlen, "token endpoint", ep, status);
+	}
 	if (status != 200) {
 		/* RFC 6749 §5.2 */
 		const char *error = json_string_value(json_object_get(j, "error"));
