@@ -8,11 +8,15 @@
 #include "auth/jws.h"
 #include "auth/remote.h"
 #include "auth/secret.h"
+#include "base/clock.h"
 #include "base/log.h"
+#include "base/ratelimit.h"
 #include "conf/conf.h"
 
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +26,12 @@ struct policy_listener {
 	struct sg_policy *p;
 	const struct sg_conf_refpoint *rp;
 	enum sg_auth_mode mode;
+	struct sg_ratelimit *rl;            /* requests per identity (G4), NULL: no limit */
+	_Atomic unsigned long long limited; /* requests it refused */
 };
+
+/* identities whose request rate one listener tracks at once */
+#define RL_MAX_IDENTITIES 65536u
 
 struct sg_policy {
 	char *issuer;
@@ -112,6 +121,13 @@ sg_err sg_policy_new(const struct sg_conf *conf, struct sg_policy **out, char *e
 	for (unsigned i = 0; i < p->n; i++) {
 		const struct sg_conf_refpoint *rp = &conf->refpoints[i];
 		p->listeners[i] = (struct policy_listener){.p = p, .rp = rp, .mode = rp->auth_mode};
+		if (rp->limits.requests_per_second_per_identity) {
+			if (!(p->listeners[i].rl = malloc(sizeof *p->listeners[i].rl)))
+				goto fail;
+			sg_ratelimit_init(p->listeners[i].rl,
+			                  rp->limits.requests_per_second_per_identity,
+			                  rp->limits.request_burst_per_identity, RL_MAX_IDENTITIES);
+		}
 		tokens |= rp->auth_mode == SG_AUTH_BEARER || rp->auth_mode == SG_AUTH_MTLS_BEARER;
 	}
 	static const char *const RESOURCE_ROLES[] = {"gm", "km", "sdd"};
@@ -182,6 +198,11 @@ void sg_policy_free(struct sg_policy *p)
 	sg_idm_remote_free(p->remote); /* stops the thread before its key set and cache go */
 	sg_jws_cache_free(p->cache);
 	sg_jws_keyset_free(p->ks);
+	for (unsigned i = 0; p->listeners && i < p->n; i++)
+		if (p->listeners[i].rl) {
+			sg_ratelimit_free(p->listeners[i].rl);
+			free(p->listeners[i].rl);
+		}
 	free(p->listeners);
 	free(p->issuer);
 	free(p);
@@ -439,6 +460,54 @@ struct policy_route {
 static pthread_mutex_t routes_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct policy_route *routes;
 
+/* G4: the request rate of the identity the request was just authenticated as (a UE's token
+ * sub, a VAL server's client_id, a SEAL server's certificate SAN; one table for all, the kinds
+ * apart), so that users sharing an address behind NAT each have their own allowance. 1 when
+ * over it: answered 429, the handler does not run. */
+static int over_identity_rate(struct sg_http_req *r, const struct policy_listener *l,
+                              const struct sg_principal *pr)
+{
+	const char *id = pr->kind == SG_PRINCIPAL_UE           ? pr->sub
+	                 : pr->kind == SG_PRINCIPAL_VAL_SERVER ? pr->client_id
+	                                                       : pr->cert_identity;
+	if (!id)
+		return 0; /* anonymous: the per-address limit applies */
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	SHA256((const unsigned char *)id, strlen(id), md);
+	md[0] ^= (unsigned char)pr->kind; /* the key is the first 16 bytes */
+	uint64_t retry_us = 0;
+	if (sg_ratelimit_take(l->rl, md, (uint64_t)sg_mono_us(), &retry_us) != SG_RL_LIMITED)
+		return 0;
+	char secs[24];
+	snprintf(secs, sizeof secs, "%llu", (unsigned long long)((retry_us + 999999u) / 1000000u));
+	sg_http_resp_problem(r, 429, "TOO_MANY_REQUESTS",
+	                     "more than %u requests per second for this identity; retry after %s s",
+	                     l->rp->limits.requests_per_second_per_identity, secs);
+	sg_http_resp_header(r, "Retry-After", secs);
+	atomic_fetch_add_explicit(&((struct policy_listener *)l)->limited, 1, memory_order_relaxed);
+	return 1;
+}
+
+sg_err sg_policy_metrics(const struct sg_policy *p, struct sg_buf *out)
+{
+	if (!p)
+		return SG_OK;
+	int e = sg_buf_appends(out, "# HELP sealguard_identity_requests_limited_total Requests "
+	                            "refused with 429 by the per-identity rate limit.\n"
+	                            "# TYPE sealguard_identity_requests_limited_total counter\n");
+	for (unsigned i = 0; i < p->n; i++)
+		if (p->listeners[i].rl) {
+			char name[128];
+			sg_json_escape(name, sizeof name, p->listeners[i].rp->name);
+			e |= sg_buf_printf(
+			    out,
+			    "sealguard_identity_requests_limited_total{listener=\"%s\"} %llu\n",
+			    name,
+			    atomic_load_explicit(&p->listeners[i].limited, memory_order_relaxed));
+		}
+	return e ? SG_ERR_NOMEM : SG_OK;
+}
+
 static enum sg_http_result route_handler(struct sg_http_req *r, void *arg)
 {
 	const struct policy_route *rt = arg;
@@ -475,6 +544,8 @@ static enum sg_http_result route_handler(struct sg_http_req *r, void *arg)
 		                     "a client certificate is required");
 		return SG_HTTP_DONE;
 	}
+	if (l->rl && over_identity_rate(r, l, &q->pub))
+		return SG_HTTP_DONE;
 	return rt->h(r, rt->arg);
 }
 

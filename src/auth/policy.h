@@ -13,6 +13,7 @@
 #ifndef SG_AUTH_POLICY_H
 #define SG_AUTH_POLICY_H
 
+#include "base/buf.h"
 #include "base/err.h"
 #include "http/http.h"
 
@@ -72,6 +73,9 @@ void sg_policy_free(struct sg_policy *p);
  * fetched over SEAL-E, or published by the identity management of this process); 0 while
  * token-protected routes would answer 503. why (may be NULL) says what is missing. */
 int sg_policy_ready(const struct sg_policy *p, const char **why);
+/* Appends the policy's Prometheus metrics (requests refused by the per-identity rate limit,
+ * per listener that has one). */
+sg_err sg_policy_metrics(const struct sg_policy *p, struct sg_buf *out);
 
 /* The listener pre-handler (net/server.h sg_pre_handler) with its argument for reference point
  * rp (owned by p; NULL when rp is not one of the policy's configuration). It attaches the

@@ -86,7 +86,8 @@ static enum sg_http_result h_metrics(struct sg_http_req *r, void *arg)
 {
 	struct serve_state *st = arg;
 	struct sg_buf b = SG_BUF_INIT;
-	if (sg_server_metrics(st->server, &b) != SG_OK || sg_sdd_metrics(st->sdd, &b) != SG_OK) {
+	if (sg_server_metrics(st->server, &b) != SG_OK || sg_sdd_metrics(st->sdd, &b) != SG_OK ||
+	    sg_policy_metrics(st->policy, &b) != SG_OK) {
 		sg_buf_free(&b);
 		sg_http_resp_problem(r, 500, NULL, "metrics unavailable");
 		return SG_HTTP_DONE;

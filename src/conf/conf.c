@@ -36,7 +36,8 @@ struct y_tls {
 struct y_limits {
 	uint64_t *max_header_bytes, *max_body_bytes, *max_connections, *handshake_timeout_ms,
 	    *header_timeout_ms, *body_timeout_ms, *idle_timeout_ms, *h2_max_streams,
-	    *max_handshakes_per_address, *requests_per_second, *request_burst;
+	    *max_handshakes_per_address, *requests_per_second, *request_burst,
+	    *requests_per_second_per_identity, *request_burst_per_identity;
 };
 
 struct y_refpoint {
@@ -132,10 +133,20 @@ static const cyaml_schema_field_t tls_fields[] = {
 
 #define LIM(key) CYAML_FIELD_UINT_PTR(#key, OPT, struct y_limits, key)
 static const cyaml_schema_field_t limits_fields[] = {
-    LIM(max_header_bytes),     LIM(max_body_bytes),    LIM(max_connections),
-    LIM(handshake_timeout_ms), LIM(header_timeout_ms), LIM(body_timeout_ms),
-    LIM(idle_timeout_ms),      LIM(h2_max_streams),    LIM(max_handshakes_per_address),
-    LIM(requests_per_second),  LIM(request_burst),     CYAML_FIELD_END,
+    LIM(max_header_bytes),
+    LIM(max_body_bytes),
+    LIM(max_connections),
+    LIM(handshake_timeout_ms),
+    LIM(header_timeout_ms),
+    LIM(body_timeout_ms),
+    LIM(idle_timeout_ms),
+    LIM(h2_max_streams),
+    LIM(max_handshakes_per_address),
+    LIM(requests_per_second),
+    LIM(request_burst),
+    LIM(requests_per_second_per_identity),
+    LIM(request_burst_per_identity),
+    CYAML_FIELD_END,
 };
 
 static const cyaml_schema_field_t refpoint_fields[] = {
@@ -580,14 +591,21 @@ static sg_err check_refpoint(struct ctx *x, const struct y_conf *y, unsigned i)
 				                 P("reference_points[%u].limits.%s", i, names[j]),
 				                 "must be from 1 to %llu", (unsigned long long)max);
 		}
-		/* G4 request rate: 0 turns the limit off; a microsecond per request at most */
-		if (r->limits->requests_per_second && *r->limits->requests_per_second > 1000000)
-			return fail_path(x, P("reference_points[%u].limits.requests_per_second", i),
-			                 "must be from 0 (no limit) to 1000000");
-		if (r->limits->request_burst &&
-		    (*r->limits->request_burst == 0 || *r->limits->request_burst > 1000000))
-			return fail_path(x, P("reference_points[%u].limits.request_burst", i),
-			                 "must be from 1 to 1000000");
+		/* G4 request rates: 0 turns a limit off; a microsecond per request at most */
+		static const char *const rnames[] = {"requests_per_second", "request_burst",
+		                                     "requests_per_second_per_identity",
+		                                     "request_burst_per_identity"};
+		uint64_t *const rvals[] = {r->limits->requests_per_second, r->limits->request_burst,
+		                           r->limits->requests_per_second_per_identity,
+		                           r->limits->request_burst_per_identity};
+		for (unsigned j = 0; j < 4; j++) {
+			unsigned burst = j % 2; /* a burst of 0 means nothing */
+			if (rvals[j] && (*rvals[j] > 1000000 || (burst && *rvals[j] == 0)))
+				return fail_path(x,
+				                 P("reference_points[%u].limits.%s", i, rnames[j]),
+				                 burst ? "must be from 1 to 1000000"
+				                       : "must be from 0 (no limit) to 1000000");
+		}
 	}
 #undef P
 	return SG_OK;
@@ -757,6 +775,15 @@ static int copy_refpoint(struct sg_conf_refpoint *d, const struct y_refpoint *s)
 		}
 		if (l->request_burst)
 			d->limits.request_burst = (unsigned)*l->request_burst;
+		if (l->requests_per_second_per_identity) {
+			d->limits.requests_per_second_per_identity =
+			    (unsigned)*l->requests_per_second_per_identity;
+			d->limits.request_burst_per_identity =
+			    2 * d->limits.requests_per_second_per_identity;
+		}
+		if (l->request_burst_per_identity)
+			d->limits.request_burst_per_identity =
+			    (unsigned)*l->request_burst_per_identity;
 	}
 	return 1;
 }

@@ -29,6 +29,9 @@ struct sg_limits {
 	                                      * 0 = no limit (default 1000) */
 	unsigned request_burst;              /* requests one address may make at once (default
 	                                      * 2 x requests_per_second) */
+	/* the same per authenticated identity (token sub or client_id, certificate SAN), on the
+	 * routes that establish one (auth/policy.c): 0 = no limit (default) */
+	unsigned requests_per_second_per_identity, request_burst_per_identity;
 };
 void sg_limits_default(struct sg_limits *l);
 

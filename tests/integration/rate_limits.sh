@@ -4,16 +4,20 @@
 # before any token check and without reaching a handler (a refused flow request allocates
 # nothing); other addresses and other listeners are served meanwhile; the address is served
 # again after Retry-After; refusals are counted in /metrics; the CLI says what happened.
+# And per authenticated identity (limits.requests_per_second_per_identity, ..._burst_...): a
+# user over hers gets 429 from any address while another user at the same address is served.
 . "$(dirname "$0")/lib/common.sh"
 
-# 5 requests per second, 40 at once, from one address (IPv4, or an IPv6 /64), on SEAL-UU only
-SG_UU_LIMITS="    limits: {requests_per_second: 5, request_burst: 40}"
+# 5 requests per second, 40 at once, from one address (IPv4, or an IPv6 /64), and 1 per second,
+# 4 at once, per user, on SEAL-UU only
+SG_UU_LIMITS="    limits: {requests_per_second: 5, request_burst: 40, requests_per_second_per_identity: 1, request_burst_per_identity: 4}"
 ECHO=$(free_port)
 sg_sdd_start ""
 trap 'kill "$ECHO_PID" 2>/dev/null; sg_cleanup' EXIT
 sg_echo_start "$ECHO"
-sg_sdd_provision "$ECHO" alice
-TOK=$(py 'import json,sys;print(json.load(open(sys.argv[1]))["access_token"])' "$T/alice.tokens")
+sg_sdd_provision "$ECHO" alice bob
+tok() { py 'import json,sys;print(json.load(open(sys.argv[1]))["access_token"])' "$T/$1.tokens"; }
+TOK=$(tok alice)
 metric() { curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v k="$1" '$1==k{print $2}'; }
 REFUSED='sealguard_http_requests_limited_total{listener="SEAL-UU",result="refused"}'
 HZ=https://localhost:$UU/healthz
@@ -85,6 +89,28 @@ expect_match "429s counted with the request codes" 'sealguard_http_requests_tota
 	"$(curl -s "http://127.0.0.1:$ADMIN/metrics")"
 sleep 2.1
 expect_eq "after Retry-After 127.0.0.1 is served again" 200 "$("${C[@]}" -o /dev/null -w '%{http_code}' "$HZ")"
+
+# --- per identity: alice over her 4 at once, from any address; bob at her address served ---
+FL=https://localhost:$UU/sdd-flows/v1/flows/AAAAAAAAAAAAAAAAAAAAAA # no such flow: 404 once authorized
+u=()
+for _ in $(seq 6); do u+=(-o /dev/null -w '%{http_code}\n' "$FL"); done
+out=$("${C[@]}" --interface 127.0.0.5 -H "Authorization: Bearer $TOK" "${u[@]}" \
+	--next "${C[@]:1}" --interface 127.0.0.6 -H "Authorization: Bearer $TOK" -o "$T/b" -w '%{http_code}\n' "$FL" \
+	--next "${C[@]:1}" --interface 127.0.0.5 -H "Authorization: Bearer $(tok bob)" -o /dev/null -w '%{http_code}\n' "$FL" \
+	--next "${C[@]:1}" --interface 127.0.0.5 -H "Authorization: Bearer x.y.z" -o /dev/null -w '%{http_code}\n' "$FL")
+codes_a=$(printf '%s\n' "$out" | head -6 | tr '\n' ' ')
+n404=$(printf '%s\n' "$out" | head -6 | count 404)
+if [ "$n404" -ge 4 ] && [ "$n404" -le 5 ] && [ "$(printf '%s\n' "$out" | head -6 | count 429)" -eq $((6 - n404)) ]; then
+	ok "per identity: alice's burst of 4 is served, then 429 ($codes_a)"
+else
+	not_ok "per identity: alice's burst of 4 is served, then 429 ($codes_a)"
+fi
+expect_eq "per identity: alice from another address: 429" 429 "$(printf '%s\n' "$out" | sed -n 7p)"
+expect_match "per identity: the 429 names the identity limit" 'more than 1 requests per second for this identity' "$(cat "$T/b")"
+expect_eq "per identity: bob at alice's address is served (404: no such flow)" 404 "$(printf '%s\n' "$out" | sed -n 8p)"
+expect_eq "per identity: a bad token is refused as such (401), not by another's allowance" 401 "$(printf '%s\n' "$out" | sed -n 9p)"
+n=$(metric 'sealguard_identity_requests_limited_total{listener="SEAL-UU"}')
+if [ "${n:-0}" -ge 2 ]; then ok "per identity: refusals counted in /metrics ($n)"; else not_ok "per identity: refusals counted in /metrics (${n:-none})"; fi
 
 # --- the CLI: a client over the limit is told so (127.0.0.1's allowance kept at zero meanwhile) ---
 (while [ ! -f "$T/stop" ]; do codes 60 >/dev/null; done) &

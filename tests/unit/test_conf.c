@@ -80,6 +80,7 @@ static void test_default(void **state)
 	assert_int_equal(uu->limits.max_handshakes_per_address, 256);
 	assert_int_equal(uu->limits.requests_per_second, 1000);
 	assert_int_equal(uu->limits.request_burst, 2000);
+	assert_int_equal(uu->limits.requests_per_second_per_identity, 0); /* off */
 	/* identity management and resource-server defaults derive from the listeners */
 	assert_string_equal(c->idm.issuer, "https://localhost:9443");
 	assert_string_equal(c->resource.idm_url, "https://localhost:9445");
@@ -180,7 +181,7 @@ static const char FULL[] = "state_dir: /srv/sg\n"                        /* 1 */
                            "    services: [km]\n"                        /* 20 */
                            "    allowed_identities: ['DNS:val1']\n"      /* 21 */
                            "    limits: {max_body_bytes: 4096, h2_max_streams: 10, "
-                           "requests_per_second: 50}\n"
+                           "requests_per_second: 50, requests_per_second_per_identity: 7}\n"
                            "  - name: T6\n"
                            "    bind: localhost:0\n"
                            "    tls: {mode: psk, psk_file: psk.txt}\n"
@@ -223,6 +224,8 @@ static void test_full_and_paths(void **state)
 	assert_int_equal(k->limits.idle_timeout_ms, d.idle_timeout_ms);
 	assert_int_equal(k->limits.requests_per_second, 50);
 	assert_int_equal(k->limits.request_burst, 100); /* twice the rate unless given */
+	assert_int_equal(k->limits.requests_per_second_per_identity, 7);
+	assert_int_equal(k->limits.request_burst_per_identity, 14);
 
 	const struct sg_conf_refpoint *p = &c->refpoints[1];
 	assert_int_equal(p->tls.mode, SG_TLS_PSK);
@@ -336,6 +339,12 @@ static const struct bad BAD[] = {
      "must be from 0 (no limit) to 1000000"},
     {16, "    limits: {requests_per_second: 5, request_burst: 0}",
      "bad.yaml:16: reference_points[1].limits.request_burst:", "must be from 1 to 1000000"},
+    {16, "    limits: {requests_per_second_per_identity: 2000000}",
+     "bad.yaml:16: reference_points[1].limits.requests_per_second_per_identity:",
+     "must be from 0 (no limit) to 1000000"},
+    {16, "    limits: {request_burst_per_identity: 0}",
+     "bad.yaml:16: reference_points[1].limits.request_burst_per_identity:",
+     "must be from 1 to 1000000"},
     {8, "    allowed_identities: []",
      "bad.yaml:4: reference_points[0]:", "missing required key 'auth'"},
     {7, "      - server-auth",
