@@ -99,6 +99,7 @@ tok=$(exchange "$CODE")
 AT=$(jget "$tok" access_token); IDT=$(jget "$tok" id_token); RT=$(jget "$tok" refresh_token)
 expect_eq "token response: Bearer, expires_in, scope (I6)" "Bearer 60 openid seal:gm seal:km" "$(jget "$tok" token_type) $(jget "$tok" expires_in) $(jget "$tok" scope)"
 SUB=$(SG user list | awk '$1=="alice"{print $2}')
+expect_match "G5: sub is opaque, 128 random bits, not the user name" '^[A-Za-z0-9_-]{22}$' "${SUB/alice/}"
 idc=$(claims "$IDT")
 expect_eq "ID token: iss sub aud nonce acr (I7)" "$ISS $SUB app n-456 3gpp:acr:password" "$(jget "$idc" iss) $(jget "$idc" sub) $(jget "$idc" aud) $(jget "$idc" nonce) $(jget "$idc" acr)"
 expect_eq "ID token header: ES256, typ JWT, kid" "ES256 JWT True" "$(py 'import sys,json;h=json.loads(sys.argv[1]);print(h["alg"],h["typ"],bool(h.get("kid")))' "$(claims "$IDT" 0)")"
