@@ -26,8 +26,12 @@ struct policy_listener {
 	struct sg_policy *p;
 	const struct sg_conf_refpoint *rp;
 	enum sg_auth_mode mode;
-	struct sg_ratelimit *rl;            /* requests per identity (G4), NULL: no limit */
-	_Atomic unsigned long long limited; /* requests it refused */
+	struct id_limit *idl; /* requests per identity (G4), NULL: no limit */
+};
+
+struct id_limit {
+	struct sg_ratelimit rl;
+	_Atomic unsigned long long refused;
 };
 
 /* identities whose request rate one listener tracks at once */
@@ -122,9 +126,9 @@ sg_err sg_policy_new(const struct sg_conf *conf, struct sg_policy **out, char *e
 		const struct sg_conf_refpoint *rp = &conf->refpoints[i];
 		p->listeners[i] = (struct policy_listener){.p = p, .rp = rp, .mode = rp->auth_mode};
 		if (rp->limits.requests_per_second_per_identity) {
-			if (!(p->listeners[i].rl = malloc(sizeof *p->listeners[i].rl)))
+			if (!(p->listeners[i].idl = calloc(1, sizeof *p->listeners[i].idl)))
 				goto fail;
-			sg_ratelimit_init(p->listeners[i].rl,
+			sg_ratelimit_init(&p->listeners[i].idl->rl,
 			                  rp->limits.requests_per_second_per_identity,
 			                  rp->limits.request_burst_per_identity, RL_MAX_IDENTITIES);
 		}
@@ -199,9 +203,9 @@ void sg_policy_free(struct sg_policy *p)
 	sg_jws_cache_free(p->cache);
 	sg_jws_keyset_free(p->ks);
 	for (unsigned i = 0; p->listeners && i < p->n; i++)
-		if (p->listeners[i].rl) {
-			sg_ratelimit_free(p->listeners[i].rl);
-			free(p->listeners[i].rl);
+		if (p->listeners[i].idl) {
+			sg_ratelimit_free(&p->listeners[i].idl->rl);
+			free(p->listeners[i].idl);
 		}
 	free(p->listeners);
 	free(p->issuer);
@@ -476,15 +480,11 @@ static int over_identity_rate(struct sg_http_req *r, const struct policy_listene
 	SHA256((const unsigned char *)id, strlen(id), md);
 	md[0] ^= (unsigned char)pr->kind; /* the key is the first 16 bytes */
 	uint64_t retry_us = 0;
-	if (sg_ratelimit_take(l->rl, md, (uint64_t)sg_mono_us(), &retry_us) != SG_RL_LIMITED)
+	if (sg_ratelimit_take(&l->idl->rl, md, (uint64_t)sg_mono_us(), &retry_us) != SG_RL_LIMITED)
 		return 0;
-	char secs[24];
-	snprintf(secs, sizeof secs, "%llu", (unsigned long long)((retry_us + 999999u) / 1000000u));
-	sg_http_resp_problem(r, 429, "TOO_MANY_REQUESTS",
-	                     "more than %u requests per second for this identity; retry after %s s",
-	                     l->rp->limits.requests_per_second_per_identity, secs);
-	sg_http_resp_header(r, "Retry-After", secs);
-	atomic_fetch_add_explicit(&((struct policy_listener *)l)->limited, 1, memory_order_relaxed);
+	sg_http_resp_too_many(r, l->rp->limits.requests_per_second_per_identity,
+	                      "for this identity", retry_us);
+	atomic_fetch_add_explicit(&l->idl->refused, 1, memory_order_relaxed);
 	return 1;
 }
 
@@ -496,14 +496,15 @@ sg_err sg_policy_metrics(const struct sg_policy *p, struct sg_buf *out)
 	                            "refused with 429 by the per-identity rate limit.\n"
 	                            "# TYPE sealguard_identity_requests_limited_total counter\n");
 	for (unsigned i = 0; i < p->n; i++)
-		if (p->listeners[i].rl) {
+		if (p->listeners[i].idl) {
 			char name[128];
 			sg_json_escape(name, sizeof name, p->listeners[i].rp->name);
 			e |= sg_buf_printf(
 			    out,
 			    "sealguard_identity_requests_limited_total{listener=\"%s\"} %llu\n",
 			    name,
-			    atomic_load_explicit(&p->listeners[i].limited, memory_order_relaxed));
+			    atomic_load_explicit(&p->listeners[i].idl->refused,
+			                         memory_order_relaxed));
 		}
 	return e ? SG_ERR_NOMEM : SG_OK;
 }
@@ -544,7 +545,7 @@ static enum sg_http_result route_handler(struct sg_http_req *r, void *arg)
 		                     "a client certificate is required");
 		return SG_HTTP_DONE;
 	}
-	if (l->rl && over_identity_rate(r, l, &q->pub))
+	if (l->idl && over_identity_rate(r, l, &q->pub))
 		return SG_HTTP_DONE;
 	return rt->h(r, rt->arg);
 }

@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct sg_http_req; /* owned by the connection; valid until the response is sent */
 
@@ -47,6 +48,10 @@ void sg_http_resp_json(struct sg_http_req *r, int status, json_t *j);
  * and the 3GPP cause (may be NULL). */
 void sg_http_resp_problem(struct sg_http_req *r, int status, const char *cause, const char *fmt,
                           ...) __attribute__((format(printf, 4, 5)));
+/* G4: 429 ProblemDetails (cause TOO_MANY_REQUESTS, detail "more than RATE requests per second
+ * WHO; retry after N s") with Retry-After: N, N = retry_us rounded up to seconds. */
+void sg_http_resp_too_many(struct sg_http_req *r, unsigned rate, const char *who,
+                           uint64_t retry_us);
 int sg_http_resp_get_status(const struct sg_http_req *r);
 
 /* --- handlers and router --- */

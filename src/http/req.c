@@ -538,6 +538,16 @@ void sg_http_resp_problem(struct sg_http_req *r, int status, const char *cause, 
 	}
 }
 
+void sg_http_resp_too_many(struct sg_http_req *r, unsigned rate, const char *who, uint64_t retry_us)
+{
+	char secs[24];
+	snprintf(secs, sizeof secs, "%llu", (unsigned long long)((retry_us + 999999u) / 1000000u));
+	sg_http_resp_problem(r, 429, "TOO_MANY_REQUESTS",
+	                     "more than %u requests per second %s; retry after %s s", rate, who,
+	                     secs);
+	sg_http_resp_header(r, "Retry-After", secs);
+}
+
 int sg_http_resp_get_status(const struct sg_http_req *r)
 {
 	return r->status;
@@ -574,19 +584,12 @@ void sg_http_req_dispatch(struct sg_http_req *r)
 	if (l->rl_on && c->keyed) {
 		uint64_t retry_us = 0;
 		switch (sg_ratelimit_take(&l->rl, c->addr_key, (uint64_t)sg_mono_us(), &retry_us)) {
-		case SG_RL_LIMITED: {
-			char secs[24];
-			snprintf(secs, sizeof secs, "%llu",
-			         (unsigned long long)((retry_us + 999999u) / 1000000u));
-			sg_http_resp_problem(r, 429, "TOO_MANY_REQUESTS",
-			                     "more than %u requests per second from this address; "
-			                     "retry after %s s",
-			                     l->limits.requests_per_second, secs);
-			sg_http_resp_header(r, "Retry-After", secs);
+		case SG_RL_LIMITED:
+			sg_http_resp_too_many(r, l->limits.requests_per_second, "from this address",
+			                      retry_us);
 			SG_CNT_ADD(c->w->stats[l->idx].limited, 1);
 			send_response(r);
 			return;
-		}
 		case SG_RL_UNTRACKED:
 			SG_CNT_ADD(c->w->stats[l->idx].untracked, 1);
 			break;

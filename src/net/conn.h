@@ -26,8 +26,8 @@ extern const double sg_hist_bounds[SG_HIST_BUCKETS]; /* seconds */
  * instructions), summed by sg_server_metrics. */
 struct sg_wstats {
 	_Atomic uint64_t accepted, refused, open;
-	_Atomic uint64_t limited,
-	    untracked; /* requests over the rate limit; not tracked (table full) */
+	/* requests over the per-address rate limit; let through untracked (table full) */
+	_Atomic uint64_t limited, untracked;
 	_Atomic uint64_t codes[600];
 	_Atomic uint64_t hist[SG_HIST_BUCKETS + 1];
 	_Atomic uint64_t dur_us_sum, count;
