@@ -1,4 +1,4 @@
-/* base/ratelimit.c: per-address request rate limits (base/ratelimit.h). */
+/* base/ratelimit.c: request rate limits per address or identity (base/ratelimit.h). */
 #include "base/ratelimit.h"
 
 #include <string.h>
@@ -24,8 +24,8 @@ void sg_ratelimit_free(struct sg_ratelimit *rl)
 	pthread_mutex_destroy(&rl->mu);
 }
 
-/* an address whose theoretical arrival time has passed has its whole burst again: it is the
- * same as an address never seen */
+/* a key whose theoretical arrival time has passed has its whole burst again: it is the same as
+ * a key never seen */
 static int idle(uint64_t tat, void *now)
 {
 	return tat <= *(uint64_t *)now;

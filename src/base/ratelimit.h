@@ -1,10 +1,11 @@
-/* base/ratelimit.h: request rate limits per client address (G4), by the generic cell rate
- * algorithm (GCRA, the token bucket kept as one "theoretical arrival time" per address): an
- * address may make `burst` requests at once and then `rate` per second. Thread-safe. Memory is
- * bounded: at most max_keys addresses are tracked; addresses whose allowance is whole again are
- * forgotten when room is needed, and while more than max_keys addresses are all busy at once a
- * new one is let through untracked (counted by the caller), so that the table never refuses an
- * address it knows nothing about. */
+/* base/ratelimit.h: request rate limits per key (G4): a client address (sg_addr_key), or the
+ * first 16 bytes of a digest of an authenticated identity. The generic cell rate algorithm
+ * (GCRA, the token bucket kept as one "theoretical arrival time" per key): a key may make
+ * `burst` requests at once and then `rate` per second. Thread-safe. Memory is bounded: at most
+ * max_keys keys are tracked; keys whose allowance is whole again are forgotten when room is
+ * needed, and while more than max_keys keys are all busy at once a new one is let through
+ * untracked (counted by the caller), so that the table never refuses a key it knows nothing
+ * about. */
 #ifndef SG_BASE_RATELIMIT_H
 #define SG_BASE_RATELIMIT_H
 
@@ -27,7 +28,7 @@ enum sg_rl_verdict { SG_RL_OK = 0, SG_RL_LIMITED, SG_RL_UNTRACKED };
 /* rate > 0 requests per second; burst >= 1 (0: rate, at least 1). */
 void sg_ratelimit_init(struct sg_ratelimit *rl, unsigned rate, unsigned burst, size_t max_keys);
 void sg_ratelimit_free(struct sg_ratelimit *rl);
-/* One request of the address key at now_us (a monotonic clock). SG_RL_LIMITED: refused, and
+/* One request of key at now_us (a monotonic clock). SG_RL_LIMITED: refused, and
  * *retry_us says when the next one would pass. */
 enum sg_rl_verdict sg_ratelimit_take(struct sg_ratelimit *rl, const uint8_t key[16],
                                      uint64_t now_us, uint64_t *retry_us);

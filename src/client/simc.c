@@ -531,7 +531,7 @@ const char *sg_simc_metadata(const struct sg_simc *c, const char *name)
 	return c && c->meta ? json_string_value(json_object_get(c->meta, name)) : NULL;
 }
 
-/* The error for an answer other than 200 to a GET of what at url. */
+/* The error for an answer other than 200 from what at url. */
 static sg_err status_fail(char *err, size_t errlen, const char *what, const char *url, long st)
 {
 	return sg_fail(err, errlen,
