@@ -38,6 +38,7 @@ access_log: 0
 admin: {bind: 127.0.0.1:$SG_ADMIN}
 idm: {access_token_ttl_s: 3000, id_token_ttl_s: 3600, scrypt_ln: 10}
 resource: {token_cache_entries: $1}
+roles: [idm, gm]
 reference_points:
   - {name: SEAL-UU, bind: 127.0.0.1:$SG_UU, tls: {mode: server-auth}, auth: bearer, services: [idm, gm],
      limits: {idle_timeout_ms: 600000, $RATE}}
