@@ -36,16 +36,22 @@ limited() {
 	for _ in $(seq 60); do u+=(-o /dev/null "$HZ"); done
 	"${C[@]}" "${u[@]}" --next "${C[@]:1}" "$@"
 }
-# --- one address over its burst, on one HTTP/1.1 connection (127.0.0.4: its whole burst) ---
-out=$(codes 60 --http1.1 --interface 127.0.0.4)
-ok200=$(printf '%s\n' "$out" | count 200)
-n429=$(printf '%s\n' "$out" | count 429)
-# 40 at once, plus one per 200 ms the 60 requests took (a few at most on loopback)
-if [ "$ok200" -ge 40 ] && [ "$ok200" -le 45 ] && [ $((ok200 + n429)) -eq 60 ]; then
-	ok "HTTP/1.1: the burst of 40 is served, then 429 ($ok200 served, $n429 refused)"
-else
-	not_ok "HTTP/1.1: the burst of 40 is served, then 429 (200: $ok200, 429: $n429)"
-fi
+# burst NAME CURL ARGS...: 60 requests on one connection from an address with its whole burst:
+# 40 at once are served, plus one per 200 ms the 60 took (a few at most on loopback), the rest 429
+burst() {
+	local name=$1 out ok200 n429
+	shift
+	out=$(codes 60 "$@")
+	ok200=$(printf '%s\n' "$out" | count 200)
+	n429=$(printf '%s\n' "$out" | count 429)
+	if [ "$ok200" -ge 40 ] && [ "$ok200" -le 45 ] && [ $((ok200 + n429)) -eq 60 ]; then
+		ok "$name: the burst of 40 is served, then 429 ($ok200 served, $n429 refused)"
+	else
+		not_ok "$name: the burst of 40 is served, then 429 (200: $ok200, 429: $n429)"
+	fi
+}
+# --- one address over its burst, on one HTTP/1.1 connection (127.0.0.4) ---
+burst HTTP/1.1 --http1.1 --interface 127.0.0.4
 limited --http1.1 -D "$T/h" -o "$T/b" "$HZ"
 expect_match "429 with Retry-After in seconds" '^http/1.1 429.*retry-after: 1 ' "$(tr -d '\r' <"$T/h" | tr 'A-Z\n' 'a-z ')"
 expect_match "429 is ProblemDetails, cause TOO_MANY_REQUESTS" '"status":429.*"cause":"TOO_MANY_REQUESTS"' "$(cat "$T/b")"
@@ -70,15 +76,8 @@ expect_eq "the admin listener (no rate limit) serves 127.0.0.1" 200 \
 expect_eq "SEAL-S (its own limit) serves 127.0.0.1" 200 \
 	"$("${C[@]}" "${VAL[@]}" -o /dev/null -w '%{http_code}' "https://localhost:$S/healthz")"
 
-# --- HTTP/2: one address over its burst on one connection (many streams) ---
-out=$(codes 60 --http2 --interface 127.0.0.3)
-ok200=$(printf '%s\n' "$out" | count 200)
-n429=$(printf '%s\n' "$out" | count 429)
-if [ "$ok200" -ge 40 ] && [ "$ok200" -le 45 ] && [ $((ok200 + n429)) -eq 60 ]; then
-	ok "HTTP/2: the burst of 40 is served, then 429 ($ok200 served, $n429 refused)"
-else
-	not_ok "HTTP/2: the burst of 40 is served, then 429 (200: $ok200, 429: $n429)"
-fi
+# --- HTTP/2: one address over its burst on one connection (many streams; 127.0.0.3) ---
+burst HTTP/2 --http2 --interface 127.0.0.3
 out=$(nghttp -v --no-verify-peer -m 60 "$HZ" 2>&1) # 60 streams, at most 40 + a few served
 expect_match "nghttp sees 429 with retry-after" ':status: 429.*retry-after: ' "$(printf '%s' "$out" | tr '\n' ' ')"
 
