@@ -292,8 +292,18 @@ static int build(struct serve_state *st)
 		};
 		if (sg_server_add_listener(st->server, &lc, err, sizeof err) != SG_OK)
 			return sg_cli_fail("%s", err);
-		sg_log_info("%s listening on %s (tls %s, auth %s)", rp->name, rp->bind,
-		            rp->tls_mode, rp->auth);
+		/* the rate limits are said at start: a per-address limit behind a source-NAT
+		 * balancer would otherwise surprise (docs/configuration.md) */
+		char rate[96] = "no rate limit per address";
+		if (rp->limits.requests_per_second)
+			snprintf(rate, sizeof rate, "%u requests/s per address, burst %u",
+			         rp->limits.requests_per_second, rp->limits.request_burst);
+		if (rp->limits.requests_per_second_per_identity)
+			snprintf(rate + strlen(rate), sizeof rate - strlen(rate),
+			         "; %u/s per identity",
+			         rp->limits.requests_per_second_per_identity);
+		sg_log_info("%s listening on %s (tls %s, auth %s; %s)", rp->name, rp->bind,
+		            rp->tls_mode, rp->auth, rate);
 	}
 	if (c->admin_bind && *c->admin_bind) {
 		struct sg_router *rt = sg_router_new();
