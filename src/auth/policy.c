@@ -34,9 +34,6 @@ struct id_limit {
 	_Atomic unsigned long long refused;
 };
 
-/* identities whose request rate one listener tracks at once */
-#define RL_MAX_IDENTITIES 65536u
-
 struct sg_policy {
 	char *issuer;
 	struct sg_jws_keyset *ks;
@@ -128,9 +125,9 @@ sg_err sg_policy_new(const struct sg_conf *conf, struct sg_policy **out, char *e
 		if (rp->limits.requests_per_second_per_identity) {
 			if (!(p->listeners[i].idl = calloc(1, sizeof *p->listeners[i].idl)))
 				goto fail;
-			sg_ratelimit_init(&p->listeners[i].idl->rl,
-			                  rp->limits.requests_per_second_per_identity,
-			                  rp->limits.request_burst_per_identity, RL_MAX_IDENTITIES);
+			sg_ratelimit_init(
+			    &p->listeners[i].idl->rl, rp->limits.requests_per_second_per_identity,
+			    rp->limits.request_burst_per_identity, SG_RATELIMIT_MAX_KEYS);
 		}
 		tokens |= rp->auth_mode == SG_AUTH_BEARER || rp->auth_mode == SG_AUTH_MTLS_BEARER;
 	}

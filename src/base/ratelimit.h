@@ -23,6 +23,9 @@ struct sg_ratelimit {
 	uint64_t next_prune_us; /* no sweep for idle addresses before */
 };
 
+/* keys one table tracks at once in the server (about 3 MiB at most) */
+#define SG_RATELIMIT_MAX_KEYS 65536u
+
 enum sg_rl_verdict { SG_RL_OK = 0, SG_RL_LIMITED, SG_RL_UNTRACKED };
 
 /* rate > 0 requests per second; burst >= 1 (0: rate, at least 1). */

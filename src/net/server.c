@@ -24,9 +24,6 @@ const double sg_hist_bounds[SG_HIST_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 
                                                 0.01,   0.025,   0.05,   0.1,   0.5,    1.0};
 char sg_server_id_prefix[8];
 
-/* client addresses whose request rate one listener tracks at once (about 3 MiB at most) */
-#define RL_MAX_ADDRESSES 65536u
-
 struct sg_timer {
 	struct sg_timer *next;
 	struct event *ev;
@@ -237,7 +234,7 @@ sg_err sg_server_add_listener(struct sg_server *s, const struct sg_listener_conf
 		l->limits.max_handshakes_per_address = 256;
 	if (l->limits.requests_per_second) {
 		sg_ratelimit_init(&l->rl, l->limits.requests_per_second, l->limits.request_burst,
-		                  RL_MAX_ADDRESSES);
+		                  SG_RATELIMIT_MAX_KEYS);
 		l->rl_on = 1;
 	}
 	l->access_log = lc->access_log;
