@@ -138,6 +138,14 @@ DIRECT=(tls --host 127.0.0.1 --port "$ECHO" --ca "$CA" --sni echo-app --cert "$P
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN{ printf "%.1f", a - b }'; }
+med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+# one run of the load client on path $1 (an array above: SDD, NGX, DIRECT) with workload $2 and
+# the further arguments; field KEY LINE picks a value from its output line
+load() {
+	local -n A=$1
+	"${SESS[@]}" "$LOAD" "${A[0]}" "$2" "${A[@]:1}" "${@:3}" || echo "bench: load client failed: $1" >&2
+}
+field() { printf '%s\n' "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1==k{print $2}'; }
 
 # CPU seconds (user + system) used so far by the processes given
 cpu() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
@@ -208,10 +216,7 @@ echo "(a) throughput, MB/s of echoed VAL data ($WRITE-byte writes, 256 KiB in fl
 # sealguard and nginx alternate within each round, so that both see the same background load,
 # and take turns at running first; prints the two medians, the median of the per-round ratios
 # and the rounds' ratios
-thr_run() {
-	local -n A=$1
-	"${SESS[@]}" "$LOAD" "${A[0]}" thr "${A[@]:1}" --flows "$2" --bytes "$3" | tr ' ' '\n' | awk -F= '$1=="mbps"{print $2}'
-}
+thr_run() { field mbps "$(load "$1" thr --flows "$2" --bytes "$3")"; }
 pair() {
 	local flows=$1 bytes=$2 sv=() nv=() rv=() s n r
 	for r in $(seq "$ROUNDS"); do
@@ -222,8 +227,7 @@ pair() {
 		fi
 		sv+=("${s:-0}"); nv+=("${n:-0}"); rv+=("$(ratio "${s:-0}" "${n:-0}")")
 	done
-	m() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-	echo "$(m "${sv[@]}") $(m "${nv[@]}") $(m "${rv[@]}") ${rv[*]}"
+	echo "$(med "${sv[@]}") $(med "${nv[@]}") $(med "${rv[@]}") ${rv[*]}"
 }
 # CALIBRATE=1: first the baseline against itself in the same pairing (the noise floor: on an
 # idle machine every round's ratio is 1.00; how far they spread is what one round can resolve)
@@ -250,24 +254,19 @@ echo "(b) 1 KiB round trip, one flow, $LATN round trips (microseconds)"
 # rounds is printed with every round's value. With CALIBRATE=1 nginx also runs a second time
 # per round (NGX2): its differences against itself are what one round can resolve.
 declare -A LV
-lat_run() {
-	local -n A=$1
-	"${SESS[@]}" "$LOAD" "${A[0]}" lat "${A[@]:1}" --count "$LATN" || echo "bench: load client failed: $1" >&2
-}
 PATHS=(DIRECT SDD NGX)
 [ -n "${CALIBRATE:-}" ] && PATHS+=(NGX2) && NGX2=("${NGX[@]}")
 for r in $(seq "$ROUNDS"); do
-	k=$((r % ${#PATHS[@]}))
-	order=("${PATHS[@]:k}" "${PATHS[@]:0:k}")
+	rot=$((r % ${#PATHS[@]}))
+	order=("${PATHS[@]:rot}" "${PATHS[@]:0:rot}")
 	for path in "${order[@]}"; do
-		line=$(lat_run "$path")
+		line=$(load "$path" lat --count "$LATN")
 		for k in p50_us p99_us; do
-			v=$(printf '%s\n' "$line" | tr ' ' '\n' | awk -F= -v k="$k" '$1==k{print $2}')
+			v=$(field "$k" "$line")
 			LV[$path.$k]+="${v:-0} "
 		done
 	done
 done
-med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 lmed() { med ${LV[$1.$2]:-0}; }
 # each round's A minus B for one percentile: the list, then its median
 diffs() { paste -d' ' <(printf '%s\n' ${LV[$1.$3]}) <(printf '%s\n' ${LV[$2.$3]}) | awk '{printf "%.1f ", $1 - $2}'; }
