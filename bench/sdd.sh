@@ -199,6 +199,20 @@ if [ -n "${PERF:-}" ]; then
 	kill -INT "$PP"; wait "$PP"
 	exit 0
 fi
+# PERF_SYS=DIR: one throughput run (PERF_FLOWS flows) of each relay with the whole machine
+# profiled (perf record -a: every process and the kernel's network stack) into DIR/SDD.data and
+# DIR/NGX.data, and its context switches, migrations and cycles counted (perf stat -a)
+if [ -n "${PERF_SYS:-}" ]; then
+	mkdir -p "$PERF_SYS"
+	for path in SDD NGX; do
+		declare -n A=$path
+		perf stat -a -e task-clock,context-switches,cpu-migrations,cycles:u,cycles:k -o "$PERF_SYS/$path.stat" -- \
+			perf record -a ${PERF_CG:--g} -o "$PERF_SYS/$path.data" -- "${SESS[@]}" "$LOAD" "${A[0]}" thr "${A[@]:1}" \
+			--flows "${PERF_FLOWS:-1}" --bytes "${PERF_BYTES:-$BYTES1}" 2>/dev/null | sed "s/^/$path /"
+		grep -E 'task-clock|switches|migrations|cycles' "$PERF_SYS/$path.stat" | sed "s/^/$path /"
+	done
+	exit 0
+fi
 if [ -n "${PERF_CLIENT:-}" ]; then
 	declare -n A=${PERF_PATH:-SDD} # PERF_PATH=NGX: the plain OpenSSL client through nginx
 	perf record ${PERF_CG:--g} -o "$PERF_CLIENT" -- "${SESS[@]}" "$LOAD" "${A[0]}" thr "${A[@]:1}" --flows "${PERF_FLOWS:-1}" \
@@ -216,31 +230,39 @@ echo "(a) throughput, MB/s of echoed VAL data ($WRITE-byte writes, 256 KiB in fl
 # sealguard and nginx alternate within each round, so that both see the same background load,
 # and take turns at running first; prints the two medians, the median of the per-round ratios
 # and the rounds' ratios
-thr_run() { field mbps "$(load "$1" thr --flows "$2" --bytes "$3")"; }
+# one throughput run: its MB/s and the machine's CPU milliseconds per MB echoed (all CPUs'
+# busy time over the run, whoever spent it: relay, client, echo, the kernel's network stack)
+NCPU=$(nproc)
+thr_run() {
+	local l; l=$(load "$1" thr --flows "$2" --bytes "$3")
+	echo "$(field mbps "$l") $(awk -v b="$(field busy "$l")" -v m="$(field mbps "$l")" -v c="$NCPU" 'BEGIN{printf "%.2f", (m > 0 ? b * c * 1000 / m : 0)}')"
+}
 pair() {
-	local flows=$1 bytes=$2 sv=() nv=() rv=() s n r
+	local flows=$1 bytes=$2 sv=() nv=() rv=() sb=() nb=() s n r a b
 	for r in $(seq "$ROUNDS"); do
 		if [ $((r % 2)) = 1 ]; then
-			s=$(thr_run SDD "$flows" "$bytes"); n=$(thr_run NGX "$flows" "$bytes")
+			read -r s a < <(thr_run SDD "$flows" "$bytes"); read -r n b < <(thr_run NGX "$flows" "$bytes")
 		else
-			n=$(thr_run NGX "$flows" "$bytes"); s=$(thr_run SDD "$flows" "$bytes")
+			read -r n b < <(thr_run NGX "$flows" "$bytes"); read -r s a < <(thr_run SDD "$flows" "$bytes")
 		fi
 		sv+=("${s:-0}"); nv+=("${n:-0}"); rv+=("$(ratio "${s:-0}" "${n:-0}")")
+		sb+=("${a:-0}"); nb+=("${b:-0}")
 	done
-	echo "$(med "${sv[@]}") $(med "${nv[@]}") $(med "${rv[@]}") ${rv[*]}"
+	echo "$(med "${sv[@]}") $(med "${nv[@]}") $(med "${sb[@]}") $(med "${nb[@]}") $(med "${rv[@]}") ${rv[*]}"
 }
 # CALIBRATE=1: first the baseline against itself in the same pairing (the noise floor: on an
 # idle machine every round's ratio is 1.00; how far they spread is what one round can resolve)
 if [ -n "${CALIBRATE:-}" ]; then
 	SAVED=("${SDD[@]}"); SDD=("${NGX[@]}")
-	read -r _ _ R0 RR0 < <(pair 1 "$BYTES1")
+	read -r _ _ _ _ R0 RR0 < <(pair 1 "$BYTES1")
 	SDD=("${SAVED[@]}")
 	printf '  1 flow    calibration: nginx stream against itself   ratio %s (rounds: %s)\n' "$R0" "$RR0"
 fi
-read -r S1 N1 R1 RR1 < <(pair 1 "$BYTES1")
+read -r S1 N1 SB1 NB1 R1 RR1 < <(pair 1 "$BYTES1")
 printf '  1 flow    sealguard %8s   nginx stream %8s   ratio %s (rounds: %s)\n' "$S1" "$N1" "$R1" "$RR1"
-read -r S64 N64 R64 RR64 < <(pair 64 "$BYTES64")
+read -r S64 N64 SB64 NB64 R64 RR64 < <(pair 64 "$BYTES64")
 printf '  64 flows  sealguard %8s   nginx stream %8s   ratio %s (rounds: %s)\n' "$S64" "$N64" "$R64" "$RR64"
+printf '  machine CPU ms per MB (medians): 1 flow %s against %s, 64 flows %s against %s\n' "$SB1" "$NB1" "$SB64" "$NB64"
 T1=$(awk -v r="$R1" 'BEGIN{print (r >= 1.0) ? "met" : "NOT met"}')
 T64=$(awk -v r="$R64" 'BEGIN{print (r >= 1.0) ? "met" : "NOT met"}')
 fi

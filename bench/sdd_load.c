@@ -7,8 +7,9 @@
  * Workloads, both against an echo behind the path:
  *   thr: each flow sends --bytes in writes of --write bytes (default 16 KiB), at most --window
  *        bytes in flight, and reads the echo back; prints the aggregate MB/s (echoed bytes /
- *        wall time, 1 MB = 10^6 B) and cpu_s, the load client's CPU seconds while the data
- *        moved (no setup, teardown);
+ *        wall time, 1 MB = 10^6 B), cpu_s, the load client's CPU seconds while the data
+ *        moved (no setup, teardown), and busy and steal, the machine's CPUs' busy and
+ *        stolen shares over the same window (/proc/stat; idle CPU means a stalled pipeline);
  *   lat: each flow does --count round trips of --size bytes (write, then read until all came
  *        back) after 200 warm-up ones; prints p50/p99/max in microseconds over all flows.
  * Output: one line of key=value pairs. Built by bench/sdd.sh against libsealguard_core.a. */
@@ -63,6 +64,31 @@ static double cpu_s(void)
 	getrusage(RUSAGE_SELF, &u);
 	return (double)u.ru_utime.tv_sec + (double)u.ru_utime.tv_usec / 1e6 +
 	       (double)u.ru_stime.tv_sec + (double)u.ru_stime.tv_usec / 1e6;
+}
+
+/* The machine's CPU time so far, in clock ticks (/proc/stat "cpu"): all, idle (with iowait)
+ * and stolen by the hypervisor. */
+struct mstat {
+	unsigned long long all, idle, steal, sys, sirq;
+};
+
+static struct mstat mstat(void)
+{
+	struct mstat m = {0, 0, 0, 0, 0};
+	unsigned long long v[8] = {0};
+	FILE *f = fopen("/proc/stat", "r");
+	if (f && fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+	                &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
+		for (int i = 0; i < 8; i++)
+			m.all += v[i];
+		m.idle = v[3] + v[4];
+		m.steal = v[7];
+		m.sys = v[2];
+		m.sirq = v[6];
+	}
+	if (f)
+		fclose(f);
+	return m;
 }
 
 static void die(const char *what, const char *why)
@@ -313,12 +339,14 @@ int main(int argc, char **argv)
 	}
 	pthread_barrier_wait(&start_bar); /* every flow is set up */
 	double t0 = now_s(), cpu = 0;
+	struct mstat m0 = mstat(), m1 = m0;
 	if (!strcmp(O.work, "thr")) {
 		/* this process's CPU seconds between start and end of the data (no setup, no
 		 * teardown): what the client library costs per byte */
 		double c0 = cpu_s();
 		pthread_barrier_wait(&end_bar);
 		cpu = cpu_s() - c0;
+		m1 = mstat();
 	}
 	size_t total = 0;
 	for (unsigned i = 0; i < O.flows; i++) {
@@ -334,8 +362,12 @@ int main(int argc, char **argv)
 			b = jobs[i].t1 > b ? jobs[i].t1 : b;
 		}
 		wall = b - a;
-		printf("mode=%s flows=%u bytes=%zu secs=%.3f mbps=%.1f cpu_s=%.2f\n", O.mode,
-		       O.flows, total, wall, (double)total / 1e6 / wall, cpu);
+		double all = m1.all > m0.all ? (double)(m1.all - m0.all) : 1;
+		printf("mode=%s flows=%u bytes=%zu secs=%.3f mbps=%.1f cpu_s=%.2f busy=%.3f "
+		       "sys=%.3f softirq=%.3f steal=%.3f\n",
+		       O.mode, O.flows, total, wall, (double)total / 1e6 / wall, cpu,
+		       1 - (double)(m1.idle - m0.idle) / all, (double)(m1.sys - m0.sys) / all,
+		       (double)(m1.sirq - m0.sirq) / all, (double)(m1.steal - m0.steal) / all);
 	} else {
 		size_t n = (size_t)O.flows * O.count;
 		qsort(lat, n, sizeof *lat, cmp_d);
