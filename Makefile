@@ -4,6 +4,7 @@
 #   make check     build and run the whole test suite under ctest   (SAN=1: ASan + UBSan)
 #   make demo      build, start every function on loopback, run the secured scenario, stop
 #   make bench     run the benchmarks in bench/ against their peers
+#   make fuzz      fuzz every target in fuzz/ for FUZZ_SECONDS each (libFuzzer, clang)
 #   make format    clang-format every C file
 SAN ?= 0
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -14,7 +15,7 @@ else
 BUILD_DIR ?= build
 endif
 
-.PHONY: all deps build check demo bench format clean
+.PHONY: all deps build check demo bench fuzz format clean
 
 all: build
 
@@ -35,8 +36,12 @@ bench: build
 	@sh scripts/install-deps.sh --bench
 	@bash bench/transport.sh $(BUILD_DIR)/sealguard
 
+fuzz:
+	@sh scripts/install-deps.sh --fuzz
+	@bash scripts/fuzz.sh
+
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz

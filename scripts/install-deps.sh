@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs every Debian 12 package sealguard needs to build, test, demo and benchmark.
 # Idempotent: packages already present are skipped, and apt is not touched when nothing is missing.
-# Usage: scripts/install-deps.sh [--bench]   (--bench adds the benchmark peers: nginx with its stream module, wrk)
+# Usage: scripts/install-deps.sh [--bench | --fuzz]   (--bench adds the benchmark peers: nginx with its
+# stream module, wrk; --fuzz adds clang with libFuzzer for make fuzz)
 set -eu
 
 BUILD="build-essential cmake pkg-config clang-format
@@ -13,9 +14,11 @@ libjansson-dev libcjose-dev libcyaml-dev libyaml-dev libsqlite3-dev libpq-dev li
 # ~125 MB to download on a fresh Debian 12, about 20 s to unpack.
 TEST="curl openssl nghttp2-client sqlite3 python3 python3-cryptography procps chromium"
 BENCH="nginx-light libnginx-mod-stream wrk glewlwyd"
+FUZZ="clang libclang-rt-14-dev"
 
 want="$BUILD $TEST"
 [ "${1:-}" = "--bench" ] && want="$want $BENCH"
+[ "${1:-}" = "--fuzz" ] && want="$want $FUZZ"
 
 missing=""
 for p in $want; do

@@ -253,8 +253,8 @@ struct ctx {
 	size_t errlen;
 };
 
-static sg_err failv(struct ctx *x, unsigned long line, const char *path, const char *fmt,
-                    va_list ap)
+__attribute__((format(printf, 4, 0))) static sg_err
+failv(struct ctx *x, unsigned long line, const char *path, const char *fmt, va_list ap)
 {
 	char msg[512];
 	vsnprintf(msg, sizeof msg, fmt, ap);
@@ -864,7 +864,8 @@ struct cyaml_log_ctx {
 	char msg[256];
 };
 
-static void cyaml_log_capture(cyaml_log_t level, void *vctx, const char *fmt, va_list args)
+__attribute__((format(printf, 3, 0))) static void cyaml_log_capture(cyaml_log_t level, void *vctx,
+                                                                    const char *fmt, va_list args)
 {
 	struct cyaml_log_ctx *lc = vctx;
 	if (level < CYAML_LOG_ERROR || lc->msg[0])

@@ -421,8 +421,8 @@ static void test_malformed(void **state)
 {
 	(void)state;
 	const char *bad[] = {"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", "GARBAGE\r\n\r\n",
-	                     "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-	                     "Content-Length: 6\r\n\r\nhello!",
+	                     ("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+	                      "Content-Length: 6\r\n\r\nhello!"),
 	                     "GET /%00 HTTP/1.1\r\nHost: x\r\n\r\n"};
 	for (int i = 0; i < 4; i++) {
 		SSL_CTX *ctx;
