@@ -201,15 +201,15 @@ if [ -n "${PERF:-}" ]; then
 fi
 # PERF_SYS=DIR: one throughput run (PERF_FLOWS flows) of each relay with the whole machine
 # profiled (perf record -a: every process and the kernel's network stack) into DIR/SDD.data and
-# DIR/NGX.data, and its context switches, migrations and cycles counted (perf stat -a)
+# DIR/NGX.data, and its context switches and migrations counted (perf stat -a)
 if [ -n "${PERF_SYS:-}" ]; then
 	mkdir -p "$PERF_SYS"
 	for path in SDD NGX; do
 		declare -n A=$path
-		perf stat -a -e task-clock,context-switches,cpu-migrations,cycles:u,cycles:k -o "$PERF_SYS/$path.stat" -- \
+		perf stat -a -e task-clock,context-switches,cpu-migrations -o "$PERF_SYS/$path.stat" -- \
 			perf record -a ${PERF_CG:--g} -o "$PERF_SYS/$path.data" -- "${SESS[@]}" "$LOAD" "${A[0]}" thr "${A[@]:1}" \
 			--flows "${PERF_FLOWS:-1}" --bytes "${PERF_BYTES:-$BYTES1}" 2>/dev/null | sed "s/^/$path /"
-		grep -E 'task-clock|switches|migrations|cycles' "$PERF_SYS/$path.stat" | sed "s/^/$path /"
+		grep -E 'task-clock|switches|migrations' "$PERF_SYS/$path.stat" | sed "s/^/$path /"
 	done
 	exit 0
 fi

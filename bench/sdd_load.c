@@ -8,8 +8,8 @@
  *   thr: each flow sends --bytes in writes of --write bytes (default 16 KiB), at most --window
  *        bytes in flight, and reads the echo back; prints the aggregate MB/s (echoed bytes /
  *        wall time, 1 MB = 10^6 B), cpu_s, the load client's CPU seconds while the data
- *        moved (no setup, teardown), and busy and steal, the machine's CPUs' busy and
- *        stolen shares over the same window (/proc/stat; idle CPU means a stalled pipeline);
+ *        moved (no setup, teardown), and the machine's CPU time over the same window
+ *        (/proc/stat) as shares of all CPUs: busy, and within it sys, softirq and steal;
  *   lat: each flow does --count round trips of --size bytes (write, then read until all came
  *        back) after 200 warm-up ones; prints p50/p99/max in microseconds over all flows.
  * Output: one line of key=value pairs. Built by bench/sdd.sh against libsealguard_core.a. */
@@ -66,8 +66,8 @@ static double cpu_s(void)
 	       (double)u.ru_stime.tv_sec + (double)u.ru_stime.tv_usec / 1e6;
 }
 
-/* The machine's CPU time so far, in clock ticks (/proc/stat "cpu"): all, idle (with iowait)
- * and stolen by the hypervisor. */
+/* The machine's CPU time so far, in clock ticks (/proc/stat "cpu"): all, idle (with iowait),
+ * stolen by the hypervisor, system and softirq. */
 struct mstat {
 	unsigned long long all, idle, steal, sys, sirq;
 };
