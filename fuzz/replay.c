@@ -4,47 +4,30 @@
  * Exit status 0 when every input ran (a violated property aborts). */
 #include "fuzz.h"
 
+#include "base/file.h"
+
 #include <dirent.h>
 #include <string.h>
 #include <sys/stat.h>
 
 static int run_file(const char *path)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		perror(path);
+	char *buf = NULL;
+	size_t n = 0;
+	if (sg_file_read(path, 1u << 20, &buf, &n) != SG_OK) {
+		fprintf(stderr, "%s: cannot read (or larger than 1 MiB)\n", path);
 		return -1;
 	}
-	size_t cap = 4096, n = 0;
-	uint8_t *buf = malloc(cap);
-	size_t r;
-	while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
-		n += r;
-		if (n == cap) {
-			uint8_t *nb = realloc(buf, cap *= 2);
-			if (!nb) {
-				free(buf);
-				buf = NULL;
-			}
-			buf = nb;
-		}
-	}
-	fclose(f);
-	if (!buf) {
-		fprintf(stderr, "%s: out of memory\n", path);
-		return -1;
-	}
-	/* an exact-size copy, so that ASan sees a read past the input's end */
+	/* an exact-size copy (sg_file_read adds a NUL), so that ASan sees a read past the end */
 	uint8_t *exact = malloc(n ? n : 1);
-	if (!exact) {
-		free(buf);
-		return -1;
+	int rc = exact ? 0 : -1;
+	if (exact) {
+		memcpy(exact, buf, n);
+		LLVMFuzzerTestOneInput(exact, n);
 	}
-	memcpy(exact, buf, n);
-	free(buf);
-	LLVMFuzzerTestOneInput(exact, n);
 	free(exact);
-	return 0;
+	free(buf);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -67,8 +50,8 @@ int main(int argc, char **argv)
 		struct dirent *e;
 		while (d && (e = readdir(d))) {
 			char p[4096];
-			snprintf(p, sizeof p, "%s/%s", argv[i], e->d_name);
-			if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
+			if (sg_path_join(p, sizeof p, argv[i], e->d_name) == SG_OK &&
+			    stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
 				bad |= run_file(p) != 0;
 				ran++;
 			}
