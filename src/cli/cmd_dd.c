@@ -378,6 +378,8 @@ static void hex(const unsigned char *d, size_t n, char *out)
 		sprintf(out + 2 * i, "%02x", d[i]);
 }
 
+#define DD_SEND_STEP (256u << 10) /* dd send --echo: bytes sent between takes of the echo */
+
 static int dd_send(const struct sg_cli_global *g, const struct dd_args *a)
 {
 	if (!a->flow)
@@ -408,7 +410,7 @@ static int dd_send(const struct sg_cli_global *g, const struct dd_args *a)
 		rc = attach(&x, a->flow, a->echo ? 0 : SG_SDDC_SEND_ONLY, &s, NULL);
 	char err[512];
 	int64_t t0 = sg_mono_us();
-	if (!rc && sg_sddc_send(s, a->flow, data, len, err, sizeof err) != SG_OK)
+	if (!rc && !a->echo && sg_sddc_send(s, a->flow, data, len, err, sizeof err) != SG_OK)
 		rc = sg_cli_fail("send: %s", err);
 	if (!rc && a->echo) {
 		FILE *out = a->out ? fopen(a->out, "wb") : NULL;
@@ -417,19 +419,39 @@ static int dd_send(const struct sg_cli_global *g, const struct dd_args *a)
 		EVP_MD_CTX *md = EVP_MD_CTX_new();
 		EVP_DigestInit_ex(md, EVP_sha256(), NULL);
 		unsigned char buf[65536];
-		size_t got = 0;
+		/* the echo is taken while sending: the client holds back what the application does
+		 * not take (sg_sddc_conf.rx_queue_max), so a send of more than that which reads
+		 * only at the end would wait for itself */
+		size_t sent = 0, got = 0;
 		while (!rc && got < len) {
-			size_t n = 0;
-			size_t want = len - got < sizeof buf ? len - got : sizeof buf;
-			if (sg_sddc_recv(s, a->flow, buf, want, a->timeout_ms, &n, err,
-			                 sizeof err) != SG_OK) {
-				rc = sg_cli_fail("echo: %s after %zu of %zu bytes", err, got, len);
-				break;
+			if (sent < len) {
+				size_t k = len - sent < DD_SEND_STEP ? len - sent : DD_SEND_STEP;
+				if (sg_sddc_send(s, a->flow, data + sent, k, err, sizeof err) !=
+				    SG_OK) {
+					rc = sg_cli_fail("send: %s", err);
+					break;
+				}
+				sent += k;
 			}
-			EVP_DigestUpdate(md, buf, n);
-			if (out)
-				fwrite(buf, 1, n, out);
-			got += n;
+			for (;;) { /* what came back; waiting only when all was sent */
+				size_t n = 0;
+				size_t want = len - got < sizeof buf ? len - got : sizeof buf;
+				sg_err e = sg_sddc_recv(s, a->flow, buf, want,
+				                        sent < len ? 0 : a->timeout_ms, &n, err,
+				                        sizeof err);
+				if (e == SG_ERR_TIMEOUT && sent < len)
+					break;
+				if (e != SG_OK) {
+					rc = sg_cli_fail("echo: %s after %zu of %zu bytes", err,
+					                 got, len);
+					break;
+				}
+				EVP_DigestUpdate(md, buf, n);
+				if (out)
+					fwrite(buf, 1, n, out);
+				if ((got += n) == len || sent == len)
+					break;
+			}
 		}
 		int64_t us = sg_mono_us() - t0;
 		unsigned char h1[32], h2[32];

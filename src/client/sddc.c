@@ -38,9 +38,10 @@
 #define RECORD  16384u /* TLS 1.3 maximum record plaintext (RFC 8446 §5.1) */
 /* uplink DATA frames: a send of up to SG_SDD_MAX_PAYLOAD bytes is one frame; a longer one is
  * cut into frames whose header + payload fill four records exactly, the rest one frame */
-#define FRAME_FULL (4 * RECORD - SG_SDD_HDR_LEN)
-#define RD_BATCH   (256u << 10) /* bytes read from a channel before its frames are taken */
-#define QCHUNK     (64u << 10)  /* a flow's queue grows by this much at most per SSL_read */
+#define FRAME_FULL  (4 * RECORD - SG_SDD_HDR_LEN)
+#define RD_BATCH    (256u << 10) /* bytes read from a channel before its frames are taken */
+#define QCHUNK      (64u << 10)  /* a flow's queue grows by this much at most per SSL_read */
+#define RXQ_DEFAULT (4u << 20)   /* sg_sddc_conf.rx_queue_max when 0 */
 
 /* ---- signalling ---- */
 
@@ -212,6 +213,7 @@ struct cchan {
 	struct sg_sdd_frame cur; /* the checked header (payload NULL) */
 	size_t rem;              /* payload bytes still to read */
 	struct cflow *dst;       /* DATA read to this flow (one channel: no duplicates) */
+	struct cflow *qf;        /* DATA whose payload may end in this flow's queue (held) */
 	int drop;                /* DATA nobody takes (duplicate, unknown flow): read, discarded */
 	struct sg_buf fb;        /* a payload taken whole: control frames, URLLC DATA */
 	int dead, authed;
@@ -223,6 +225,7 @@ struct sg_sddc {
 	struct cchan ch[2];
 	unsigned n;
 	long timeout_ms;
+	size_t rxq_max; /* bytes a flow queues for sg_sddc_recv before its channel stops reading */
 	struct cflow *flows;
 	struct cflow *last; /* the flow of the last call: its text id is compared, not decoded */
 	unsigned long long dups;
@@ -314,6 +317,35 @@ static struct cflow *find_flow(struct sg_sddc *s, const uint8_t *id)
 	return NULL;
 }
 
+static size_t queued(const struct cflow *fl)
+{
+	return fl->in.len - fl->in_off;
+}
+
+/* Drops what sg_sddc_recv took from the front of a flow's queue before more is appended (a
+ * queue that is never emptied whole would otherwise only grow). Moves at most as many bytes
+ * as were taken since the last time. */
+static void q_compact(struct cflow *fl)
+{
+	size_t left = queued(fl);
+	if (!fl->in_off || left > fl->in_off)
+		return;
+	memmove(fl->in.data, fl->in.data + fl->in_off, left);
+	fl->in.len = left;
+	fl->in.data[left] = '\0';
+	fl->in_off = 0;
+}
+
+/* Backpressure toward the server (docs/sdd-protocol.md §3): the payload of a DATA frame whose
+ * flow already queues rxq_max bytes that no sg_sddc_recv has taken stays in TLS and TCP, and
+ * the SEALDD server, its channel output full, stops reading from the VAL server. The channel
+ * reads nothing more until a receive takes from that queue, so a peer that sends more than
+ * the application takes cannot grow the client's memory. */
+static int held(const struct sg_sddc *s, const struct cchan *c)
+{
+	return c->in_payload && c->qf && queued(c->qf) >= s->rxq_max;
+}
+
 /* A whole frame other than streamed DATA (f->payload holds its payload). */
 static void handle(struct sg_sddc *s, unsigned ci, const struct sg_sdd_frame *f)
 {
@@ -338,13 +370,10 @@ static void handle(struct sg_sddc *s, unsigned ci, const struct sg_sdd_frame *f)
 			s->dups++; /* URLLC: the copy from the other channel came first */
 			break;
 		}
-		if (fl->in_off && fl->in_off == fl->in.len) {
-			sg_buf_reset(&fl->in);
-			fl->in_off = 0;
-		}
+		q_compact(fl);
 		const uint8_t *p = f->payload;
 		size_t n = f->len;
-		if (fl == s->rx_flow && fl->in.len == fl->in_off && s->rx_got < s->rx_cap) {
+		if (fl == s->rx_flow && !queued(fl) && s->rx_got < s->rx_cap) {
 			/* a receive is waiting and nothing is queued before this */
 			size_t k = s->rx_cap - s->rx_got < n ? s->rx_cap - s->rx_got : n;
 			memcpy(s->rx_buf + s->rx_got, p, k);
@@ -392,9 +421,11 @@ static void header_done(struct sg_sddc *s, unsigned ci)
 		return;
 	}
 	c->rem = c->cur.len;
-	c->dst = NULL;
+	c->dst = c->qf = NULL;
 	c->drop = 0;
 	sg_buf_reset(&c->fb);
+	if (c->cur.type == SG_SDD_DATA && s->n == 2)
+		c->qf = find_flow(s, c->cur.flow);
 	if (c->cur.type == SG_SDD_DATA && s->n == 1) {
 		/* one channel: no copy can come from elsewhere, so the payload is streamed and
 		 * its sequence number judged now. With two (URLLC) a DATA frame is taken whole
@@ -407,7 +438,7 @@ static void header_done(struct sg_sddc *s, unsigned ci)
 			s->dups++;
 			c->drop = 1;
 		} else
-			c->dst = fl;
+			c->dst = c->qf = fl;
 	}
 	if (c->rem)
 		c->in_payload = 1;
@@ -424,11 +455,8 @@ static uint8_t *payload_dst(struct sg_sddc *s, struct cchan *c, size_t *want, in
 	size_t w = c->rem < QCHUNK ? c->rem : QCHUNK;
 	if (c->dst) {
 		struct cflow *fl = c->dst;
-		if (fl->in_off && fl->in_off == fl->in.len) {
-			sg_buf_reset(&fl->in);
-			fl->in_off = 0;
-		}
-		if (fl == s->rx_flow && fl->in.len == fl->in_off) {
+		q_compact(fl);
+		if (fl == s->rx_flow && !queued(fl)) {
 			if (s->rx_got == s->rx_cap)
 				return NULL; /* the rest waits in TLS for the next receive */
 			*into_rx = 1;
@@ -461,7 +489,7 @@ static size_t chan_read(struct sg_sddc *s, unsigned ci)
 {
 	struct cchan *c = &s->ch[ci];
 	size_t total = 0;
-	while (!c->dead && total < RD_BATCH) {
+	while (!c->dead && total < RD_BATCH && !held(s, c)) {
 		if (s->rx_got && !c->in_payload)
 			break; /* a receive got data and a frame ended: the caller takes it now */
 		uint8_t *p;
@@ -579,21 +607,24 @@ static void pump(struct sg_sddc *s, long wait_ms)
 	}
 	if (moved)
 		return;
+	if (!live(s))
+		return;
+	/* a held channel (held()) is not polled for reading, nor at all when it has nothing to
+	 * write: a hang-up would wake every poll while its bytes wait for a receive */
 	struct pollfd pf[2];
 	unsigned map[2], np = 0;
 	for (unsigned i = 0; i < s->n; i++) {
 		struct cchan *c = &s->ch[i];
-		if (c->dead)
+		short ev = (short)((held(s, c) ? 0 : POLLIN) | (chan_pending(c) ? POLLOUT : 0));
+		if (c->dead || !ev)
 			continue;
-		if (SSL_has_pending(c->ssl))
+		if (ev & POLLIN && SSL_has_pending(c->ssl))
 			wait_ms = 0;
 		pf[np].fd = c->fd;
-		pf[np].events = POLLIN | (chan_pending(c) ? POLLOUT : 0);
+		pf[np].events = ev;
 		pf[np].revents = 0;
 		map[np++] = i;
 	}
-	if (!np)
-		return;
 	int r = poll(pf, np, (int)(wait_ms < 0 ? 0 : wait_ms));
 	if (r < 0 && errno != EINTR)
 		return;
@@ -867,6 +898,7 @@ sg_err sg_sddc_connect(const struct sg_sddc_conf *c, const char *host, unsigned 
 	if (!s)
 		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
 	s->timeout_ms = tmo(c);
+	s->rxq_max = c->rx_queue_max ? c->rx_queue_max : RXQ_DEFAULT;
 	s->n = nchan;
 	s->ch[0].fd = s->ch[1].fd = -1;
 	s->ch[0].dead = s->ch[1].dead = 1; /* until opened */
@@ -1017,7 +1049,7 @@ sg_err sg_sddc_recv(struct sg_sddc *s, const char *flow_id, void *buf, size_t ca
 		return SG_ERR_INVALID;
 	int64_t end = sg_mono_ms() + timeout_ms;
 	for (;;) {
-		size_t have = f->in.len - f->in_off;
+		size_t have = queued(f);
 		if (have) {
 			size_t k = have < cap ? have : cap;
 			memcpy(buf, f->in.data + f->in_off, k);
@@ -1047,7 +1079,7 @@ sg_err sg_sddc_recv(struct sg_sddc *s, const char *flow_id, void *buf, size_t ca
 			*n = s->rx_got;
 			return SG_OK;
 		}
-		if (left <= 0 && f->in.len == f->in_off && !f->ended && live(s))
+		if (left <= 0 && !queued(f) && !f->ended && live(s))
 			return sg_fail(err, errlen, SG_ERR_TIMEOUT, "no data within %ld ms",
 			               timeout_ms);
 	}
@@ -1081,6 +1113,14 @@ sg_err sg_sddc_send_raw(struct sg_sddc *s, const void *p, size_t n, char *err, s
 	while (!s->ch[0].dead && chan_pending(&s->ch[0]) && sg_mono_ms() < end)
 		pump(s, 100);
 	return SG_OK;
+}
+
+size_t sg_sddc_queued(const struct sg_sddc *s, const char *flow_id)
+{
+	for (const struct cflow *f = s->flows; f; f = f->next)
+		if (!strcmp(f->text, flow_id))
+			return queued(f);
+	return 0;
 }
 
 unsigned long long sg_sddc_duplicates(const struct sg_sddc *s)

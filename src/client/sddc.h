@@ -16,6 +16,10 @@ struct sg_sddc_conf {
 	const char *ca;    /* trust anchors for the SEALDD server's certificate (required) */
 	const char *token; /* access token, aud sealguard:sdd, scope sdd (borrowed) */
 	long timeout_ms;   /* per operation; default 10000 */
+	/* bytes of a flow's data held for sg_sddc_recv before the session stops reading its
+	 * channel (backpressure: the SEALDD server then holds the VAL server's data back); default
+	 * 4 MiB. A queue may pass it by one read (64 KiB). */
+	size_t rx_queue_max;
 };
 
 struct sg_sddc_flow {
@@ -50,7 +54,8 @@ sg_err sg_sddc_attach(struct sg_sddc *s, const char *flow_id, unsigned flags, ch
                       size_t errlen);
 /* Sends len bytes on the flow (split into DATA frames, on every channel: up to 64 KiB is one
  * frame, each frame in as few TLS records as its bytes allow). Returns once the data is handed
- * to TLS; data arriving meanwhile is queued for sg_sddc_recv. */
+ * to TLS; data arriving meanwhile is queued for sg_sddc_recv, up to rx_queue_max: a peer that
+ * echoes must be read from, or a long send waits for it and times out as a full socket would. */
 sg_err sg_sddc_send(struct sg_sddc *s, const char *flow_id, const void *data, size_t len, char *err,
                     size_t errlen);
 /* Receives up to cap bytes of the flow: waits up to timeout_ms for the first byte.
@@ -62,6 +67,8 @@ sg_err sg_sddc_recv(struct sg_sddc *s, const char *flow_id, void *buf, size_t ca
 sg_err sg_sddc_reauth(struct sg_sddc *s, const char *token, char *err, size_t errlen);
 /* Sends raw bytes on channel 0 (tests: malformed frames). */
 sg_err sg_sddc_send_raw(struct sg_sddc *s, const void *p, size_t n, char *err, size_t errlen);
+/* Bytes of the flow queued for sg_sddc_recv (0 for a flow not attached). */
+size_t sg_sddc_queued(const struct sg_sddc *s, const char *flow_id);
 /* Duplicates dropped by the receive side (URLLC). */
 unsigned long long sg_sddc_duplicates(const struct sg_sddc *s);
 void sg_sddc_close(struct sg_sddc *s);

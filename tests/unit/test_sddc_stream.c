@@ -29,10 +29,13 @@
 
 static char g_dir[64], g_ca[128];
 static struct sg_tls_server *g_tls;
-static uint8_t g_flow[SG_SDD_FLOW_ID_LEN];
-static char g_flow_text[SG_SDD_FLOW_TEXT_LEN + 1];
+static uint8_t g_flow[SG_SDD_FLOW_ID_LEN], g_flow2[SG_SDD_FLOW_ID_LEN];
+static char g_flow_text[SG_SDD_FLOW_TEXT_LEN + 1], g_flow2_text[SG_SDD_FLOW_TEXT_LEN + 1];
 
-enum scenario { SC_SPLIT, SC_BADHDR, SC_ECHO };
+enum scenario { SC_SPLIT, SC_BADHDR, SC_ECHO, SC_FLOOD /* flood_main */ };
+
+#define FLOOD_TOTAL (48u << 20) /* SC_FLOOD: DATA bytes the peer sends */
+#define FLOOD_RXQ   (1u << 20)  /* the client's rx_queue_max in that test */
 
 struct peer {
 	enum scenario sc;
@@ -45,6 +48,8 @@ struct peer {
 	int count;
 	size_t nfr, nrec;
 	size_t fr[512], rec[1024];
+	unsigned nconn;         /* SC_FLOOD: data channels (2: URLLC) */
+	_Atomic size_t written; /* SC_FLOOD: DATA bytes the client's sockets took */
 };
 
 /* The record layer's callback: the 5-byte header of every received record (RFC 8446 §5.2):
@@ -203,6 +208,60 @@ out:
 	return NULL;
 }
 
+/* SC_FLOOD: nconn channels, each authenticated and attached to g_flow and g_flow2, then the
+ * same DATA frames of g_flow on every channel (URLLC: the client drops the copies) as fast as
+ * the client's sockets take them. */
+static void *flood_main(void *arg)
+{
+	struct peer *pe = arg;
+	int fd[2] = {-1, -1};
+	SSL *ssl[2] = {NULL, NULL};
+	static uint8_t buf[SG_SDD_HDR_LEN + SG_SDD_MAX_PAYLOAD];
+	struct sg_sdd_frame f;
+	uint8_t *data = malloc(FLOOD_TOTAL);
+	size_t n;
+	if (!data)
+		goto out;
+	for (unsigned i = 0; i < pe->nconn; i++)
+		if ((fd[i] = accept(pe->lfd, NULL, NULL)) < 0 ||
+		    !(ssl[i] = sg_tls_server_ssl_new(g_tls)) || SSL_set_fd(ssl[i], fd[i]) != 1 ||
+		    SSL_accept(ssl[i]) != 1)
+			goto out;
+	static const uint8_t *const flows[] = {NULL, g_flow, g_flow2};
+	static const uint8_t want[] = {SG_SDD_AUTH, SG_SDD_ATTACH, SG_SDD_ATTACH};
+	static const uint8_t reply[] = {SG_SDD_AUTH_OK, SG_SDD_ATTACHED, SG_SDD_ATTACHED};
+	for (unsigned k = 0; k < 3; k++)
+		for (unsigned i = 0; i < pe->nconn; i++) {
+			if (rd_frame(ssl[i], &f, buf, sizeof buf) || f.type != want[k] ||
+			    (flows[k] && memcmp(f.flow, flows[k], SG_SDD_FLOW_ID_LEN)))
+				goto out;
+			n = frame(buf, reply[k], 1, flows[k], NULL, 0);
+			if (wr(ssl[i], buf, n))
+				goto out;
+		}
+	pattern(data, FLOOD_TOTAL, 5);
+	uint64_t seq = 0;
+	for (size_t off = 0; off < FLOOD_TOTAL; off += SG_SDD_MAX_PAYLOAD) {
+		n = frame(buf, SG_SDD_DATA, ++seq, g_flow, data + off, SG_SDD_MAX_PAYLOAD);
+		for (unsigned i = 0; i < pe->nconn; i++)
+			if (wr(ssl[i], buf, n))
+				goto out;
+		pe->written = off + SG_SDD_MAX_PAYLOAD;
+	}
+	pe->ok = 1;
+	for (unsigned i = 0; i < pe->nconn; i++) /* until the client closes */
+		while (SSL_read_ex(ssl[i], buf, sizeof buf, &n) == 1)
+			;
+out:
+	for (unsigned i = 0; i < 2; i++) {
+		SSL_free(ssl[i]);
+		if (fd[i] >= 0)
+			close(fd[i]);
+	}
+	free(data);
+	return NULL;
+}
+
 static void peer_start(struct peer *pe)
 {
 	pe->lfd = socket(AF_INET, SOCK_STREAM, 0);
@@ -210,23 +269,31 @@ static void peer_start(struct peer *pe)
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t al = sizeof a;
 	assert_int_equal(bind(pe->lfd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(listen(pe->lfd, 1), 0);
+	assert_int_equal(listen(pe->lfd, 2), 0);
 	assert_int_equal(getsockname(pe->lfd, (struct sockaddr *)&a, &al), 0);
 	pe->port = ntohs(a.sin_port);
-	assert_int_equal(pthread_create(&pe->th, NULL, peer_main, pe), 0);
+	assert_int_equal(
+	    pthread_create(&pe->th, NULL, pe->sc == SC_FLOOD ? flood_main : peer_main, pe), 0);
 }
 
-static struct sg_sddc *open_session(struct peer *pe)
+static struct sg_sddc *open_session_n(struct peer *pe, unsigned nchan, size_t rx_queue_max)
 {
 	char url[64], err[256] = "";
 	snprintf(url, sizeof url, "https://localhost:%d", pe->port);
-	struct sg_sddc_conf c = {.url = url, .ca = g_ca, .token = "t", .timeout_ms = 5000};
+	struct sg_sddc_conf c = {
+	    .url = url, .ca = g_ca, .token = "t", .timeout_ms = 5000, .rx_queue_max = rx_queue_max};
 	struct sg_sddc *s = NULL;
-	if (sg_sddc_connect(&c, "127.0.0.1", (unsigned)pe->port, 1, &s, err, sizeof err) != SG_OK)
+	if (sg_sddc_connect(&c, "127.0.0.1", (unsigned)pe->port, nchan, &s, err, sizeof err) !=
+	    SG_OK)
 		fail_msg("connect: %s", err);
 	if (sg_sddc_attach(s, g_flow_text, 0, err, sizeof err) != SG_OK)
 		fail_msg("attach: %s", err);
 	return s;
+}
+
+static struct sg_sddc *open_session(struct peer *pe)
+{
+	return open_session_n(pe, 1, 0);
 }
 
 static void peer_end(struct peer *pe, struct sg_sddc *s)
@@ -371,6 +438,76 @@ static void test_send_echo(void **state)
 	free(in);
 }
 
+/* Backpressure toward the server: a flow whose data the application does not take queues
+ * rx_queue_max bytes (plus at most one 64 KiB frame), then the client reads nothing more from
+ * that channel, so the peer's writes stop (TCP) instead of the client's memory growing; once
+ * receives take it, everything arrives whole and in order, the queue still bounded while
+ * small receives take it a little at a time. With two channels (URLLC) both are held, and
+ * every frame's second copy is dropped. */
+static void backpressure(unsigned nchan)
+{
+	struct peer pe = {.sc = SC_FLOOD, .nconn = nchan};
+	peer_start(&pe);
+	struct sg_sddc *s = open_session_n(&pe, nchan, FLOOD_RXQ);
+	char err[256] = "";
+	if (sg_sddc_attach(s, g_flow2_text, 0, err, sizeof err) != SG_OK)
+		fail_msg("attach: %s", err);
+	/* receives of the other flow read the channel; the first flow's queue fills to its bound,
+	 * and a second wait reads no more */
+	static uint8_t buf[SG_SDD_MAX_PAYLOAD];
+	size_t n = 0;
+	assert_int_equal(sg_sddc_recv(s, g_flow2_text, buf, 16, 1000, &n, err, sizeof err),
+	                 SG_ERR_TIMEOUT);
+	size_t q = sg_sddc_queued(s, g_flow_text);
+	assert_true(q >= FLOOD_RXQ && q <= FLOOD_RXQ + SG_SDD_MAX_PAYLOAD);
+	assert_int_equal(sg_sddc_recv(s, g_flow2_text, buf, 16, 300, &n, err, sizeof err),
+	                 SG_ERR_TIMEOUT);
+	assert_int_equal(sg_sddc_queued(s, g_flow_text), q);
+	/* the peer is held back by TCP: its socket and ours take a few MiB, not 48 */
+	size_t w = pe.written;
+	assert_true(w < FLOOD_TOTAL / 2);
+	uint8_t *want = malloc(FLOOD_TOTAL);
+	assert_non_null(want);
+	pattern(want, FLOOD_TOTAL, 5);
+	size_t got = 0, most = 0;
+	for (unsigned i = 0; got < FLOOD_TOTAL; i++) {
+		size_t cap = i % 2 ? 1000 : sizeof buf; /* small ones too: the queue is compacted */
+		if (sg_sddc_recv(s, g_flow_text, buf, cap, 5000, &n, err, sizeof err) != SG_OK)
+			fail_msg("recv after %zu: %s", got, err);
+		if (memcmp(buf, want + got, n))
+			fail_msg("bytes %zu..%zu differ", got, got + n);
+		got += n;
+		size_t now = sg_sddc_queued(s, g_flow_text);
+		most = now > most ? now : most;
+	}
+	assert_true(most <= FLOOD_RXQ + SG_SDD_MAX_PAYLOAD);
+	assert_int_equal(sg_sddc_queued(s, g_flow_text), 0);
+	assert_int_equal(sg_sddc_queued(s, "not-attached"), 0);
+	/* the other channel's copies still on their way are read and dropped */
+	for (int i = 0;
+	     i < 100 && sg_sddc_duplicates(s) < FLOOD_TOTAL / SG_SDD_MAX_PAYLOAD && nchan == 2; i++)
+		assert_int_equal(sg_sddc_recv(s, g_flow2_text, buf, 16, 100, &n, err, sizeof err),
+		                 SG_ERR_TIMEOUT);
+	assert_int_equal(sg_sddc_queued(s, g_flow_text), 0);
+	assert_int_equal(sg_sddc_duplicates(s), nchan == 2 ? FLOOD_TOTAL / SG_SDD_MAX_PAYLOAD : 0);
+	free(want);
+	peer_end(&pe, s);
+	print_message("%u channel(s): the peer had written %zu of %u bytes when held\n", nchan, w,
+	              FLOOD_TOTAL);
+}
+
+static void test_backpressure(void **state)
+{
+	(void)state;
+	backpressure(1);
+}
+
+static void test_backpressure_urllc(void **state)
+{
+	(void)state;
+	backpressure(2);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -389,6 +526,8 @@ static int setup(void **state)
 	memset(g_flow, 0xa7, sizeof g_flow);
 	g_flow[0] = 1;
 	sg_sdd_flow_to_text(g_flow, g_flow_text);
+	memset(g_flow2, 0x3c, sizeof g_flow2);
+	sg_sdd_flow_to_text(g_flow2, g_flow2_text);
 	return 0;
 }
 
@@ -404,9 +543,9 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_split_and_batched),
-	    cmocka_unit_test(test_bad_headers),
-	    cmocka_unit_test(test_send_echo),
+	    cmocka_unit_test(test_split_and_batched),  cmocka_unit_test(test_bad_headers),
+	    cmocka_unit_test(test_send_echo),          cmocka_unit_test(test_backpressure),
+	    cmocka_unit_test(test_backpressure_urllc),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
