@@ -10,5 +10,10 @@ int64_t sg_mono_ms(void); /* milliseconds of CLOCK_MONOTONIC, for timeouts and d
 int64_t sg_mono_us(void); /* microseconds of CLOCK_MONOTONIC, for latency measurement */
 /* Writes e.g. "2026-11-27T23:44:38.123Z" (UTC, RFC 3339). */
 void sg_time_iso8601(char *out, size_t outlen, int64_t epoch_ms);
+/* Parses an RFC 3339 §5.6 date-time in UTC, "YYYY-MM-DDThh:mm:ss[.fraction]Z": every field
+ * with exactly its digits and within its range (second 60, a leap second, counts as second 59
+ * of its minute: POSIX time has none), years 1970-9999, the fraction dropped. No offsets other
+ * than Z, no lower-case t/z, no spaces. 0 with *epoch_s, or -1. */
+int sg_time_parse_utc(const char *s, int64_t *epoch_s);
 
 #endif

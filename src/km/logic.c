@@ -4,6 +4,7 @@
 #include "km/logic.h"
 
 #include "base/b64.h"
+#include "base/clock.h"
 
 #include <cjose/cjose.h>
 #include <openssl/core_names.h>
@@ -132,23 +133,10 @@ void sg_km_time_format(int64_t ms, char out[32])
 
 int sg_km_time_parse(const char *s, int64_t *ms)
 {
-	struct tm tm = {0};
-	const char *end = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
-	if (!end)
+	int64_t t;
+	if (sg_time_parse_utc(s, &t))
 		return -1;
-	if (*end == '.') { /* fractional seconds are allowed and dropped */
-		end++;
-		size_t d = strspn(end, "0123456789");
-		if (!d)
-			return -1;
-		end += d;
-	}
-	if (strcmp(end, "Z") != 0)
-		return -1;
-	time_t t = timegm(&tm);
-	if (t < 0)
-		return -1;
-	*ms = (int64_t)t * 1000;
+	*ms = t * 1000;
 	return 0;
 }
 

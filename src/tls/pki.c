@@ -10,6 +10,7 @@
  * already revoked ..."), so the CLI can report it; on failure err holds the reason. */
 #include "tls/pki.h"
 
+#include "base/clock.h"
 #include "base/file.h"
 #include "base/rand.h"
 
@@ -126,17 +127,6 @@ static void time_iso(time_t t, char *out, size_t outlen)
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static int parse_iso(const char *s, time_t *out)
-{
-	struct tm tm;
-	memset(&tm, 0, sizeof tm);
-	const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	if (!end || *end)
-		return -1;
-	*out = timegm(&tm);
-	return 0;
 }
 
 static void asn1_time_iso(const ASN1_TIME *t, char *out, size_t outlen)
@@ -596,13 +586,13 @@ static sg_err write_crl(const char *dir, X509 *ca, EVP_PKEY *ca_key, json_t *idx
 		const char *at = json_string_value(json_object_get(v, "revoked_at"));
 		if (!serial || !at)
 			continue;
-		time_t when;
-		if (parse_iso(at, &when) != 0) {
+		int64_t when;
+		if (sg_time_parse_utc(at, &when) != 0) {
 			e = sg_fail(err, errlen, SG_ERR_INVALID,
 			            "index.json: bad revoked_at \"%s\"", at);
 			goto out;
 		}
-		if ((e = add_revoked(crl, serial, when, err, errlen)))
+		if ((e = add_revoked(crl, serial, (time_t)when, err, errlen)))
 			goto out;
 	}
 	if (!X509_CRL_sort(crl) || !X509_CRL_sign(crl, ca_key, EVP_sha256())) {

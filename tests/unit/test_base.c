@@ -9,6 +9,7 @@
 #include "base/addrtab.h"
 #include "base/b64.h"
 #include "base/buf.h"
+#include "base/clock.h"
 #include "base/file.h"
 #include "base/log.h"
 #include "base/rand.h"
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static void test_b64url_rfc4648_vectors(void **state)
@@ -306,6 +308,58 @@ static void test_ratelimit(void **state)
 	sg_ratelimit_free(&rl);
 }
 
+/* RFC 3339 date-times in UTC: strict digits and ranges; every day of 1970-9999 (every 13th,
+ * at a time of day that moves) agrees with the C library's timegm. */
+static void test_time_parse(void **state)
+{
+	(void)state;
+	int64_t t = -1;
+	assert_int_equal(sg_time_parse_utc("1970-01-01T00:00:00Z", &t), 0);
+	assert_int_equal(t, 0);
+	assert_int_equal(sg_time_parse_utc("2024-02-29T12:34:56.250Z", &t), 0);
+	assert_int_equal(t, 1709210096);
+	assert_int_equal(sg_time_parse_utc("2016-12-31T23:59:60Z", &t), 0); /* a leap second */
+	assert_int_equal(t, 1483228799);
+	assert_int_equal(sg_time_parse_utc("9999-12-31T23:59:59Z", &t), 0);
+	assert_int_equal(t, 253402300799LL);
+	static const char *const bad[] = {"",
+	                                  "2024-02-29",
+	                                  "2024-02-29T12:34:56",
+	                                  "2024-02-29T12:34:56+01:00",
+	                                  "2024-02-29t12:34:56z",
+	                                  " 2024-02-29T12:34:56Z",
+	                                  "2024-2-29T12:34:56Z",
+	                                  "2024-02-29T12:34:56.Z",
+	                                  "2024-02-29T12:34:56ZZ",
+	                                  "2023-02-29T00:00:00Z",
+	                                  "2024-13-01T00:00:00Z",
+	                                  "2024-00-01T00:00:00Z",
+	                                  "2024-04-31T00:00:00Z",
+	                                  "2024-01-00T00:00:00Z",
+	                                  "2024-01-01T24:00:00Z",
+	                                  "2024-01-01T00:60:00Z",
+	                                  "2024-01-01T00:00:61Z",
+	                                  "1969-12-31T23:59:59Z",
+	                                  "+2024-01-01T00:00:00Z",
+	                                  "10000-01-01T00:00:00Z",
+	                                  "2100-02-29T00:00:00Z"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		t = -1;
+		if (sg_time_parse_utc(bad[i], &t) != -1 || t != -1)
+			fail_msg("accepted \"%s\"", bad[i]);
+	}
+	assert_int_equal(sg_time_parse_utc(NULL, &t), -1);
+	for (int64_t day = 0; day < 2932897; day += 13) { /* through 9999-12-31 */
+		time_t want = (time_t)(day * 86400 + (day * 7919) % 86400);
+		struct tm tm;
+		assert_non_null(gmtime_r(&want, &tm));
+		char s[32];
+		strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		if (sg_time_parse_utc(s, &t) != 0 || t != (int64_t)want)
+			fail_msg("%s: %lld, want %lld", s, (long long)t, (long long)want);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -318,6 +372,7 @@ int main(void)
 	    cmocka_unit_test(test_addrtab),
 	    cmocka_unit_test(test_addrtab_prune),
 	    cmocka_unit_test(test_ratelimit),
+	    cmocka_unit_test(test_time_parse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

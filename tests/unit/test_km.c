@@ -294,6 +294,9 @@ static void test_time(void **state)
 	assert_int_equal(sg_km_time_parse("2024-02-29T12:34:56+01:00", &ms), -1);
 	assert_int_equal(sg_km_time_parse("2024-02-29", &ms), -1);
 	assert_int_equal(sg_km_time_parse("", &ms), -1);
+	/* strict RFC 3339 (what strptime let through before) */
+	assert_int_equal(sg_km_time_parse(" 2024-2-9T1:2:3Z", &ms), -1);
+	assert_int_equal(sg_km_time_parse("2024-02-30T00:00:00Z", &ms), -1);
 }
 
 /* The store keeps versions, supersedes the older ones, revokes all of them. */
