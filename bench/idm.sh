@@ -72,11 +72,11 @@ echo "sealguard identity management benchmark: $(nproc) cores, ${DUR}s runs, $CO
 
 # ================================ sealguard ================================
 UU=$(port); S=$(port); ADMIN=$(port)
-# The load comes from one address: the per-address request rate limit (G4) is raised to its
-# maximum, so that it runs (its cost is in the figures) but refuses nothing; RPS_LIMIT=0 turns
-# it off, RPS_LIMIT=N sets it.
+# The load comes from one address: the per-address request and handshake rate limits (G4)
+# are raised to their maximum, so that they run (their cost is in the figures) but refuse
+# nothing; RPS_LIMIT=0 turns the request limit off, RPS_LIMIT=N sets it.
 RPS=${RPS_LIMIT:-1000000}
-RATE="requests_per_second: $RPS, request_burst: 1000000"
+RATE="requests_per_second: $RPS, request_burst: 1000000, handshakes_per_second: 1000000, handshake_burst: 1000000"
 sg_conf() { # FILE [SCRYPT_LN]
 	cat >"$1" <<YAML
 state_dir: $T/sg

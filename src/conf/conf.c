@@ -37,7 +37,8 @@ struct y_limits {
 	uint64_t *max_header_bytes, *max_body_bytes, *max_connections, *handshake_timeout_ms,
 	    *header_timeout_ms, *body_timeout_ms, *idle_timeout_ms, *h2_max_streams,
 	    *max_handshakes_per_address, *requests_per_second, *request_burst,
-	    *requests_per_second_per_identity, *request_burst_per_identity;
+	    *requests_per_second_per_identity, *request_burst_per_identity, *handshakes_per_second,
+	    *handshake_burst;
 };
 
 struct y_refpoint {
@@ -83,6 +84,7 @@ struct y_sdd {
 	uint32_t *max_channels;
 	uint32_t *max_channels_per_user;
 	uint32_t *max_unauthenticated_per_address;
+	uint32_t *channels_per_second_per_address;
 	char **peers;
 	unsigned peers_count;
 };
@@ -146,6 +148,8 @@ static const cyaml_schema_field_t limits_fields[] = {
     LIM(request_burst),
     LIM(requests_per_second_per_identity),
     LIM(request_burst_per_identity),
+    LIM(handshakes_per_second),
+    LIM(handshake_burst),
     CYAML_FIELD_END,
 };
 
@@ -215,6 +219,8 @@ static const cyaml_schema_field_t sdd_fields[] = {
     CYAML_FIELD_UINT_PTR("max_channels_per_user", OPT, struct y_sdd, max_channels_per_user),
     CYAML_FIELD_UINT_PTR("max_unauthenticated_per_address", OPT, struct y_sdd,
                          max_unauthenticated_per_address),
+    CYAML_FIELD_UINT_PTR("channels_per_second_per_address", OPT, struct y_sdd,
+                         channels_per_second_per_address),
     CYAML_FIELD_SEQUENCE("peers", CYAML_FLAG_POINTER | OPT, struct y_sdd, peers, &str_entry, 0,
                          CYAML_UNLIMITED),
     CYAML_FIELD_END,
@@ -591,14 +597,21 @@ static sg_err check_refpoint(struct ctx *x, const struct y_conf *y, unsigned i)
 				                 P("reference_points[%u].limits.%s", i, names[j]),
 				                 "must be from 1 to %llu", (unsigned long long)max);
 		}
-		/* G4 request rates: 0 turns a limit off; a microsecond per request at most */
-		static const char *const rnames[] = {"requests_per_second", "request_burst",
+		/* G4 request and handshake rates: 0 turns a limit off; a microsecond per request
+		 * at most */
+		static const char *const rnames[] = {"requests_per_second",
+		                                     "request_burst",
 		                                     "requests_per_second_per_identity",
-		                                     "request_burst_per_identity"};
-		uint64_t *const rvals[] = {r->limits->requests_per_second, r->limits->request_burst,
+		                                     "request_burst_per_identity",
+		                                     "handshakes_per_second",
+		                                     "handshake_burst"};
+		uint64_t *const rvals[] = {r->limits->requests_per_second,
+		                           r->limits->request_burst,
 		                           r->limits->requests_per_second_per_identity,
-		                           r->limits->request_burst_per_identity};
-		for (unsigned j = 0; j < 4; j++) {
+		                           r->limits->request_burst_per_identity,
+		                           r->limits->handshakes_per_second,
+		                           r->limits->handshake_burst};
+		for (unsigned j = 0; j < sizeof rvals / sizeof rvals[0]; j++) {
 			unsigned burst = j % 2; /* a burst of 0 means nothing */
 			if (rvals[j] && (*rvals[j] > 1000000 || (burst && *rvals[j] == 0)))
 				return fail_path(x,
@@ -683,6 +696,8 @@ static sg_err check(struct ctx *x, const struct y_conf *y)
 	    {"sdd.max_channels_per_user", y->sdd ? y->sdd->max_channels_per_user : NULL},
 	    {"sdd.max_unauthenticated_per_address",
 	     y->sdd ? y->sdd->max_unauthenticated_per_address : NULL},
+	    {"sdd.channels_per_second_per_address",
+	     y->sdd ? y->sdd->channels_per_second_per_address : NULL},
 	};
 	for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++)
 		if (lim[i].v && (*lim[i].v < 1 || *lim[i].v > 1000000))
@@ -784,6 +799,12 @@ static int copy_refpoint(struct sg_conf_refpoint *d, const struct y_refpoint *s)
 		if (l->request_burst_per_identity)
 			d->limits.request_burst_per_identity =
 			    (unsigned)*l->request_burst_per_identity;
+		if (l->handshakes_per_second) {
+			d->limits.handshakes_per_second = (unsigned)*l->handshakes_per_second;
+			d->limits.handshake_burst = 2 * d->limits.handshakes_per_second;
+		}
+		if (l->handshake_burst)
+			d->limits.handshake_burst = (unsigned)*l->handshake_burst;
 	}
 	return 1;
 }
@@ -844,6 +865,7 @@ static int copy_conf(struct sg_conf *c, const struct y_conf *y)
 	c->sdd.max_channels = SDD_LIMIT(max_channels, 10000);
 	c->sdd.max_channels_per_user = SDD_LIMIT(max_channels_per_user, 512);
 	c->sdd.max_unauth_per_addr = SDD_LIMIT(max_unauthenticated_per_address, 256);
+	c->sdd.channels_per_second_per_addr = SDD_LIMIT(channels_per_second_per_address, 200);
 #undef SDD_LIMIT
 	if (!dup_list(&c->sdd.peers, &c->sdd.n_peers, y->sdd ? y->sdd->peers : NULL,
 	              y->sdd ? y->sdd->peers_count : 0))

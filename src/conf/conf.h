@@ -81,6 +81,8 @@ struct sg_conf_sdd {
 	unsigned max_channels_per_user; /* authenticated channels of one user, default 512 */
 	unsigned max_unauth_per_addr;   /* channels of one client address (IPv6: /64) not yet
 	                                 * authenticated (TLS handshake, AUTH), default 256 */
+	unsigned channels_per_second_per_addr; /* new channels of one client address per second
+	                                        * (twice as many at once), default 200 */
 	char **peers; /* SEALDD-E: certificate identities (SANs, "DNS:sdd2.example.com")
 	               * of the peer SEALDD servers that may push or pull DD contexts
 	               * and that this server pushes to; none: SEALDD-E refused (403) */

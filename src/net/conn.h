@@ -51,6 +51,8 @@ struct sg_listener {
 	struct sg_addrtab hs;    /* TLS handshakes in progress per client address (all workers) */
 	struct sg_ratelimit rl;  /* request rate per client address (all workers) */
 	int rl_on;               /* limits.requests_per_second > 0 */
+	struct sg_ratelimit hrl; /* new TLS connections per client address (all workers) */
+	int hrl_on;              /* a TLS listener and limits.handshakes_per_second > 0 */
 	char name_json[128];     /* JSON-escaped name for logs/metrics */
 };
 

@@ -58,6 +58,8 @@ void sg_limits_default(struct sg_limits *l)
 	l->h2_max_streams = 100;
 	l->requests_per_second = 1000;
 	l->request_burst = 2000;
+	l->handshakes_per_second = 200;
+	l->handshake_burst = 400;
 }
 
 static pthread_once_t g_evthread_once = PTHREAD_ONCE_INIT;
@@ -153,6 +155,8 @@ static void listener_free(struct sg_listener *l, unsigned nworkers)
 	sg_addrtab_free(&l->hs);
 	if (l->rl_on)
 		sg_ratelimit_free(&l->rl);
+	if (l->hrl_on)
+		sg_ratelimit_free(&l->hrl);
 	free(l->name);
 	free(l->bind);
 	free(l);
@@ -236,6 +240,11 @@ sg_err sg_server_add_listener(struct sg_server *s, const struct sg_listener_conf
 		sg_ratelimit_init(&l->rl, l->limits.requests_per_second, l->limits.request_burst,
 		                  SG_RATELIMIT_MAX_KEYS);
 		l->rl_on = 1;
+	}
+	if (l->tls && l->limits.handshakes_per_second) {
+		sg_ratelimit_init(&l->hrl, l->limits.handshakes_per_second,
+		                  l->limits.handshake_burst, SG_RATELIMIT_MAX_KEYS);
+		l->hrl_on = 1;
 	}
 	l->access_log = lc->access_log;
 	l->idx = (int)s->nlisteners;
@@ -348,10 +357,16 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		}
 		/* G4: so are connections of an address that already has as many TLS handshakes in
 		 * progress as it may: clients that connect and never finish a handshake cannot take
-		 * the listener from other addresses */
+		 * the listener from other addresses; and those of an address over its rate of new
+		 * connections: each costs a handshake (public-key operations), the dearest thing a
+		 * client can make the server do before it has authenticated */
 		uint8_t key[16];
 		int keyed = sg_addr_key(&ss, len, key) == 0, counted = 0, over = 0;
-		if (l->tls && keyed) {
+		uint64_t retry;
+		if (l->hrl_on && keyed)
+			over = sg_ratelimit_take(&l->hrl, key, (uint64_t)sg_mono_us(), &retry) ==
+			       SG_RL_LIMITED;
+		if (l->tls && keyed && !over) {
 			pthread_mutex_lock(&l->hmu);
 			over = sg_addrtab_get(&l->hs, key) >= l->limits.max_handshakes_per_address;
 			counted = !over && sg_addrtab_inc(&l->hs, key) != 0;

@@ -29,6 +29,12 @@ struct sg_limits {
 	                                      * 0 = no limit (default 1000) */
 	unsigned request_burst;              /* requests one address may make at once (default
 	                                      * 2 x requests_per_second) */
+	unsigned handshakes_per_second;      /* TLS listeners: new connections (each a TLS
+	                                      * handshake) of one client address per second; over
+	                                      * it closed before the handshake. 0 = no limit
+	                                      * (default 200) */
+	unsigned handshake_burst;            /* connections one address may open at once (default
+	                                      * 2 x handshakes_per_second) */
 	/* the same per authenticated identity (token sub or client_id, certificate SAN), on the
 	 * routes that establish one (auth/policy.c): 0 = no limit (default) */
 	unsigned requests_per_second_per_identity, request_burst_per_identity;

@@ -16,6 +16,7 @@
 
 #include "auth/policy.h"
 #include "base/addrtab.h"
+#include "base/ratelimit.h"
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/log.h"
@@ -151,8 +152,9 @@ struct sg_sdd {
 	struct evdns_base *dns;
 	struct chan *chans;
 	size_t nchans;
-	struct sg_addrtab unauth; /* channels not yet authenticated, per client address */
-	atomic_ullong refused_chans, refused_addr, refused_user; /* channels refused (G4) */
+	struct sg_addrtab unauth;      /* channels not yet authenticated, per client address */
+	struct sg_ratelimit chan_rate; /* new channels per client address and second */
+	atomic_ullong refused_chans, refused_addr, refused_user, refused_rate; /* (G4) */
 	int64_t next_token_check;
 	/* notifications */
 	pthread_t nth;

@@ -1051,14 +1051,20 @@ void sdd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
 	(void)l;
 	struct sg_sdd *s = arg;
 	/* G4: bounded channels in all, and per client address before authentication, so that
-	 * connections which never authenticate cannot take the endpoint from everyone else */
+	 * connections which never authenticate cannot take the endpoint from everyone else; and
+	 * new channels per client address and second, each a TLS handshake (docs/configuration.md)
+	 */
 	uint8_t key[16];
 	int keyed = sg_addr_key(sa, (size_t)salen, key) == 0;
 	atomic_ullong *refused = NULL;
+	uint64_t retry;
 	if (s->nchans >= s->conf->sdd.max_channels)
 		refused = &s->refused_chans;
 	else if (keyed && sg_addrtab_get(&s->unauth, key) >= s->conf->sdd.max_unauth_per_addr)
 		refused = &s->refused_addr;
+	else if (keyed && sg_ratelimit_take(&s->chan_rate, key, (uint64_t)sg_mono_us(), &retry) ==
+	                      SG_RL_LIMITED)
+		refused = &s->refused_rate;
 	if (refused || atomic_load(&s->stop)) {
 		if (refused)
 			atomic_fetch_add(refused, 1);

@@ -144,6 +144,8 @@ sg_err sg_sdd_new(const struct sg_conf *conf, struct sg_policy *policy, struct s
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->nmu, NULL);
 	pthread_cond_init(&s->ncv, NULL);
+	sg_ratelimit_init(&s->chan_rate, conf->sdd.channels_per_second_per_addr,
+	                  2 * conf->sdd.channels_per_second_per_addr, SG_RATELIMIT_MAX_KEYS);
 	sg_err e;
 	if (!(s->flows = sg_sdd_flowtab_new(MAX_FLOWS, MAX_FLOWS_USER))) {
 		e = sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
@@ -266,6 +268,8 @@ sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out)
 	    "sealguard_sdd_channels_refused_total{limit=\"max_unauthenticated_per_address\"} "
 	    "%llu\n"
 	    "sealguard_sdd_channels_refused_total{limit=\"max_channels_per_user\"} %llu\n"
+	    "sealguard_sdd_channels_refused_total{limit=\"channels_per_second_per_address\"} "
+	    "%llu\n"
 	    "# HELP sealguard_sdd_flows_open SEALDD flows allocated (sdd-flows/v1), not yet "
 	    "freed.\n"
 	    "# TYPE sealguard_sdd_flows_open gauge\n"
@@ -284,8 +288,9 @@ sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out)
 	    "# TYPE sealguard_sdd_notifications_total counter\n"
 	    "sealguard_sdd_notifications_total{result=\"sent\"} %llu\n"
 	    "sealguard_sdd_notifications_total{result=\"failed\"} %llu\n",
-	    C(chans_open), C(refused_chans), C(refused_addr), C(refused_user), flows, trans,
-	    C(bytes_up), C(bytes_down), C(dup_dropped), C(notif_sent), C(notif_failed));
+	    C(chans_open), C(refused_chans), C(refused_addr), C(refused_user), C(refused_rate),
+	    flows, trans, C(bytes_up), C(bytes_down), C(dup_dropped), C(notif_sent),
+	    C(notif_failed));
 #undef C
 }
 
@@ -317,6 +322,7 @@ void sg_sdd_free(struct sg_sdd *s)
 	while (s->chans)
 		sdd_chan_free(s->chans);
 	sg_addrtab_free(&s->unauth);
+	sg_ratelimit_free(&s->chan_rate);
 	if (s->flows) {
 		sg_sdd_flowtab_each(s->flows, free_rt, NULL);
 		sg_sdd_flowtab_free(s->flows);

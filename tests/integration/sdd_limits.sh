@@ -2,13 +2,15 @@
 # G4 on the SEALDD-UU data endpoint (docs/sdd-protocol.md §3, "Limits"): connections that never
 # authenticate are bounded per client address (sdd.max_unauthenticated_per_address), so they
 # cannot take the endpoint from other addresses, and a user's authenticated channels are bounded
-# (sdd.max_channels_per_user), so one user cannot take it from the others. Refusals are counted
-# in /metrics; what was refused comes back once the holders go.
+# (sdd.max_channels_per_user), so one user cannot take it from the others, and so are new
+# channels per client address and second (sdd.channels_per_second_per_address: each is a TLS
+# handshake). Refusals are counted in /metrics; what was refused comes back once the holders go.
 . "$(dirname "$0")/lib/common.sh"
 
 ECHO=$(free_port)
 sg_sdd_start "  max_unauthenticated_per_address: 3
-  max_channels_per_user: 2"
+  max_channels_per_user: 2
+  channels_per_second_per_address: 5"
 trap 'kill "$ECHO_PID" 2>/dev/null; sg_cleanup' EXIT
 sg_echo_start "$ECHO"
 metric() { curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v k="$1" '$1==k{print $2}'; }
@@ -22,6 +24,9 @@ tok() { py 'import json,sys;print(json.load(open(sys.argv[1]))["access_token"])'
 # user TOKEN OTHER: two channels authenticated with TOKEN (AUTH -> AUTH_OK) held; a third AUTH
 #   with TOKEN must get ERROR LIMIT; one with OTHER (another user) AUTH_OK; after one of the
 #   two is closed, TOKEN's third gets AUTH_OK.
+# rate: once 127.0.0.1's allowance is whole (10 at once, then 5 per second), 20 TLS handshakes
+#   in a row from there: the first ones get through, the others are closed before the
+#   handshake; 127.0.0.2 gets through meanwhile, and 127.0.0.1 again 2.5 s later.
 cat >"$T/lim.py" <<'PY'
 import socket, ssl, struct, sys, time
 ca, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -73,6 +78,13 @@ if mode == "addr":
         s.close()
     time.sleep(0.5)
     out.append("after=" + handshakes())
+elif mode == "rate":
+    time.sleep(2.5)
+    got = [handshakes() for _ in range(20)]
+    out.append("ok=%d refused=%d" % (got.count("ok"), got.count("refused")))
+    out.append("other_address=" + handshakes("127.0.0.2"))
+    time.sleep(2.5)
+    out.append("after=" + handshakes())
 else:
     token, other = sys.argv[4], sys.argv[5]
     a, ra = auth(token)
@@ -103,6 +115,19 @@ expect_match "... bob still authenticates meanwhile" "other_user=AUTH_OK" "$R"
 expect_match "... after one of hers closes, alice authenticates again" "after=AUTH_OK" "$R"
 N=$(metric 'sealguard_sdd_channels_refused_total{limit="max_channels_per_user"}')
 if [ -n "$N" ] && [ "$N" -ge 1 ]; then ok "... counted in /metrics ($N)"; else not_ok "... counted in /metrics: '$N'"; fi
+
+R=$(python3 "$T/lim.py" "$CA" "$DATA" rate)
+n_ok=$(printf '%s' "$R" | sed -n 's/.*ok=\([0-9]*\) refused.*/\1/p')
+n_ref=$(printf '%s' "$R" | sed -n 's/.*refused=\([0-9]*\).*/\1/p')
+# 10 at once, plus what comes back while the 20 run (5 per second; generous for slow builds)
+if [ "${n_ok:-0}" -ge 1 ] && [ "$n_ok" -le 13 ] && [ "$((n_ok + n_ref))" -eq 20 ]; then
+	ok "channels per second per address: of 20 handshakes in a row, $n_ok got through, $n_ref were closed before it"
+else
+	not_ok "channels per second per address: $R"
+fi
+expect_match "... another address gets through meanwhile" "other_address=ok" "$R"
+expect_match "... 127.0.0.1 gets through again once its allowance came back" "after=ok" "$R"
+expect_eq "... counted in /metrics" "${n_ref:-?}" "$(metric 'sealguard_sdd_channels_refused_total{limit="channels_per_second_per_address"}')"
 
 # the CLI reports the limit: two receivers of alice hold a channel each, a third command fails
 F1=$(jget "$(SG dd open --service v2x --token-cache "$T/alice.tokens")" sddFlowId)

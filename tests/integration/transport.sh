@@ -6,7 +6,8 @@
 . "$(dirname "$0")/lib/common.sh"
 
 sg_ports
-sg_write_config "$T/sg.yaml" "    limits: {header_timeout_ms: 2000, max_body_bytes: 65536, max_header_bytes: 8192, max_handshakes_per_address: 3}"
+sg_write_config "$T/sg.yaml" "    limits: {header_timeout_ms: 2000, max_body_bytes: 65536, max_header_bytes: 8192, max_handshakes_per_address: 3}" \
+	"    limits: {handshakes_per_second: 1, handshake_burst: 5}"
 PKI=$T/state/pki
 # Certificates made before the first start are trusted by that server (same CA).
 expect "pki init with a VAL server before serve" "$SG_BIN" pki init --dir "$PKI" --val-server v2x-app --seal-server gm-1
@@ -161,6 +162,51 @@ expect_match "... a 4th silent connection from 127.0.0.1 is closed at once" "fou
 expect_match "... 127.0.0.2 is served meanwhile" "other_address=served" "$out"
 expect_match "... once the silent ones close, 127.0.0.1 is served again" "after=served" "$out"
 expect_match "... counted as refused" 'sealguard_connections_refused_total\{listener="SEAL-UU"\} [1-9]' "$(curl -s "http://127.0.0.1:$ADMIN/metrics")"
+
+# New TLS connections per client address and second (SEAL-E here: 1 per second, 5 at once):
+# of seven connections from 127.0.0.1 at once, five are taken into their handshake (fewer if
+# the server's own clients used some of the allowance just before; which ones depends on the
+# worker that accepts each) and the others are closed before it, 127.0.0.2 is served meanwhile, and 127.0.0.1 again once its allowance came
+# back; a full mutual-TLS request then works.
+cat >"$T/hsrate.py" <<'PY'
+import select, socket, sys, time
+port = int(sys.argv[1])
+def conn(src):
+    s = socket.socket()
+    s.bind((src, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+def state(s):
+    # a connection taken waits for our ClientHello; a refused one is closed at once
+    if not select.select([s], [], [], 0.5)[0]:
+        return "open"
+    try:
+        return "closed" if s.recv(1) == b"" else "open"
+    except ConnectionResetError:
+        return "closed"
+time.sleep(1.5)  # whatever this address used before has come back
+first = [conn("127.0.0.1") for _ in range(7)]
+states = [state(s) for s in first]
+other = state(conn("127.0.0.2"))
+time.sleep(1.2)
+later = state(conn("127.0.0.1"))
+print("first=%s other=%s later=%s open=%d closed=%d" % (",".join(states), other, later,
+      states.count("open"), states.count("closed")))
+PY
+E_REFUSED() { curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '$1=="sealguard_connections_refused_total{listener=\"SEAL-E\"}"{print $2}'; }
+R0=$(E_REFUSED)
+out=$(python3 "$T/hsrate.py" "$E")
+n_open=$(printf '%s' "$out" | sed -n 's/.* open=\([0-9]*\).*/\1/p')
+if [ "${n_open:-0}" -ge 1 ] && [ "$n_open" -le 5 ] && printf '%s' "$out" | grep -q "closed=$((7 - n_open))$"; then
+	ok "TLS handshake rate per address: of 7 at once at most 5 are taken, the others closed before their handshake ($out)"
+else
+	not_ok "TLS handshake rate per address: $out"
+fi
+expect_match "... another address is served meanwhile" "other=open" "$out"
+expect_match "... 127.0.0.1 again after its allowance came back (1 per second)" "later=open" "$out"
+expect_eq "... counted as refused on SEAL-E" "$(printf '%s' "$out" | sed 's/.*closed=//')" "$(($(E_REFUSED) - ${R0:-0}))"
+sleep 1.2
+expect "... and a mutual-TLS request on SEAL-E works after it" curl -sf -o /dev/null --cacert "$CA" --cert "$PKI/seal-servers/gm-1.crt" --key "$PKI/seal-servers/gm-1.key" "https://localhost:$E/healthz"
 
 # --- admin listener ---
 curl -s -D "$T/mh" -o "$T/metrics" "http://127.0.0.1:$ADMIN/metrics"; rc=$?

@@ -81,6 +81,8 @@ static void test_default(void **state)
 	assert_int_equal(uu->limits.requests_per_second, 1000);
 	assert_int_equal(uu->limits.request_burst, 2000);
 	assert_int_equal(uu->limits.requests_per_second_per_identity, 0); /* off */
+	assert_int_equal(uu->limits.handshakes_per_second, 200);
+	assert_int_equal(uu->limits.handshake_burst, 400);
 	/* identity management and resource-server defaults derive from the listeners */
 	assert_string_equal(c->idm.issuer, "https://localhost:9443");
 	assert_string_equal(c->resource.idm_url, "https://localhost:9445");
@@ -95,6 +97,7 @@ static void test_default(void **state)
 	assert_int_equal(c->sdd.max_channels, 10000);
 	assert_int_equal(c->sdd.max_channels_per_user, 512);
 	assert_int_equal(c->sdd.max_unauth_per_addr, 256);
+	assert_int_equal(c->sdd.channels_per_second_per_addr, 200);
 	/* R4: SEAL-E client credentials default to this server's own certificate */
 	assert_string_equal(c->resource.client_cert, "./var/pki/server.crt");
 	assert_string_equal(c->resource.client_key, "./var/pki/server.key");
@@ -181,7 +184,8 @@ static const char FULL[] = "state_dir: /srv/sg\n"                        /* 1 */
                            "    services: [km]\n"                        /* 20 */
                            "    allowed_identities: ['DNS:val1']\n"      /* 21 */
                            "    limits: {max_body_bytes: 4096, h2_max_streams: 10, "
-                           "requests_per_second: 50, requests_per_second_per_identity: 7}\n"
+                           "requests_per_second: 50, requests_per_second_per_identity: 7, "
+                           "handshakes_per_second: 30}\n"
                            "  - name: T6\n"
                            "    bind: localhost:0\n"
                            "    tls: {mode: psk, psk_file: psk.txt}\n"
@@ -226,6 +230,8 @@ static void test_full_and_paths(void **state)
 	assert_int_equal(k->limits.request_burst, 100); /* twice the rate unless given */
 	assert_int_equal(k->limits.requests_per_second_per_identity, 7);
 	assert_int_equal(k->limits.request_burst_per_identity, 14);
+	assert_int_equal(k->limits.handshakes_per_second, 30);
+	assert_int_equal(k->limits.handshake_burst, 60); /* twice the rate unless given */
 
 	const struct sg_conf_refpoint *p = &c->refpoints[1];
 	assert_int_equal(p->tls.mode, SG_TLS_PSK);
@@ -308,6 +314,8 @@ static const struct bad BAD[] = {
      "bad.yaml:2: sdd.max_subscriptions_per_server:", "from 1 to 1000000"},
     {1, "state_dir: ./var\nsdd: {max_unauthenticated_per_address: 0}",
      "bad.yaml:2: sdd.max_unauthenticated_per_address:", "from 1 to 1000000"},
+    {1, "state_dir: ./var\nsdd: {channels_per_second_per_address: 1000001}",
+     "bad.yaml:2: sdd.channels_per_second_per_address:", "from 1 to 1000000"},
     {1, "state_dri: ./var", "bad.yaml:1: state_dri:", "unknown key"},
     {7, "      mode: server-auth\n      cert_file: x",
      "bad.yaml:8: reference_points[0].tls.cert_file:", "unknown key (expected one of mode, cert"},
@@ -345,6 +353,11 @@ static const struct bad BAD[] = {
     {16, "    limits: {request_burst_per_identity: 0}",
      "bad.yaml:16: reference_points[1].limits.request_burst_per_identity:",
      "must be from 1 to 1000000"},
+    {16, "    limits: {handshakes_per_second: 1000001}",
+     "bad.yaml:16: reference_points[1].limits.handshakes_per_second:",
+     "must be from 0 (no limit) to 1000000"},
+    {16, "    limits: {handshake_burst: 0}",
+     "bad.yaml:16: reference_points[1].limits.handshake_burst:", "must be from 1 to 1000000"},
     {8, "    allowed_identities: []",
      "bad.yaml:4: reference_points[0]:", "missing required key 'auth'"},
     {7, "      - server-auth",

@@ -68,9 +68,10 @@ sg_ports() {
 	UU=$(free_port); S=$(free_port); E=$(free_port); ADMIN=$(free_port)
 }
 
-# sg_write_config FILE [EXTRA_LIMITS_YAML]: the default layout on free ports, state in $T/state.
+# sg_write_config FILE [EXTRA_LIMITS_YAML [SEAL_E_LIMITS_YAML]]: the default layout on free
+# ports, state in $T/state; the limits lines go to SEAL-UU and SEAL-E.
 sg_write_config() {
-	local f=$1 limits=${2:-}
+	local f=$1 limits=${2:-} elimits=${3:-}
 	cat >"$f" <<YAML
 state_dir: $T/state
 workers: 2
@@ -94,6 +95,7 @@ $limits
     tls: {mode: mutual}
     auth: mtls
     services: [idm, gm, km]
+$elimits
 YAML
 }
 
