@@ -45,8 +45,8 @@ static int digits(const char *s, int n)
 	return v;
 }
 
-/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar (the civil-from-days
- * inverse of H. Hinnant's date algorithms). */
+/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar (H. Hinnant's
+ * days_from_civil: eras of 400 years, years starting in March). */
 static int64_t days_from_civil(int y, int m, int d)
 {
 	y -= m <= 2;
