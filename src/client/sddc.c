@@ -364,8 +364,8 @@ static void handle(struct sg_sddc *s, unsigned ci, const struct sg_sdd_frame *f)
 		}
 		break;
 	case SG_SDD_DATA:
-		if (!fl)
-			break;
+		if (!fl || fl->ended)
+			break; /* not attached, or after the flow's END / ERROR: nobody takes it */
 		if (!sg_sdd_dedup_accept(&fl->down, f->seq)) {
 			s->dups++; /* URLLC: the copy from the other channel came first */
 			break;
@@ -424,14 +424,19 @@ static void header_done(struct sg_sddc *s, unsigned ci)
 	c->dst = c->qf = NULL;
 	c->drop = 0;
 	sg_buf_reset(&c->fb);
+	/* DATA of a flow that ended (END / ERROR came before it) is read and dropped: a
+	 * server that goes on sending must neither grow that flow's queue nor, once the
+	 * queue is at its bound, hold the channel and with it the flows still running */
+	struct cflow *fl = c->cur.type == SG_SDD_DATA ? find_flow(s, c->cur.flow) : NULL;
+	if (fl && fl->ended)
+		fl = NULL;
 	if (c->cur.type == SG_SDD_DATA && s->n == 2)
-		c->qf = find_flow(s, c->cur.flow);
+		c->qf = fl;
 	if (c->cur.type == SG_SDD_DATA && s->n == 1) {
 		/* one channel: no copy can come from elsewhere, so the payload is streamed and
 		 * its sequence number judged now. With two (URLLC) a DATA frame is taken whole
 		 * (handle), so that a channel failing mid-frame never leaves half a frame
 		 * accepted while the other channel's copy is dropped as a duplicate. */
-		struct cflow *fl = find_flow(s, c->cur.flow);
 		if (!fl)
 			c->drop = 1;
 		else if (!sg_sdd_dedup_accept(&fl->down, c->cur.seq)) {

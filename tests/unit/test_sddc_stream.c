@@ -32,7 +32,7 @@ static struct sg_tls_server *g_tls;
 static uint8_t g_flow[SG_SDD_FLOW_ID_LEN], g_flow2[SG_SDD_FLOW_ID_LEN];
 static char g_flow_text[SG_SDD_FLOW_TEXT_LEN + 1], g_flow2_text[SG_SDD_FLOW_TEXT_LEN + 1];
 
-enum scenario { SC_SPLIT, SC_BADHDR, SC_ECHO, SC_FLOOD /* flood_main */ };
+enum scenario { SC_SPLIT, SC_BADHDR, SC_ECHO, SC_AFTER_END, SC_FLOOD /* flood_main */ };
 
 #define FLOOD_TOTAL (48u << 20) /* SC_FLOOD: DATA bytes the peer sends */
 #define FLOOD_RXQ   (1u << 20)  /* the client's rx_queue_max in that test */
@@ -133,6 +133,12 @@ static void *peer_main(void *arg)
 	pe->count = pe->sc == SC_ECHO; /* from here on the client sends DATA only */
 	if (wr(ssl, buf, n))
 		goto out;
+	if (pe->sc == SC_AFTER_END) { /* the second flow */
+		n = frame(buf, SG_SDD_ATTACHED, 1, g_flow2, NULL, 0);
+		if (rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_ATTACH ||
+		    memcmp(f.flow, g_flow2, sizeof g_flow2) || wr(ssl, buf, n))
+			goto out;
+	}
 	if (pe->sc == SC_SPLIT) {
 		uint8_t other[SG_SDD_FLOW_ID_LEN];
 		memset(other, 0x5a, sizeof other);
@@ -178,6 +184,18 @@ static void *peer_main(void *arg)
 		memmove(buf + m, buf, n);
 		frame(buf, SG_SDD_DATA, 1, g_flow, "ok", 2);
 		if (wr(ssl, buf, m + n))
+			goto out;
+		pe->ok = 1;
+	} else if (pe->sc == SC_AFTER_END) {
+		/* "a" on the first flow, its END, 200 KiB more of it, then "b" on the second */
+		static uint8_t data[SG_SDD_MAX_PAYLOAD];
+		pattern(data, sizeof data, 9);
+		size_t m = frame(buf, SG_SDD_DATA, 1, g_flow, "a", 1);
+		m += frame(buf + m, SG_SDD_END, 0, g_flow, "FLOW_RELEASED", 13);
+		for (uint64_t seq = 2; seq < 6; seq++)
+			m += frame(buf + m, SG_SDD_DATA, seq, g_flow, data, 50000);
+		m += frame(buf + m, SG_SDD_DATA, 1, g_flow2, "b", 1);
+		if (wr(ssl, buf, m))
 			goto out;
 		pe->ok = 1;
 	} else { /* SC_ECHO: every DATA payload comes back, until 0-length DATA */
@@ -338,6 +356,34 @@ static void test_split_and_batched(void **state)
 		assert_int_equal(sg_sddc_duplicates(s), 1);
 		peer_end(&pe, s);
 	}
+}
+
+/* DATA of a flow after its END is dropped: the flow's queue stays empty, and with a bound of
+ * 1,000 bytes the 200 KiB that follow do not hold the channel, so the other flow's data still
+ * comes (before, they were queued to the bound and the second receive timed out). */
+static void test_data_after_end(void **state)
+{
+	(void)state;
+	struct peer pe = {.sc = SC_AFTER_END};
+	peer_start(&pe);
+	struct sg_sddc *s = open_session_n(&pe, 1, 1000);
+	char buf[16], err[256] = "";
+	assert_int_equal(sg_sddc_attach(s, g_flow2_text, 0, err, sizeof err), SG_OK);
+	size_t n = 0;
+	assert_int_equal(sg_sddc_recv(s, g_flow2_text, buf, sizeof buf, 5000, &n, err, sizeof err),
+	                 SG_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(buf[0], 'b');
+	assert_int_equal(sg_sddc_queued(s, g_flow_text), 1); /* "a", from before the END */
+	assert_int_equal(sg_sddc_recv(s, g_flow_text, buf, sizeof buf, 5000, &n, err, sizeof err),
+	                 SG_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(buf[0], 'a');
+	assert_int_equal(sg_sddc_recv(s, g_flow_text, buf, sizeof buf, 5000, &n, err, sizeof err),
+	                 SG_ERR_PROTO);
+	assert_non_null(strstr(err, "FLOW_RELEASED"));
+	assert_int_equal(sg_sddc_queued(s, g_flow_text), 0);
+	peer_end(&pe, s);
 }
 
 /* Every header defect ends the channel with its reason; the frame before it was delivered. */
@@ -545,7 +591,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_split_and_batched),  cmocka_unit_test(test_bad_headers),
 	    cmocka_unit_test(test_send_echo),          cmocka_unit_test(test_backpressure),
-	    cmocka_unit_test(test_backpressure_urllc),
+	    cmocka_unit_test(test_backpressure_urllc), cmocka_unit_test(test_data_after_end),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
