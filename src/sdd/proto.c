@@ -174,8 +174,10 @@ int sg_sdd_dedup_accept(struct sg_sdd_dedup *d, uint64_t seq)
 		if (adv >= WBITS) {
 			memset(d->bits, 0, sizeof d->bits);
 		} else {
-			for (uint64_t s = d->top + 1; s <= seq; s++)
-				bit_set(d, s, 0);
+			/* counted by the advance, not up to seq: for seq = UINT64_MAX a loop
+			 * "s <= seq" never ends (a peer's two frames would stop the data plane) */
+			for (uint64_t k = 1; k <= adv; k++)
+				bit_set(d, d->top + k, 0);
 		}
 		d->top = seq;
 		bit_set(d, seq, 1);

@@ -60,6 +60,16 @@ if mode=="split":
         for t,p in frames(1,2):
             if t==5: data+=p
     print(data.decode(errors="replace"))
+elif mode=="wrap":
+    top=2**64-1
+    s.sendall(fr(1,tok.encode())+fr(3,flow=fid))
+    print(" ".join(str(t) for t,_ in frames(2)))
+    s.sendall(fr(5,b"a",top-2000,fid)+fr(5,b"b",top-3,fid)+fr(5,b"c",top,fid)+fr(5,b"C",top,fid)+fr(5,b"d",top-1,fid))
+    data=b""; end=time.time()+10
+    while len(data)<4 and time.time()<end:
+        for t,p in frames(1,2):
+            if t==5: data+=p
+    print(data.decode(errors="replace"))
 else:
     s.sendall(fr(1,tok.encode())+fr(3,flow=fid))
     print(" ".join(str(t) for t,_ in frames(2)))
@@ -96,6 +106,14 @@ OUT=$(raw split "$F1")
 expect_eq "frames split at every byte: AUTH_OK then ATTACHED" "2 4" "$(printf '%s\n' "$OUT" | sed -n 1p)"
 expect_eq "... the two DATA frames come back whole, in order" "split at every byte!" "$(printf '%s\n' "$OUT" | sed -n 2p)"
 expect_eq "two DATA frames in one TLS record: both relayed" "two frames" "$(printf '%s\n' "$OUT" | sed -n 3p)"
+
+# sequence numbers at the top of the 64-bit space, in steps inside the duplicate window: each
+# new one relayed once, the repeat dropped, and the data plane goes on (the window's clearing
+# loop once never ended at 2^64 - 1, which stopped the data-plane thread for every user)
+F3=$(flow)
+OUT=$(raw wrap "$F3")
+expect_eq "sequence numbers up to 2^64 - 1: AUTH_OK then ATTACHED" "2 4" "$(printf '%s\n' "$OUT" | sed -n 1p)"
+expect_eq "... each new one relayed once, the repeat dropped" "abcd" "$(printf '%s\n' "$OUT" | sed -n 2p)"
 
 F2=$(flow)
 RSS0=$(awk '/VmRSS/{print $2}' "/proc/$SG_PID/status")

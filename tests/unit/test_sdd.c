@@ -143,6 +143,16 @@ static void test_dedup(void **state)
 	assert_int_equal(sg_sdd_dedup_accept(&d, 1000000), 1);
 	assert_int_equal(sg_sdd_dedup_accept(&d, 1000000 - 5), 1);
 	assert_int_equal(sg_sdd_dedup_accept(&d, 1000000 - 5), 0);
+	/* the top of the sequence space, reached in steps inside the window: each returns (the
+	 * loop that cleared the bits up to seq once never ended for UINT64_MAX) */
+	memset(&d, 0, sizeof d);
+	assert_int_equal(sg_sdd_dedup_accept(&d, UINT64_MAX - 2000), 1);
+	assert_int_equal(sg_sdd_dedup_accept(&d, UINT64_MAX - 3), 1);
+	assert_int_equal(sg_sdd_dedup_accept(&d, UINT64_MAX), 1);
+	assert_int_equal(sg_sdd_dedup_accept(&d, UINT64_MAX), 0);
+	assert_int_equal(sg_sdd_dedup_accept(&d, UINT64_MAX - 1), 1);
+	assert_int_equal(sg_sdd_dedup_accept(&d, UINT64_MAX - 3), 0);
+	assert_int_equal(sg_sdd_dedup_accept(&d, UINT64_MAX - 2000), 0);
 }
 
 static void test_flowtab(void **state)
