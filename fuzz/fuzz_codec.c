@@ -85,14 +85,15 @@ static void b64(const uint8_t *d, size_t n)
 
 /* URLLC duplicate elimination (D3) against a model: a sequence number is accepted exactly when
  * it is not 0, was not accepted before, and is within SG_SDD_WINDOW of the highest accepted so
- * far. The input is a list of 16-bit steps, so that inputs stay near the window's edge. */
-static void dedup(const uint8_t *d, size_t n)
+ * far. The input is a list of 16-bit steps, so that inputs stay near the window's edge; they
+ * start at 1, or (top) 60,000 below the largest sequence number, 2^64 - 1. */
+static void dedup(const uint8_t *d, size_t n, int top_start)
 {
 	struct sg_sdd_dedup w;
 	memset(&w, 0, sizeof w);
 	static uint64_t seen[4096];
 	size_t nseen = 0;
-	uint64_t seq = 1, top = 0;
+	uint64_t seq = top_start ? UINT64_MAX - 60000 : 1, top = 0;
 	for (size_t i = 0; i + 2 <= n && nseen < sizeof seen / sizeof seen[0]; i += 2) {
 		int16_t step = (int16_t)(d[i] << 8 | d[i + 1]);
 		seq = step < 0 && (uint64_t)-step > seq ? 0 : seq + (uint64_t)(int64_t)step;
@@ -124,7 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		b64(data + 1, size - 1);
 		break;
 	default:
-		dedup(data + 1, size - 1);
+		dedup(data + 1, size - 1, data[0] >> 2 & 1);
 	}
 	return 0;
 }
