@@ -112,6 +112,7 @@ struct chan {
 	char *token; /* secret: wiped on change and close */
 	int64_t exp_ms, next_check_ms;
 	int handshaken, authed, closing;
+	int out_full;     /* its output passed HWM: its input waits until that drains to LWM */
 	int unauth;       /* counted in s->unauth under addr until the first AUTH_OK (G4) */
 	uint8_t addr[16]; /* the client's address key (sg_addr_key) */
 	struct frt **att;

@@ -656,8 +656,13 @@ static void chan_fail(struct chan *c, const char *code, const char *detail)
 		event_active(c->pc->wev, EV_WRITE, 0); /* the callback closes once flushed */
 }
 
+/* The channel's input waits: for a relay whose output is full (uplink backpressure), or for
+ * its own output, which its frames' answers (ERROR, ATTACHED, AUTH_OK) fill as well as the
+ * downlink: a client that sends without reading must not grow the server's memory. */
 static int chan_blocked(const struct chan *c)
 {
+	if (c->out_full)
+		return 1;
 	for (size_t i = 0; i < c->natt; i++)
 		if (c->att[i]->up_blocked)
 			return 1;
@@ -911,10 +916,12 @@ static void chan_parse(struct chan *c)
 			 * alone was checked above: version, type, reserved, length, flow id) */
 			uint64_t seq = (uint64_t)get32(h + 8) << 32 | get32(h + 12);
 			struct frt *rt = chan_flow(c, h + 16);
-			if (rt)
+			if (rt) {
 				frt_uplink(rt, seq, h + SG_SDD_HDR_LEN, need - SG_SDD_HDR_LEN);
-			else
+			} else {
 				send_text(pc, SG_SDD_ERROR, h + 16, "UNKNOWN_FLOW", "not attached");
+				c->out_full = pc_queued(pc) > HWM;
+			}
 			continue;
 		}
 		if (sg_sdd_frame_parse(h, need, &f) != (int)need) {
@@ -922,6 +929,7 @@ static void chan_parse(struct chan *c)
 			break;
 		}
 		chan_frame(c, &f);
+		c->out_full = pc_queued(pc) > HWM;
 	}
 	chan_uncork(c);
 	/* a partial frame moves to the front: the buffer always has room for a whole one */
@@ -1036,8 +1044,13 @@ static void chan_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (!pc->dead && ((what & EV_WRITE) || pc->wr_on_r)) {
 		pc_flush(pc);
-		if (pc_queued(pc) <= LWM)
+		if (pc_queued(pc) <= LWM) {
 			chan_resume_relays(c);
+			if (c->out_full) {
+				c->out_full = 0;
+				chan_check_resume(c);
+			}
+		}
 	}
 	if (!pc->dead && !c->closing && ((what & EV_READ) || pc->rd_on_w))
 		chan_read(c);

@@ -70,6 +70,38 @@ elif mode=="wrap":
         for t,p in frames(1,2):
             if t==5: data+=p
     print(data.decode(errors="replace"))
+elif mode=="answers":
+    # 40 MiB of DATA frames for a flow nobody attached, each answered by ERROR UNKNOWN_FLOW,
+    # written without reading until the server takes nothing for 1.5 s; then everything is
+    # read back while the rest is written
+    s.sendall(fr(1,tok.encode()))
+    print(" ".join(str(t) for t,_ in frames(1)))
+    block=fr(5,b"",1,bytes(range(1,17)))*65536; total=20*len(block)
+    s.setblocking(False)
+    sent=0; last=time.time()
+    while sent<total and time.time()-last<1.5:
+        try:
+            n=s.send(block[sent%len(block):]); sent+=n; last=time.time()
+        except (ssl.SSLWantWriteError,ssl.SSLWantReadError,BlockingIOError): time.sleep(0.01)
+    stalled=sent
+    rbuf=b""; errors=0; other=0; end=time.time()+120
+    while errors*32<total and time.time()<end:
+        if sent<total:
+            try: sent+=s.send(block[sent%len(block):])
+            except (ssl.SSLWantWriteError,ssl.SSLWantReadError,BlockingIOError): pass
+        try:
+            d=s.recv(1<<20)
+            if not d: break
+            rbuf+=d
+        except (ssl.SSLWantReadError,ssl.SSLWantWriteError,BlockingIOError): select.select([s],[],[],0.01)
+        while len(rbuf)>=32:
+            n=struct.unpack(">I",rbuf[4:8])[0]
+            if len(rbuf)<32+n: break
+            if rbuf[1]==8 and rbuf[32:32+12]==b"UNKNOWN_FLOW": errors+=1
+            else: other+=1
+            rbuf=rbuf[32+n:]
+    print("stalled after", stalled, "of", total)
+    print("answers", errors, "of", total//32, "other", other)
 else:
     s.sendall(fr(1,tok.encode())+fr(3,flow=fid))
     print(" ".join(str(t) for t,_ in frames(2)))
@@ -114,6 +146,20 @@ F3=$(flow)
 OUT=$(raw wrap "$F3")
 expect_eq "sequence numbers up to 2^64 - 1: AUTH_OK then ATTACHED" "2 4" "$(printf '%s\n' "$OUT" | sed -n 1p)"
 expect_eq "... each new one relayed once, the repeat dropped" "abcd" "$(printf '%s\n' "$OUT" | sed -n 2p)"
+
+# a client that sends without reading what its frames are answered with: the server stops
+# reading it once that output passes 1 MiB (the answers of 40 MiB of frames would be 72 MiB),
+# and answers every frame once the client reads
+RSS0=$(awk '/VmRSS/{print $2}' "/proc/$SG_PID/status")
+OUT=$(raw answers "$F3")
+RSS1=$(awk '/VmRSS/{print $2}' "/proc/$SG_PID/status")
+expect_eq "a client that does not read its answers: AUTH_OK" "2" "$(printf '%s\n' "$OUT" | sed -n 1p)"
+STALL=$(printf '%s\n' "$OUT" | sed -n 2p | awk '{print $3}')
+expect_match "... the server stops reading it (it took ${STALL:-?} of 41943040 bytes)" '^ok$' "$([ -n "$STALL" ] && [ "$STALL" -lt 25165824 ] && echo ok)"
+expect_eq "... and answers every frame once it reads" "answers 1310720 of 1310720 other 0" "$(printf '%s\n' "$OUT" | sed -n 3p)"
+if [[ "$(ldd "$SG_BIN" 2>/dev/null)" == *libasan* ]]; then ok "... memory bound not judged under AddressSanitizer"; else
+expect_match "... the server's memory stayed bounded (RSS grew < 32 MiB: ${RSS0:-?} -> ${RSS1:-?} kB)" '^ok$' "$([ -n "$RSS0" ] && [ -n "$RSS1" ] && [ $((RSS1 - RSS0)) -lt 32768 ] && echo ok)"
+fi
 
 F2=$(flow)
 RSS0=$(awk '/VmRSS/{print $2}' "/proc/$SG_PID/status")
