@@ -24,6 +24,7 @@
 #include "sdd/proto.h"
 #include "tls/pki.h"
 #include "tls/tls.h"
+#include "../tests/sdd_peer.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -123,20 +124,6 @@ static void pattern(uint8_t *p, size_t n, unsigned salt)
 		p[i] = (uint8_t)(i * 13u + salt + (i >> 8));
 }
 
-static int wr(SSL *ssl, const void *p, size_t n)
-{
-	size_t w;
-	return n == 0 || (SSL_write_ex(ssl, p, n, &w) == 1 && w == n) ? 0 : -1;
-}
-
-static int rd(SSL *ssl, void *p, size_t n)
-{
-	for (size_t got = 0, k; got < n; got += k)
-		if (SSL_read_ex(ssl, (uint8_t *)p + got, n - got, &k) != 1)
-			return -1;
-	return 0;
-}
-
 /* Writes the records that are full; all of it with all set. */
 static int flush(struct run *r, unsigned ch, int all)
 {
@@ -145,7 +132,7 @@ static int flush(struct run *r, unsigned ch, int all)
 	size_t ck = r->chunk < 1000 && r->small > MAX_SMALL ? 16384 : r->chunk;
 	while (b->len - off >= ck || (all && off < b->len)) {
 		size_t k = b->len - off < ck ? b->len - off : ck;
-		if (wr(r->ssl[ch], b->data + off, k))
+		if (peer_wr(r->ssl[ch], b->data + off, k))
 			return -1;
 		off += k;
 		r->small += ck < 1000 ? k : 0;
@@ -286,15 +273,6 @@ done:
 	free(pl);
 }
 
-static int rd_frame(SSL *ssl, struct sg_sdd_frame *f, uint8_t *payload, size_t cap)
-{
-	uint8_t h[SG_SDD_HDR_LEN];
-	if (rd(ssl, h, sizeof h) || sg_sdd_frame_parse_header(h, f) != 0 || f->len > cap)
-		return -1;
-	f->payload = payload;
-	return rd(ssl, payload, f->len);
-}
-
 static void *server(void *arg)
 {
 	struct run *r = arg;
@@ -313,10 +291,10 @@ static void *server(void *arg)
 	for (int k = 0; k < 3; k++)
 		for (unsigned i = 0; i < r->nchan; i++) {
 			uint8_t h[SG_SDD_HDR_LEN];
-			if (rd_frame(r->ssl[i], &f, buf, sizeof buf) || f.type != want[k])
+			if (peer_rd_frame(r->ssl[i], &f, buf, sizeof buf) || f.type != want[k])
 				goto out;
 			sg_sdd_frame_header(h, reply[k], 0, 1, k ? g_id[k - 1] : NULL);
-			if (wr(r->ssl[i], h, sizeof h))
+			if (peer_wr(r->ssl[i], h, sizeof h))
 				goto out;
 		}
 	script(r);

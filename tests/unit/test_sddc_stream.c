@@ -10,6 +10,7 @@
 #include "sdd/proto.h"
 #include "tls/pki.h"
 #include "tls/tls.h"
+#include "../sdd_peer.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -70,20 +71,6 @@ static void rec_cb(int write_p, int version, int content_type, const void *buf, 
 	pe->nrec++;
 }
 
-static int wr(SSL *ssl, const void *p, size_t n)
-{
-	size_t w;
-	return n == 0 || (SSL_write_ex(ssl, p, n, &w) == 1 && w == n) ? 0 : -1;
-}
-
-static int rd(SSL *ssl, void *p, size_t n)
-{
-	for (size_t got = 0, k; got < n; got += k)
-		if (SSL_read_ex(ssl, (uint8_t *)p + got, n - got, &k) != 1)
-			return -1;
-	return 0;
-}
-
 /* one frame (header + payload) in buf; returns its length */
 static size_t frame(uint8_t *buf, uint8_t type, uint64_t seq, const uint8_t *flow, const void *p,
                     size_t n)
@@ -92,15 +79,6 @@ static size_t frame(uint8_t *buf, uint8_t type, uint64_t seq, const uint8_t *flo
 	if (n)
 		memcpy(buf + SG_SDD_HDR_LEN, p, n);
 	return SG_SDD_HDR_LEN + n;
-}
-
-static int rd_frame(SSL *ssl, struct sg_sdd_frame *f, uint8_t *payload, size_t cap)
-{
-	uint8_t h[SG_SDD_HDR_LEN];
-	if (rd(ssl, h, sizeof h) || sg_sdd_frame_parse_header(h, f) != 0 || f->len > cap)
-		return -1;
-	f->payload = payload;
-	return rd(ssl, payload, f->len);
 }
 
 static void pattern(uint8_t *p, size_t n, unsigned salt)
@@ -123,20 +101,20 @@ static void *peer_main(void *arg)
 	if (SSL_accept(ssl) != 1)
 		goto out;
 	/* AUTH (its token is not this test's business), then ATTACH of the flow */
-	if (rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_AUTH)
+	if (peer_rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_AUTH)
 		goto out;
 	size_t n = frame(buf, SG_SDD_AUTH_OK, 4000000000u, NULL, NULL, 0);
-	if (wr(ssl, buf, n) || rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_ATTACH ||
-	    memcmp(f.flow, g_flow, sizeof g_flow))
+	if (peer_wr(ssl, buf, n) || peer_rd_frame(ssl, &f, pl, sizeof pl) ||
+	    f.type != SG_SDD_ATTACH || memcmp(f.flow, g_flow, sizeof g_flow))
 		goto out;
 	n = frame(buf, SG_SDD_ATTACHED, 1, g_flow, NULL, 0);
 	pe->count = pe->sc == SC_ECHO; /* from here on the client sends DATA only */
-	if (wr(ssl, buf, n))
+	if (peer_wr(ssl, buf, n))
 		goto out;
 	if (pe->sc == SC_AFTER_END) { /* the second flow */
 		n = frame(buf, SG_SDD_ATTACHED, 1, g_flow2, NULL, 0);
-		if (rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_ATTACH ||
-		    memcmp(f.flow, g_flow2, sizeof g_flow2) || wr(ssl, buf, n))
+		if (peer_rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_ATTACH ||
+		    memcmp(f.flow, g_flow2, sizeof g_flow2) || peer_wr(ssl, buf, n))
 			goto out;
 	}
 	if (pe->sc == SC_SPLIT) {
@@ -147,7 +125,7 @@ static void *peer_main(void *arg)
 		/* frame 1 (300 bytes of payload): one TLS record per byte */
 		n = frame(buf, SG_SDD_DATA, 1, g_flow, data, 300);
 		for (size_t i = 0; i < n; i++)
-			if (wr(ssl, buf + i, 1))
+			if (peer_wr(ssl, buf + i, 1))
 				goto out;
 		/* then in one SSL_write: zero-length DATA, DATA of a flow not attached,
 		 * 40,000 bytes (three records), a duplicate of seq 1, 29,700 bytes, END */
@@ -157,7 +135,7 @@ static void *peer_main(void *arg)
 		m += frame(buf + m, SG_SDD_DATA, 1, g_flow, data, 300);
 		m += frame(buf + m, SG_SDD_DATA, 4, g_flow, data + 40300, 29700);
 		m += frame(buf + m, SG_SDD_END, 0, g_flow, "FLOW_RELEASED", 13);
-		if (wr(ssl, buf, m))
+		if (peer_wr(ssl, buf, m))
 			goto out;
 		pe->ok = 1;
 	} else if (pe->sc == SC_BADHDR) {
@@ -183,7 +161,7 @@ static void *peer_main(void *arg)
 		size_t m = frame(buf + n, SG_SDD_DATA, 1, g_flow, "ok", 2);
 		memmove(buf + m, buf, n);
 		frame(buf, SG_SDD_DATA, 1, g_flow, "ok", 2);
-		if (wr(ssl, buf, m + n))
+		if (peer_wr(ssl, buf, m + n))
 			goto out;
 		pe->ok = 1;
 	} else if (pe->sc == SC_AFTER_END) {
@@ -195,13 +173,13 @@ static void *peer_main(void *arg)
 		for (uint64_t seq = 2; seq < 6; seq++)
 			m += frame(buf + m, SG_SDD_DATA, seq, g_flow, data, 50000);
 		m += frame(buf + m, SG_SDD_DATA, 1, g_flow2, "b", 1);
-		if (wr(ssl, buf, m))
+		if (peer_wr(ssl, buf, m))
 			goto out;
 		pe->ok = 1;
 	} else { /* SC_ECHO: every DATA payload comes back, until 0-length DATA */
 		uint64_t seq = 0;
 		for (;;) {
-			if (rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_DATA ||
+			if (peer_rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_DATA ||
 			    memcmp(f.flow, g_flow, sizeof g_flow))
 				goto out;
 			if (!f.len)
@@ -210,7 +188,7 @@ static void *peer_main(void *arg)
 				pe->fr[pe->nfr] = f.len;
 			pe->nfr++;
 			n = frame(buf, SG_SDD_DATA, ++seq, g_flow, pl, f.len);
-			if (wr(ssl, buf, n))
+			if (peer_wr(ssl, buf, n))
 				goto out;
 		}
 		pe->ok = 1;
@@ -250,11 +228,11 @@ static void *flood_main(void *arg)
 	static const uint8_t reply[] = {SG_SDD_AUTH_OK, SG_SDD_ATTACHED, SG_SDD_ATTACHED};
 	for (unsigned k = 0; k < 3; k++)
 		for (unsigned i = 0; i < pe->nconn; i++) {
-			if (rd_frame(ssl[i], &f, buf, sizeof buf) || f.type != want[k] ||
+			if (peer_rd_frame(ssl[i], &f, buf, sizeof buf) || f.type != want[k] ||
 			    (flows[k] && memcmp(f.flow, flows[k], SG_SDD_FLOW_ID_LEN)))
 				goto out;
 			n = frame(buf, reply[k], 1, flows[k], NULL, 0);
-			if (wr(ssl[i], buf, n))
+			if (peer_wr(ssl[i], buf, n))
 				goto out;
 		}
 	pattern(data, FLOOD_TOTAL, 5);
@@ -262,7 +240,7 @@ static void *flood_main(void *arg)
 	for (size_t off = 0; off < FLOOD_TOTAL; off += SG_SDD_MAX_PAYLOAD) {
 		n = frame(buf, SG_SDD_DATA, ++seq, g_flow, data + off, SG_SDD_MAX_PAYLOAD);
 		for (unsigned i = 0; i < pe->nconn; i++)
-			if (wr(ssl[i], buf, n))
+			if (peer_wr(ssl[i], buf, n))
 				goto out;
 		pe->written = off + SG_SDD_MAX_PAYLOAD;
 	}
