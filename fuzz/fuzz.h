@@ -23,4 +23,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 		}                                                                                  \
 	} while (0)
 
+/* A fresh directory /tmp/sg-fuzz-NAME-XXXXXX for a target's files, removed when the process
+ * exits. Once per process. */
+static inline char *fuzz_dir_(void)
+{
+	static char d[64];
+	return d;
+}
+
+static inline void fuzz_dir_rm_(void)
+{
+	char cmd[96];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", fuzz_dir_());
+	if (system(cmd) != 0)
+		fprintf(stderr, "fuzz: could not remove %s\n", fuzz_dir_());
+}
+
+static inline const char *fuzz_tmpdir(const char *name)
+{
+	char *d = fuzz_dir_();
+	snprintf(d, 64, "/tmp/sg-fuzz-%.16s-XXXXXX", name);
+	FUZZ_CHECK(mkdtemp(d) != NULL);
+	atexit(fuzz_dir_rm_);
+	return d;
+}
+
 #endif

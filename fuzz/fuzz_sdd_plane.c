@@ -14,6 +14,7 @@
 #include "fuzz.h"
 
 #include "base/buf.h"
+#include "base/clock.h"
 #include "cli/cli.h"
 #include "client/sddc.h"
 #include "sdd/proto.h"
@@ -29,12 +30,12 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MAX_OUT (1u << 20) /* bytes one script may write */
 
-static char g_dir[64], g_ca[160], g_token[4096];
+static const char *g_dir;
+static char g_ca[160], g_token[4096];
 static uint8_t g_flow[SG_SDD_FLOW_ID_LEN];
 /* flows nobody opened: one the scripts use, one for the probe that ends each script */
 static const uint8_t g_other[SG_SDD_FLOW_ID_LEN] = {0x5c, 0x5c, 0x5c, 0x5c, 0x5c, 0x5c, 0x5c, 0x5c,
@@ -44,13 +45,6 @@ static const uint8_t g_probe[SG_SDD_FLOW_ID_LEN] = {0x6d, 0x6d, 0x6d, 0x6d, 0x6d
 static int g_data_port;
 static SSL_CTX *g_ctx;
 static struct sg_cli_global g_glob;
-
-static int64_t now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static int free_port(void)
 {
@@ -108,22 +102,12 @@ static int connect_to(int port)
 	return -1;
 }
 
-static void cleanup(void)
-{
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-	if (g_dir[0] && system(cmd) != 0)
-		fprintf(stderr, "fuzz_sdd_plane: could not remove %s\n", g_dir);
-}
-
 /* Once: the server, its registry, a transmission for VAL service "fz" to the echo endpoint, the
  * user's access token and flow. */
 static void init(void)
 {
 	signal(SIGPIPE, SIG_IGN);
-	strcpy(g_dir, "/tmp/sg-fuzz-plane-XXXXXX");
-	FUZZ_CHECK(mkdtemp(g_dir) != NULL);
-	atexit(cleanup);
+	g_dir = fuzz_tmpdir("plane");
 	char p[12][192], yaml[2048];
 	int uu = free_port(), s = free_port(), e = free_port(), admin = free_port(),
 	    echo = free_port();
@@ -281,11 +265,11 @@ static void ch_take(struct ch *c)
 /* Reads what the server sends for up to ms milliseconds (0: what is there now). */
 static void ch_read(struct ch *c, int ms)
 {
-	int64_t end = now_ms() + ms;
+	int64_t end = sg_mono_ms() + ms;
 	uint8_t b[16384];
 	while (!c->closed) {
 		if (!SSL_has_pending(c->ssl)) {
-			long left = (long)(end - now_ms());
+			long left = (long)(end - sg_mono_ms());
 			struct pollfd pf = {.fd = c->fd, .events = POLLIN};
 			if (poll(&pf, 1, left > 0 ? (int)left : 0) <= 0)
 				return;
@@ -337,8 +321,8 @@ static int ch_frame(struct ch *c, uint8_t type, const uint8_t *flow, uint64_t se
 /* Reads until *what is set (or the channel closed), for up to ms milliseconds. */
 static void ch_wait(struct ch *c, const int *what, int ms)
 {
-	int64_t end = now_ms() + ms;
-	while (!c->closed && !*what && now_ms() < end)
+	int64_t end = sg_mono_ms() + ms;
+	while (!c->closed && !*what && sg_mono_ms() < end)
 		ch_read(c, 10);
 }
 
@@ -349,8 +333,8 @@ static void alive(void)
 	FUZZ_CHECK(ch_open(&c) == 0);
 	FUZZ_CHECK(ch_frame(&c, SG_SDD_AUTH, NULL, 0, g_token, strlen(g_token)) == 0);
 	FUZZ_CHECK(ch_flush(&c, 1) == 0);
-	int64_t end = now_ms() + 2000;
-	while (!c.closed && now_ms() < end && !c.first)
+	int64_t end = sg_mono_ms() + 2000;
+	while (!c.closed && sg_mono_ms() < end && !c.first)
 		ch_read(&c, 50);
 	FUZZ_CHECK(c.first == SG_SDD_AUTH_OK);
 	ch_close(&c);

@@ -20,6 +20,7 @@
 #include "fuzz.h"
 
 #include "base/buf.h"
+#include "base/clock.h"
 #include "client/sddc.h"
 #include "sdd/proto.h"
 #include "tls/pki.h"
@@ -35,7 +36,6 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 /* payload bytes one script may send, all frames together: enough to reach the largest receive
@@ -43,30 +43,19 @@
 #define MAX_DATA  (160u << 10)
 #define MAX_SMALL (4u << 10) /* bytes in records of less than 1,000 bytes (then 16 KiB ones) */
 
-static char g_dir[64], g_ca[128];
+static const char *g_dir;
+static char g_ca[128];
 static struct sg_tls_server *g_tls;
 static int g_lfd = -1, g_port;
 static uint8_t g_id[3][SG_SDD_FLOW_ID_LEN]; /* A, B, a flow nobody attached */
 static char g_text[2][SG_SDD_FLOW_TEXT_LEN + 1];
-
-static void cleanup(void)
-{
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-	if (g_dir[0] && system(cmd) != 0)
-		fprintf(stderr, "fuzz_sddc: could not remove %s\n", g_dir);
-	sg_tls_server_free(g_tls);
-	if (g_lfd >= 0)
-		close(g_lfd);
-}
 
 /* Once: a development PKI, the server's TLS context, a listening socket on loopback. */
 static void init(void)
 {
 	char err[256] = "", crt[128], key[128];
 	signal(SIGPIPE, SIG_IGN);
-	strcpy(g_dir, "/tmp/sg-fuzz-sddc-XXXXXX");
-	FUZZ_CHECK(mkdtemp(g_dir) != NULL);
+	g_dir = fuzz_tmpdir("sddc");
 	struct sg_pki_opts po = {.dir = g_dir};
 	FUZZ_CHECK(sg_pki_init(&po, err, sizeof err) == SG_OK);
 	snprintf(g_ca, sizeof g_ca, "%s/ca.crt", g_dir);
@@ -86,7 +75,6 @@ static void init(void)
 	}
 	sg_sdd_flow_to_text(g_id[0], g_text[0]);
 	sg_sdd_flow_to_text(g_id[1], g_text[1]);
-	atexit(cleanup);
 }
 
 /* What the protocol delivers of a flow, as the server thread's script goes. */
@@ -317,13 +305,6 @@ out:
 	return NULL;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static const size_t caps[] = {1, 7, 1000, 16384, 65536, 262144, 33, 4096};
 static const size_t rxqs[] = {0, 1, 1000, 70000};
 
@@ -391,9 +372,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!r.done || moved)
 			quiet_since = -1;
 		else if (quiet_since < 0)
-			quiet_since = now_ms();
+			quiet_since = sg_mono_ms();
 		else
-			FUZZ_CHECK(now_ms() - quiet_since < 2000);
+			FUZZ_CHECK(sg_mono_ms() - quiet_since < 2000);
 	}
 	sg_sddc_close(s);
 	pthread_join(th, NULL);
