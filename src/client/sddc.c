@@ -119,9 +119,10 @@ static sg_err flow_from_json(const json_t *j, struct sg_sddc_flow *out, char *er
 		               "the flow answer lacks sddFlowId or the "
 		               "data endpoint");
 	const char *uri = json_string_value(json_object_get(ci, "uri"));
+	char uh[sizeof out->host]; /* the uri's host: out->host is written from host below */
 	if (!host && uri && !strncmp(uri, "sealdd://", 9)) {
-		snprintf(out->host, sizeof out->host, "%.*s", (int)strcspn(uri + 9, ":/"), uri + 9);
-		host = out->host;
+		snprintf(uh, sizeof uh, "%.*s", (int)strcspn(uri + 9, ":/"), uri + 9);
+		host = uh;
 	}
 	if (!host)
 		return sg_fail(err, errlen, SG_ERR_PROTO,
@@ -191,16 +192,21 @@ struct cflow {
 	struct cflow *next;
 	uint8_t id[SG_SDD_FLOW_ID_LEN];
 	char text[SG_SDD_FLOW_TEXT_LEN + 1];
-	uint64_t next_seq;
+	uint64_t next_seq; /* of the next uplink DATA frame; 0: all 2^64 - 1 are used up */
 	struct sg_sdd_dedup down;
 	struct sg_buf in; /* DATA that came while no receive of this flow was waiting */
 	size_t in_off;
-	int attached[2], attach_sent;
+	/* the server holds the flow attached on channel i (its ATTACHED came, and no END of the
+	 * flow, ERROR detaching it there, or the channel's end since): sg_sddc_attach sends ATTACH
+	 * on every live channel where this is 0 */
+	int attached[2];
 	int ended;
 	char reason[200];
 };
 
 struct cchan {
+	struct sg_sddc *s; /* the session, and this channel's index in it */
+	unsigned idx;
 	int fd;
 	SSL *ssl;
 	struct sg_buf out; /* what SSL_write has not taken yet */
@@ -245,6 +251,16 @@ static void chan_dead(struct cchan *c, const char *why)
 		return;
 	c->dead = 1;
 	snprintf(c->why, sizeof c->why, "%s", why);
+	/* the server detaches the channel's flows when it closes (they live on) */
+	for (struct cflow *f = c->s ? c->s->flows : NULL; f; f = f->next)
+		f->attached[c->idx] = 0;
+}
+
+/* Whether an ERROR payload ("CODE" or "CODE: text") has this code. */
+static int err_code_is(const char *text, const char *code)
+{
+	size_t n = strlen(code);
+	return !strncmp(text, code, n) && (text[n] == '\0' || text[n] == ':');
 }
 
 /* Queues a frame (copied) behind what waits in the channel's output. */
@@ -359,7 +375,9 @@ static void handle(struct sg_sddc *s, unsigned ci, const struct sg_sdd_frame *f)
 	case SG_SDD_ATTACHED:
 		if (fl) {
 			fl->attached[ci] = 1;
-			if (f->seq > fl->next_seq)
+			/* the server's next uplink sequence number; never back (nor out of 0, all
+			 * used up: from there on a server's window takes no frame of ours) */
+			if (fl->next_seq && f->seq > fl->next_seq)
 				fl->next_seq = f->seq;
 		}
 		break;
@@ -390,7 +408,19 @@ static void handle(struct sg_sddc *s, unsigned ci, const struct sg_sdd_frame *f)
 		         (const char *)f->payload);
 		if (sg_sdd_flow_is_zero(f->flow)) {
 			chan_dead(c, text); /* channel-level: the server closes it */
-		} else if (fl && !fl->ended) {
+			break;
+		}
+		if (!fl)
+			break;
+		/* where the server holds the flow attached now (src/sdd/plane.c): END detaches it
+		 * from every channel; a flow's ERROR (UNKNOWN_FLOW, BUSY, LIMIT, INTERNAL on
+		 * ATTACH, UNKNOWN_FLOW on DATA) means it is not attached on this channel, but for
+		 * ALREADY_ATTACHED, which says it is. A later sg_sddc_attach asks again. */
+		if (f->type == SG_SDD_END)
+			fl->attached[0] = fl->attached[1] = 0;
+		else
+			fl->attached[ci] = err_code_is(text, "ALREADY_ATTACHED");
+		if (!fl->ended) {
 			fl->ended = 1;
 			snprintf(fl->reason, sizeof fl->reason, "%s", text);
 		}
@@ -905,8 +935,12 @@ sg_err sg_sddc_connect(const struct sg_sddc_conf *c, const char *host, unsigned 
 	s->timeout_ms = tmo(c);
 	s->rxq_max = c->rx_queue_max ? c->rx_queue_max : RXQ_DEFAULT;
 	s->n = nchan;
-	s->ch[0].fd = s->ch[1].fd = -1;
-	s->ch[0].dead = s->ch[1].dead = 1; /* until opened */
+	for (unsigned i = 0; i < 2; i++) {
+		s->ch[i].s = s;
+		s->ch[i].idx = i;
+		s->ch[i].fd = -1;
+		s->ch[i].dead = 1; /* until opened */
+	}
 	sg_err e;
 	if (!(s->token = strdup(c->token))) {
 		e = sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
@@ -971,6 +1005,9 @@ sg_err sg_sddc_attach(struct sg_sddc *s, const char *flow_id, unsigned flags, ch
 		f->next = s->flows;
 		s->flows = f;
 	}
+	/* ATTACH goes on every live channel the flow is not attached on: after an END of the
+	 * flow on all of them, so the server answers for an ended flow (ERROR UNKNOWN_FLOW once
+	 * it is released), and this call fails with that answer */
 	f->ended = 0;
 	f->reason[0] = '\0';
 	for (unsigned i = 0; i < s->n; i++)
@@ -996,12 +1033,27 @@ sg_err sg_sddc_attach(struct sg_sddc *s, const char *flow_id, unsigned flags, ch
 	}
 }
 
+/* The DATA frames sg_sddc_send cuts len bytes into. */
+static uint64_t frames_of(size_t len)
+{
+	if (len <= SG_SDD_MAX_PAYLOAD)
+		return len ? 1 : 0;
+	return (len - SG_SDD_MAX_PAYLOAD + FRAME_FULL - 1) / FRAME_FULL + 1;
+}
+
 sg_err sg_sddc_send(struct sg_sddc *s, const char *flow_id, const void *data, size_t len, char *err,
                     size_t errlen)
 {
 	struct cflow *f = flow_of(s, flow_id, err, errlen);
 	if (!f)
 		return SG_ERR_INVALID;
+	/* sequence numbers run from 1 to 2^64 - 1 (an ATTACHED may start them near the end): a
+	 * frame numbered 0 after the wrap would be dropped by the server (sg_sdd_dedup_accept),
+	 * and every later one as too old, while the send reported success */
+	uint64_t nfr = frames_of(len);
+	if (!f->ended && nfr && (!f->next_seq || nfr - 1 > UINT64_MAX - f->next_seq))
+		return sg_fail(err, errlen, SG_ERR_PROTO,
+		               "the flow's uplink sequence numbers are used up");
 	const uint8_t *p = data;
 	int64_t last_progress = sg_mono_ms();
 	for (;;) {

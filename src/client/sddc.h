@@ -46,7 +46,10 @@ struct sg_sddc;
 sg_err sg_sddc_connect(const struct sg_sddc_conf *c, const char *host, unsigned port,
                        unsigned nchan, struct sg_sddc **out, char *err, size_t errlen);
 /* Attaches the flow on every channel and waits until the SEALDD server's relay to the VAL server
- * is up (ATTACHED). A refusal (UNKNOWN_FLOW, BUSY, VAL_SERVER_UNREACHABLE, ...) is an error. */
+ * is up (ATTACHED). A refusal (UNKNOWN_FLOW, BUSY, VAL_SERVER_UNREACHABLE, ...) is an error
+ * (SG_ERR_DENIED with the server's reason). Only a channel the flow is attached on is skipped:
+ * after the flow's END (or an ERROR that detached it) the server is asked again, and for a
+ * flow it has released answers UNKNOWN_FLOW. */
 #define SG_SDDC_SEND_ONLY                                                                          \
 	1u /* this session only sends: what the VAL server sends back                              \
 	    * waits in the SEALDD server for a session that receives */
@@ -55,12 +58,15 @@ sg_err sg_sddc_attach(struct sg_sddc *s, const char *flow_id, unsigned flags, ch
 /* Sends len bytes on the flow (split into DATA frames, on every channel: up to 64 KiB is one
  * frame, each frame in as few TLS records as its bytes allow). Returns once the data is handed
  * to TLS; data arriving meanwhile is queued for sg_sddc_recv, up to rx_queue_max: a peer that
- * echoes must be read from, or a long send waits for it and times out as a full socket would. */
+ * echoes must be read from, or a long send waits for it and times out as a full socket would.
+ * SG_ERR_PROTO with the reason once the flow ended (END / ERROR, or an attach the server
+ * refused), or when its uplink sequence numbers (up to 2^64 - 1) cannot number the frames. */
 sg_err sg_sddc_send(struct sg_sddc *s, const char *flow_id, const void *data, size_t len, char *err,
                     size_t errlen);
 /* Receives up to cap bytes of the flow: waits up to timeout_ms for the first byte.
  * *n = 0 with SG_ERR_TIMEOUT when nothing came; SG_ERR_PROTO with the reason when the flow or
- * the channel ended (END / ERROR frame, token expiry, server gone). */
+ * the channel ended (END / ERROR frame, an attach the server refused, token expiry, server
+ * gone); what came before an END is delivered first. */
 sg_err sg_sddc_recv(struct sg_sddc *s, const char *flow_id, void *buf, size_t cap, long timeout_ms,
                     size_t *n, char *err, size_t errlen);
 /* Renews the channel authentication with a fresh token of the same user (before exp). */

@@ -4,7 +4,9 @@
  * receives smaller than a frame, zero-length DATA, duplicates, DATA of a flow not attached,
  * END after data, every header rejection, and sends large enough to block while the peer
  * echoes (the gathering write BIO, the queue behind it, reading while blocked), and how sends
- * are cut into DATA frames and TLS records (as few records as the bytes allow). The peer is a
+ * are cut into DATA frames and TLS records (as few records as the bytes allow), attaching again
+ * after END or a refusal, uplink sequence numbers at the end of their space, and the data
+ * endpoint in a flow answer (sddFlowId signalling, a peer that answers HTTP/1.1). The peer is a
  * real OpenSSL server with the sealguard TLS profile and the development PKI. */
 #include "client/sddc.h"
 #include "sdd/proto.h"
@@ -33,7 +35,18 @@ static struct sg_tls_server *g_tls;
 static uint8_t g_flow[SG_SDD_FLOW_ID_LEN], g_flow2[SG_SDD_FLOW_ID_LEN];
 static char g_flow_text[SG_SDD_FLOW_TEXT_LEN + 1], g_flow2_text[SG_SDD_FLOW_TEXT_LEN + 1];
 
-enum scenario { SC_SPLIT, SC_BADHDR, SC_ECHO, SC_AFTER_END, SC_FLOOD /* flood_main */ };
+enum scenario {
+	SC_SPLIT,
+	SC_BADHDR,
+	SC_ECHO,
+	SC_AFTER_END,
+	SC_REATTACH,
+	SC_SEQ_END,
+	SC_FLOOD, /* flood_main */
+	SC_HTTP,  /* http_main */
+};
+
+#define HTTP_REQS 3 /* SC_HTTP: flow answers the peer gives, one per connection */
 
 #define FLOOD_TOTAL (48u << 20) /* SC_FLOOD: DATA bytes the peer sends */
 #define FLOOD_RXQ   (1u << 20)  /* the client's rx_queue_max in that test */
@@ -49,8 +62,9 @@ struct peer {
 	int count;
 	size_t nfr, nrec;
 	size_t fr[512], rec[1024];
-	unsigned nconn;         /* SC_FLOOD: data channels (2: URLLC) */
-	_Atomic size_t written; /* SC_FLOOD: DATA bytes the client's sockets took */
+	unsigned nconn;           /* SC_FLOOD: data channels (2: URLLC) */
+	_Atomic size_t written;   /* SC_FLOOD: DATA bytes the client's sockets took */
+	char req[HTTP_REQS][512]; /* SC_HTTP: the request heads as the peer received them */
 };
 
 /* The record layer's callback: the 5-byte header of every received record (RFC 8446 §5.2):
@@ -107,7 +121,8 @@ static void *peer_main(void *arg)
 	if (peer_wr(ssl, buf, n) || peer_rd_frame(ssl, &f, pl, sizeof pl) ||
 	    f.type != SG_SDD_ATTACH || memcmp(f.flow, g_flow, sizeof g_flow))
 		goto out;
-	n = frame(buf, SG_SDD_ATTACHED, 1, g_flow, NULL, 0);
+	/* SC_SEQ_END: the next uplink sequence number is the last but one */
+	n = frame(buf, SG_SDD_ATTACHED, pe->sc == SC_SEQ_END ? UINT64_MAX - 1 : 1, g_flow, NULL, 0);
 	pe->count = pe->sc == SC_ECHO; /* from here on the client sends DATA only */
 	if (peer_wr(ssl, buf, n))
 		goto out;
@@ -175,6 +190,42 @@ static void *peer_main(void *arg)
 		m += frame(buf + m, SG_SDD_DATA, 1, g_flow2, "b", 1);
 		if (peer_wr(ssl, buf, m))
 			goto out;
+		pe->ok = 1;
+	} else if (pe->sc == SC_REATTACH) {
+		/* END of the flow; the next ATTACH of it is refused as a released flow's is
+		 * (UNKNOWN_FLOW); the second flow is BUSY at first, then attached, and its DATA
+		 * comes */
+		n = frame(buf, SG_SDD_END, 0, g_flow, "FLOW_RELEASED", 13);
+		if (peer_wr(ssl, buf, n) || peer_rd_frame(ssl, &f, pl, sizeof pl) ||
+		    f.type != SG_SDD_ATTACH || memcmp(f.flow, g_flow, sizeof g_flow))
+			goto out;
+		n = frame(buf, SG_SDD_ERROR, 0, g_flow, "UNKNOWN_FLOW", 12);
+		static const char busy[] = "BUSY: the flow is attached to another channel";
+		size_t m = frame(buf + n, SG_SDD_ERROR, 0, g_flow2, busy, sizeof busy - 1);
+		if (peer_wr(ssl, buf, n) || peer_rd_frame(ssl, &f, pl, sizeof pl) ||
+		    f.type != SG_SDD_ATTACH || memcmp(f.flow, g_flow2, sizeof g_flow2) ||
+		    peer_wr(ssl, buf + n, m))
+			goto out;
+		n = frame(buf, SG_SDD_ATTACHED, 1, g_flow2, NULL, 0);
+		if (peer_rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_ATTACH ||
+		    memcmp(f.flow, g_flow2, sizeof g_flow2) || peer_wr(ssl, buf, n) ||
+		    peer_rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_DATA ||
+		    memcmp(f.flow, g_flow2, sizeof g_flow2) || f.seq != 1 || f.len != 1 ||
+		    pl[0] != 'z')
+			goto out;
+		pe->ok = 1;
+	} else if (pe->sc == SC_SEQ_END) {
+		/* the last two sequence numbers, then the client's raw end marker: no frame
+		 * numbered 0 (or anything else) in between */
+		static const struct {
+			uint64_t seq;
+			size_t len;
+		} want[] = {{UINT64_MAX - 1, 65504}, {UINT64_MAX, 33}, {99, 0}};
+		for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+			if (peer_rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_DATA ||
+			    memcmp(f.flow, g_flow, sizeof g_flow) || f.seq != want[i].seq ||
+			    f.len != want[i].len)
+				goto out;
 		pe->ok = 1;
 	} else { /* SC_ECHO: every DATA payload comes back, until 0-length DATA */
 		uint64_t seq = 0;
@@ -258,6 +309,63 @@ out:
 	return NULL;
 }
 
+/* SC_HTTP: sdd-flows/v1 signalling, HTTP/1.1 over TLS: one connection per request, each
+ * answered 200 with the next flow answer; the request heads are kept for the test. */
+static void *http_main(void *arg)
+{
+	struct peer *pe = arg;
+	char body[640], resp[1024];
+	for (int k = 0; k < HTTP_REQS; k++) {
+		int fd = accept(pe->lfd, NULL, NULL);
+		SSL *ssl = fd >= 0 ? sg_tls_server_ssl_new(g_tls) : NULL;
+		size_t got = 0, r;
+		char *head = pe->req[k];
+		int done = 0;
+		if (ssl && SSL_set_fd(ssl, fd) == 1 && SSL_accept(ssl) == 1) {
+			while (got < sizeof pe->req[k] - 1 &&
+			       SSL_read_ex(ssl, head + got, sizeof pe->req[k] - 1 - got, &r) == 1) {
+				got += r;
+				head[got] = '\0';
+				if (strstr(head, "\r\n\r\n"))
+					break;
+			}
+			/* the data endpoint: a sealdd:// uri (its host once at the longest, once
+			 * beyond: cut to the 255 bytes of sg_sddc_flow.host), an ipv4Addr */
+			char longhost[300];
+			memset(longhost, 'h', sizeof longhost);
+			int hl = k == 0 ? 11 : k == 1 ? 299 : 0;
+			if (k == 0)
+				memcpy(longhost, "sdd.example", 11);
+			char cis[400];
+			if (k < 2)
+				snprintf(cis, sizeof cis,
+				         "\"uri\":\"sealdd://%.*s:9446/x\",\"port\":9446", hl,
+				         longhost);
+			else
+				snprintf(cis, sizeof cis, "\"ipv4Addr\":\"192.0.2.7\",\"port\":1");
+			snprintf(body, sizeof body,
+			         "{\"sddFlowId\":\"%s\",\"valServiceId\":\"v2x\","
+			         "\"transType\":\"regular\",\"ddServerConnInfo\":{%s},"
+			         "\"lifetime\":60}",
+			         g_flow_text, cis);
+			int n = snprintf(resp, sizeof resp,
+			                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+			                 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+			                 strlen(body), body);
+			done = strstr(head, "\r\n\r\n") && n > 0 && (size_t)n < sizeof resp &&
+			       peer_wr(ssl, resp, (size_t)n) == 0;
+			SSL_shutdown(ssl);
+		}
+		SSL_free(ssl);
+		if (fd >= 0)
+			close(fd);
+		if (!done)
+			return NULL;
+	}
+	pe->ok = 1;
+	return NULL;
+}
+
 static void peer_start(struct peer *pe)
 {
 	pe->lfd = socket(AF_INET, SOCK_STREAM, 0);
@@ -268,8 +376,12 @@ static void peer_start(struct peer *pe)
 	assert_int_equal(listen(pe->lfd, 2), 0);
 	assert_int_equal(getsockname(pe->lfd, (struct sockaddr *)&a, &al), 0);
 	pe->port = ntohs(a.sin_port);
-	assert_int_equal(
-	    pthread_create(&pe->th, NULL, pe->sc == SC_FLOOD ? flood_main : peer_main, pe), 0);
+	assert_int_equal(pthread_create(&pe->th, NULL,
+	                                pe->sc == SC_FLOOD  ? flood_main
+	                                : pe->sc == SC_HTTP ? http_main
+	                                                    : peer_main,
+	                                pe),
+	                 0);
 }
 
 static struct sg_sddc *open_session_n(struct peer *pe, unsigned nchan, size_t rx_queue_max)
@@ -520,6 +632,101 @@ static void backpressure(unsigned nchan)
 	              FLOOD_TOTAL);
 }
 
+/* Attaching again after the flow's END goes to the server (before, the channel was still taken
+ * for attached: no ATTACH, SG_OK, and then receives only timed out): its answer for a released
+ * flow, UNKNOWN_FLOW, is the attach's error and then the flow's, for sends and receives too. A
+ * refusal (BUSY) leaves the flow unattached on the channel: the next attach asks again. */
+static void test_reattach_after_end(void **state)
+{
+	(void)state;
+	struct peer pe = {.sc = SC_REATTACH};
+	peer_start(&pe);
+	struct sg_sddc *s = open_session(&pe);
+	char buf[16], err[256] = "";
+	size_t n = 0;
+	assert_int_equal(sg_sddc_recv(s, g_flow_text, buf, sizeof buf, 5000, &n, err, sizeof err),
+	                 SG_ERR_PROTO);
+	assert_string_equal(err, "FLOW_RELEASED");
+	assert_int_equal(sg_sddc_attach(s, g_flow_text, 0, err, sizeof err), SG_ERR_DENIED);
+	assert_string_equal(err, "UNKNOWN_FLOW");
+	assert_int_equal(sg_sddc_send(s, g_flow_text, "x", 1, err, sizeof err), SG_ERR_PROTO);
+	assert_string_equal(err, "UNKNOWN_FLOW");
+	assert_int_equal(sg_sddc_recv(s, g_flow_text, buf, sizeof buf, 5000, &n, err, sizeof err),
+	                 SG_ERR_PROTO);
+	assert_string_equal(err, "UNKNOWN_FLOW");
+	assert_int_equal(sg_sddc_attach(s, g_flow2_text, 0, err, sizeof err), SG_ERR_DENIED);
+	assert_string_equal(err, "BUSY: the flow is attached to another channel");
+	if (sg_sddc_attach(s, g_flow2_text, 0, err, sizeof err) != SG_OK)
+		fail_msg("attach: %s", err);
+	if (sg_sddc_send(s, g_flow2_text, "z", 1, err, sizeof err) != SG_OK)
+		fail_msg("send: %s", err);
+	peer_end(&pe, s);
+}
+
+/* Uplink sequence numbers end at 2^64 - 1 (an ATTACHED may start them near there): a send that
+ * needs more frames than are left fails before sending any (numbered 0 after the wrap, the
+ * server would drop them and every later one, while the send reported success); one that fits
+ * takes the last ones; after that every send fails, and a send of nothing still succeeds. */
+static void test_seq_end(void **state)
+{
+	(void)state;
+	struct peer pe = {.sc = SC_SEQ_END};
+	peer_start(&pe);
+	struct sg_sddc *s = open_session(&pe);
+	static uint8_t data[3 * 65504];
+	char err[256] = "";
+	assert_int_equal(sg_sddc_send(s, g_flow_text, data, sizeof data, err, sizeof err),
+	                 SG_ERR_PROTO); /* three frames, two numbers left */
+	assert_non_null(strstr(err, "sequence numbers are used up"));
+	if (sg_sddc_send(s, g_flow_text, data, 65537, err, sizeof err) != SG_OK) /* two frames */
+		fail_msg("send: %s", err);
+	assert_int_equal(sg_sddc_send(s, g_flow_text, "x", 1, err, sizeof err), SG_ERR_PROTO);
+	assert_int_equal(sg_sddc_send(s, g_flow_text, "", 0, err, sizeof err), SG_OK);
+	uint8_t end[SG_SDD_HDR_LEN]; /* the peer's end marker */
+	sg_sdd_frame_header(end, SG_SDD_DATA, 0, 99, g_flow);
+	assert_int_equal(sg_sddc_send_raw(s, end, sizeof end, err, sizeof err), SG_OK);
+	peer_end(&pe, s);
+}
+
+/* The data endpoint of a flow answer: a sealdd:// uri's host (copied through a buffer of its
+ * own: it was formatted into sg_sddc_flow.host from itself), cut to 255 bytes when longer, and
+ * an ipv4Addr. */
+static void test_flow_answer_host(void **state)
+{
+	(void)state;
+	struct peer pe = {.sc = SC_HTTP};
+	peer_start(&pe);
+	char url[64], err[256] = "", longhost[256];
+	snprintf(url, sizeof url, "https://localhost:%d", pe.port);
+	struct sg_sddc_conf c = {.url = url, .ca = g_ca, .token = "t", .timeout_ms = 5000};
+	struct sg_sddc_flow fl;
+	memset(longhost, 'h', 255);
+	longhost[255] = '\0';
+	static const struct {
+		const char *host;
+		unsigned port;
+	} want[HTTP_REQS] = {{"sdd.example", 9446}, {NULL, 9446}, {"192.0.2.7", 1}};
+	for (int k = 0; k < HTTP_REQS; k++) {
+		memset(&fl, 0x55, sizeof fl);
+		if (sg_sddc_flow_get(&c, g_flow_text, &fl, err, sizeof err) != SG_OK)
+			fail_msg("flow_get %d: %s", k, err);
+		assert_string_equal(fl.host, want[k].host ? want[k].host : longhost);
+		assert_int_equal(fl.port, want[k].port);
+		assert_string_equal(fl.id, g_flow_text);
+		assert_string_equal(fl.val_service_id, "v2x");
+		assert_int_equal(fl.lifetime_s, 60);
+	}
+	pthread_join(pe.th, NULL);
+	close(pe.lfd);
+	assert_true(pe.ok);
+	char line[128];
+	snprintf(line, sizeof line, "GET /sdd-flows/v1/flows/%s HTTP/1.1\r\n", g_flow_text);
+	for (int k = 0; k < HTTP_REQS; k++) {
+		assert_memory_equal(pe.req[k], line, strlen(line));
+		assert_non_null(strstr(pe.req[k], "\r\nAuthorization: Bearer t\r\n"));
+	}
+}
+
 static void test_backpressure(void **state)
 {
 	(void)state;
@@ -570,6 +777,8 @@ int main(void)
 	    cmocka_unit_test(test_split_and_batched),  cmocka_unit_test(test_bad_headers),
 	    cmocka_unit_test(test_send_echo),          cmocka_unit_test(test_backpressure),
 	    cmocka_unit_test(test_backpressure_urllc), cmocka_unit_test(test_data_after_end),
+	    cmocka_unit_test(test_reattach_after_end), cmocka_unit_test(test_seq_end),
+	    cmocka_unit_test(test_flow_answer_host),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
