@@ -79,6 +79,7 @@ struct y_km {
 struct y_sdd {
 	char *data_bind;
 	uint32_t *flow_lifetime_s;
+	uint32_t *channel_stall_s;
 	uint32_t *max_subscriptions;
 	uint32_t *max_subscriptions_per_server;
 	uint32_t *max_channels;
@@ -212,6 +213,7 @@ static const cyaml_schema_field_t km_fields[] = {
 static const cyaml_schema_field_t sdd_fields[] = {
     STR("data_bind", OPT, struct y_sdd, data_bind),
     CYAML_FIELD_UINT_PTR("flow_lifetime_s", OPT, struct y_sdd, flow_lifetime_s),
+    CYAML_FIELD_UINT_PTR("channel_stall_s", OPT, struct y_sdd, channel_stall_s),
     CYAML_FIELD_UINT_PTR("max_subscriptions", OPT, struct y_sdd, max_subscriptions),
     CYAML_FIELD_UINT_PTR("max_subscriptions_per_server", OPT, struct y_sdd,
                          max_subscriptions_per_server),
@@ -684,6 +686,9 @@ static sg_err check(struct ctx *x, const struct y_conf *y)
 	if (y->sdd && y->sdd->flow_lifetime_s &&
 	    (*y->sdd->flow_lifetime_s < 60 || *y->sdd->flow_lifetime_s > 86400))
 		return fail_path(x, "sdd.flow_lifetime_s", "must be from 60 to 86400");
+	if (y->sdd && y->sdd->channel_stall_s &&
+	    (*y->sdd->channel_stall_s < 1 || *y->sdd->channel_stall_s > 3600))
+		return fail_path(x, "sdd.channel_stall_s", "must be from 1 to 3600");
 	/* G4: the SEALDD limits, each from 1 to 1000000 */
 	const struct {
 		const char *name;
@@ -860,6 +865,7 @@ static int copy_conf(struct sg_conf *c, const struct y_conf *y)
 	c->sdd.flow_lifetime_s =
 	    y->sdd && y->sdd->flow_lifetime_s ? *y->sdd->flow_lifetime_s : 3600;
 #define SDD_LIMIT(field, def) (y->sdd && y->sdd->field ? *y->sdd->field : (def))
+	c->sdd.channel_stall_s = SDD_LIMIT(channel_stall_s, 30);
 	c->sdd.max_subsc = SDD_LIMIT(max_subscriptions, 10000);
 	c->sdd.max_subsc_per_server = SDD_LIMIT(max_subscriptions_per_server, 1000);
 	c->sdd.max_channels = SDD_LIMIT(max_channels, 10000);

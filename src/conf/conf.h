@@ -74,6 +74,8 @@ struct sg_conf_sdd {
 	                                 * 127.0.0.1 when 9446 is taken (clients learn the endpoint
 	                                 * from the flow answer); set: exactly there or fail */
 	unsigned flow_lifetime_s;       /* default 3600 (60..86400) */
+	unsigned channel_stall_s;       /* a data channel whose output makes no progress this long
+	                                 * is closed (the client stopped reading), default 30 */
 	unsigned max_subsc;             /* connection status subscriptions in all, default 10000 */
 	unsigned max_subsc_per_server;  /* of one VAL server (client_id), default 1000; one VAL
 	                                 * server cannot take the others' share */

@@ -121,6 +121,7 @@ const char SG_CONF_DEFAULT_YAML[] =
     "# sdd:\n"
     "#   data_bind: 127.0.0.1:9446\n"
     "#   flow_lifetime_s: 3600            # 60..86400\n"
+    "#   channel_stall_s: 30              # 1..3600: no write progress, channel closed\n"
     "#   # connection status subscriptions (sdd-trans/v1): in all, and of one VAL server\n"
     "#   max_subscriptions: 10000\n"
     "#   max_subscriptions_per_server: 1000\n"

@@ -2,30 +2,72 @@
  * notifications, and SEALDD-UU flow signalling (docs/sdd-protocol.md §2). */
 #include "sdd/internal.h"
 
-/* ---- notifications (TS 29.548 ConnStatusNotif over mutual TLS; 204 expected) ---- */
+#include <time.h>
 
+/* ---- notifications (TS 29.548 ConnStatusNotif over mutual TLS; 204 expected) ----
+ * SEALDD-S is protected as SEAL-S (TS 33.434 Rel-18 G6, R3): each notification is POSTed to the
+ * subscription's notifUri with this server's own certificate. What one VAL server subscribes to
+ * cannot take delivery from the others (G4): the pending notifications are bounded in all and
+ * per VAL server (s->nq, NOTIF_MAX_QUEUED / NOTIF_MAX_PER_OWNER; the excess is dropped, counted
+ * and summarized in the log), NOTIF_WORKERS threads deliver them, one VAL server's one at a time
+ * and in order, and only a transport failure, 5xx or 429 is retried. docs/sdd-protocol.md §1. */
+
+static struct subsc *subsc_find_locked(struct sg_sdd *s, const char *id, const char *owner);
+
+/* Called with nmu held: one more notification dropped by a bound of the queue. Logged as one
+ * summary line at most every NOTIF_DROP_LOG_MS, never once per notification. */
+static void notif_drop_nlocked(struct sg_sdd *s, const char *owner, const char *why)
+{
+	atomic_fetch_add(&s->notif_dropped, 1);
+	s->ndrop_unlogged++;
+	int64_t now = sg_now_ms();
+	if (now < s->ndrop_next_log_ms)
+		return;
+	sg_log_warn(
+	    "sdd: notification queue bound %s reached: %llu notifications dropped since the "
+	    "last report (the latest for VAL server %s); %zu pending, %llu dropped in all",
+	    why, s->ndrop_unlogged, owner, s->nq.n,
+	    (unsigned long long)atomic_load(&s->notif_dropped));
+	s->ndrop_unlogged = 0;
+	s->ndrop_next_log_ms = now + NOTIF_DROP_LOG_MS;
+}
+
+/* Called with mu held: 1 when a notification for owner would be queued, else counts it dropped
+ * (so that one that would be dropped is not even built). */
+static int notif_admits_locked(struct sg_sdd *s, const char *owner)
+{
+	pthread_mutex_lock(&s->nmu);
+	int ok = sg_sdd_notifq_admits(&s->nq, owner);
+	if (!ok)
+		notif_drop_nlocked(s, owner,
+		                   s->nq.n >= s->nq.max_total ? "max_total" : "max_per_owner");
+	pthread_mutex_unlock(&s->nmu);
+	return ok;
+}
+
+/* Called with mu held. O(1) under nmu: the queue is never scanned (proto.h). The entry holds
+ * the body and the subscription id only: the notifUri is read at each try. */
 static void notif_enqueue_locked(struct sg_sdd *s, const struct subsc *sub, json_t *reports)
 {
 	json_t *n = json_pack("{s:s, s:O}", "subscriptionId", sub->id, "reports", reports);
 	char *text = n ? json_dumps(n, JSON_COMPACT) : NULL;
 	json_decref(n);
-	struct notif *q = calloc(1, sizeof *q);
-	const char *url = json_string_value(json_object_get(sub->body, "notifUri"));
-	if (!text || !q || !url || !(q->url = strdup(url))) {
-		free(text);
-		if (q)
-			free(q->url);
-		free(q);
+	if (!text) {
 		atomic_fetch_add(&s->notif_failed, 1);
 		return;
 	}
-	q->body = text;
-	snprintf(q->sid, sizeof q->sid, "%s", sub->id);
+	const char *why = NULL;
 	pthread_mutex_lock(&s->nmu);
-	*s->nqtail = q;
-	s->nqtail = &q->next;
-	pthread_cond_signal(&s->ncv);
+	int rc = sg_sdd_notifq_push(&s->nq, sub->owner, sub->id, text, &why);
+	if (rc == 0)
+		pthread_cond_broadcast(&s->ncv); /* workers, and backoffs share ncv: wake all */
+	else if (rc > 0)
+		notif_drop_nlocked(s, sub->owner, why);
 	pthread_mutex_unlock(&s->nmu);
+	if (rc != 0)
+		free(text);
+	if (rc < 0)
+		atomic_fetch_add(&s->notif_failed, 1);
 }
 
 static int str_in_array(const json_t *a, const char *s)
@@ -37,9 +79,32 @@ static int str_in_array(const json_t *a, const char *s)
 	return 0;
 }
 
-/* Called with mu held: every subscription of the transmission's VAL server that matches. */
+/* The reports of a ConnStatusNotif for event on rt's flow (the same for every subscription). */
+static json_t *notif_reports(const struct sg_sdd *s, const struct frt *rt, const char *event)
+{
+	json_t *rep = json_pack("{s:s, s:{s:s}, s:s}", "event", event, "valTgtUe", "valUserId",
+	                        rt->val_user_id, "valServiceId", rt->f->val_service_id);
+	if (rep && strcmp(event, "ESTABLISHED") == 0) {
+		int64_t left = (rt->f->expires_ms - sg_now_ms()) / 1000;
+		json_object_set_new(rep, "connEstData",
+		                    json_pack("{s:o, s:I}", "ddServerConnInfo",
+		                              sg_sdd_conninfo(s->host, (unsigned)s->port),
+		                              "comLifetime", (json_int_t)(left > 0 ? left : 0)));
+	}
+	json_t *reports = json_array();
+	if (!rep || !reports || json_array_append_new(reports, rep) != 0) {
+		json_decref(reports);
+		return NULL;
+	}
+	return reports;
+}
+
+/* Called with mu held: every subscription of the transmission's VAL server that matches. Each
+ * subscription has at most SG_SDD_SUBSC_MAX_EVENTS events (proto.c), so this is O(subscriptions)
+ * with a small constant. */
 void sdd_notify_locked(struct sg_sdd *s, const struct frt *rt, const char *event)
 {
+	json_t *reports = NULL; /* built at the first match */
 	for (struct subsc *sub = s->subs; sub; sub = sub->next) {
 		if (strcmp(sub->owner, rt->owner) != 0)
 			continue;
@@ -53,25 +118,86 @@ void sdd_notify_locked(struct sg_sdd *s, const struct frt *rt, const char *event
 		const char *uid = json_string_value(json_object_get(tu, "valUserId"));
 		if (tu && (!uid || strcmp(uid, rt->val_user_id) != 0))
 			continue;
-		json_t *rep =
-		    json_pack("{s:s, s:{s:s}, s:s}", "event", event, "valTgtUe", "valUserId",
-		              rt->val_user_id, "valServiceId", rt->f->val_service_id);
-		if (rep && strcmp(event, "ESTABLISHED") == 0) {
-			int64_t left = (rt->f->expires_ms - sg_now_ms()) / 1000;
-			json_object_set_new(rep, "connEstData",
-			                    json_pack("{s:o, s:I}", "ddServerConnInfo",
-			                              sg_sdd_conninfo(s->host, (unsigned)s->port),
-			                              "comLifetime",
-			                              (json_int_t)(left > 0 ? left : 0)));
+		if (!notif_admits_locked(s, sub->owner))
+			continue;
+		if (!reports && !(reports = notif_reports(s, rt, event))) {
+			atomic_fetch_add(&s->notif_failed, 1);
+			continue;
 		}
-		json_t *reports = json_array();
-		if (rep && reports && json_array_append_new(reports, rep) == 0) {
-			rep = NULL;
-			notif_enqueue_locked(s, sub, reports);
-		}
-		json_decref(rep);
-		json_decref(reports);
+		notif_enqueue_locked(s, sub, reports);
 	}
+	json_decref(reports);
+}
+
+/* Waits ms, or less when stop is set. */
+static void notif_backoff(struct sg_sdd *s, unsigned ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->nmu);
+	while (!atomic_load(&s->stop) &&
+	       pthread_cond_timedwait(&s->ncv, &s->nmu, &until) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&s->nmu);
+}
+
+enum notif_result { NOTIF_SENT, NOTIF_FAILED, NOTIF_CANCELLED };
+
+/* Delivers n (nmu not held). Before each try the subscription must still exist, else the
+ * notification is cancelled (a deleted subscription gets nothing more), and its current
+ * notifUri is used (PUT/PATCH may have changed it); mu is taken for that, never with nmu held.
+ * 204 is success (TS 29.548); a transport failure, 5xx or 429 is tried again, up to NOTIF_TRIES
+ * times in all; any other status fails at once (a 4xx will not change by retrying). */
+static enum notif_result notif_deliver(struct sg_sdd *s, struct sg_http_client *cl,
+                                       const struct sg_sdd_notif *n, int *tries, long *last,
+                                       char *err, size_t errlen)
+{
+	static const char *const H[] = {"Content-Type: application/json", NULL};
+	*tries = 0;
+	*last = 0;
+	err[0] = '\0';
+	for (int i = 0; i < NOTIF_TRIES; i++) {
+		if (i)
+			notif_backoff(s, NOTIF_BACKOFF_MS << (i - 1));
+		if (atomic_load(&s->stop)) {
+			snprintf(err, errlen, "the SEALDD server is stopping");
+			return NOTIF_FAILED;
+		}
+		pthread_mutex_lock(&s->mu);
+		const struct subsc *sub = subsc_find_locked(s, n->sid, sg_sdd_notif_owner(n));
+		const char *u =
+		    sub ? json_string_value(json_object_get(sub->body, "notifUri")) : NULL;
+		int exists = sub != NULL;
+		char *url = u ? strdup(u) : NULL;
+		pthread_mutex_unlock(&s->mu);
+		if (!exists)
+			return NOTIF_CANCELLED;
+		if (!url || !cl) {
+			snprintf(err, errlen, "%s",
+			         !cl ? "no notification client" : "out of memory");
+			return NOTIF_FAILED;
+		}
+		(*tries)++;
+		struct sg_http_response resp = {0};
+		err[0] = '\0';
+		long status = 0; /* 0: transport failure (err says why) */
+		if (sg_http_client_request(cl, "POST", url, H, n->body, strlen(n->body), &resp, err,
+		                           errlen) == SG_OK)
+			status = *last = resp.status;
+		sg_http_response_free(&resp);
+		free(url);
+		if (status == 204)
+			return NOTIF_SENT;
+		if (status && status != 429 && status < 500)
+			return NOTIF_FAILED;
+	}
+	return NOTIF_FAILED;
 }
 
 void *sdd_notif_main(void *arg)
@@ -88,50 +214,41 @@ void *sdd_notif_main(void *arg)
 	    .max_response_bytes = 64 * 1024,
 	};
 	char err[256];
-	struct sg_http_client *cl = NULL;
+	struct sg_http_client *cl = NULL; /* one per worker: a client is not shared */
 	if (sg_http_client_new(&hc, &cl, err, sizeof err) != SG_OK)
 		sg_log_error("sdd: notification client: %s (notifications will fail)", err);
 	for (;;) {
+		struct sg_sdd_notif *n = NULL;
 		pthread_mutex_lock(&s->nmu);
-		while (!s->nq && !atomic_load(&s->stop))
+		while (!atomic_load(&s->stop) && !(n = sg_sdd_notifq_take(&s->nq)))
 			pthread_cond_wait(&s->ncv, &s->nmu);
-		struct notif *q = s->nq;
-		if (q) {
-			s->nq = q->next;
-			if (!s->nq)
-				s->nqtail = &s->nq;
-		}
 		pthread_mutex_unlock(&s->nmu);
-		if (!q)
-			break;
-		static const char *const H[] = {"Content-Type: application/json", NULL};
-		int ok = 0;
-		long last = 0;
-		for (int i = 0; cl && i < NOTIF_TRIES && !ok && !atomic_load(&s->stop); i++) {
-			if (i)
-				usleep((useconds_t)(250000u << (i - 1)));
-			struct sg_http_response resp = {0};
-			err[0] = '\0';
-			if (sg_http_client_request(cl, "POST", q->url, H, q->body, strlen(q->body),
-			                           &resp, err, sizeof err) == SG_OK) {
-				last = resp.status;
-				ok = resp.status == 204;
-			}
-			sg_http_response_free(&resp);
-		}
-		if (ok) {
+		if (!n)
+			break; /* stop: what is queued is freed by sg_sdd_free */
+		int tries;
+		long last;
+		switch (notif_deliver(s, cl, n, &tries, &last, err, sizeof err)) {
+		case NOTIF_SENT:
 			atomic_fetch_add(&s->notif_sent, 1);
-		} else {
+			break;
+		case NOTIF_CANCELLED:
+			atomic_fetch_add(&s->notif_cancelled, 1);
+			break;
+		case NOTIF_FAILED:
 			atomic_fetch_add(&s->notif_failed, 1);
-			sg_log_warn(
-			    "sdd: notification for subscription %s not delivered after %d tries "
-			    "(last status %ld%s%s); %llu failed so far",
-			    q->sid, NOTIF_TRIES, last, err[0] ? ": " : "", err,
-			    (unsigned long long)atomic_load(&s->notif_failed));
+			if (!atomic_load(&s->stop))
+				sg_log_warn(
+				    "sdd: notification for subscription %s of VAL server %s "
+				    "not delivered after %d tries (last status %ld%s%s); %llu "
+				    "failed so far",
+				    n->sid, sg_sdd_notif_owner(n), tries, last, err[0] ? ": " : "",
+				    err, (unsigned long long)atomic_load(&s->notif_failed));
+			break;
 		}
-		free(q->url);
-		free(q->body);
-		free(q);
+		pthread_mutex_lock(&s->nmu);
+		sg_sdd_notifq_done(&s->nq, n); /* the owner's next notification is ready now */
+		pthread_cond_broadcast(&s->ncv);
+		pthread_mutex_unlock(&s->nmu);
 	}
 	sg_http_client_free(cl);
 	return NULL;
@@ -236,21 +353,6 @@ static void trans_install_locked(struct sg_sdd *s, struct trans *t)
 	}
 }
 
-static json_t *subsc_canon(const json_t *in)
-{
-	static const char *const K[] = {"events",   "valServiceId", "valTgtUe", "valServerConnInfo",
-	                                "notifUri", "suppFeat"};
-	json_t *o = json_object();
-	for (size_t i = 0; o && i < sizeof K / sizeof K[0]; i++) {
-		json_t *v = json_object_get(in, K[i]);
-		if (v && json_object_set(o, K[i], v) != 0) {
-			json_decref(o);
-			return NULL;
-		}
-	}
-	return o;
-}
-
 /* ---- durable writes (acknowledged writes survive a crash: DESIGN.md §5) ----
  * Every create/replace/update/delete of a transmission or subscription runs on the store
  * pool's writer and is answered only after its transaction committed (SQLite WAL,
@@ -347,7 +449,7 @@ static sg_err subsc_next(struct sg_store *st, struct wjob *j)
 		return wjob_refuse(j, 400, "INVALID_MSG_FORMAT",
 		                   "the subscription does not follow TS 29.548");
 	}
-	j->next = subsc_canon(next);
+	j->next = sg_sdd_subsc_canon(next);
 	json_decref(next);
 	return j->next ? SG_OK : SG_ERR_NOMEM;
 }
@@ -669,7 +771,7 @@ static enum sg_http_result h_subsc_create(struct sg_http_req *r, void *arg)
 	}
 	struct wjob *j = wjob_new(s, r, W_SUB_CREATE, p->client_id);
 	if (j) {
-		j->body = subsc_canon(body);
+		j->body = sg_sdd_subsc_canon(body);
 		j->x = calloc(1, sizeof *j->x);
 		if (j->x)
 			j->x->owner = strdup(p->client_id);
@@ -744,7 +846,7 @@ static enum sg_http_result subsc_change(struct sg_http_req *r, struct sg_sdd *s,
 	struct wjob *j = wjob_new(s, r, op, p->client_id);
 	if (j) {
 		snprintf(j->id, sizeof j->id, "%s", id);
-		j->body = op == W_SUB_PUT ? subsc_canon(body) : json_incref(body);
+		j->body = op == W_SUB_PUT ? sg_sdd_subsc_canon(body) : json_incref(body);
 	}
 	json_decref(body);
 	if (!j || (op != W_SUB_DELETE && !j->body)) {

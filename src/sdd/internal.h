@@ -6,9 +6,9 @@
  * Threads: HTTP handlers run on the net/ workers and only touch the tables under `mu`; the
  * user plane (SEALDD-UU data channels and the SEALDD-S relays to VAL servers) runs on one
  * thread with its own event loop, which alone owns every bufferevent; connection status
- * notifications are POSTed by a third thread (libcurl, mutual TLS). A released or expired flow
- * is only marked under `mu`; the data plane's sweep (every SWEEP_MS) tears it down and frees it,
- * so a flow pointer held by the data plane stays valid between sweeps. */
+ * notifications are POSTed by NOTIF_WORKERS threads (libcurl, mutual TLS). A released or expired
+ * flow is only marked under `mu`; the data plane's sweep (every SWEEP_MS) tears it down and frees
+ * it, so a flow pointer held by the data plane stays valid between sweeps. */
 #ifndef SG_SDD_INTERNAL_H
 #define SG_SDD_INTERNAL_H
 
@@ -59,8 +59,16 @@
 #define MAX_ATTACH       256          /* flows per channel */
 #define MAX_FLOWS        100000
 #define MAX_FLOWS_USER   256
-#define NOTIF_TRIES      4   /* first try + 3 retries, backoff 250 ms doubling */
 #define REGISTRY_MS      500 /* the registry snapshot follows the store's generation */
+
+/* Connection status notifications (TS 29.548 ConnStatusNotif; bounds: TS 33.434 Rel-18 G6, G4;
+ * docs/sdd-protocol.md §1) */
+#define NOTIF_TRIES         4     /* first try + up to 3 retries: transport failure, 5xx, 429 */
+#define NOTIF_BACKOFF_MS    250   /* before the second try, doubling */
+#define NOTIF_WORKERS       4     /* delivery threads; one VAL server occupies at most one */
+#define NOTIF_MAX_QUEUED    4096  /* pending in all (those in delivery included) */
+#define NOTIF_MAX_PER_OWNER 256   /* pending per VAL server (subscription owner) */
+#define NOTIF_DROP_LOG_MS   10000 /* drops are summarized in one warning at most this often */
 
 /* ---- state ---- */
 
@@ -112,9 +120,10 @@ struct chan {
 	char *token; /* secret: wiped on change and close */
 	int64_t exp_ms, next_check_ms;
 	int handshaken, authed, closing;
-	int out_full;     /* its output passed HWM: its input waits until that drains to LWM */
-	int unauth;       /* counted in s->unauth under addr until the first AUTH_OK (G4) */
-	uint8_t addr[16]; /* the client's address key (sg_addr_key) */
+	int out_full;         /* its output passed HWM: its input waits until that drains to LWM */
+	int unauth;           /* counted in s->unauth under addr until the first AUTH_OK (G4) */
+	uint8_t addr[16];     /* the client's address key (sg_addr_key) */
+	struct timeval stall; /* its write stall bound: sdd.channel_stall_s */
 	struct frt **att;
 	size_t natt, capatt;
 	char peer[64];
@@ -122,13 +131,6 @@ struct chan {
 
 /* The VAL servers of the registry (name = client_id -> VAL services), sorted by name; immutable
  * once built, swapped whole under mu by the refresh job (a store pool thread). */
-struct notif {
-	struct notif *next;
-	char *url;
-	char *body;
-	char sid[32];
-};
-
 struct sg_sdd {
 	const struct sg_conf *conf;
 	struct sg_policy *policy;
@@ -146,7 +148,8 @@ struct sg_sdd {
 	pthread_t th;
 	int started;
 	atomic_int stop;
-	int stopping; /* data plane thread only */
+	int stopping;             /* data plane thread only */
+	int64_t accept_resume_ms; /* accept failed (EMFILE...): the listener waits until then */
 	struct event_base *base;
 	struct evconnlistener *lis;
 	struct event *tick;
@@ -156,14 +159,21 @@ struct sg_sdd {
 	struct sg_addrtab unauth;      /* channels not yet authenticated, per client address */
 	struct sg_ratelimit chan_rate; /* new channels per client address and second */
 	atomic_ullong refused_chans, refused_addr, refused_user, refused_rate; /* (G4) */
+	atomic_ullong chans_stalled; /* closed: no write progress in channel_stall_s (G4) */
+	atomic_ullong accept_failed; /* accept() failures of the data endpoint (EMFILE...) */
 	int64_t next_token_check;
-	/* notifications */
-	pthread_t nth;
-	int nstarted;
-	pthread_mutex_t nmu;
-	pthread_cond_t ncv;
-	struct notif *nq, **nqtail;
+	/* notifications: sdd_notify_locked queues (with mu held, then nmu: never take mu while
+	 * holding nmu), NOTIF_WORKERS threads deliver (api.c) */
+	pthread_t nth[NOTIF_WORKERS];
+	int nstarted;            /* workers started */
+	pthread_mutex_t nmu;     /* nq, ndrop_* */
+	pthread_cond_t ncv;      /* nq changed or stop (broadcast); CLOCK_MONOTONIC */
+	struct sg_sdd_notifq nq; /* bounded per VAL server and in all (proto.h) */
 	atomic_ullong notif_sent, notif_failed;
+	atomic_ullong notif_dropped;       /* refused by a bound of nq */
+	atomic_ullong notif_cancelled;     /* the subscription was deleted before delivery */
+	unsigned long long ndrop_unlogged; /* drops since the last warning */
+	int64_t ndrop_next_log_ms;
 	atomic_ullong dup_dropped;
 	/* data-plane counters for /metrics (sg_sdd_metrics) */
 	atomic_ullong bytes_up, bytes_down; /* VAL payload relayed: client->VAL, VAL->client */
@@ -176,7 +186,10 @@ struct sg_sdd {
 	struct sdd_ddc *ddc;  /* SEALDD-E: DD context relocation (ddc.c) */
 };
 
+/* Called with mu held (takes nmu): queues the event's notification for every matching
+ * subscription; what a bound of nq refuses is dropped and counted. */
 void sdd_notify_locked(struct sg_sdd *s, const struct frt *rt, const char *event);
+/* A delivery worker (NOTIF_WORKERS of them); returns once stop is set and nmu broadcast. */
 void *sdd_notif_main(void *arg);
 void sdd_vals_tick(struct sg_sdd *s);
 int sdd_vals_serves_locked(const struct sg_sdd *s, const char *client_id, const char *svc,
@@ -187,6 +200,7 @@ void *sdd_dp_main(void *arg);
 void sdd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                    void *arg);
 void sdd_chan_free(struct chan *c);
+void sdd_accept_error_cb(struct evconnlistener *l, void *arg);
 void sdd_tick_cb(evutil_socket_t fd, short what, void *arg);
 void sdd_trans_free(struct trans *t);
 /* SEALDD-E (ddc.c, docs/sdd-protocol.md §7): created in sg_sdd_new, its relocation thread

@@ -282,6 +282,7 @@ static void send_text(struct pconn *pc, uint8_t type, const uint8_t *flow, const
 /* ---- data plane: flows ---- */
 
 static void chan_check_resume(struct chan *c);
+static int chan_blocked(const struct chan *c);
 static void chan_read(struct chan *c);
 static void relay_read(struct frt *rt);
 
@@ -317,6 +318,42 @@ static int frt_nrx(const struct frt *rt)
 	return n;
 }
 
+/* The channel may read again (deferred to its own callback: this runs inside other
+ * connections' callbacks and teardown, and frames already buffered wake no event). */
+static void chan_wake(struct chan *c)
+{
+	if (c->closing || c->pc->dead || !c->handshaken || chan_blocked(c))
+		return;
+	pc_read_on(c->pc, 1);
+	event_active(c->pc->rev, EV_READ, 0);
+}
+
+/* After every write of the relay: once its output is at LWM or below, the channels held back
+ * for it (uplink backpressure) read again, wherever the relay was drained (its own write
+ * event, the handshake's completion, the end of a channel's batch, a channel's detach). */
+static void relay_drained(struct frt *rt)
+{
+	if (!rt->up_blocked || !rt->vc || pc_queued(rt->vc) > LWM)
+		return;
+	rt->up_blocked = 0;
+	for (int i = 0; i < rt->nch; i++)
+		chan_wake(rt->ch[i]);
+}
+
+/* The relay reads from the VAL server again once no receiving channel is over HWM (the
+ * channel that held it back drained or went away: a URLLC flow's other leg carries on). */
+static void relay_wake(struct frt *rt)
+{
+	if (!rt->down_blocked || !rt->vc || !frt_nrx(rt))
+		return;
+	for (int i = 0; i < rt->nch; i++)
+		if (rt->rx[i] && pc_queued(rt->ch[i]->pc) > HWM)
+			return;
+	rt->down_blocked = 0;
+	pc_read_on(rt->vc, 1);
+	event_active(rt->vc->rev, EV_READ, 0);
+}
+
 static void frt_detach_chan(struct frt *rt, struct chan *c)
 {
 	if (rt->corked) { /* what this channel's batch gathered still goes out */
@@ -339,6 +376,8 @@ static void frt_detach_chan(struct frt *rt, struct chan *c)
 		}
 	if (frt_nrx(rt) == 0 && rt->vc)
 		pc_read_on(rt->vc, 0); /* nobody to deliver to: backpressure */
+	relay_drained(rt);
+	relay_wake(rt);
 }
 
 /* Ends a flow: END to its channels, relay closed, flow marked released (the sweep frees it).
@@ -486,6 +525,7 @@ static void relay_up(struct frt *rt)
 	for (int i = 0; i < rt->nch; i++)
 		send_attached(rt, rt->ch[i]);
 	pc_flush(pc); /* uplink data that came while connecting */
+	relay_drained(rt);
 	pc_read_on(pc, frt_nrx(rt) > 0);
 	relay_read(rt); /* records that came with the handshake sit in OpenSSL's buffer */
 }
@@ -531,11 +571,7 @@ static void relay_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if ((what & EV_WRITE) || pc->wr_on_r) {
 		pc_flush(pc);
-		if (rt->up_blocked && pc_queued(pc) <= LWM) {
-			rt->up_blocked = 0; /* the relay drained: its channels read again */
-			for (int i = 0; i < rt->nch; i++)
-				chan_check_resume(rt->ch[i]);
-		}
+		relay_drained(rt);
 	}
 	if (rt->vc != pc)
 		return;
@@ -809,10 +845,28 @@ static void chan_attach(struct chan *c, const struct sg_sdd_frame *f)
 	pthread_mutex_lock(&s->mu);
 	struct sg_sdd_flow *fl = sg_sdd_flowtab_find(s->flows, f->flow, c->sub);
 	struct frt *rt = fl ? fl->rt : NULL;
+	/* D2 again when the relay is to be opened, which may be up to the flow's lifetime after
+	 * the flow was authorized: a VAL server since removed, disabled, unregistered for the
+	 * VAL service or registered with another certificate identity gets no user data */
+	const char *why = NULL;
+	if (rt && !rt->ended && rt->vstate == 0 &&
+	    sdd_vals_serves_locked(s, rt->owner, fl->val_service_id, &why) == 0) {
+		const struct sg_store_valserver *v = sg_store_vals_find(s->vals, rt->owner);
+		if (!v->identity || strcmp(v->identity, rt->identity) != 0)
+			why = "the VAL server is registered with another certificate identity";
+	}
 	pthread_mutex_unlock(&s->mu);
 	/* another user's flow looks exactly like no flow: no oracle for guessing ids */
 	if (!rt || rt->ended) {
 		send_text(c->pc, SG_SDD_ERROR, f->flow, "UNKNOWN_FLOW", NULL);
+		return;
+	}
+	if (why) {
+		sg_log_warn(
+		    "sdd: VAL server %s is no longer registered for VAL service %s: flow ended",
+		    rt->owner, fl->val_service_id);
+		send_text(c->pc, SG_SDD_ERROR, f->flow, "TRANSMISSION_NOT_REQUESTED", why);
+		frt_end(rt, "TRANSMISSION_NOT_REQUESTED");
 		return;
 	}
 	if (rt->nch >= (fl->urllc ? 2 : 1)) {
@@ -853,12 +907,7 @@ static void chan_frame(struct chan *c, const struct sg_sdd_frame *f)
 		chan_auth(c, f);
 		return;
 	}
-	if (!c->authed) {
-		chan_fail(c, "UNAUTHENTICATED",
-		          "the first frame must be AUTH with an access token");
-		return;
-	}
-	struct frt *rt;
+	struct frt *rt; /* (chan_parse lets only AUTH through before AUTH_OK) */
 	switch (f->type) {
 	case SG_SDD_ATTACH:
 		chan_attach(c, f);
@@ -883,8 +932,10 @@ static void chan_uncork(struct chan *c)
 		if (!rt->corked)
 			continue;
 		rt->corked = 0;
-		if (rt->vc && !rt->vc->dead)
+		if (rt->vc && !rt->vc->dead) {
 			pc_flush(rt->vc);
+			relay_drained(rt);
+		}
 	}
 }
 
@@ -905,6 +956,13 @@ static void chan_parse(struct chan *c)
 			chan_fail(c,
 			          r == SG_SDD_PERR_TOO_LARGE ? "FRAME_TOO_LARGE" : "PROTOCOL_ERROR",
 			          sg_sdd_perr_str(r));
+			break;
+		}
+		if (!c->authed && h[1] != SG_SDD_AUTH) {
+			/* judged from the header: a client that has not authenticated cannot make
+			 * the server hold the payload of any other frame */
+			chan_fail(c, "UNAUTHENTICATED",
+			          "the first frame must be AUTH with an access token");
 			break;
 		}
 		size_t need = SG_SDD_HDR_LEN + get32(h + 4);
@@ -1028,8 +1086,20 @@ static void chan_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		c->handshaken = 1;
+		/* G4: a client that stops reading holds its queued output (up to HWM) and, by
+		 * backpressure, its flows' relays; with no write progress in channel_stall_s
+		 * the channel is closed (docs/sdd-protocol.md §4) */
+		c->stall.tv_sec = (time_t)c->s->conf->sdd.channel_stall_s;
+		pc->wtmo = &c->stall;
 		pc_read_on(pc, 1);
 		what = EV_READ; /* the AUTH frame may have come with the handshake's last flight */
+	}
+	if ((what & EV_TIMEOUT) && !c->closing) { /* the write stall bound (wtmo) */
+		atomic_fetch_add(&c->s->chans_stalled, 1);
+		sg_log_info("sdd: data channel %s closed: no write progress in %u s", c->peer,
+		            c->s->conf->sdd.channel_stall_s);
+		sdd_chan_free(c);
+		return;
 	}
 	if (c->closing) {
 		if (!pc->dead)
@@ -1128,6 +1198,20 @@ void sdd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
 	atomic_fetch_add_explicit(&s->chans_open, 1, memory_order_relaxed);
 }
 
+/* accept() failed (out of file descriptors, most often): the connection stays in the backlog
+ * and the listener would be woken at once, again and again. It pauses for a second instead
+ * (the tick enables it again). */
+void sdd_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct sg_sdd *s = arg;
+	int e = EVUTIL_SOCKET_ERROR();
+	sg_log_warn("sdd: data endpoint: accept failed: %s; paused for 1 s",
+	            evutil_socket_error_to_string(e));
+	atomic_fetch_add(&s->accept_failed, 1);
+	evconnlistener_disable(l);
+	s->accept_resume_ms = sg_mono_ms() + 1000;
+}
+
 /* ---- data plane: the sweep ---- */
 
 struct sweep {
@@ -1222,6 +1306,10 @@ void sdd_tick_cb(evutil_socket_t fd, short what, void *arg)
 			event_base_loopexit(s->base, &t);
 		}
 		return;
+	}
+	if (s->accept_resume_ms && sg_mono_ms() >= s->accept_resume_ms) {
+		s->accept_resume_ms = 0;
+		evconnlistener_enable(s->lis);
 	}
 	sweep_flows(s);
 	sweep_tokens(s);

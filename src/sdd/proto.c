@@ -1,5 +1,5 @@
 /* sdd/proto.c: SEALDD-UU frame codec, sddFlowId text form, duplicate elimination, the flow
- * table and the TS 29.548 schema checks (see proto.h). */
+ * table, the TS 29.548 schema checks and the notification queue (see proto.h). */
 #include "sdd/proto.h"
 
 #include "base/b64.h"
@@ -654,6 +654,73 @@ int sg_sdd_transreq_validate(const json_t *req, struct sg_sdd_target *tgt, struc
 	return chk->n ? -1 : 0;
 }
 
+/* TS 29.548 ConnStatusSubsc.events: minItems 1; ConnStatusEvent is anyOf(enum ESTABLISHED,
+ * RELEASED; string), so unknown strings are accepted (forward compatibility), but bounded:
+ * at most SG_SDD_SUBSC_MAX_EVENTS entries, each at most SG_SDD_SUBSC_MAX_EVENT_LEN bytes, none
+ * twice. Every flow event scans these arrays under the server's lock (api.c). */
+static void check_events(struct sg_sdd_check *chk, const json_t *v)
+{
+	if (!json_is_array(v) || json_array_size(v) == 0) {
+		bad(chk, "/events", "must be an array of at least one string");
+		return;
+	}
+	size_t n = json_array_size(v);
+	if (n > SG_SDD_SUBSC_MAX_EVENTS) {
+		/* not looked at one by one: the count alone refuses it */
+		bad(chk, "/events", "must have at most %d entries (has %zu)",
+		    SG_SDD_SUBSC_MAX_EVENTS, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const json_t *e = json_array_get(v, i);
+		char p[128];
+		snprintf(p, sizeof p, "/events/%zu", i);
+		if (!json_is_string(e)) {
+			bad(chk, p, "must be a string");
+			continue;
+		}
+		if (json_string_length(e) > SG_SDD_SUBSC_MAX_EVENT_LEN) {
+			bad(chk, p, "must be at most %d bytes long (a ConnStatusEvent)",
+			    SG_SDD_SUBSC_MAX_EVENT_LEN);
+			continue;
+		}
+		for (size_t k = 0; k < i; k++)
+			if (json_equal(e, json_array_get(v, k))) {
+				bad(chk, p, "repeats /events/%zu: each event at most once", k);
+				break;
+			}
+	}
+}
+
+json_t *sg_sdd_subsc_canon(const json_t *in)
+{
+	static const char *const K[] = {"events",   "valServiceId", "valTgtUe", "valServerConnInfo",
+	                                "notifUri", "suppFeat"};
+	json_t *o = json_object();
+	for (size_t i = 0; o && i < sizeof K / sizeof K[0]; i++) {
+		json_t *v = json_object_get(in, K[i]);
+		if (v && json_object_set(o, K[i], v) != 0) {
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+struct dump_budget {
+	size_t n, max;
+};
+
+/* json_dump_callback sink that only counts, and stops the dump once over the budget: measuring
+ * an oversized subscription costs at most the budget, whatever its size. */
+static int dump_count(const char *buf, size_t size, void *data)
+{
+	(void)buf;
+	struct dump_budget *b = data;
+	b->n += size;
+	return b->n > b->max ? -1 : 0;
+}
+
 int sg_sdd_subsc_validate(const json_t *s, struct sg_sdd_check *chk)
 {
 	memset(chk, 0, sizeof *chk);
@@ -665,7 +732,7 @@ int sg_sdd_subsc_validate(const json_t *s, struct sg_sdd_check *chk)
 	if (!ev)
 		bad(chk, "/events", "is required");
 	else
-		check_str_array(chk, ev, "/events");
+		check_events(chk, ev);
 	want_string(chk, json_object_get(s, "valServiceId"), "/valServiceId");
 	check_target_ue(chk, json_object_get(s, "valTgtUe"), "/valTgtUe");
 	const json_t *ci = json_object_get(s, "valServerConnInfo");
@@ -679,11 +746,26 @@ int sg_sdd_subsc_validate(const json_t *s, struct sg_sdd_check *chk)
 		bad(chk, "/notifUri", "is required");
 	else if (!json_is_string(nu))
 		bad(chk, "/notifUri", "must be a string");
+	else if (json_string_length(nu) > SG_SDD_SUBSC_MAX_NOTIF_URI)
+		bad(chk, "/notifUri", "must be at most %d bytes long", SG_SDD_SUBSC_MAX_NOTIF_URI);
 	else if (strncmp(json_string_value(nu), "https://", 8) != 0)
 		bad(chk, "/notifUri", "must be an https URL (notifications go over mutual TLS)");
 	want_string(chk, json_object_get(s, "expTime"), "/expTime");
 	want_pattern(chk, json_object_get(s, "suppFeat"), "/suppFeat", RX_SUPPFEAT,
 	             "a hexadecimal string (TS 29.571 SupportedFeatures)");
+	/* the whole of what would be stored and held: valServerConnInfo, valTgtUe, valServiceId
+	 * and suppFeat have no bound of their own */
+	json_t *canon = sg_sdd_subsc_canon(s);
+	struct dump_budget b = {0, SG_SDD_SUBSC_MAX_BYTES};
+	if (!canon)
+		bad(chk, "/", "could not be measured (out of memory)");
+	else if (json_dump_callback(canon, dump_count, &b, JSON_COMPACT | JSON_SORT_KEYS) != 0 ||
+	         b.n > b.max)
+		bad(chk, "/",
+		    "the subscription must take at most %d bytes as compact JSON (this SEALDD "
+		    "server's bound)",
+		    SG_SDD_SUBSC_MAX_BYTES);
+	json_decref(canon);
 	return chk->n ? -1 : 0;
 }
 
@@ -838,4 +920,166 @@ json_t *sg_sdd_problem(int status, const char *cause, const char *detail,
 			json_object_set_new(p, "invalidParams", a);
 	}
 	return p;
+}
+
+/* ---- connection status notification queue ---- */
+
+struct sg_sdd_nowner {
+	struct sg_sdd_nowner *next;       /* hash chain */
+	struct sg_sdd_nowner *rnext;      /* the ready list */
+	struct sg_sdd_notif *head, *tail; /* queued, not in delivery, oldest first */
+	size_t n;                         /* queued + in delivery */
+	int busy;                         /* one of its notifications is in delivery */
+	size_t bucket;
+	char id[]; /* the VAL server's client_id */
+};
+
+static size_t owner_bucket(const char *id)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h % SG_SDD_NOTIF_OWNER_BUCKETS;
+}
+
+static struct sg_sdd_nowner *owner_find(const struct sg_sdd_notifq *q, const char *id, size_t b)
+{
+	for (struct sg_sdd_nowner *o = q->b[b]; o; o = o->next)
+		if (strcmp(o->id, id) == 0)
+			return o;
+	return NULL;
+}
+
+/* o has queued notifications and none in delivery: it waits behind the ready ones. */
+static void ready_append(struct sg_sdd_notifq *q, struct sg_sdd_nowner *o)
+{
+	o->rnext = NULL;
+	if (q->ready_tail)
+		q->ready_tail->rnext = o;
+	else
+		q->ready = o;
+	q->ready_tail = o;
+}
+
+void sg_sdd_notifq_init(struct sg_sdd_notifq *q, size_t max_total, size_t max_per_owner)
+{
+	memset(q, 0, sizeof *q);
+	q->max_total = max_total;
+	q->max_per_owner = max_per_owner;
+}
+
+int sg_sdd_notifq_admits(const struct sg_sdd_notifq *q, const char *owner)
+{
+	if (q->n >= q->max_total)
+		return 0;
+	const struct sg_sdd_nowner *o = owner_find(q, owner, owner_bucket(owner));
+	return !o || o->n < q->max_per_owner;
+}
+
+int sg_sdd_notifq_push(struct sg_sdd_notifq *q, const char *owner, const char *sid, char *body,
+                       const char **why)
+{
+	size_t b = owner_bucket(owner);
+	struct sg_sdd_nowner *o = owner_find(q, owner, b);
+	if (q->n >= q->max_total) {
+		*why = "max_total";
+		return 1;
+	}
+	if (o && o->n >= q->max_per_owner) {
+		*why = "max_per_owner";
+		return 1;
+	}
+	struct sg_sdd_notif *x = calloc(1, sizeof *x);
+	if (!x)
+		return -1;
+	if (!o) {
+		size_t len = strlen(owner);
+		if (!(o = calloc(1, sizeof *o + len + 1))) {
+			free(x);
+			return -1;
+		}
+		memcpy(o->id, owner, len + 1);
+		o->bucket = b;
+		o->next = q->b[b];
+		q->b[b] = o;
+	}
+	x->owner = o;
+	x->body = body;
+	snprintf(x->sid, sizeof x->sid, "%s", sid);
+	if (o->tail)
+		o->tail->next = x;
+	else
+		o->head = x;
+	o->tail = x;
+	o->n++;
+	q->n++;
+	if (!o->busy && o->head == x)
+		ready_append(q, o);
+	return 0;
+}
+
+struct sg_sdd_notif *sg_sdd_notifq_take(struct sg_sdd_notifq *q)
+{
+	struct sg_sdd_nowner *o = q->ready;
+	if (!o)
+		return NULL;
+	if (!(q->ready = o->rnext))
+		q->ready_tail = NULL;
+	o->rnext = NULL;
+	struct sg_sdd_notif *x = o->head;
+	if (!(o->head = x->next))
+		o->tail = NULL;
+	x->next = NULL;
+	o->busy = 1;
+	return x;
+}
+
+const char *sg_sdd_notif_owner(const struct sg_sdd_notif *n)
+{
+	return n->owner->id;
+}
+
+static void owner_unlink(struct sg_sdd_notifq *q, struct sg_sdd_nowner *o)
+{
+	for (struct sg_sdd_nowner **pp = &q->b[o->bucket]; *pp; pp = &(*pp)->next)
+		if (*pp == o) {
+			*pp = o->next;
+			break;
+		}
+	free(o);
+}
+
+void sg_sdd_notifq_done(struct sg_sdd_notifq *q, struct sg_sdd_notif *n)
+{
+	struct sg_sdd_nowner *o = n->owner;
+	free(n->body);
+	free(n);
+	o->busy = 0;
+	o->n--;
+	q->n--;
+	if (o->head)
+		ready_append(q, o); /* behind the owners that waited meanwhile: round robin */
+	else
+		owner_unlink(q, o); /* nothing left (n is 0) */
+}
+
+size_t sg_sdd_notifq_clear(struct sg_sdd_notifq *q)
+{
+	size_t gone = 0;
+	for (size_t i = 0; i < SG_SDD_NOTIF_OWNER_BUCKETS; i++)
+		while (q->b[i]) {
+			struct sg_sdd_nowner *o = q->b[i];
+			q->b[i] = o->next;
+			while (o->head) {
+				struct sg_sdd_notif *x = o->head;
+				o->head = x->next;
+				free(x->body);
+				free(x);
+				gone++;
+			}
+			free(o);
+		}
+	q->ready = q->ready_tail = NULL;
+	q->n = 0;
+	return gone;
 }

@@ -1,7 +1,8 @@
 /* sdd/proto.h (private to sdd/ and client/sddc): the pure parts of SEALDD (TS 23.433; TS 33.434
  * Rel-18 with G6): the SEALDD-UU user-plane frame codec (docs/sdd-protocol.md), sddFlowId
  * encoding, duplicate elimination by sequence number (URLLC redundant transmission, TS 23.433
- * §9.x), the flow table, and the TS 29.548 TransReq / ConnStatusSubsc validation. No I/O here:
+ * §9.x), the flow table, the TS 29.548 TransReq / ConnStatusSubsc validation and the connection
+ * status notification queue. No I/O here:
  * everything is unit-tested (tests/unit/test_sdd.c). */
 #ifndef SG_SDD_PROTO_H
 #define SG_SDD_PROTO_H
@@ -151,9 +152,25 @@ struct sg_sdd_target {
  * tgt and returns 0; else -1 with the problems in chk. */
 int sg_sdd_transreq_validate(const json_t *req, struct sg_sdd_target *tgt,
                              struct sg_sdd_check *chk);
+/* Bounds on a ConnStatusSubsc (TS 29.548 leaves these sizes open). A subscription is stored
+ * and held in memory, and its events are matched under the SEALDD server's lock at every flow
+ * event, so its size is bounded (TS 33.434 Rel-18 G6: SEALDD-S is protected as SEAL-S, G4). */
+#define SG_SDD_SUBSC_MAX_NOTIF_URI 2048        /* bytes of notifUri */
+#define SG_SDD_SUBSC_MAX_EVENTS    8           /* entries of events, all different */
+#define SG_SDD_SUBSC_MAX_EVENT_LEN 64          /* bytes of one ConnStatusEvent string */
+#define SG_SDD_SUBSC_MAX_BYTES     (16 * 1024) /* the canonical JSON (sg_sdd_subsc_canon) */
+
 /* Validates a ConnStatusSubsc (events minItems 1, ConnStatusEvent strings, valServerConnInfo,
- * notifUri an https URL, valTgtUe, valServiceId, suppFeat; expTime is readOnly and ignored). */
+ * notifUri an https URL, valTgtUe, valServiceId, suppFeat; expTime is readOnly and ignored) and
+ * the bounds above: notifUri at most SG_SDD_SUBSC_MAX_NOTIF_URI bytes, events at most
+ * SG_SDD_SUBSC_MAX_EVENTS different strings of at most SG_SDD_SUBSC_MAX_EVENT_LEN bytes (unknown
+ * ConnStatusEvent values are accepted: the enumeration is extensible), and the canonical
+ * subscription, compact JSON with sorted keys as it is stored, at most SG_SDD_SUBSC_MAX_BYTES. */
 int sg_sdd_subsc_validate(const json_t *s, struct sg_sdd_check *chk);
+/* The members of a ConnStatusSubsc that sealguard keeps (events, valServiceId, valTgtUe,
+ * valServerConnInfo, notifUri, suppFeat): a new object sharing their values, NULL when out of
+ * memory. */
+json_t *sg_sdd_subsc_canon(const json_t *in);
 /* Validates a TS 29.548 DdContext (SDD_DDContext: uuContext with sddFlowId and valServEndPoint,
  * sContext with valServerId and valServerConnInfo, optional trLayerContext with transProtoc;
  * member types, ConnInfo oneOf, ValTargetUe oneOf, DurationSec, bandwidths, QosInfo) found at
@@ -167,5 +184,46 @@ json_t *sg_sdd_conninfo(const char *host, unsigned port);
 /* ProblemDetails with invalidParams (TS 29.122 §5.2.1.2.12). New reference. */
 json_t *sg_sdd_problem(int status, const char *cause, const char *detail,
                        const struct sg_sdd_check *chk);
+
+/* ---- connection status notification queue (TS 29.548 ConnStatusNotif) ----------------
+ * The notifications waiting for delivery, bounded in total and per owner (the VAL server that
+ * owns the subscription) and served fairly: each owner has its own FIFO, owners with queued
+ * notifications and none in delivery wait in a round-robin list, and a worker takes the head
+ * of the owner that waited longest and holds that owner until it is done. So an owner's
+ * notifications are delivered in order, one at a time, and an owner whose endpoint does not
+ * answer occupies one worker and no more. Not thread safe: the caller locks. push, take and
+ * done are O(1) expected (owners are hashed); nothing scans the queue. */
+#define SG_SDD_NOTIF_OWNER_BUCKETS 256
+
+struct sg_sdd_nowner;
+struct sg_sdd_notif {
+	struct sg_sdd_notif *next;
+	struct sg_sdd_nowner *owner;
+	char *body;   /* the ConnStatusNotif, JSON text (owned) */
+	char sid[32]; /* the subscription it is for */
+};
+struct sg_sdd_notifq {
+	struct sg_sdd_nowner *b[SG_SDD_NOTIF_OWNER_BUCKETS]; /* owners with notifications */
+	struct sg_sdd_nowner *ready, *ready_tail; /* queued, none in delivery: round robin */
+	size_t n;                                 /* notifications, those in delivery too */
+	size_t max_total, max_per_owner;
+};
+/* An empty queue with these bounds (each counts the notifications in delivery too). */
+void sg_sdd_notifq_init(struct sg_sdd_notifq *q, size_t max_total, size_t max_per_owner);
+/* 1 when a notification for owner would be queued now (sg_sdd_notifq_push would not refuse it
+ * for a bound): lets the caller skip building one that would be dropped. */
+int sg_sdd_notifq_admits(const struct sg_sdd_notifq *q, const char *owner);
+/* Queues body (taken over on success) for subscription sid of owner: 0; 1 when a bound refuses
+ * it (*why = "max_total" or "max_per_owner"; body stays the caller's); -1 out of memory. */
+int sg_sdd_notifq_push(struct sg_sdd_notifq *q, const char *owner, const char *sid, char *body,
+                       const char **why);
+/* The next notification to deliver, NULL when none is ready. Its owner gets nothing else until
+ * sg_sdd_notifq_done(n). */
+struct sg_sdd_notif *sg_sdd_notifq_take(struct sg_sdd_notifq *q);
+const char *sg_sdd_notif_owner(const struct sg_sdd_notif *n);
+/* n (from take) is delivered or given up: frees it, and its owner's next becomes ready. */
+void sg_sdd_notifq_done(struct sg_sdd_notifq *q, struct sg_sdd_notif *n);
+/* Frees every queued notification (none may be in delivery); returns how many there were. */
+size_t sg_sdd_notifq_clear(struct sg_sdd_notifq *q);
 
 #endif

@@ -140,10 +140,15 @@ sg_err sg_sdd_new(const struct sg_conf *conf, struct sg_policy *policy, struct s
 	s->conf = conf;
 	s->policy = policy;
 	s->lfd = -1;
-	s->nqtail = &s->nq;
 	pthread_mutex_init(&s->mu, NULL);
+	/* notifications: bounded queue (NOTIF_MAX_*); ncv on the monotonic clock (backoff waits) */
+	sg_sdd_notifq_init(&s->nq, NOTIF_MAX_QUEUED, NOTIF_MAX_PER_OWNER);
 	pthread_mutex_init(&s->nmu, NULL);
-	pthread_cond_init(&s->ncv, NULL);
+	pthread_condattr_t nca;
+	pthread_condattr_init(&nca);
+	pthread_condattr_setclock(&nca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->ncv, &nca);
+	pthread_condattr_destroy(&nca);
 	sg_ratelimit_init(&s->chan_rate, conf->sdd.channels_per_second_per_addr,
 	                  2 * conf->sdd.channels_per_second_per_addr, SG_RATELIMIT_MAX_KEYS);
 	sg_err e;
@@ -224,6 +229,7 @@ sg_err sg_sdd_start(struct sg_sdd *s, char *err, size_t errlen)
 	if (!s->lis)
 		return sg_fail(err, errlen, SG_ERR_INTERNAL, "listener");
 	s->lfd = -1; /* the listener owns it */
+	evconnlistener_set_error_cb(s->lis, sdd_accept_error_cb);
 	s->tick = event_new(s->base, -1, EV_PERSIST, sdd_tick_cb, s);
 	struct timeval tv = {0, SWEEP_MS * 1000};
 	if (!s->tick || event_add(s->tick, &tv) != 0)
@@ -231,9 +237,9 @@ sg_err sg_sdd_start(struct sg_sdd *s, char *err, size_t errlen)
 	if (pthread_create(&s->th, NULL, sdd_dp_main, s) != 0)
 		return sg_fail(err, errlen, SG_ERR_INTERNAL, "thread");
 	s->started = 1;
-	if (pthread_create(&s->nth, NULL, sdd_notif_main, s) != 0)
-		return sg_fail(err, errlen, SG_ERR_INTERNAL, "thread");
-	s->nstarted = 1;
+	for (; s->nstarted < NOTIF_WORKERS; s->nstarted++)
+		if (pthread_create(&s->nth[s->nstarted], NULL, sdd_notif_main, s) != 0)
+			return sg_fail(err, errlen, SG_ERR_INTERNAL, "thread");
 	if (sdd_ddc_start(s, err, errlen) != SG_OK)
 		return SG_ERR_INTERNAL;
 	sg_log_info("SEALDD-UU data endpoint listening on %s:%d (TLS 1.3; docs/sdd-protocol.md)",
@@ -255,6 +261,9 @@ sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out)
 	for (const struct trans *t = s->trans; t; t = t->next)
 		trans++;
 	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_lock(&s->nmu); /* not under mu: the lock order is mu, then nmu */
+	size_t pending = s->nq.n;
+	pthread_mutex_unlock(&s->nmu);
 #define C(x) ((unsigned long long)atomic_load_explicit(&s->x, memory_order_relaxed))
 	return sg_buf_printf(
 	    out,
@@ -270,6 +279,14 @@ sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out)
 	    "sealguard_sdd_channels_refused_total{limit=\"max_channels_per_user\"} %llu\n"
 	    "sealguard_sdd_channels_refused_total{limit=\"channels_per_second_per_address\"} "
 	    "%llu\n"
+	    "# HELP sealguard_sdd_channels_stalled_total SEALDD-UU data channels closed because "
+	    "their output made no write progress in sdd.channel_stall_s (G4).\n"
+	    "# TYPE sealguard_sdd_channels_stalled_total counter\n"
+	    "sealguard_sdd_channels_stalled_total %llu\n"
+	    "# HELP sealguard_sdd_accept_failures_total Failed accepts on the data endpoint "
+	    "(out of file descriptors: the endpoint pauses 1 s).\n"
+	    "# TYPE sealguard_sdd_accept_failures_total counter\n"
+	    "sealguard_sdd_accept_failures_total %llu\n"
 	    "# HELP sealguard_sdd_flows_open SEALDD flows allocated (sdd-flows/v1), not yet "
 	    "freed.\n"
 	    "# TYPE sealguard_sdd_flows_open gauge\n"
@@ -284,13 +301,21 @@ sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out)
 	    "# HELP sealguard_sdd_duplicates_dropped_total URLLC uplink duplicates eliminated.\n"
 	    "# TYPE sealguard_sdd_duplicates_dropped_total counter\n"
 	    "sealguard_sdd_duplicates_dropped_total %llu\n"
-	    "# HELP sealguard_sdd_notifications_total Connection status notifications, by result.\n"
+	    "# HELP sealguard_sdd_notifications_total Connection status notifications, by result "
+	    "(dropped: over a queue bound; cancelled: subscription deleted before delivery).\n"
 	    "# TYPE sealguard_sdd_notifications_total counter\n"
 	    "sealguard_sdd_notifications_total{result=\"sent\"} %llu\n"
-	    "sealguard_sdd_notifications_total{result=\"failed\"} %llu\n",
+	    "sealguard_sdd_notifications_total{result=\"failed\"} %llu\n"
+	    "sealguard_sdd_notifications_total{result=\"dropped\"} %llu\n"
+	    "sealguard_sdd_notifications_total{result=\"cancelled\"} %llu\n"
+	    "# HELP sealguard_sdd_notifications_pending Connection status notifications queued or "
+	    "in delivery.\n"
+	    "# TYPE sealguard_sdd_notifications_pending gauge\n"
+	    "sealguard_sdd_notifications_pending %zu\n",
 	    C(chans_open), C(refused_chans), C(refused_addr), C(refused_user), C(refused_rate),
-	    flows, trans, C(bytes_up), C(bytes_down), C(dup_dropped), C(notif_sent),
-	    C(notif_failed));
+	    C(chans_stalled), C(accept_failed), flows, trans, C(bytes_up), C(bytes_down),
+	    C(dup_dropped), C(notif_sent), C(notif_failed), C(notif_dropped), C(notif_cancelled),
+	    pending);
 #undef C
 }
 
@@ -313,7 +338,8 @@ void sg_sdd_free(struct sg_sdd *s)
 		pthread_mutex_lock(&s->nmu);
 		pthread_cond_broadcast(&s->ncv);
 		pthread_mutex_unlock(&s->nmu);
-		pthread_join(s->nth, NULL);
+		for (int i = 0; i < s->nstarted; i++)
+			pthread_join(s->nth[i], NULL);
 	}
 	/* no refresh is queued after this (the data plane has stopped) */
 	sg_store_pool_destroy(s->pool);
@@ -349,17 +375,16 @@ void sg_sdd_free(struct sg_sdd *s)
 		json_decref(x->body);
 		free(x);
 	}
-	while (s->nq) {
-		struct notif *q = s->nq;
-		s->nq = q->next;
-		free(q->url);
-		free(q->body);
-		free(q);
-	}
-	if (s->notif_sent || s->notif_failed || s->dup_dropped)
-		sg_log_info("sdd: notifications sent %llu, failed %llu; duplicates dropped %llu",
-		            (unsigned long long)s->notif_sent, (unsigned long long)s->notif_failed,
-		            (unsigned long long)s->dup_dropped);
+	/* the workers are joined: none holds a notification */
+	size_t unsent = sg_sdd_notifq_clear(&s->nq);
+	if (s->notif_sent || s->notif_failed || s->notif_dropped || s->notif_cancelled || unsent ||
+	    s->dup_dropped)
+		sg_log_info(
+		    "sdd: notifications sent %llu, failed %llu, dropped %llu, cancelled %llu, "
+		    "%zu not sent at shutdown; duplicates dropped %llu",
+		    (unsigned long long)s->notif_sent, (unsigned long long)s->notif_failed,
+		    (unsigned long long)s->notif_dropped, (unsigned long long)s->notif_cancelled,
+		    unsent, (unsigned long long)s->dup_dropped);
 	sg_store_vals_unref(s->vals);
 	if (s->val_ctx)
 		SSL_CTX_free(s->val_ctx);

@@ -7,10 +7,11 @@
 . "$(dirname "$0")/lib/common.sh"
 
 ECHO=$(free_port)
-sg_sdd_start ""
+# a channel whose output makes no write progress for 3 s is closed ("stall" below)
+sg_sdd_start "  channel_stall_s: 3"
 trap 'kill "$ECHO_PID" 2>/dev/null; sg_cleanup' EXIT
 sg_echo_start "$ECHO"
-sg_sdd_provision "$ECHO" alice
+SG_SDD_MORE="--val-service v2x-u" sg_sdd_provision "$ECHO" alice
 ATOK=$(py 'import json,sys;print(json.load(open(sys.argv[1]))["access_token"])' "$T/alice.tokens")
 flow() { jget "$(SG dd open --service v2x --token-cache "$T/alice.tokens")" sddFlowId; }
 
@@ -102,6 +103,94 @@ elif mode=="answers":
             rbuf=rbuf[32+n:]
     print("stalled after", stalled, "of", total)
     print("answers", errors, "of", total//32, "other", other)
+elif mode=="preauth":
+    # a DATA header before AUTH, its payload never sent: refused from the header alone
+    h=fr(5,b"",1,fid)
+    s.sendall(h[:4]+struct.pack(">I",60000)+h[8:])
+    print(" ".join("%d %s"%(t,p.split(b":")[0].decode()) for t,p in frames(1,3)))
+elif mode=="attach":
+    s.sendall(fr(1,tok.encode())+fr(3,flow=fid))
+    print(" ".join(str(t) if t!=8 else "8 "+p.split(b":")[0].decode() for t,p in frames(2)))
+elif mode=="early":
+    # ATTACH and 1.2 MB of DATA at once, before ATTACHED: the data waits for the relay
+    # handshake, past HWM, so the channel stops reading; the completed relay handshake
+    # drains it and the channel must read on (it once stayed stopped for good)
+    s.sendall(fr(1,tok.encode()))
+    print(" ".join(str(t) for t,_ in frames(1)))
+    pl=b"y"*60000; got=0
+    def take(want,secs):
+        global got
+        end=time.time()+secs
+        while got<want and time.time()<end:
+            for t,p in frames(1,0.2):
+                if t==5: got+=len(p)
+    s.sendall(fr(3,flow=fid)+b"".join(fr(5,pl,i,fid) for i in range(1,21)))
+    take(20*len(pl),10)
+    try:
+        for i in range(21,41):
+            s.settimeout(5); s.sendall(fr(5,pl,i,fid)); take(got+1,0.05)
+    except OSError: pass
+    take(40*len(pl),10)
+    print("echoed",got,"of",40*len(pl))
+elif mode=="urllc":
+    # two channels on a URLLC flow; A never reads, so the echo fills its output past HWM and
+    # the relay stops reading for both; then A resets: B must get everything (the relay once
+    # stayed stopped for good when the channel that held it back went away)
+    ar=socket.socket(); ar.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,4096)
+    ar.connect(("127.0.0.1",port))
+    a=ctx.wrap_socket(ar,server_hostname="localhost")
+    a.sendall(fr(1,tok.encode())+fr(3,flow=fid))
+    s.sendall(fr(1,tok.encode()))
+    frames(1)
+    time.sleep(0.5)
+    s.sendall(fr(3,flow=fid))
+    print(" ".join(str(t) for t,_ in frames(1)))
+    total=16*1024*1024; pl=bytes(range(256))*64; seq=0; sent=0; got=0
+    h_in=hashlib.sha256(); h_out=hashlib.sha256(); out=b""
+    def pump(secs,stop_when_stuck):
+        global out,sent,seq,got,buf
+        end=time.time()+secs; last=time.time()
+        s.setblocking(False)
+        while got<total and time.time()<end:
+            if not out and sent<total:
+                seq+=1; out=fr(5,pl,seq,fid); sent+=len(pl); h_out.update(pl)
+            try:
+                if out: out=out[s.send(out):]
+            except (ssl.SSLWantWriteError,ssl.SSLWantReadError,BlockingIOError): pass
+            try:
+                d=s.recv(65536)
+                if not d: break
+                buf+=d
+            except (ssl.SSLWantReadError,ssl.SSLWantWriteError,BlockingIOError): select.select([s],[],[],0.005)
+            while len(buf)>=32:
+                n=struct.unpack(">I",buf[4:8])[0]
+                if len(buf)<32+n: break
+                if buf[1]==5: h_in.update(buf[32:32+n]); got+=n; last=time.time()
+                buf=buf[32+n:]
+            if stop_when_stuck and time.time()-last>1.5: break
+    pump(20,True)
+    print("stuck" if got<total else "not stuck", "with A not reading")
+    a.setsockopt(socket.SOL_SOCKET,socket.SO_LINGER,struct.pack("ii",1,0)); a.close()
+    pump(20,False)
+    print("after A reset: echoed",got,"of",total,"equal" if h_in.digest()==h_out.digest() and got==total else "DIFFERENT")
+elif mode=="stall":
+    # the client never reads: the echo fills the channel output; with no write progress
+    # for channel_stall_s the server closes the channel
+    s.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,4096)
+    s.sendall(fr(1,tok.encode())+fr(3,flow=fid))
+    print(" ".join(str(t) for t,_ in frames(2)))
+    s.setblocking(False); sent=0; pl=b"z"*16384; end=time.time()+3
+    while sent<(8<<20) and time.time()<end:
+        try: sent+=s.send(fr(5,pl,sent//16384+1,fid))
+        except (ssl.SSLWantWriteError,ssl.SSLWantReadError,BlockingIOError): time.sleep(0.01)
+    time.sleep(5)
+    s.setblocking(True); s.settimeout(5); state="open"
+    try:
+        while s.recv(65536): pass
+        state="closed"
+    except socket.timeout: state="open"
+    except OSError: state="closed"
+    print(state)
 else:
     s.sendall(fr(1,tok.encode())+fr(3,flow=fid))
     print(" ".join(str(t) for t,_ in frames(2)))
@@ -173,5 +262,44 @@ expect_eq "slow reader: 6 MiB echoed back whole and in order (backpressure, no l
 if [[ "$(ldd "$SG_BIN" 2>/dev/null)" == *libasan* ]]; then ok "... memory bound not judged under AddressSanitizer"; else
 expect_match "... the server's memory stayed bounded meanwhile (RSS grew < 32 MiB: ${RSS0:-?} -> ${RSS1:-?} kB)" '^ok$' "$([ -n "$RSS0" ] && [ -n "$RSS1" ] && [ $((RSS1 - RSS0)) -lt 32768 ] && echo ok)"
 fi
+# a DATA header before AUTH: refused from the header alone, its 60,000-byte payload not awaited
+OUT=$(raw preauth "$F2")
+expect_eq "a DATA header before AUTH: ERROR UNAUTHENTICATED at once" "8 UNAUTHENTICATED" "$OUT"
+
+# DATA sent with ATTACH, before ATTACHED, past the relay's high-water mark: it flows on once
+# the relay is up (the channel once stopped reading for good)
+F4=$(flow)
+OUT=$(raw early "$F4")
+expect_eq "DATA before ATTACHED past 1 MiB: AUTH_OK" "2" "$(printf '%s\n' "$OUT" | sed -n 1p)"
+expect_eq "... all of it and what follows is echoed" "echoed 2400000 of 2400000" "$(printf '%s\n' "$OUT" | sed -n 2p)"
+
+# a client that stops reading: its channel is closed after channel_stall_s (3 s) without write
+# progress, counted in /metrics; the flow lives on and can be attached again
+metric() { curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v k="$1" '$1==k{print $2}'; }
+F5=$(flow)
+OUT=$(raw stall "$F5")
+expect_eq "a client that never reads: AUTH_OK then ATTACHED" "2 4" "$(printf '%s\n' "$OUT" | sed -n 1p)"
+expect_eq "... its channel is closed after 3 s without write progress" "closed" "$(printf '%s\n' "$OUT" | sed -n 2p)"
+expect_eq "... counted in /metrics" "1" "$(metric sealguard_sdd_channels_stalled_total)"
+expect_eq "... the flow can be attached again" "2 4" "$(raw attach "$F5")"
+
+# URLLC: one channel of the two stops reading, then resets; the other gets everything
+UVT=$(jget "$("${C[@]}" "${VAL[@]}" -d grant_type=client_credentials -d resource=sealguard:sdd -d client_id=v2x-app "https://localhost:$S/oauth2/token")" access_token)
+UTR="{\"valServiceId\":\"v2x-u\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO}}"
+expect_match "request-trans urllc for v2x-u" '"ddServerConnInfo"' "$("${C[@]}" "${VAL[@]}" -H "Authorization: Bearer $UVT" -H 'Content-Type: application/json' -d "$UTR" "https://localhost:$S/sdd-trans/v1/urllc/request-trans")"
+F6=$(jget "$(SG dd open --service v2x-u --token-cache "$T/alice.tokens")" sddFlowId)
+OUT=$(raw urllc "$F6")
+expect_eq "URLLC, channel A never reads: B attached" "4" "$(printf '%s\n' "$OUT" | sed -n 1p)"
+expect_eq "... the relay waits for A (HWM), so B is held too" "stuck with A not reading" "$(printf '%s\n' "$OUT" | sed -n 2p)"
+expect_eq "... A resets: B gets all 16 MiB, whole and in order" "after A reset: echoed 16777216 of 16777216 equal" "$(printf '%s\n' "$OUT" | sed -n 3p)"
+
 expect "the SEALDD server still serves" SG dd send --flow "$F1" --in "$T/alice.pw" --echo --token-cache "$T/alice.tokens"
+
+# D2 when the relay is opened: a flow created while the VAL server was registered, attached
+# for the first time after it was removed, is ended; no user data reaches that VAL server
+F7=$(flow)
+expect "valserver remove v2x-app" SG valserver remove v2x-app
+sleep 1.2 # the registry snapshot follows the store within 500 ms
+expect_eq "first ATTACH after the VAL server was removed: ERROR TRANSMISSION_NOT_REQUESTED" "2 8 TRANSMISSION_NOT_REQUESTED" "$(raw attach "$F7")"
+expect_eq "... and the flow is gone" "2 8 UNKNOWN_FLOW" "$(raw attach "$F7")"
 sg_done

@@ -1,6 +1,7 @@
 /* tests/unit/test_sdd.c: SEALDD pure parts (sdd/proto.h): the SEALDD-UU frame codec with
  * malformed and oversized frames, sddFlowId text form, duplicate elimination (URLLC), the flow
- * table (owner binding, limits, expiry) and the TS 29.548 TransReq / ConnStatusSubsc checks. */
+ * table (owner binding, limits, expiry), the TS 29.548 TransReq / ConnStatusSubsc checks with
+ * the subscription bounds, and the notification queue (bounds, order, fairness). */
 #include "sdd/proto.h"
 
 #include <stdarg.h>
@@ -309,6 +310,275 @@ static void test_subsc_and_conninfo(void **state)
 	json_decref(ci);
 }
 
+/* 1 when param is among chk's invalid params. */
+static int has_param(const struct sg_sdd_check *chk, const char *param)
+{
+	for (size_t k = 0; k < chk->n && k < SG_SDD_MAX_INVALID; k++)
+		if (strcmp(chk->v[k].param, param) == 0)
+			return 1;
+	return 0;
+}
+
+/* A valid ConnStatusSubsc to break one member at a time. */
+static json_t *subsc_ok(void)
+{
+	return J("{\"events\":[\"ESTABLISHED\"],\"valServerConnInfo\":{\"uri\":\"h:1\"},"
+	         "\"notifUri\":\"https://vs/n\"}");
+}
+
+static char *filled(size_t n, char c)
+{
+	char *p = malloc(n + 1);
+	assert_non_null(p);
+	memset(p, c, n);
+	p[n] = '\0';
+	return p;
+}
+
+/* The bounds of a ConnStatusSubsc (proto.h SG_SDD_SUBSC_MAX_*): each refusal names its member,
+ * and the largest accepted value of each bound passes. */
+static void test_subsc_bounds(void **state)
+{
+	(void)state;
+	struct sg_sdd_check chk;
+	json_t *j;
+
+	/* notifUri: 2048 bytes pass, 2049 do not */
+	for (size_t len = SG_SDD_SUBSC_MAX_NOTIF_URI; len <= SG_SDD_SUBSC_MAX_NOTIF_URI + 1;
+	     len++) {
+		char *u = filled(len, 'a');
+		memcpy(u, "https://", 8);
+		j = subsc_ok();
+		json_object_set_new(j, "notifUri", json_string(u));
+		int rc = sg_sdd_subsc_validate(j, &chk);
+		if (len == SG_SDD_SUBSC_MAX_NOTIF_URI) {
+			assert_int_equal(rc, 0);
+		} else {
+			assert_int_equal(rc, -1);
+			assert_int_equal(chk.n, 1);
+			assert_string_equal(chk.v[0].param, "/notifUri");
+			assert_non_null(strstr(chk.v[0].reason, "at most 2048 bytes"));
+		}
+		json_decref(j);
+		free(u);
+	}
+
+	/* events: 8 different ones (unknown strings too) pass, a 9th does not */
+	j = subsc_ok();
+	json_t *ev = json_array();
+	json_array_append_new(ev, json_string("ESTABLISHED"));
+	json_array_append_new(ev, json_string("RELEASED"));
+	for (int i = 2; i < SG_SDD_SUBSC_MAX_EVENTS; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "FUTURE_%d", i);
+		json_array_append_new(ev, json_string(name));
+	}
+	json_object_set(j, "events", ev);
+	assert_int_equal(sg_sdd_subsc_validate(j, &chk), 0);
+	json_array_append_new(ev, json_string("FUTURE_9"));
+	assert_int_equal(sg_sdd_subsc_validate(j, &chk), -1);
+	assert_int_equal(chk.n, 1);
+	assert_string_equal(chk.v[0].param, "/events");
+	assert_non_null(strstr(chk.v[0].reason, "at most 8 entries"));
+	json_decref(ev);
+	json_decref(j);
+
+	/* the report's attack: ~262,000 events in 1 MiB is refused by its count alone (one
+	 * problem, not one per entry) */
+	j = subsc_ok();
+	ev = json_array();
+	for (int i = 0; i < 262000; i++)
+		json_array_append_new(ev, json_string("RELEASED"));
+	json_object_set_new(j, "events", ev);
+	assert_int_equal(sg_sdd_subsc_validate(j, &chk), -1);
+	assert_true(has_param(&chk, "/events"));
+	assert_true(chk.n <= 2); /* /events, and / for the size */
+	json_decref(j);
+
+	/* the same event twice */
+	j = subsc_ok();
+	json_object_set_new(j, "events",
+	                    json_pack("[s, s, s]", "RELEASED", "ESTABLISHED", "RELEASED"));
+	assert_int_equal(sg_sdd_subsc_validate(j, &chk), -1);
+	assert_int_equal(chk.n, 1);
+	assert_string_equal(chk.v[0].param, "/events/2");
+	assert_non_null(strstr(chk.v[0].reason, "repeats /events/0"));
+	json_decref(j);
+
+	/* one event string: 64 bytes pass (forward compatible), 65 do not */
+	char *e64 = filled(SG_SDD_SUBSC_MAX_EVENT_LEN, 'E');
+	char *e65 = filled(SG_SDD_SUBSC_MAX_EVENT_LEN + 1, 'E');
+	j = subsc_ok();
+	json_object_set_new(j, "events", json_pack("[s]", e64));
+	assert_int_equal(sg_sdd_subsc_validate(j, &chk), 0);
+	json_object_set_new(j, "events", json_pack("[s, s]", "ESTABLISHED", e65));
+	assert_int_equal(sg_sdd_subsc_validate(j, &chk), -1);
+	assert_int_equal(chk.n, 1);
+	assert_string_equal(chk.v[0].param, "/events/1");
+	assert_non_null(strstr(chk.v[0].reason, "at most 64 bytes"));
+	json_decref(j);
+	free(e64);
+	free(e65);
+
+	/* the whole canonical subscription: a valTgtUe.valUserId of 17,000 bytes (no bound of its
+	 * own) takes it over 16 KiB */
+	char *big = filled(17000, 'u');
+	j = subsc_ok();
+	json_object_set_new(j, "valTgtUe", json_pack("{s:s}", "valUserId", big));
+	assert_int_equal(sg_sdd_subsc_validate(j, &chk), -1);
+	assert_int_equal(chk.n, 1);
+	assert_string_equal(chk.v[0].param, "/");
+	assert_non_null(strstr(chk.v[0].reason, "at most 16384 bytes"));
+	json_decref(j);
+	/* ... 16 KiB exactly passes: grow valServiceId up to the bound */
+	j = subsc_ok();
+	json_object_set_new(j, "valServiceId", json_string(""));
+	json_t *canon = sg_sdd_subsc_canon(j);
+	char *text = json_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS);
+	size_t room = SG_SDD_SUBSC_MAX_BYTES - strlen(text);
+	free(text);
+	json_decref(canon);
+	char *svc = filled(room, 's');
+	json_object_set_new(j, "valServiceId", json_string(svc));
+	assert_int_equal(sg_sdd_subsc_validate(j, &chk), 0);
+	svc[room] = 's'; /* one more byte */
+	svc = realloc(svc, room + 2);
+	svc[room + 1] = '\0';
+	json_object_set_new(j, "valServiceId", json_string(svc));
+	assert_int_equal(sg_sdd_subsc_validate(j, &chk), -1);
+	assert_string_equal(chk.v[0].param, "/");
+	free(svc);
+	/* ... members that are not kept do not count */
+	json_object_set_new(j, "valServiceId", json_string("v2x"));
+	json_object_set_new(j, "sgIgnored", json_string(big));
+	assert_int_equal(sg_sdd_subsc_validate(j, &chk), 0);
+	json_t *kept = sg_sdd_subsc_canon(j);
+	assert_null(json_object_get(kept, "sgIgnored"));
+	assert_string_equal(json_string_value(json_object_get(kept, "valServiceId")), "v2x");
+	json_decref(kept);
+	json_decref(j);
+	free(big);
+}
+
+static char *body(const char *text)
+{
+	char *p = strdup(text);
+	assert_non_null(p);
+	return p;
+}
+
+/* Takes the next notification and checks whose and which it is. */
+static struct sg_sdd_notif *take_is(struct sg_sdd_notifq *q, const char *owner, const char *b)
+{
+	struct sg_sdd_notif *n = sg_sdd_notifq_take(q);
+	assert_non_null(n);
+	assert_string_equal(sg_sdd_notif_owner(n), owner);
+	assert_string_equal(n->body, b);
+	return n;
+}
+
+/* The notification queue: bounds in all and per owner (drops, not growth), each owner's
+ * notifications in order and one at a time, owners served round robin, and an owner whose
+ * delivery hangs holding nothing but its own. */
+static void test_notifq(void **state)
+{
+	(void)state;
+	struct sg_sdd_notifq q;
+	const char *why = NULL;
+	char *b;
+	sg_sdd_notifq_init(&q, 5, 2);
+	assert_null(sg_sdd_notifq_take(&q));
+	assert_int_equal(sg_sdd_notifq_push(&q, "A", "s1", body("a1"), &why), 0);
+	assert_int_equal(sg_sdd_notifq_push(&q, "A", "s1", body("a2"), &why), 0);
+	assert_false(sg_sdd_notifq_admits(&q, "A"));
+	assert_true(sg_sdd_notifq_admits(&q, "B"));
+	b = body("a3");
+	assert_int_equal(sg_sdd_notifq_push(&q, "A", "s1", b, &why), 1);
+	assert_string_equal(why, "max_per_owner");
+	free(b); /* refused: still the caller's */
+	assert_int_equal(sg_sdd_notifq_push(&q, "B", "s2", body("b1"), &why), 0);
+	assert_int_equal(sg_sdd_notifq_push(&q, "B", "s2", body("b2"), &why), 0);
+	assert_int_equal(sg_sdd_notifq_push(&q, "C", "s3", body("c1"), &why), 0);
+	assert_int_equal(q.n, 5);
+	assert_false(sg_sdd_notifq_admits(&q, "D"));
+	b = body("d1");
+	assert_int_equal(sg_sdd_notifq_push(&q, "D", "s4", b, &why), 1);
+	assert_string_equal(why, "max_total");
+	free(b);
+
+	/* round robin over the owners, one in delivery per owner */
+	struct sg_sdd_notif *a1 = take_is(&q, "A", "a1");
+	assert_string_equal(a1->sid, "s1");
+	struct sg_sdd_notif *b1 = take_is(&q, "B", "b1");
+	struct sg_sdd_notif *c1 = take_is(&q, "C", "c1");
+	assert_null(sg_sdd_notifq_take(&q)); /* A and B wait for their first */
+	/* in delivery still counts against the bounds */
+	assert_false(sg_sdd_notifq_admits(&q, "A"));
+	sg_sdd_notifq_done(&q, b1);
+	struct sg_sdd_notif *b2 = take_is(&q, "B", "b2");
+	sg_sdd_notifq_done(&q, c1);
+	assert_null(sg_sdd_notifq_take(&q));
+	assert_true(sg_sdd_notifq_admits(&q, "C")); /* 3 of 5: room again */
+	assert_int_equal(sg_sdd_notifq_push(&q, "C", "s3", body("c2"), &why), 0);
+	sg_sdd_notifq_done(&q, a1);
+	/* C became ready before A's first was done: C first, then A */
+	struct sg_sdd_notif *c2 = take_is(&q, "C", "c2");
+	struct sg_sdd_notif *a2 = take_is(&q, "A", "a2");
+	sg_sdd_notifq_done(&q, a2);
+	sg_sdd_notifq_done(&q, b2);
+	sg_sdd_notifq_done(&q, c2);
+	assert_int_equal(q.n, 0);
+	assert_null(sg_sdd_notifq_take(&q));
+
+	/* an owner whose delivery hangs (a dead endpoint): while its first is held, everyone
+	 * else's notifications are delivered, and its own stay behind it, in order */
+	sg_sdd_notifq_init(&q, 4096, 256);
+	for (int i = 0; i < 300; i++) {
+		char t[16];
+		snprintf(t, sizeof t, "dead%d", i);
+		b = body(t);
+		int rc = sg_sdd_notifq_push(&q, "dead", "s", b, &why);
+		assert_int_equal(rc, i < 256 ? 0 : 1);
+		if (rc)
+			free(b);
+	}
+	struct sg_sdd_notif *held = take_is(&q, "dead", "dead0");
+	for (int i = 0; i < 100; i++) {
+		char o[16];
+		snprintf(o, sizeof o, "val%d", i % 10);
+		assert_int_equal(sg_sdd_notifq_push(&q, o, "s", body(o), &why), 0);
+	}
+	for (int i = 0; i < 100; i++) {
+		struct sg_sdd_notif *n = sg_sdd_notifq_take(&q);
+		assert_non_null(n);
+		assert_string_not_equal(sg_sdd_notif_owner(n), "dead");
+		sg_sdd_notifq_done(&q, n);
+	}
+	assert_null(sg_sdd_notifq_take(&q));
+	sg_sdd_notifq_done(&q, held);
+	for (int i = 1; i < 256; i++) {
+		char t[16];
+		snprintf(t, sizeof t, "dead%d", i);
+		sg_sdd_notifq_done(&q, take_is(&q, "dead", t));
+	}
+	assert_int_equal(q.n, 0);
+
+	/* the total bound over many owners, and clear frees what is queued */
+	for (int i = 0; i < 5000; i++) {
+		char o[16];
+		snprintf(o, sizeof o, "o%d", i % 1000);
+		b = body("x");
+		int rc = sg_sdd_notifq_push(&q, o, "s", b, &why);
+		assert_int_equal(rc, i < 4096 ? 0 : 1);
+		if (rc)
+			free(b);
+	}
+	assert_int_equal(q.n, 4096);
+	assert_int_equal(sg_sdd_notifq_clear(&q), 4096);
+	assert_int_equal(q.n, 0);
+	assert_null(sg_sdd_notifq_take(&q));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -316,6 +586,7 @@ int main(void)
 	    cmocka_unit_test(test_frame_oversized), cmocka_unit_test(test_flow_text),
 	    cmocka_unit_test(test_dedup),           cmocka_unit_test(test_flowtab),
 	    cmocka_unit_test(test_transreq),        cmocka_unit_test(test_subsc_and_conninfo),
+	    cmocka_unit_test(test_subsc_bounds),    cmocka_unit_test(test_notifq),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

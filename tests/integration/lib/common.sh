@@ -192,7 +192,8 @@ sg_echo_start() {
 # sg_sdd_provision ECHO_PORT USER...: the users (password USER-pass-1 in $T/USER.pw, VAL user
 # USER@v2x), the client ue-app, the VAL server v2x-app serving v2x, its transmission of v2x to
 # the echo endpoint on ECHO_PORT (request-trans over SEAL-S), and each user logged in with
-# scope "openid sdd" (tokens in $T/USER.tokens).
+# scope "openid sdd" (tokens in $T/USER.tokens). SG_SDD_MORE="--val-service v2x-u" registers
+# more VAL services for v2x-app.
 sg_sdd_provision() {
 	local echo_port=$1 u
 	shift
@@ -201,7 +202,8 @@ sg_sdd_provision() {
 		expect "user add $u" SG user add "$u" --password-file "$T/$u.pw" --val-user-id "v2x=$u@v2x"
 	done
 	expect "client add ue-app" SG client add ue-app --redirect-uri http://127.0.0.1/callback --secret-file "$T/ue.secret"
-	expect "valserver add v2x-app" SG valserver add v2x-app --identity DNS:v2x-app --val-service v2x
+	# shellcheck disable=SC2086 # SG_SDD_MORE: more "--val-service NAME" options, word-split
+	expect "valserver add v2x-app" SG valserver add v2x-app --identity DNS:v2x-app --val-service v2x ${SG_SDD_MORE:-}
 	sleep 1.2
 	local vt tr
 	vt=$(jget "$("${C[@]}" "${VAL[@]}" -d grant_type=client_credentials -d resource=sealguard:sdd -d client_id=v2x-app "https://localhost:$S/oauth2/token")" access_token)
