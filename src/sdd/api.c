@@ -1094,7 +1094,7 @@ static enum sg_http_result h_flow_delete(struct sg_http_req *r, void *arg)
 	pthread_mutex_lock(&s->mu);
 	struct sg_sdd_flow *f = flow_of_req_locked(s, r);
 	if (f)
-		f->released = 1; /* the data plane ends it within SWEEP_MS */
+		sg_sdd_flowtab_release(s->flows, f); /* the data plane ends it within SWEEP_MS */
 	pthread_mutex_unlock(&s->mu);
 	if (!f) {
 		problem(r, 404, "RESOURCE_NOT_FOUND", "no such flow", NULL);

@@ -611,7 +611,7 @@ static void relocate(struct ddc_job *j)
 			pthread_mutex_lock(&s->mu);
 			f = sg_sdd_flowtab_find(s->flows, j->id, NULL);
 			if (f && !f->end_reason && (f->end_reason = strdup(reason)))
-				f->released = 1; /* the data plane sends END with the reason */
+				sg_sdd_flowtab_release(s->flows, f); /* END with the reason */
 			pthread_mutex_unlock(&s->mu);
 			j->status = 200;
 			j->body = json_pack("{s:s, s:s, s:O, s:s}", "sddFlowId", id, "target",

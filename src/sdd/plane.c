@@ -397,8 +397,7 @@ static void frt_end(struct frt *rt, const char *reason)
 	pc_free(rt->vc);
 	rt->vc = NULL;
 	pthread_mutex_lock(&s->mu);
-	if (!rt->f->released)
-		rt->f->released = 1;
+	sg_sdd_flowtab_release(s->flows, rt->f);
 	if (rt->vstate == 2)
 		sdd_notify_locked(s, rt, "RELEASED");
 	pthread_mutex_unlock(&s->mu);

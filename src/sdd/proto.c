@@ -194,11 +194,38 @@ int sg_sdd_dedup_accept(struct sg_sdd_dedup *d, uint64_t seq)
 /* ---- flow table ---- */
 
 #define NBUCKETS 4096
+#define UBUCKETS 1024
+
+/* The flows of one user (token sub) in the table: the per-user limit (G4) is checked without
+ * walking the table, which flow creation does under the lock the data plane also takes. */
+struct sg_sdd_user {
+	struct sg_sdd_user *next;
+	size_t live; /* not released: what the limit counts */
+	size_t held; /* in the table, released ones too: the entry goes with the last */
+	char sub[];
+};
 
 struct sg_sdd_flowtab {
 	struct sg_sdd_flow *b[NBUCKETS];
+	struct sg_sdd_user *u[UBUCKETS];
 	size_t n, max_total, max_per_user;
 };
+
+static size_t ubucket(const char *sub)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)sub; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h % UBUCKETS;
+}
+
+static struct sg_sdd_user **user_slot(struct sg_sdd_flowtab *t, const char *sub)
+{
+	struct sg_sdd_user **pp = &t->u[ubucket(sub)];
+	while (*pp && strcmp((*pp)->sub, sub) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
 
 static size_t bucket(const uint8_t *id)
 {
@@ -234,10 +261,38 @@ void sg_sdd_flowtab_free(struct sg_sdd_flowtab *t)
 			t->b[i] = f->next;
 			flow_free(f);
 		}
+	for (size_t i = 0; i < UBUCKETS; i++)
+		while (t->u[i]) {
+			struct sg_sdd_user *u = t->u[i];
+			t->u[i] = u->next;
+			free(u);
+		}
 	free(t);
 }
 
 /* Both adds: id NULL draws a fresh one. */
+void sg_sdd_flowtab_release(struct sg_sdd_flowtab *t, struct sg_sdd_flow *f)
+{
+	(void)t;
+	if (!f->released) {
+		f->released = 1;
+		f->user->live--;
+	}
+}
+
+/* One flow of u left the table: the entry goes with the last. */
+static void user_drop(struct sg_sdd_flowtab *t, struct sg_sdd_user *u)
+{
+	if (--u->held)
+		return;
+	for (struct sg_sdd_user **pp = &t->u[ubucket(u->sub)]; *pp; pp = &(*pp)->next)
+		if (*pp == u) {
+			*pp = u->next;
+			free(u);
+			return;
+		}
+}
+
 static struct sg_sdd_flow *flowtab_insert(struct sg_sdd_flowtab *t, const uint8_t *id,
                                           const char *sub, const char *val_service_id, int urllc,
                                           int64_t now_ms, unsigned lifetime_s, const char **why)
@@ -245,16 +300,24 @@ static struct sg_sdd_flow *flowtab_insert(struct sg_sdd_flowtab *t, const uint8_
 	*why = "limit";
 	if (t->n >= t->max_total)
 		return NULL;
-	size_t mine = 0;
-	for (size_t i = 0; i < NBUCKETS; i++)
-		for (struct sg_sdd_flow *f = t->b[i]; f; f = f->next)
-			mine += !f->released && strcmp(f->sub, sub) == 0;
-	if (mine >= t->max_per_user)
+	struct sg_sdd_user **up = user_slot(t, sub);
+	if (*up && (*up)->live >= t->max_per_user)
 		return NULL;
 	*why = "nomem";
-	struct sg_sdd_flow *f = calloc(1, sizeof *f);
-	if (!f)
+	size_t sl = strlen(sub) + 1;
+	if (!*up && (*up = calloc(1, sizeof **up + sl)))
+		memcpy((*up)->sub, sub, sl);
+	struct sg_sdd_flow *f = *up ? calloc(1, sizeof *f) : NULL;
+	if (!f) {
+		if (*up && !(*up)->held) {
+			free(*up);
+			*up = NULL;
+		}
 		return NULL;
+	}
+	f->user = *up;
+	f->user->held++;
+	f->user->live++;
 	f->sub = strdup(sub);
 	f->val_service_id = strdup(val_service_id);
 	if (!f->sub || !f->val_service_id)
@@ -279,6 +342,8 @@ static struct sg_sdd_flow *flowtab_insert(struct sg_sdd_flowtab *t, const uint8_
 	*why = NULL;
 	return f;
 fail:
+	sg_sdd_flowtab_release(t, f);
+	user_drop(t, f->user);
 	flow_free(f);
 	return NULL;
 }
@@ -324,6 +389,8 @@ void sg_sdd_flowtab_remove(struct sg_sdd_flowtab *t, struct sg_sdd_flow *f)
 		if (*pp == f) {
 			*pp = f->next;
 			t->n--;
+			sg_sdd_flowtab_release(t, f);
+			user_drop(t, f->user);
 			flow_free(f);
 			return;
 		}
@@ -335,7 +402,7 @@ size_t sg_sdd_flowtab_expire(struct sg_sdd_flowtab *t, int64_t now_ms)
 	for (size_t i = 0; i < NBUCKETS; i++)
 		for (struct sg_sdd_flow *f = t->b[i]; f; f = f->next)
 			if (!f->released && f->expires_ms <= now_ms) {
-				f->released = 1;
+				sg_sdd_flowtab_release(t, f);
 				n++;
 			}
 	return n;

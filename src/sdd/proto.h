@@ -95,6 +95,7 @@ struct sg_sdd_flow {
 	                   * NULL: FLOW_EXPIRED or FLOW_RELEASED (owned; freed with the flow) */
 	void *rt;         /* runtime (data plane) */
 	struct sg_sdd_flow *next;
+	struct sg_sdd_user *user; /* the table's count of sub's flows (proto.c) */
 };
 
 struct sg_sdd_flowtab;
@@ -120,6 +121,9 @@ struct sg_sdd_flow *sg_sdd_flowtab_find(struct sg_sdd_flowtab *t, const uint8_t 
                                         const char *sub);
 /* Unlinks and frees f (its rt must be gone). */
 void sg_sdd_flowtab_remove(struct sg_sdd_flowtab *t, struct sg_sdd_flow *f);
+/* Marks f released (release, relocation, end; the data plane frees it): it no longer counts
+ * for its user's limit. Only this may set f->released. */
+void sg_sdd_flowtab_release(struct sg_sdd_flowtab *t, struct sg_sdd_flow *f);
 /* Marks flows whose lifetime ended as released; returns how many it marked. */
 size_t sg_sdd_flowtab_expire(struct sg_sdd_flowtab *t, int64_t now_ms);
 size_t sg_sdd_flowtab_count(const struct sg_sdd_flowtab *t);

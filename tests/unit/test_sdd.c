@@ -191,13 +191,50 @@ static void test_flowtab(void **state)
 	assert_null(sg_sdd_flowtab_find(t, b1->id, "bob"));
 	assert_int_equal(sg_sdd_flowtab_expire(t, 1000 + 10 * 1000), 0);
 	/* a released flow of alice no longer counts for her limit... */
-	a1->released = 1;
+	sg_sdd_flowtab_release(t, a1);
 	struct sg_sdd_flow *a4 = sg_sdd_flowtab_add(t, "alice", "v2x", 0, 1000, 60, &why);
 	assert_null(a4); /* ...but still for the total until removed */
 	sg_sdd_flowtab_remove(t, a1);
 	sg_sdd_flowtab_remove(t, b1);
 	assert_int_equal(sg_sdd_flowtab_count(t), 3);
 	assert_non_null(sg_sdd_flowtab_add(t, "alice", "v2x", 0, 1000, 60, &why));
+	sg_sdd_flowtab_free(t);
+
+	/* the per-user count follows adds, releases (once each) and removals, for many users
+	 * sharing the count's hash buckets */
+	enum { USERS = 3000, PER = 3 };
+	t = sg_sdd_flowtab_new(USERS * PER * 2, PER); /* the per-user limit is what refuses */
+	assert_non_null(t);
+	static struct sg_sdd_flow *fl[USERS][PER + 1];
+	char sub[16];
+	for (int u = 0; u < USERS; u++) {
+		snprintf(sub, sizeof sub, "u%d", u);
+		for (int i = 0; i < PER; i++)
+			assert_non_null(fl[u][i] =
+			                    sg_sdd_flowtab_add(t, sub, "v2x", 0, 0, 60, &why));
+	}
+	for (int u = 0; u < USERS; u++) {
+		snprintf(sub, sizeof sub, "u%d", u);
+		assert_null(sg_sdd_flowtab_add(t, sub, "v2x", 0, 0, 60, &why));
+		sg_sdd_flowtab_release(t, fl[u][0]);
+		sg_sdd_flowtab_release(t, fl[u][0]); /* twice: counted once */
+		assert_non_null(fl[u][PER] = sg_sdd_flowtab_add(t, sub, "v2x", 0, 0, 60, &why));
+		assert_null(sg_sdd_flowtab_add(t, sub, "v2x", 0, 0, 60, &why));
+		sg_sdd_flowtab_remove(t, fl[u][1]); /* a live one removed: room for one */
+		assert_non_null(fl[u][1] = sg_sdd_flowtab_add(t, sub, "v2x", 0, 0, 60, &why));
+		assert_null(sg_sdd_flowtab_add(t, sub, "v2x", 0, 0, 60, &why));
+		sg_sdd_flowtab_remove(t, fl[u][0]); /* a released one removed: no more room */
+		fl[u][0] = NULL;
+		assert_null(sg_sdd_flowtab_add(t, sub, "v2x", 0, 0, 60, &why));
+		assert_string_equal(why, "limit");
+	}
+	for (int u = 0; u < USERS; u++) /* every flow gone: so is every user's count */
+		for (int i = 1; i <= PER; i++)
+			sg_sdd_flowtab_remove(t, fl[u][i]);
+	assert_int_equal(sg_sdd_flowtab_count(t), 0);
+	for (int i = 0; i < PER; i++)
+		assert_non_null(sg_sdd_flowtab_add(t, "u1", "v2x", 0, 0, 60, &why));
+	assert_null(sg_sdd_flowtab_add(t, "u1", "v2x", 0, 0, 60, &why));
 	sg_sdd_flowtab_free(t);
 }
 
