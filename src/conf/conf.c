@@ -78,6 +78,7 @@ struct y_km {
 
 struct y_sdd {
 	char *data_bind;
+	char *data_advertise;
 	uint32_t *flow_lifetime_s;
 	uint32_t *channel_stall_s;
 	uint32_t *max_subscriptions;
@@ -212,6 +213,7 @@ static const cyaml_schema_field_t km_fields[] = {
 
 static const cyaml_schema_field_t sdd_fields[] = {
     STR("data_bind", OPT, struct y_sdd, data_bind),
+    STR("data_advertise", OPT, struct y_sdd, data_advertise),
     CYAML_FIELD_UINT_PTR("flow_lifetime_s", OPT, struct y_sdd, flow_lifetime_s),
     CYAML_FIELD_UINT_PTR("channel_stall_s", OPT, struct y_sdd, channel_stall_s),
     CYAML_FIELD_UINT_PTR("max_subscriptions", OPT, struct y_sdd, max_subscriptions),
@@ -682,6 +684,28 @@ static sg_err check(struct ctx *x, const struct y_conf *y)
 		const char *bp = bind_problem(y->sdd->data_bind);
 		if (bp)
 			return fail_path(x, "sdd.data_bind", "'%s': %s", y->sdd->data_bind, bp);
+		/* ddServerConnInfo names the data endpoint: a wildcard names none a client reaches
+		 */
+		if ((!strncmp(y->sdd->data_bind, "0.0.0.0:", 8) ||
+		     !strncmp(y->sdd->data_bind, "[::]:", 5)) &&
+		    !y->sdd->data_advertise)
+			return fail_path(
+			    x, "sdd.data_bind",
+			    "'%s' listens on every address, which names none a client can "
+			    "reach: set sdd.data_advertise to the host (and port) clients "
+			    "connect to",
+			    y->sdd->data_bind);
+	}
+	if (y->sdd && y->sdd->data_advertise) {
+		const char *a = y->sdd->data_advertise;
+		size_t n = strlen(a);
+		int bad = n == 0 || n > 253 + 6;
+		for (size_t i = 0; i < n && !bad; i++)
+			bad = !isalnum((unsigned char)a[i]) && !strchr(".-:[]", a[i]);
+		if (bad)
+			return fail_path(
+			    x, "sdd.data_advertise",
+			    "'%s' must be a host name or address, with an optional :port", a);
 	}
 	if (y->sdd && y->sdd->flow_lifetime_s &&
 	    (*y->sdd->flow_lifetime_s < 60 || *y->sdd->flow_lifetime_s > 86400))
@@ -859,6 +883,8 @@ static int copy_conf(struct sg_conf *c, const struct y_conf *y)
 	c->resource.token_cache_entries =
 	    rs && rs->token_cache_entries ? *rs->token_cache_entries : 100000;
 	if (!dup_opt(&c->km.gm_url, y->km ? y->km->gm_url : NULL))
+		return 0;
+	if (!dup_opt(&c->sdd.data_advertise, y->sdd ? y->sdd->data_advertise : NULL))
 		return 0;
 	if (!dup_opt(&c->sdd.data_bind, y->sdd ? y->sdd->data_bind : NULL))
 		return 0;
@@ -1258,6 +1284,7 @@ void sg_conf_free(struct sg_conf *c)
 	free(c->resource.ca);
 	free(c->km.gm_url);
 	free(c->sdd.data_bind);
+	free(c->sdd.data_advertise);
 	free_list(c->sdd.peers, c->sdd.n_peers);
 	free_list(c->roles, c->n_roles);
 	free((char *)c->source);

@@ -120,6 +120,7 @@ const char SG_CONF_DEFAULT_YAML[] =
     "# the lifetime of an established flow (docs/sdd-protocol.md).\n"
     "# sdd:\n"
     "#   data_bind: 127.0.0.1:9446\n"
+    "#   data_advertise: sdd.example.com  # sent to clients; required for 0.0.0.0 / [::]\n"
     "#   flow_lifetime_s: 3600            # 60..86400\n"
     "#   channel_stall_s: 30              # 1..3600: no write progress, channel closed\n"
     "#   # connection status subscriptions (sdd-trans/v1): in all, and of one VAL server\n"

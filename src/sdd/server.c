@@ -120,6 +120,41 @@ static sg_err bind_data(struct sg_sdd *s, const char *addr, char *err, size_t er
 	return SG_OK;
 }
 
+/* What ddServerConnInfo names (s->host, s->port): the bound address, or sdd.data_advertise
+ * ("host", "host:port", "[v6]:port" or a bare IPv6 address; the configuration requires it for
+ * a wildcard data_bind, which names no address a client could reach). */
+static sg_err advertise(struct sg_sdd *s, const char *adv, char *err, size_t errlen)
+{
+	if (!adv)
+		return SG_OK;
+	const char *h = adv, *colon = strrchr(adv, ':'), *port = NULL;
+	size_t hl = strlen(adv);
+	if (adv[0] == '[') { /* [v6] or [v6]:port */
+		const char *rb = strchr(adv, ']');
+		if (!rb || (rb[1] && rb[1] != ':'))
+			return sg_fail(err, errlen, SG_ERR_CONFIG, "sdd.data_advertise '%s'", adv);
+		h = adv + 1;
+		hl = (size_t)(rb - h);
+		port = rb[1] ? rb + 2 : NULL;
+	} else if (colon && colon == strchr(adv, ':')) { /* one colon: host:port */
+		hl = (size_t)(colon - adv);
+		port = colon + 1;
+	}
+	if (!hl || hl >= sizeof s->host)
+		return sg_fail(err, errlen, SG_ERR_CONFIG, "sdd.data_advertise '%s': no host", adv);
+	if (port) {
+		char *end;
+		unsigned long p = strtoul(port, &end, 10);
+		if (!*port || *end || p < 1 || p > 65535)
+			return sg_fail(err, errlen, SG_ERR_CONFIG,
+			               "sdd.data_advertise '%s': the port must be 1..65535", adv);
+		s->port = (int)p;
+	}
+	memcpy(s->host, h, hl);
+	s->host[hl] = '\0';
+	return SG_OK;
+}
+
 sg_err sg_sdd_new(const struct sg_conf *conf, struct sg_policy *policy, struct sg_sdd **out,
                   char *err, size_t errlen)
 {
@@ -209,6 +244,8 @@ sg_err sg_sdd_new(const struct sg_conf *conf, struct sg_policy *policy, struct s
 		if ((e = bind_data(s, "127.0.0.1:0", err, errlen)) != SG_OK)
 			goto fail;
 	}
+	if ((e = advertise(s, conf->sdd.data_advertise, err, errlen)) != SG_OK)
+		goto fail;
 	*out = s;
 	return SG_OK;
 fail:
@@ -242,8 +279,9 @@ sg_err sg_sdd_start(struct sg_sdd *s, char *err, size_t errlen)
 			return sg_fail(err, errlen, SG_ERR_INTERNAL, "thread");
 	if (sdd_ddc_start(s, err, errlen) != SG_OK)
 		return SG_ERR_INTERNAL;
-	sg_log_info("SEALDD-UU data endpoint listening on %s:%d (TLS 1.3; docs/sdd-protocol.md)",
-	            s->host, s->port);
+	sg_log_info("SEALDD-UU data endpoint listening on %s, clients sent to %s:%d (TLS 1.3; "
+	            "docs/sdd-protocol.md)",
+	            s->conf->sdd.data_bind ? s->conf->sdd.data_bind : "loopback", s->host, s->port);
 	return SG_OK;
 }
 

@@ -7,8 +7,10 @@
 . "$(dirname "$0")/lib/common.sh"
 
 ECHO=$(free_port)
-# a channel whose output makes no write progress for 3 s is closed ("stall" below)
-sg_sdd_start "  channel_stall_s: 3"
+# a channel whose output makes no write progress for 3 s is closed ("stall" below); clients
+# are sent to "localhost" (sdd.data_advertise), whose certificate the data endpoint has
+sg_sdd_start "  channel_stall_s: 3
+  data_advertise: localhost"
 trap 'kill "$ECHO_PID" 2>/dev/null; sg_cleanup' EXIT
 sg_echo_start "$ECHO"
 SG_SDD_MORE="--val-service v2x-u" sg_sdd_provision "$ECHO" alice
@@ -223,6 +225,7 @@ else:
 
 F1=$(flow)
 expect_match "alice opens a flow" '^[A-Za-z0-9_-]{22}$' "$F1"
+expect_match "ddServerConnInfo names the advertised host (sdd.data_advertise)" "\"host\":\"localhost\",\"port\":$DATA" "$(SG dd open --service v2x --token-cache "$T/alice.tokens")"
 OUT=$(raw split "$F1")
 expect_eq "frames split at every byte: AUTH_OK then ATTACHED" "2 4" "$(printf '%s\n' "$OUT" | sed -n 1p)"
 expect_eq "... the two DATA frames come back whole, in order" "split at every byte!" "$(printf '%s\n' "$OUT" | sed -n 2p)"
