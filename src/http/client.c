@@ -20,13 +20,17 @@
 #define DEFAULT_TIMEOUT_MS         30000L
 #define DEFAULT_MAX_RESPONSE       (8u * 1024 * 1024)
 
+typedef int (*verify_cb_fn)(int, X509_STORE_CTX *);
+
 struct sg_http_client {
 	CURL *curl;
 	struct sg_http_client_conf conf; /* strings below are our copies */
 	char *s_cert, *s_key, *s_ca, *s_crl, *s_minv, *s_maxv, *s_suites, *s_ciphers, *s_groups,
 	    *s_sigalgs, *s_psk_file, *s_psk_identity;
 	char curl_err[CURL_ERROR_SIZE];
-	char tls_err[256]; /* set when the profile could not be applied */
+	char tls_err[256];   /* set when the profile could not be applied */
+	char *peer_identity; /* sg_http_client_set_peer_identity */
+	verify_cb_fn prev_verify;
 	/* the request in flight */
 	struct sg_http_response *resp;
 	int over_limit;
@@ -60,6 +64,36 @@ static int reject_any_cert(int ok, X509_STORE_CTX *sctx)
 	return 0;
 }
 
+static int client_ex_idx = -1;
+static pthread_once_t client_ex_once = PTHREAD_ONCE_INIT;
+
+static void client_ex_init(void)
+{
+	client_ex_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* The chain and name checks first (curl's, OpenSSL's), then the leaf must carry the expected
+ * identity: a server that does not is refused inside the handshake, before the request. */
+static int identity_verify_cb(int ok, X509_STORE_CTX *sctx)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(sctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct sg_http_client *c =
+	    ssl ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), client_ex_idx) : NULL;
+	if (!c || !c->peer_identity)
+		return 0;
+	if (c->prev_verify)
+		ok = c->prev_verify(ok, sctx);
+	if (!ok || X509_STORE_CTX_get_error_depth(sctx) != 0)
+		return ok;
+	if (!sg_tls_cert_has_san(X509_STORE_CTX_get_current_cert(sctx), c->peer_identity)) {
+		snprintf(c->tls_err, sizeof c->tls_err,
+		         "the server's certificate does not carry %s", c->peer_identity);
+		X509_STORE_CTX_set_error(sctx, X509_V_ERR_APPLICATION_VERIFICATION);
+		return 0;
+	}
+	return 1;
+}
+
 static CURLcode ssl_ctx_cb(CURL *curl, void *sslctx, void *arg)
 {
 	(void)curl;
@@ -67,8 +101,15 @@ static CURLcode ssl_ctx_cb(CURL *curl, void *sslctx, void *arg)
 	SSL_CTX *ctx = sslctx;
 	if (sg_tls_apply_profile(ctx, &c->conf.tls, 0, c->tls_err, sizeof c->tls_err) != SG_OK)
 		return CURLE_SSL_CERTPROBLEM;
-	if (c->conf.tls.mode == SG_TLS_PSK)
+	if (c->conf.tls.mode == SG_TLS_PSK) {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, reject_any_cert);
+	} else if (c->peer_identity) {
+		pthread_once(&client_ex_once, client_ex_init);
+		c->prev_verify = SSL_CTX_get_verify_callback(ctx);
+		if (client_ex_idx < 0 || SSL_CTX_set_ex_data(ctx, client_ex_idx, c) != 1)
+			return CURLE_SSL_CERTPROBLEM;
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, identity_verify_cb);
+	}
 	return CURLE_OK;
 }
 
@@ -152,6 +193,7 @@ void sg_http_client_free(struct sg_http_client *c)
 	             c->s_groups, c->s_sigalgs, c->s_psk_file, c->s_psk_identity};
 	for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
 		free(s[i]);
+	free(c->peer_identity);
 	OPENSSL_cleanse(c, sizeof *c);
 	free(c);
 }
@@ -256,6 +298,22 @@ sg_err sg_http_client_new(const struct sg_http_client_conf *conf, struct sg_http
 	}
 	*out = c;
 	return SG_OK;
+}
+
+sg_err sg_http_client_set_peer_identity(struct sg_http_client *c, const char *identity)
+{
+	char *id = identity ? strdup(identity) : NULL;
+	if (identity && !id)
+		return SG_ERR_NOMEM;
+	free(c->peer_identity);
+	c->peer_identity = id;
+	long on = id != NULL;
+	CURLcode rc = curl_easy_setopt(c->curl, CURLOPT_FRESH_CONNECT, on);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(c->curl, CURLOPT_FORBID_REUSE, on);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(c->curl, CURLOPT_SSL_SESSIONID_CACHE, !on);
+	return rc == CURLE_OK ? SG_OK : SG_ERR_INTERNAL;
 }
 
 /* 1 when host (as curl_url returns it) is a loopback address or localhost. */

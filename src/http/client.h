@@ -31,6 +31,12 @@ struct sg_http_client;
 sg_err sg_http_client_new(const struct sg_http_client_conf *conf, struct sg_http_client **out,
                           char *err, size_t errlen);
 void sg_http_client_free(struct sg_http_client *c);
+/* From now on the server of every request must also present a certificate carrying this
+ * subjectAltName ("DNS:v2x-app", as sg_tls_principal writes it), checked in the handshake
+ * before anything is sent; each request then opens a fresh connection without session
+ * resumption, so no connection or session verified for another identity is reused. NULL: no
+ * such check (connections and sessions kept alive again). */
+sg_err sg_http_client_set_peer_identity(struct sg_http_client *c, const char *identity);
 
 /* Sends one request. headers: NULL-terminated array of "Name: value" (may be NULL). body may be
  * NULL. On transport failure returns an error with the reason in err (e.g. the TLS alert). */

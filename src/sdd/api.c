@@ -175,14 +175,32 @@ static enum notif_result notif_deliver(struct sg_sdd *s, struct sg_http_client *
 		    sub ? json_string_value(json_object_get(sub->body, "notifUri")) : NULL;
 		int exists = sub != NULL;
 		char *url = u ? strdup(u) : NULL;
+		/* R3 both ways: the notifUri's server must authenticate as the subscribing VAL
+		 * server (its registered certificate identity), so this server's client
+		 * certificate is never presented to, nor the notification sent to, anyone else */
+		const char *why = NULL;
+		const struct sg_store_valserver *v = NULL;
+		if (sdd_vals_registered_locked(s, sg_sdd_notif_owner(n), &why) == 0)
+			v = sg_store_vals_find(s->vals, sg_sdd_notif_owner(n));
+		char *identity = v && v->identity ? strdup(v->identity) : NULL;
 		pthread_mutex_unlock(&s->mu);
-		if (!exists)
+		if (!exists) {
+			free(url);
+			free(identity);
 			return NOTIF_CANCELLED;
-		if (!url || !cl) {
+		}
+		if (!url || !cl || !identity ||
+		    sg_http_client_set_peer_identity(cl, identity) != SG_OK) {
 			snprintf(err, errlen, "%s",
-			         !cl ? "no notification client" : "out of memory");
+			         !cl         ? "no notification client"
+			         : why       ? why
+			         : !identity ? "the VAL server has no certificate identity"
+			                     : "out of memory");
+			free(url);
+			free(identity);
 			return NOTIF_FAILED;
 		}
+		free(identity);
 		(*tries)++;
 		struct sg_http_response resp = {0};
 		err[0] = '\0';

@@ -192,6 +192,8 @@ void sdd_notify_locked(struct sg_sdd *s, const struct frt *rt, const char *event
 /* A delivery worker (NOTIF_WORKERS of them); returns once stop is set and nmu broadcast. */
 void *sdd_notif_main(void *arg);
 void sdd_vals_tick(struct sg_sdd *s);
+/* 0 when the VAL server (client_id) is registered and enabled, else -1 with *why. */
+int sdd_vals_registered_locked(const struct sg_sdd *s, const char *client_id, const char **why);
 int sdd_vals_serves_locked(const struct sg_sdd *s, const char *client_id, const char *svc,
                            const char **why);
 sg_err sdd_vals_refresh(struct sg_store *st, void *arg);

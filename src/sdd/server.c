@@ -60,14 +60,22 @@ void sdd_vals_tick(struct sg_sdd *s)
 
 /* Called with mu held: 0 when VAL server client_id is registered, enabled and serves svc;
  * else -1 with *why set. */
-int sdd_vals_serves_locked(const struct sg_sdd *s, const char *client_id, const char *svc,
-                           const char **why)
+int sdd_vals_registered_locked(const struct sg_sdd *s, const char *client_id, const char **why)
 {
 	const struct sg_store_valserver *v = sg_store_vals_find(s->vals, client_id);
 	if (!v || v->disabled) {
 		*why = "the VAL server is not registered (sealguard valserver add)";
 		return -1;
 	}
+	return 0;
+}
+
+int sdd_vals_serves_locked(const struct sg_sdd *s, const char *client_id, const char *svc,
+                           const char **why)
+{
+	if (sdd_vals_registered_locked(s, client_id, why) != 0)
+		return -1;
+	const struct sg_store_valserver *v = sg_store_vals_find(s->vals, client_id);
 	for (size_t i = 0; i < v->n_val_services; i++)
 		if (strcmp(v->val_services[i], svc) == 0)
 			return 0;

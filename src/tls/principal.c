@@ -85,6 +85,19 @@ static char *san_string(const GENERAL_NAME *gn)
 	return s;
 }
 
+int sg_tls_cert_has_san(X509 *x, const char *identity)
+{
+	GENERAL_NAMES *gens = x ? X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL) : NULL;
+	int found = 0;
+	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens) && !found; i++) {
+		char *s = san_string(sk_GENERAL_NAME_value(gens, i));
+		found = s && strcmp(s, identity) == 0;
+		free(s);
+	}
+	GENERAL_NAMES_free(gens);
+	return found;
+}
+
 sg_err sg_tls_principal_from_ssl(SSL *ssl, struct sg_tls_principal *p)
 {
 	if (!ssl || !p)

@@ -97,6 +97,8 @@ struct sg_tls_principal {
  * Strings in p are owned by p: release with sg_tls_principal_clear. */
 sg_err sg_tls_principal_from_ssl(SSL *ssl, struct sg_tls_principal *p);
 void sg_tls_principal_clear(struct sg_tls_principal *p);
+/* 1 when one of the certificate's SANs, written as in sg_tls_principal, equals identity. */
+int sg_tls_cert_has_san(X509 *x, const char *identity);
 /* 1 when one of p's SANs equals identity exactly (e.g. "DNS:v2x.example.com"). */
 int sg_tls_principal_has_san(const struct sg_tls_principal *p, const char *identity);
 

@@ -269,7 +269,9 @@ class H(http.server.BaseHTTPRequestHandler):
 ctx=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert,key); ctx.load_verify_locations(ca); ctx.verify_mode=ssl.CERT_REQUIRED
 s=http.server.HTTPServer(("127.0.0.1",port),H); s.socket=ctx.wrap_socket(s.socket,server_side=True); s.serve_forever()
 PY
-python3 "$T/notif.py" "$NOTIF" "$PKI/server.crt" "$PKI/server.key" "$CA" "$T/notifs" 2>/dev/null &
+# the endpoint authenticates as v2x-app, the subscriber (and as localhost, the notifUri's host)
+SG pki issue --dir "$PKI" --san DNS:localhost,DNS:v2x-app --server-auth --out "$T/v2x-notif" >/dev/null
+python3 "$T/notif.py" "$NOTIF" "$T/v2x-notif.crt" "$T/v2x-notif.key" "$CA" "$T/notifs" 2>/dev/null &
 NOTIF_PID=$!
 SUB="{\"events\":[\"ESTABLISHED\",\"RELEASED\"],\"valServiceId\":\"v2x\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO},\"notifUri\":\"https://localhost:$NOTIF/notify\"}"
 req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "$SUB" "$RT_URL/subscriptions"

@@ -13,6 +13,7 @@ ECHO=$(free_port)
 ECHO2=$(free_port)
 GOOD=$(free_port)
 HOLE=$(free_port)
+IMP=$(free_port)
 sg_sdd_start "" v2x-app b-app
 ECHO_PID=""
 PIDS=()
@@ -80,11 +81,16 @@ while True:
     c,_=s.accept(); held.append(c)
     with open(log,"w") as f: f.write(str(len(held)))
 PY
-python3 "$T/good.py" "$GOOD" "$PKI/server.crt" "$PKI/server.key" "$CA" "$T/good" 2>/dev/null &
+# the endpoint authenticates as b-app (and as localhost, the notifUri's host); the impostor
+# below has the SEAL server's certificate (localhost only)
+expect "a certificate for b-app's notification endpoint" SG pki issue --dir "$PKI" --san DNS:localhost,DNS:b-app --server-auth --out "$T/b-notif"
+python3 "$T/good.py" "$GOOD" "$T/b-notif.crt" "$T/b-notif.key" "$CA" "$T/good" 2>/dev/null &
+PIDS+=($!)
+python3 "$T/good.py" "$IMP" "$PKI/server.crt" "$PKI/server.key" "$CA" "$T/imp" 2>/dev/null &
 PIDS+=($!)
 python3 "$T/hole.py" "$HOLE" "$T/hole" 2>/dev/null &
 PIDS+=($!)
-expect "notification endpoints listen (good, blackhole)" wait_for 5 test -e "$T/good.ready" -a -e "$T/hole.ready"
+expect "notification endpoints listen (good, impostor, blackhole)" wait_for 5 test -e "$T/good.ready" -a -e "$T/imp.ready" -a -e "$T/hole.ready"
 
 sub() { printf '{"events":["ESTABLISHED","RELEASED"],%s"valServerConnInfo":{"ipv4Addr":"127.0.0.1","port":%s},"notifUri":"%s"}' "$1" "$2" "$3"; }
 req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "$(sub '' "$ECHO" "https://localhost:$HOLE/n")" "$RT/subscriptions"
@@ -163,6 +169,16 @@ else
 fi
 req "${BAPP[@]}" "${AB[@]}" "${MP[@]}" -X PATCH -d '{"events":["RELEASED","FUTURE_EVENT"]}' "$BLOC"
 expect_eq "PATCH with a forward-compatible event string: 200" "200 [\"RELEASED\", \"FUTURE_EVENT\"]" "$CODE $(jget "$BODY" events)"
+
+# --- R3 both ways: the notifUri's server must authenticate as the subscribing VAL server ---
+req "${BAPP[@]}" "${AB[@]}" "${MP[@]}" -X PATCH -d "{\"notifUri\":\"https://localhost:$IMP/n\"}" "$BLOC"
+expect_eq "b-app points its notifUri at a server that is not b-app (valid certificate, localhost): 200" 200 "$CODE"
+F0=$(nmetric failed)
+expect "b-app flow: established and released" flow bsvc
+failed_more() { [ "$(nmetric failed)" -gt "$F0" ]; }
+expect "... its notification fails (tried again and given up within 5 s)" wait_for 5 failed_more
+expect_eq "... the impostor received nothing: refused in the handshake, before the request" "no" "$([ -e "$T/imp" ] && echo yes || echo no)"
+expect_match "... the log names the missing identity" 'does not carry DNS:b-app' "$(cat "$T/server.log")"
 
 # (the blackhole subscription above: a v2x flow queues its notifications, then SIGTERM)
 expect "v2x flow: established and released (its notifications wait on the blackhole)" flow v2x
