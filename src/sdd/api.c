@@ -771,11 +771,25 @@ static int val_server_of(struct sg_http_req *r, const struct sg_principal **out)
 	return 0;
 }
 
+/* Creating or changing a subscription: only a VAL server registered (and enabled) in the
+ * registry; one removed or disabled may still read and delete what it holds. */
+static int val_server_registered(struct sg_sdd *s, struct sg_http_req *r,
+                                 const struct sg_principal *p)
+{
+	const char *why = NULL;
+	pthread_mutex_lock(&s->mu);
+	int rc = sdd_vals_registered_locked(s, p->client_id, &why);
+	pthread_mutex_unlock(&s->mu);
+	if (rc != 0)
+		problem(r, 403, "OPERATION_NOT_ALLOWED", why, NULL);
+	return rc;
+}
+
 static enum sg_http_result h_subsc_create(struct sg_http_req *r, void *arg)
 {
 	struct sg_sdd *s = arg;
 	const struct sg_principal *p;
-	if (val_server_of(r, &p))
+	if (val_server_of(r, &p) || val_server_registered(s, r, p))
 		return SG_HTTP_DONE;
 	json_t *body = sg_http_req_json(r);
 	if (!body)
@@ -838,6 +852,8 @@ static enum sg_http_result subsc_change(struct sg_http_req *r, struct sg_sdd *s,
 		problem(r, 404, "RESOURCE_NOT_FOUND", "no such subscription", NULL);
 		return SG_HTTP_DONE;
 	}
+	if (op != W_SUB_DELETE && val_server_registered(s, r, p))
+		return SG_HTTP_DONE;
 	if (op == W_SUB_PATCH) {
 		const char *ct = sg_http_req_header(r, "content-type");
 		if (!ct || strncasecmp(ct, "application/merge-patch+json", 28) != 0) {

@@ -211,6 +211,8 @@ sqlite3 "$DBF" "UPDATE valservers SET disabled = 1 WHERE name = 'v2x-app'"
 sleep 1.2
 expect_match "VAL server disabled: its stored transmission opens no flow (404)" "404 TRANSMISSION_NOT_REQUESTED" "$(DD open --service v2x "${DA[@]}" 2>&1)"
 expect_match "... dd transmissions says inactive" "inactive: VAL server disabled" "$(SG dd transmissions)"
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "$(SUB '"RELEASED"' disabled)" "$RT_URL/subscriptions"
+expect_eq "... it cannot create a subscription (403), nothing stored" "403 OPERATION_NOT_ALLOWED 0" "$CODE $(jget "$BODY" cause) $(sqlite3 "$DBF" "SELECT count(*) FROM sdd_subsc WHERE body LIKE '%/disabled%'")"
 sqlite3 "$DBF" "UPDATE valservers SET disabled = 0 WHERE name = 'v2x-app'"
 sleep 1.2
 expect_match "enabled again: flows open again" '"sddFlowId"' "$(DD open --service v2x "${DA[@]}" 2>&1)"
