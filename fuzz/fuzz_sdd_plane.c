@@ -6,11 +6,14 @@
  * that and ATTACH of the user's flow, AUTH with a token from the input, or nothing), whether
  * the client reads the answers as it goes or not at all, and the size of its TLS records; the
  * rest are AUTH, ATTACH and DETACH of the flow or of flows nobody opened, DATA with chosen
- * sequence numbers and lengths (over the maximum too), headers of any bytes, raw bytes and
- * pauses. Properties, besides no crash, leak or undefined behaviour in the server:
+ * sequence numbers and lengths (over the maximum too), headers of any bytes, raw bytes, pauses,
+ * and the flow's release (`DELETE /sdd-flows/v1/flows/{id}`) with a new flow opened in its
+ * place, while the channel may hold it. The channel ends with a close or a reset.
+ * Properties, besides no crash, leak or undefined behaviour in the server:
  *  - the data plane goes on: after every input a new channel is authenticated within 2 s;
  *  - everything the server sends is a well-formed frame of a type the server may send;
- *  - DATA comes only for the user's flow, and only after ATTACHED on this channel. */
+ *  - DATA comes only for the user's flows, only after ATTACHED for that flow on this channel
+ *    and never after its END; ATTACHED only for the user's flows. */
 #include "fuzz.h"
 
 #include "base/buf.h"
@@ -35,8 +38,8 @@
 #define MAX_OUT (1u << 20) /* bytes one script may write */
 
 static const char *g_dir;
-static char g_ca[160], g_token[4096];
-static uint8_t g_flow[SG_SDD_FLOW_ID_LEN];
+static char g_ca[160], g_token[4096], g_url[64];
+static uint8_t g_flow[SG_SDD_FLOW_ID_LEN]; /* the user's flow (a new one after a release) */
 /* flows nobody opened: one the scripts use, one for the probe that ends each script */
 static const uint8_t g_other[SG_SDD_FLOW_ID_LEN] = {0x5c, 0x5c, 0x5c, 0x5c, 0x5c, 0x5c, 0x5c, 0x5c,
                                                     0x5c, 0x5c, 0x5c, 0x5c, 0x5c, 0x5c, 0x5c, 0x5c};
@@ -102,6 +105,27 @@ static int connect_to(int port)
 	return -1;
 }
 
+/* Opens a flow for the user: the new g_flow. */
+static void flow_new(void)
+{
+	char err[256];
+	struct sg_sddc_conf c = {.url = g_url, .ca = g_ca, .token = g_token};
+	struct sg_sddc_flow f;
+	FUZZ_CHECK(sg_sddc_flow_open(&c, "fz", &f, err, sizeof err) == SG_OK);
+	FUZZ_CHECK(sg_sdd_flow_from_text(f.id, g_flow) == 0);
+}
+
+/* Releases the user's flow (it may already be gone: a relay that ended takes it along) and
+ * opens a new one. */
+static void flow_renew(void)
+{
+	char err[256], text[SG_SDD_FLOW_TEXT_LEN + 1];
+	struct sg_sddc_conf c = {.url = g_url, .ca = g_ca, .token = g_token};
+	sg_sdd_flow_to_text(g_flow, text);
+	sg_sddc_flow_release(&c, text, err, sizeof err);
+	flow_new();
+}
+
 /* Once: the server, its registry, a transmission for VAL service "fz" to the echo endpoint, the
  * user's access token and flow. */
 static void init(void)
@@ -118,7 +142,8 @@ static void init(void)
 	snprintf(p[3], sizeof p[3], "%s/ue.secret", g_dir);
 	snprintf(p[4], sizeof p[4], "%s/tokens", g_dir);
 	snprintf(p[5], sizeof p[5], "%s/tr.json", g_dir);
-	snprintf(p[6], sizeof p[6], "https://localhost:%d", uu);
+	snprintf(g_url, sizeof g_url, "https://localhost:%d", uu);
+	snprintf(p[6], sizeof p[6], "%s", g_url);
 	snprintf(p[7], sizeof p[7], "https://localhost:%d/sdd-trans/v1/regular/request-trans", s);
 	snprintf(g_ca, sizeof g_ca, "%s/pki/ca.crt", g_dir);
 	snprintf(g_echo_crt, sizeof g_echo_crt, "%s/pki/seal-servers/echo-app.crt", g_dir);
@@ -180,11 +205,7 @@ static void init(void)
 	FUZZ_CHECK(at && strlen(at) < sizeof g_token);
 	strcpy(g_token, at);
 	json_decref(t);
-	char err[256];
-	struct sg_sddc_conf c = {.url = p[6], .ca = g_ca, .token = g_token};
-	struct sg_sddc_flow f;
-	FUZZ_CHECK(sg_sddc_flow_open(&c, "fz", &f, err, sizeof err) == SG_OK);
-	FUZZ_CHECK(sg_sdd_flow_from_text(f.id, g_flow) == 0);
+	flow_new();
 	FUZZ_CHECK((g_ctx = SSL_CTX_new(TLS_client_method())) != NULL);
 	SSL_CTX_set_min_proto_version(g_ctx, TLS1_3_VERSION);
 	FUZZ_CHECK(SSL_CTX_load_verify_locations(g_ctx, g_ca, NULL) == 1);
@@ -195,10 +216,14 @@ static void init(void)
 struct ch {
 	int fd;
 	SSL *ssl;
-	struct sg_buf in;  /* what came, frames not yet taken */
-	int first;         /* the type of the first frame that came (0: none yet) */
-	int attached;      /* ATTACHED for the flow came on this channel */
-	int flow_answers;  /* frames about the flow that came: ATTACHED, ERROR, END */
+	struct sg_buf in; /* what came, frames not yet taken */
+	int first;        /* the type of the first frame that came (0: none yet) */
+	struct {          /* the user's flows during this channel: the first, then renewed ones */
+		uint8_t id[SG_SDD_FLOW_ID_LEN];
+		int attached, ended; /* ATTACHED, END for it came on this channel */
+	} flows[4];
+	int nflows;
+	int flow_answers;  /* frames about the user's flows that came: ATTACHED, ERROR, END */
 	int probed;        /* the probe's answer came */
 	int closed;        /* the server closed or the connection failed */
 	struct sg_buf out; /* frames written in records of `chunk` bytes */
@@ -208,6 +233,8 @@ struct ch {
 static int ch_open(struct ch *c)
 {
 	memset(c, 0, sizeof *c);
+	memcpy(c->flows[0].id, g_flow, sizeof g_flow);
+	c->nflows = 1;
 	if ((c->fd = connect_to(g_data_port)) < 0)
 		return -1;
 	int one = 1;
@@ -223,13 +250,26 @@ static int ch_open(struct ch *c)
 	return SSL_connect(c->ssl) == 1 ? 0 : -1;
 }
 
-static void ch_close(struct ch *c)
+/* Closes the channel: a FIN, or with reset set an RST. */
+static void ch_close(struct ch *c, int reset)
 {
 	SSL_free(c->ssl);
-	if (c->fd >= 0)
+	if (c->fd >= 0) {
+		struct linger l = {1, 0};
+		if (reset)
+			setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
 		close(c->fd);
+	}
 	sg_buf_free(&c->in);
 	sg_buf_free(&c->out);
+}
+
+static int ch_flow(struct ch *c, const uint8_t *id)
+{
+	for (int i = 0; i < c->nflows; i++)
+		if (!memcmp(c->flows[i].id, id, SG_SDD_FLOW_ID_LEN))
+			return i;
+	return -1;
 }
 
 /* Takes the complete frames that came: each must be well-formed and one the server sends. */
@@ -246,14 +286,19 @@ static void ch_take(struct ch *c)
 			break;
 		if (!c->first)
 			c->first = f.type;
-		if (f.type == SG_SDD_ATTACHED && !memcmp(f.flow, g_flow, sizeof g_flow))
-			c->attached = 1;
-		if (f.type != SG_SDD_DATA && !memcmp(f.flow, g_flow, sizeof g_flow))
+		int i = ch_flow(c, f.flow);
+		if (f.type == SG_SDD_ATTACHED) { /* only the user's flows can be attached */
+			FUZZ_CHECK(i >= 0);
+			c->flows[i].attached = 1;
+		}
+		if (f.type == SG_SDD_END && i >= 0)
+			c->flows[i].ended = 1;
+		if (f.type != SG_SDD_DATA && i >= 0)
 			c->flow_answers++;
 		if (f.type == SG_SDD_ERROR && !memcmp(f.flow, g_probe, sizeof g_probe))
 			c->probed = 1;
-		if (f.type == SG_SDD_DATA) /* flow isolation: only the attached flow's data */
-			FUZZ_CHECK(c->attached && !memcmp(f.flow, g_flow, sizeof g_flow));
+		if (f.type == SG_SDD_DATA) /* flow isolation: only an attached flow's data */
+			FUZZ_CHECK(i >= 0 && c->flows[i].attached && !c->flows[i].ended);
 		off += SG_SDD_HDR_LEN + f.len;
 	}
 	if (off) {
@@ -337,7 +382,7 @@ static void alive(void)
 	while (!c.closed && sg_mono_ms() < end && !c.first)
 		ch_read(&c, 50);
 	FUZZ_CHECK(c.first == SG_SDD_AUTH_OK);
-	ch_close(&c);
+	ch_close(&c, 0);
 }
 
 static const size_t chunks[] = {16384, 1, 7, 32, 100, 4096, 16383, 65536};
@@ -353,11 +398,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	struct ch c;
 	if (ch_open(&c) != 0) {
-		ch_close(&c);
+		ch_close(&c, 0);
 		FUZZ_CHECK(!"a TLS handshake with the data endpoint failed");
 	}
 	const uint8_t *p = data + 1, *end = data + size;
-	int start = data[0] & 3, reads = data[0] & 4;
+	int start = data[0] & 3, reads = data[0] & 4, reset = data[0] & 0x40, renewed = 0;
 	c.chunk = chunks[(data[0] >> 3) & 7];
 	static uint8_t pl[2 * SG_SDD_MAX_PAYLOAD + 2];
 	const uint8_t *other = g_other;
@@ -441,7 +486,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			rc = ch_flush(&c, 0);
 			break;
 		}
-		default: /* what is gathered goes out; a pause */
+		default:
+			if ((o & 0x38) == 0x38 && renewed < 2 && c.nflows < 4) {
+				/* the flow released and a new one opened (the server ends the old
+				 * one on this channel within its sweep period) */
+				renewed++;
+				flow_renew();
+				memcpy(c.flows[c.nflows++].id, g_flow, sizeof g_flow);
+				break;
+			}
+			/* what is gathered goes out; a pause */
 			rc = ch_flush(&c, 1);
 			ch_read(&c, a % 8);
 		}
@@ -452,7 +506,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * taken (or the channel closes, unauthenticated) */
 	if (!rc && !ch_frame(&c, SG_SDD_DATA, g_probe, 1, NULL, 0) && !ch_flush(&c, 1))
 		ch_wait(&c, &c.probed, 1000);
-	ch_close(&c);
+	ch_close(&c, reset);
 	alive();
 	return 0;
 }
