@@ -1097,6 +1097,11 @@ static void chan_cb(evutil_socket_t fd, short what, void *arg)
 		atomic_fetch_add(&c->s->chans_stalled, 1);
 		sg_log_info("sdd: data channel %s closed: no write progress in %u s", c->peer,
 		            c->s->conf->sdd.channel_stall_s);
+		/* a reset: what the kernel still holds for a client that reads nothing (up to
+		 * the socket's send buffer, MBs) is dropped now, not trickled out at a zero window
+		 */
+		struct linger l = {1, 0};
+		setsockopt(pc->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
 		sdd_chan_free(c);
 		return;
 	}

@@ -211,12 +211,18 @@ struct sg_sdd_flowtab {
 	size_t n, max_total, max_per_user;
 };
 
+/* FNV-1a of a string: the buckets of the per-user counts and of the notification owners */
+static uint32_t str_hash(const char *str)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)str; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
 static size_t ubucket(const char *sub)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
-	for (const unsigned char *p = (const unsigned char *)sub; *p; p++)
-		h = (h ^ *p) * 16777619u;
-	return h % UBUCKETS;
+	return str_hash(sub) % UBUCKETS;
 }
 
 static struct sg_sdd_user **user_slot(struct sg_sdd_flowtab *t, const char *sub)
@@ -270,7 +276,6 @@ void sg_sdd_flowtab_free(struct sg_sdd_flowtab *t)
 	free(t);
 }
 
-/* Both adds: id NULL draws a fresh one. */
 void sg_sdd_flowtab_release(struct sg_sdd_flowtab *t, struct sg_sdd_flow *f)
 {
 	(void)t;
@@ -293,6 +298,7 @@ static void user_drop(struct sg_sdd_flowtab *t, struct sg_sdd_user *u)
 		}
 }
 
+/* Both adds: id NULL draws a fresh one. */
 static struct sg_sdd_flow *flowtab_insert(struct sg_sdd_flowtab *t, const uint8_t *id,
                                           const char *sub, const char *val_service_id, int urllc,
                                           int64_t now_ms, unsigned lifetime_s, const char **why)
@@ -1003,10 +1009,7 @@ struct sg_sdd_nowner {
 
 static size_t owner_bucket(const char *id)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
-	for (const unsigned char *p = (const unsigned char *)id; *p; p++)
-		h = (h ^ *p) * 16777619u;
-	return h % SG_SDD_NOTIF_OWNER_BUCKETS;
+	return str_hash(id) % SG_SDD_NOTIF_OWNER_BUCKETS;
 }
 
 static struct sg_sdd_nowner *owner_find(const struct sg_sdd_notifq *q, const char *id, size_t b)
