@@ -7,9 +7,10 @@
 . "$(dirname "$0")/lib/common.sh"
 
 ECHO=$(free_port)
-# a channel whose output makes no write progress for 3 s is closed ("stall" below); clients
+# a channel whose output makes no write progress for 10 s is closed ("stall" below: long
+# enough for "answers", whose client stops reading for a while under the sanitizers too); clients
 # are sent to "localhost" (sdd.data_advertise), whose certificate the data endpoint has
-sg_sdd_start "  channel_stall_s: 3
+sg_sdd_start "  channel_stall_s: 10
   data_advertise: localhost"
 trap 'kill "$ECHO_PID" 2>/dev/null; sg_cleanup' EXIT
 sg_echo_start "$ECHO"
@@ -185,7 +186,7 @@ elif mode=="stall":
     while sent<(8<<20) and time.time()<end:
         try: sent+=s.send(fr(5,pl,sent//16384+1,fid))
         except (ssl.SSLWantWriteError,ssl.SSLWantReadError,BlockingIOError): time.sleep(0.01)
-    time.sleep(5)
+    time.sleep(13)
     s.setblocking(True); s.settimeout(5); state="open"
     try:
         while s.recv(65536): pass
@@ -276,13 +277,13 @@ OUT=$(raw early "$F4")
 expect_eq "DATA before ATTACHED past 1 MiB: AUTH_OK" "2" "$(printf '%s\n' "$OUT" | sed -n 1p)"
 expect_eq "... all of it and what follows is echoed" "echoed 2400000 of 2400000" "$(printf '%s\n' "$OUT" | sed -n 2p)"
 
-# a client that stops reading: its channel is closed after channel_stall_s (3 s) without write
+# a client that stops reading: its channel is closed after channel_stall_s (10 s) without write
 # progress, counted in /metrics; the flow lives on and can be attached again
 metric() { curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v k="$1" '$1==k{print $2}'; }
 F5=$(flow)
 OUT=$(raw stall "$F5")
 expect_eq "a client that never reads: AUTH_OK then ATTACHED" "2 4" "$(printf '%s\n' "$OUT" | sed -n 1p)"
-expect_eq "... its channel is closed after 3 s without write progress" "closed" "$(printf '%s\n' "$OUT" | sed -n 2p)"
+expect_eq "... its channel is closed after 10 s without write progress" "closed" "$(printf '%s\n' "$OUT" | sed -n 2p)"
 expect_eq "... counted in /metrics" "1" "$(metric sealguard_sdd_channels_stalled_total)"
 expect_eq "... the flow can be attached again" "2 4" "$(raw attach "$F5")"
 
