@@ -15,6 +15,19 @@ int64_t sg_now_ms(void)
 	return clock_ms(CLOCK_REALTIME);
 }
 
+struct timespec sg_deadline_in_ms(clockid_t clk, unsigned ms)
+{
+	struct timespec t;
+	clock_gettime(clk, &t);
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
+}
+
 int64_t sg_mono_ms(void)
 {
 	return clock_ms(CLOCK_MONOTONIC);

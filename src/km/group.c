@@ -369,14 +369,7 @@ static void *reader_main(void *arg)
 			ok = fetch(g, hc, &warned);
 		}
 		unsigned wait_ms = ok == 0 ? g->poll_ms : RETRY_MS;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += wait_ms / 1000;
-		ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = sg_deadline_in_ms(CLOCK_REALTIME, wait_ms);
 		pthread_mutex_lock(&g->mu);
 		while (!g->stop && !g->poke)
 			if (pthread_cond_timedwait(&g->cond, &g->mu, &ts) != 0)

@@ -132,14 +132,7 @@ void sdd_notify_locked(struct sg_sdd *s, const struct frt *rt, const char *event
 /* Waits ms, or less when stop is set. */
 static void notif_backoff(struct sg_sdd *s, unsigned ms)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	struct timespec until = sg_deadline_in_ms(CLOCK_MONOTONIC, ms);
 	pthread_mutex_lock(&s->nmu);
 	while (!atomic_load(&s->stop) &&
 	       pthread_cond_timedwait(&s->ncv, &s->nmu, &until) != ETIMEDOUT)

@@ -256,23 +256,8 @@ DUPS=$(metric sealguard_sdd_duplicates_dropped_total)
 if [ -n "$DUPS" ] && [ "$DUPS" -ge 1 ]; then ok "metrics: URLLC duplicates dropped counted ($DUPS)"; else not_ok "metrics: duplicates dropped: '${DUPS}'"; fi
 
 # connection status subscriptions, notifications over mutual TLS
-cat >"$T/notif.py" <<'PY'
-import http.server,ssl,sys,json
-port,cert,key,ca,log=int(sys.argv[1]),sys.argv[2],sys.argv[3],sys.argv[4],sys.argv[5]
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        n=int(self.headers.get("content-length","0")); b=self.rfile.read(n)
-        peer=self.connection.getpeercert()
-        with open(log,"a") as f: f.write(json.dumps({"body":json.loads(b),"peer":str(peer.get("subjectAltName"))})+"\n")
-        self.send_response(204); self.end_headers()
-    def log_message(self,*a): pass
-ctx=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert,key); ctx.load_verify_locations(ca); ctx.verify_mode=ssl.CERT_REQUIRED
-s=http.server.HTTPServer(("127.0.0.1",port),H); s.socket=ctx.wrap_socket(s.socket,server_side=True); s.serve_forever()
-PY
 # the endpoint authenticates as v2x-app, the subscriber (and as localhost, the notifUri's host)
-SG pki issue --dir "$PKI" --san DNS:localhost,DNS:v2x-app --server-auth --out "$T/v2x-notif" >/dev/null
-python3 "$T/notif.py" "$NOTIF" "$T/v2x-notif.crt" "$T/v2x-notif.key" "$CA" "$T/notifs" 2>/dev/null &
-NOTIF_PID=$!
+expect "notification endpoint of v2x-app starts" sg_notif_start "$NOTIF" DNS:localhost,DNS:v2x-app "$T/notifs"
 SUB="{\"events\":[\"ESTABLISHED\",\"RELEASED\"],\"valServiceId\":\"v2x\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO},\"notifUri\":\"https://localhost:$NOTIF/notify\"}"
 req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "$SUB" "$RT_URL/subscriptions"
 expect_eq "subscription created: 201" 201 "$CODE"
@@ -290,9 +275,9 @@ DD send --flow "$NF" --in "$T/sa" --echo "${DA[@]}" >/dev/null 2>&1
 DD close --flow "$NF" "${DA[@]}"
 for _ in $(seq 1 30); do [ "$(wc -l <"$T/notifs" 2>/dev/null || echo 0)" -ge 2 ] && break; sleep 0.2; done
 N1=$(sed -n 1p "$T/notifs" 2>/dev/null); N2=$(sed -n 2p "$T/notifs" 2>/dev/null)
-expect_eq "notifications ESTABLISHED then RELEASED for alice@v2x" "ESTABLISHED alice@v2x RELEASED" "$(jget "${N1:-{\}}" body reports 0 event) $(jget "${N1:-{\}}" body reports 0 valTgtUe valUserId) $(jget "${N2:-{\}}" body reports 0 event)"
-expect "... each a ConnStatusNotif" schema TS29548_SDD_Transmission.yaml ConnStatusNotif "$(jget "${N1:-{\}}" body)"
-expect_match "... POSTed over mutual TLS with the SEALDD server's certificate" "localhost" "$(jget "${N1:-{\}}" peer)"
+expect_eq "notifications ESTABLISHED then RELEASED for alice@v2x" "ESTABLISHED alice@v2x RELEASED" "$(jget "${N1:-{\}}" reports 0 event) $(jget "${N1:-{\}}" reports 0 valTgtUe valUserId) $(jget "${N2:-{\}}" reports 0 event)"
+expect "... each a ConnStatusNotif" schema TS29548_SDD_Transmission.yaml ConnStatusNotif "${N1:-{\}}"
+expect_match "... POSTed over mutual TLS with the SEALDD server's certificate" "localhost" "$(sed -n 1p "$T/notifs.peer" 2>/dev/null)"
 req "${VAL[@]}" "${AV[@]}" -X DELETE "$SLOC"
 expect_eq "subscription deleted: 204" 204 "$CODE"
 

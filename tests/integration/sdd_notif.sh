@@ -57,20 +57,7 @@ RT=https://localhost:$S/sdd-trans/v1
 req "${BAPP[@]}" "${AB[@]}" "${JS[@]}" -d "{\"valServiceId\":\"bsvc\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO2}}" "$RT/regular/request-trans"
 expect_eq "b-app requests transmission for bsvc: 200" 200 "$CODE"
 
-# the good notification endpoint (mutual TLS, 204) and the blackhole (accepts TCP, never answers)
-cat >"$T/good.py" <<'PY'
-import http.server,ssl,sys,json
-port,cert,key,ca,log=int(sys.argv[1]),sys.argv[2],sys.argv[3],sys.argv[4],sys.argv[5]
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        n=int(self.headers.get("content-length","0")); b=self.rfile.read(n)
-        with open(log,"a") as f: f.write(json.dumps(json.loads(b))+"\n")
-        self.send_response(204); self.end_headers()
-    def log_message(self,*a): pass
-ctx=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert,key); ctx.load_verify_locations(ca); ctx.verify_mode=ssl.CERT_REQUIRED
-s=http.server.HTTPServer(("127.0.0.1",port),H); s.socket=ctx.wrap_socket(s.socket,server_side=True)
-open(log+".ready","w").close(); s.serve_forever()
-PY
+# the blackhole notification endpoint: accepts TCP, never answers
 cat >"$T/hole.py" <<'PY'
 import socket,sys
 port,log=int(sys.argv[1]),sys.argv[2]
@@ -81,16 +68,15 @@ while True:
     c,_=s.accept(); held.append(c)
     with open(log,"w") as f: f.write(str(len(held)))
 PY
-# the endpoint authenticates as b-app (and as localhost, the notifUri's host); the impostor
-# below has the SEAL server's certificate (localhost only)
-expect "a certificate for b-app's notification endpoint" SG pki issue --dir "$PKI" --san DNS:localhost,DNS:b-app --server-auth --out "$T/b-notif"
-python3 "$T/good.py" "$GOOD" "$T/b-notif.crt" "$T/b-notif.key" "$CA" "$T/good" 2>/dev/null &
-PIDS+=($!)
-python3 "$T/good.py" "$IMP" "$PKI/server.crt" "$PKI/server.key" "$CA" "$T/imp" 2>/dev/null &
-PIDS+=($!)
+# the good endpoint authenticates as b-app (and as localhost, the notifUri's host); the
+# impostor (below) has a valid certificate for localhost only
+expect "b-app's notification endpoint starts" sg_notif_start "$GOOD" DNS:localhost,DNS:b-app "$T/good"
+PIDS+=("$NOTIF_PID")
+expect "an impostor's endpoint starts" sg_notif_start "$IMP" DNS:localhost "$T/imp"
+PIDS+=("$NOTIF_PID")
 python3 "$T/hole.py" "$HOLE" "$T/hole" 2>/dev/null &
 PIDS+=($!)
-expect "notification endpoints listen (good, impostor, blackhole)" wait_for 5 test -e "$T/good.ready" -a -e "$T/imp.ready" -a -e "$T/hole.ready"
+expect "the blackhole listens" wait_for 5 test -e "$T/hole.ready"
 
 sub() { printf '{"events":["ESTABLISHED","RELEASED"],%s"valServerConnInfo":{"ipv4Addr":"127.0.0.1","port":%s},"notifUri":"%s"}' "$1" "$2" "$3"; }
 req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "$(sub '' "$ECHO" "https://localhost:$HOLE/n")" "$RT/subscriptions"

@@ -47,22 +47,8 @@ expect "client add ue-app" SG client add ue-app --redirect-uri http://127.0.0.1/
 expect "valserver add v2x-app (v2x, v2x-b)" SG valserver add v2x-app --identity DNS:v2x-app --val-service v2x --val-service v2x-b
 expect "valserver add evil-app" SG valserver add evil-app --identity DNS:evil-app --val-service evil
 expect "echo VAL server endpoint starts" start_echo
-cat >"$T/notif.py" <<'PY'
-import http.server,ssl,sys,json
-port,cert,key,ca,log=int(sys.argv[1]),sys.argv[2],sys.argv[3],sys.argv[4],sys.argv[5]
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        n=int(self.headers.get("content-length","0")); b=self.rfile.read(n)
-        with open(log,"a") as f: f.write(json.dumps(json.loads(b))+"\n")
-        self.send_response(204); self.end_headers()
-    def log_message(self,*a): pass
-ctx=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert,key); ctx.load_verify_locations(ca); ctx.verify_mode=ssl.CERT_REQUIRED
-s=http.server.HTTPServer(("127.0.0.1",port),H); s.socket=ctx.wrap_socket(s.socket,server_side=True); s.serve_forever()
-PY
 # the endpoint authenticates as v2x-app, the subscriber (and as localhost, the notifUri's host)
-SG pki issue --dir "$PKI" --san DNS:localhost,DNS:v2x-app --server-auth --out "$T/v2x-notif" >/dev/null
-python3 "$T/notif.py" "$NOTIF" "$T/v2x-notif.crt" "$T/v2x-notif.key" "$CA" "$T/notifs" 2>/dev/null &
-NOTIF_PID=$!
+expect "notification endpoint of v2x-app starts" sg_notif_start "$NOTIF" DNS:localhost,DNS:v2x-app "$T/notifs"
 sleep 1.2 # the registry snapshot follows the store within 0.5 s
 
 vtok() { jget "$("${C[@]}" "$@" -d grant_type=client_credentials -d resource=sealguard:sdd "$SISS/oauth2/token")" access_token; }

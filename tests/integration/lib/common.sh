@@ -213,3 +213,34 @@ sg_sdd_provision() {
 		expect "$u logs in" SG login --issuer "https://localhost:$UU" --client-id ue-app --client-secret-file "$T/ue.secret" --username "$u" --password-file "$T/$u.pw" --cacert "$CA" --token-cache "$T/$u.tokens" --scope "openid sdd"
 	done
 }
+
+# sg_notif_start PORT SANS LOG: a connection status notification endpoint (TS 29.548
+# ConnStatusNotif) on 127.0.0.1:PORT with mutual TLS and a certificate issued for SANS (e.g.
+# "DNS:localhost,DNS:v2x-app": the notifUri's host and the subscribing VAL server), answering
+# 204; each POST body is one line of LOG, the client certificate's subjectAltName one line of
+# LOG.peer. Sets NOTIF_PID; fails when it does not listen within 5 s.
+sg_notif_start() {
+	local port=$1 sans=$2 log=$3 crt
+	crt=$T/notif-$port
+	"$SG_BIN" --config "$T/sg.yaml" pki issue --dir "$PKI" --san "$sans" --server-auth --out "$crt" >/dev/null || return 1
+	python3 - "$port" "$crt.crt" "$crt.key" "$CA" "$log" 2>/dev/null <<'PY' &
+import http.server,ssl,sys,json
+port,cert,key,ca,log=int(sys.argv[1]),sys.argv[2],sys.argv[3],sys.argv[4],sys.argv[5]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        n=int(self.headers.get("content-length","0")); b=self.rfile.read(n)
+        peer=self.connection.getpeercert()
+        with open(log,"a") as f: f.write(json.dumps(json.loads(b))+"\n")
+        with open(log+".peer","a") as f: f.write(str(peer.get("subjectAltName"))+"\n")
+        self.send_response(204); self.end_headers()
+    def log_message(self,*a): pass
+ctx=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert,key); ctx.load_verify_locations(ca); ctx.verify_mode=ssl.CERT_REQUIRED
+s=http.server.HTTPServer(("127.0.0.1",port),H); s.socket=ctx.wrap_socket(s.socket,server_side=True); s.serve_forever()
+PY
+	NOTIF_PID=$!
+	for _ in $(seq 1 50); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
