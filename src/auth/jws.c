@@ -1221,13 +1221,12 @@ sg_jws_status sg_jws_verify_cached(struct sg_jws_cache *c, const struct sg_jws_k
 		ksgen = sg_jws_keyset_generation(ks);
 		struct shard *s = &c->shards[key_word(key) & (c->nshards - 1)];
 		json_t *claims = NULL;
-		bool typ_ok = true;
+		bool typ_ok = true, recheck = false;
 		int64_t now = policy_now(policy);
 		pthread_mutex_lock(&s->mu);
 		struct centry *e = shard_find(s, key);
-		if (e && (e->gen != gen || e->ksgen != ksgen || e->ks != ks ||
-		          e->exp <= now - SG_JWS_MAX_LEEWAY)) {
-			shard_remove(s, e); /* stale: revoked since, key gone, or long expired */
+		if (e && (e->ksgen != ksgen || e->ks != ks || e->exp <= now - SG_JWS_MAX_LEEWAY)) {
+			shard_remove(s, e); /* stale: key gone, or long expired */
 			e = NULL;
 		}
 		if (e) {
@@ -1235,12 +1234,34 @@ sg_jws_status sg_jws_verify_cached(struct sg_jws_cache *c, const struct sg_jws_k
 			lru_unlink(e);
 			lru_push_front(s, e);
 			claims = json_incref(e->claims);
+			recheck = e->gen != gen;
 			if (policy->typ)
 				typ_ok = e->typ && typ_matches(e->typ, policy->typ);
 		} else {
 			s->misses++;
 		}
 		pthread_mutex_unlock(&s->mu);
+		if (claims && recheck) {
+			/* Something was revoked since this entry was stored: the signature and the
+			 * key set are as they were, so only the revocation predicate is asked again
+			 * (a full verification would reach the same verdict at the cost of a
+			 * signature check per cached token after every revocation). The entry takes
+			 * the generation read before asking: a revocation landing meanwhile makes
+			 * it stale again. */
+			bool gone = revoked && revoked(revoked_arg, claims);
+			pthread_mutex_lock(&s->mu);
+			if ((e = shard_find(s, key))) {
+				if (gone)
+					shard_remove(s, e);
+				else if (e->gen < gen)
+					e->gen = gen;
+			}
+			pthread_mutex_unlock(&s->mu);
+			if (gone) {
+				json_decref(claims);
+				return vfail(err, errlen, SG_JWS_REVOKED, "token revoked");
+			}
+		}
 		if (claims) {
 			sg_jws_status st = typ_ok ? sg_jws_check_claims(claims, policy, err, errlen)
 			                          : vfail(err, errlen, SG_JWS_WRONG_TYPE,

@@ -150,9 +150,11 @@ sg_jws_status sg_jws_check_claims(const json_t *claims, const struct sg_jws_poli
 
 /* Tokens whose signature verified, keyed by SHA-256 of the token, with their claims and exp.
  * Bounded (LRU per shard) and sharded by hash, one mutex per shard. An entry is served only
- * while exp has not passed, while the cache's revocation generation and the key set's
- * generation are those it was stored under; the policy's claim checks (iss, aud, scope, time)
- * run again on every hit, so one cache serves every route of a listener. */
+ * while exp has not passed and the key set's generation is the one it was stored under; once
+ * the cache's revocation generation moved, only after the revocation predicate was asked again
+ * (the signature is not verified again: a revocation costs no signature check per cached
+ * token). The policy's claim checks (iss, aud, scope, time) run again on every hit, so one
+ * cache serves every route of a listener. */
 struct sg_jws_cache;
 
 /* max_entries ≥ 1. Returns NULL on allocation failure. Owned by the caller. */
@@ -170,8 +172,9 @@ struct sg_jws_cache_stats {
 };
 void sg_jws_cache_stats(struct sg_jws_cache *c, struct sg_jws_cache_stats *out);
 
-/* Revocation predicate, consulted once per full verification (before an entry is stored):
- * returns true when the token (claims: jti, client_id, sub...) is revoked. */
+/* Revocation predicate, consulted at every full verification (before an entry is stored) and
+ * on the first hit of an entry after each sg_jws_cache_bump: returns true when the token
+ * (claims: jti, client_id, sub...) is revoked. */
 typedef bool (*sg_jws_revoked_fn)(void *arg, const json_t *claims);
 
 /* sg_jws_verify through the cache: a hit costs a SHA-256 of the token, a hash lookup and the

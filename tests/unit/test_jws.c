@@ -620,6 +620,20 @@ static void test_cache_hit_expiry_revocation(void **state)
 	g_revoked = false;
 	assert_int_equal(sg_jws_verify_cached(c, g_ks, tok, &pol, revoked_cb, NULL, NULL, NULL, 0),
 	                 SG_JWS_OK);
+	/* After a bump a cached token costs the predicate once, not a signature check: both
+	 * verifications below are hits, and the second does not ask again. */
+	sg_jws_cache_stats(c, &st);
+	uint64_t hits0 = st.hits, misses0 = st.misses;
+	int calls0 = g_revoked_calls;
+	sg_jws_cache_bump(c);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(
+		    sg_jws_verify_cached(c, g_ks, tok, &pol, revoked_cb, NULL, NULL, NULL, 0),
+		    SG_JWS_OK);
+	sg_jws_cache_stats(c, &st);
+	assert_int_equal(st.hits, hits0 + 2);
+	assert_int_equal(st.misses, misses0);
+	assert_int_equal(g_revoked_calls, calls0 + 1);
 
 	/* A key leaving the set invalidates the tokens it signed, cached or not. */
 	struct sg_jws_key *k2 = NULL;
