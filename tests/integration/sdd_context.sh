@@ -112,7 +112,7 @@ sleep 1.2
 
 "$SG_BIN" --config "$T/a.yaml" dd echo-server --bind "127.0.0.1:$ECHO" "${VALC[@]}" --cacert "$CA" 2>>"$T/echo.log" &
 ECHO_PID=$!
-for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$ECHO") 2>/dev/null && break; sleep 0.1; done
+sg_wait_port "$ECHO" || true
 
 VT=$(jget "$("${C[@]}" "${VALC[@]}" -d grant_type=client_credentials -d resource=sealguard:sdd -d client_id=v2x-app "https://localhost:$S/oauth2/token")" access_token)
 req "${VALC[@]}" -H "Authorization: Bearer $VT" "${JS[@]}" -d "{\"valServiceId\":\"v2x\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO}}" "https://localhost:$S/sdd-trans/v1/regular/request-trans"
@@ -224,7 +224,7 @@ expect_match "... says 404" "404" "$(cat "$T/last.out")"
 # a target whose certificate identity is not in sdd.peers gets nothing
 openssl s_server -quiet -accept "$ROGUE" -cert "$T/rogue.crt" -key "$T/rogue.key" -CAfile "$CA" -www >"$T/rogue.log" 2>&1 &
 ROGUE_PID=$!
-for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$ROGUE") 2>/dev/null && break; sleep 0.1; done
+sg_wait_port "$ROGUE" || true
 refuse "dd relocate to a target that is not a peer" SG dd relocate --flow "$F" --to "https://localhost:$ROGUE"
 expect_match "... refused by the source: TARGET_NOT_PEER, naming the target's identity" "TARGET_NOT_PEER.*rogue\.example\.com" "$(cat "$T/last.out")"
 if grep -q "sdd-ddc" "$T/rogue.log"; then not_ok "... the rogue target received the context"; else ok "... the rogue target received nothing"; fi

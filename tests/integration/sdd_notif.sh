@@ -37,7 +37,6 @@ wait_for() {
 	for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 0.1; done
 	return 1
 }
-wait_port() { wait_for 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
 # --- two VAL servers, each with its transmission and its own VAL server endpoint ---
 expect "echo VAL server endpoint of v2x-app starts" sg_echo_start "$ECHO"
@@ -45,7 +44,7 @@ sg_sdd_provision "$ECHO" alice
 BAPP=(--cert "$PKI/seal-servers/b-app.crt" --key "$PKI/seal-servers/b-app.key")
 "$SG_BIN" --config "$T/sg.yaml" dd echo-server --bind "127.0.0.1:$ECHO2" "${BAPP[@]}" --cacert "$CA" 2>>"$T/echo2.log" &
 PIDS+=($!)
-expect "echo VAL server endpoint of b-app starts" wait_port "$ECHO2"
+expect "echo VAL server endpoint of b-app starts" sg_wait_port "$ECHO2"
 expect "valserver add b-app (VAL service bsvc)" SG valserver add b-app --identity DNS:b-app --val-service bsvc
 sleep 1.2
 vtok() { jget "$("${C[@]}" "$@" -d grant_type=client_credentials -d resource=sealguard:sdd "https://localhost:$S/oauth2/token")" access_token; }

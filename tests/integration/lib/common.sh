@@ -177,16 +177,21 @@ sg_sdd_start() {
 	sg_start "$T/sg.yaml" || { not_ok "server start"; sg_done; }
 }
 
-# sg_echo_start PORT: `sealguard dd echo-server` on 127.0.0.1:PORT as v2x-app's VAL server
-# endpoint (mutual TLS); sets ECHO_PID; fails when the port does not open within 5 s.
-sg_echo_start() {
-	"$SG_BIN" --config "$T/sg.yaml" dd echo-server --bind "127.0.0.1:$1" "${VAL[@]}" --cacert "$CA" 2>>"$T/echo.log" &
-	ECHO_PID=$!
+# sg_wait_port PORT: 0 once something listens on 127.0.0.1:PORT, 1 when nothing did within 5 s.
+sg_wait_port() {
 	for _ in $(seq 1 50); do
 		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
 		sleep 0.1
 	done
 	return 1
+}
+
+# sg_echo_start PORT: `sealguard dd echo-server` on 127.0.0.1:PORT as v2x-app's VAL server
+# endpoint (mutual TLS); sets ECHO_PID; fails when the port does not open within 5 s.
+sg_echo_start() {
+	"$SG_BIN" --config "$T/sg.yaml" dd echo-server --bind "127.0.0.1:$1" "${VAL[@]}" --cacert "$CA" 2>>"$T/echo.log" &
+	ECHO_PID=$!
+	sg_wait_port "$1"
 }
 
 # sg_sdd_provision ECHO_PORT USER...: the users (password USER-pass-1 in $T/USER.pw, VAL user
@@ -238,9 +243,5 @@ ctx=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert,key); ctx.
 s=http.server.HTTPServer(("127.0.0.1",port),H); s.socket=ctx.wrap_socket(s.socket,server_side=True); s.serve_forever()
 PY
 	NOTIF_PID=$!
-	for _ in $(seq 1 50); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
+	sg_wait_port "$port"
 }
