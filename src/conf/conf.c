@@ -81,6 +81,8 @@ struct y_sdd {
 	char *data_advertise;
 	uint32_t *flow_lifetime_s;
 	uint32_t *channel_stall_s;
+	uint32_t *subscription_lifetime_s;
+	uint32_t *user_output_mib;
 	uint32_t *max_subscriptions;
 	uint32_t *max_subscriptions_per_server;
 	uint32_t *max_channels;
@@ -216,6 +218,8 @@ static const cyaml_schema_field_t sdd_fields[] = {
     STR("data_advertise", OPT, struct y_sdd, data_advertise),
     CYAML_FIELD_UINT_PTR("flow_lifetime_s", OPT, struct y_sdd, flow_lifetime_s),
     CYAML_FIELD_UINT_PTR("channel_stall_s", OPT, struct y_sdd, channel_stall_s),
+    CYAML_FIELD_UINT_PTR("subscription_lifetime_s", OPT, struct y_sdd, subscription_lifetime_s),
+    CYAML_FIELD_UINT_PTR("user_output_mib", OPT, struct y_sdd, user_output_mib),
     CYAML_FIELD_UINT_PTR("max_subscriptions", OPT, struct y_sdd, max_subscriptions),
     CYAML_FIELD_UINT_PTR("max_subscriptions_per_server", OPT, struct y_sdd,
                          max_subscriptions_per_server),
@@ -713,6 +717,12 @@ static sg_err check(struct ctx *x, const struct y_conf *y)
 	if (y->sdd && y->sdd->channel_stall_s &&
 	    (*y->sdd->channel_stall_s < 1 || *y->sdd->channel_stall_s > 3600))
 		return fail_path(x, "sdd.channel_stall_s", "must be from 1 to 3600");
+	if (y->sdd && y->sdd->subscription_lifetime_s &&
+	    (*y->sdd->subscription_lifetime_s < 60 || *y->sdd->subscription_lifetime_s > 31536000))
+		return fail_path(x, "sdd.subscription_lifetime_s", "must be from 60 to 31536000");
+	if (y->sdd && y->sdd->user_output_mib &&
+	    (*y->sdd->user_output_mib < 1 || *y->sdd->user_output_mib > 4096))
+		return fail_path(x, "sdd.user_output_mib", "must be from 1 to 4096");
 	/* G4: the SEALDD limits, each from 1 to 1000000 */
 	const struct {
 		const char *name;
@@ -892,6 +902,8 @@ static int copy_conf(struct sg_conf *c, const struct y_conf *y)
 	    y->sdd && y->sdd->flow_lifetime_s ? *y->sdd->flow_lifetime_s : 3600;
 #define SDD_LIMIT(field, def) (y->sdd && y->sdd->field ? *y->sdd->field : (def))
 	c->sdd.channel_stall_s = SDD_LIMIT(channel_stall_s, 30);
+	c->sdd.subscription_lifetime_s = SDD_LIMIT(subscription_lifetime_s, 86400);
+	c->sdd.user_output_mib = SDD_LIMIT(user_output_mib, 64);
 	c->sdd.max_subsc = SDD_LIMIT(max_subscriptions, 10000);
 	c->sdd.max_subsc_per_server = SDD_LIMIT(max_subscriptions_per_server, 1000);
 	c->sdd.max_channels = SDD_LIMIT(max_channels, 10000);

@@ -79,6 +79,11 @@ struct sg_conf_sdd {
 	unsigned flow_lifetime_s;      /* default 3600 (60..86400) */
 	unsigned channel_stall_s;      /* a data channel whose output makes no progress this long
 	                                * is closed (the client stopped reading), default 30 */
+	unsigned subscription_lifetime_s; /* a connection status subscription lives this long
+	                                   * after its creation or last PUT/PATCH (its expTime),
+	                                   * default 86400 (60..31536000) */
+	unsigned user_output_mib;      /* output queued on the data channels of one user (MiB),
+	                                * default 64: each channel's share, from 64 KiB to 1 MiB */
 	unsigned max_subsc;            /* connection status subscriptions in all, default 10000 */
 	unsigned max_subsc_per_server; /* of one VAL server (client_id), default 1000; one VAL
 	                                * server cannot take the others' share */

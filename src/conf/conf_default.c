@@ -123,6 +123,8 @@ const char SG_CONF_DEFAULT_YAML[] =
     "#   data_advertise: sdd.example.com  # sent to clients; required for 0.0.0.0 / [::]\n"
     "#   flow_lifetime_s: 3600            # 60..86400\n"
     "#   channel_stall_s: 30              # 1..3600: no write progress, channel closed\n"
+    "#   user_output_mib: 64              # 1..4096: output queued for one user's channels\n"
+    "#   subscription_lifetime_s: 86400   # 60..31536000: expTime after create/PUT/PATCH\n"
     "#   # connection status subscriptions (sdd-trans/v1): in all, and of one VAL server\n"
     "#   max_subscriptions: 10000\n"
     "#   max_subscriptions_per_server: 1000\n"

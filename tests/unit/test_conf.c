@@ -92,6 +92,8 @@ static void test_default(void **state)
 	assert_string_equal(c->km.gm_url, "https://localhost:9445");
 	assert_null(c->sdd.data_bind);
 	assert_int_equal(c->sdd.flow_lifetime_s, 3600);
+	assert_int_equal(c->sdd.subscription_lifetime_s, 86400);
+	assert_int_equal(c->sdd.user_output_mib, 64);
 	assert_int_equal(c->sdd.max_subsc, 10000);
 	assert_int_equal(c->sdd.max_subsc_per_server, 1000);
 	assert_int_equal(c->sdd.max_channels, 10000);
@@ -318,6 +320,14 @@ static const struct bad BAD[] = {
      "bad.yaml:2: sdd.data_advertise:", "must be a host name or address"},
     {1, "state_dir: ./var\nsdd: {channel_stall_s: 0}",
      "bad.yaml:2: sdd.channel_stall_s:", "from 1 to 3600"},
+    {1, "state_dir: ./var\nsdd: {subscription_lifetime_s: 59}",
+     "bad.yaml:2: sdd.subscription_lifetime_s:", "from 60 to 31536000"},
+    {1, "state_dir: ./var\nsdd: {subscription_lifetime_s: 31536001}",
+     "bad.yaml:2: sdd.subscription_lifetime_s:", "from 60 to 31536000"},
+    {1, "state_dir: ./var\nsdd: {user_output_mib: 0}",
+     "bad.yaml:2: sdd.user_output_mib:", "from 1 to 4096"},
+    {1, "state_dir: ./var\nsdd: {user_output_mib: 4097}",
+     "bad.yaml:2: sdd.user_output_mib:", "from 1 to 4096"},
     {1, "state_dir: ./var\nsdd: {max_subscriptions: 0}",
      "bad.yaml:2: sdd.max_subscriptions:", "from 1 to 1000000"},
     {1, "state_dir: ./var\nsdd: {max_subscriptions_per_server: 2000000}",
