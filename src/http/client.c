@@ -28,8 +28,9 @@ struct sg_http_client {
 	char *s_cert, *s_key, *s_ca, *s_crl, *s_minv, *s_maxv, *s_suites, *s_ciphers, *s_groups,
 	    *s_sigalgs, *s_psk_file, *s_psk_identity;
 	char curl_err[CURL_ERROR_SIZE];
-	char tls_err[256];   /* set when the profile could not be applied */
-	char *peer_identity; /* sg_http_client_set_peer_identity */
+	char tls_err[256];        /* set when the profile could not be applied */
+	char *peer_identity;      /* sg_http_client_set_peer_identity */
+	const atomic_int *cancel; /* sg_http_client_set_cancel */
 	verify_cb_fn prev_verify;
 	/* the request in flight */
 	struct sg_http_response *resp;
@@ -313,6 +314,26 @@ sg_err sg_http_client_set_peer_identity(struct sg_http_client *c, const char *id
 		rc = curl_easy_setopt(c->curl, CURLOPT_FORBID_REUSE, on);
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(c->curl, CURLOPT_SSL_SESSIONID_CACHE, !on);
+	return rc == CURLE_OK ? SG_OK : SG_ERR_INTERNAL;
+}
+
+/* libcurl calls this about once a second while the transfer is idle, more often otherwise;
+ * non-zero aborts it (CURLE_ABORTED_BY_CALLBACK). */
+static int xferinfo_cb(void *arg, curl_off_t dlt, curl_off_t dln, curl_off_t ult, curl_off_t uln)
+{
+	(void)dlt, (void)dln, (void)ult, (void)uln;
+	const struct sg_http_client *c = arg;
+	return c->cancel && atomic_load(c->cancel) != 0;
+}
+
+sg_err sg_http_client_set_cancel(struct sg_http_client *c, const atomic_int *flag)
+{
+	c->cancel = flag;
+	CURLcode rc = curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, flag ? 0L : 1L);
 	return rc == CURLE_OK ? SG_OK : SG_ERR_INTERNAL;
 }
 

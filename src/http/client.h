@@ -4,6 +4,8 @@
 #ifndef SG_HTTP_CLIENT_H
 #define SG_HTTP_CLIENT_H
 
+#include <stdatomic.h>
+
 #include "base/buf.h"
 #include "base/err.h"
 #include "tls/tls.h"
@@ -37,6 +39,10 @@ void sg_http_client_free(struct sg_http_client *c);
  * resumption, so no connection or session verified for another identity is reused. NULL: no
  * such check (connections and sessions kept alive again). */
 sg_err sg_http_client_set_peer_identity(struct sg_http_client *c, const char *identity);
+
+/* From now on a request in flight ends (a transport failure, "cancelled") soon after *flag
+ * becomes non-zero: within about a second while the peer is silent. NULL: never. */
+sg_err sg_http_client_set_cancel(struct sg_http_client *c, const atomic_int *flag);
 
 /* Sends one request. headers: NULL-terminated array of "Name: value" (may be NULL). body may be
  * NULL. On transport failure returns an error with the reason in err (e.g. the TLS alert). */

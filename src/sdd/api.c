@@ -10,9 +10,15 @@
  * cannot take delivery from the others (G4): the pending notifications are bounded in all and
  * per VAL server (s->nq, NOTIF_MAX_QUEUED / NOTIF_MAX_PER_OWNER; the excess is dropped, counted
  * and summarized in the log), NOTIF_WORKERS threads deliver them, one VAL server's one at a time
- * and in order, and only a transport failure, 5xx or 429 is retried. docs/sdd-protocol.md §1. */
+ * and in order, and only a transport failure, 5xx or 429 is retried. A worker makes one try and
+ * moves on: the retry waits in the queue (sg_sdd_notifq_retry), so VAL servers whose endpoints
+ * do not answer take one try's time each from the workers, in turn with the others, never a
+ * worker for a whole backoff. docs/sdd-protocol.md §1. */
 
-static struct subsc *subsc_find_locked(struct sg_sdd *s, const char *id, const char *owner);
+static struct subsc *subsc_find_locked(struct sg_sdd *s, const char *id, const char *owner,
+                                       const char *identity, int64_t now_ms);
+static const char *registered_identity_locked(struct sg_sdd *s, const char *owner,
+                                              const char **why);
 
 /* Called with nmu held: one more notification dropped by a bound of the queue. Logged as one
  * summary line at most every NOTIF_DROP_LOG_MS, never once per notification. */
@@ -60,7 +66,7 @@ static void notif_enqueue_locked(struct sg_sdd *s, const struct subsc *sub, json
 	pthread_mutex_lock(&s->nmu);
 	int rc = sg_sdd_notifq_push(&s->nq, sub->owner, sub->id, text, &why);
 	if (rc == 0)
-		pthread_cond_broadcast(&s->ncv); /* workers, and backoffs share ncv: wake all */
+		pthread_cond_broadcast(&s->ncv); /* idle workers wait on ncv */
 	else if (rc > 0)
 		notif_drop_nlocked(s, sub->owner, why);
 	pthread_mutex_unlock(&s->nmu);
@@ -105,8 +111,13 @@ static json_t *notif_reports(const struct sg_sdd *s, const struct frt *rt, const
 void sdd_notify_locked(struct sg_sdd *s, const struct frt *rt, const char *event)
 {
 	json_t *reports = NULL; /* built at the first match */
-	for (struct subsc *sub = s->subs; sub; sub = sub->next) {
-		if (strcmp(sub->owner, rt->owner) != 0)
+	int64_t now = sg_now_ms();
+	const char *why = NULL;
+	const char *identity = registered_identity_locked(s, rt->owner, &why);
+	for (struct subsc *sub = s->subs; sub && identity; sub = sub->next) {
+		/* only the live subscriptions of the VAL server as it is registered now */
+		if (strcmp(sub->owner, rt->owner) != 0 || sub->expires_ms <= now ||
+		    strcmp(sub->identity, identity) != 0)
 			continue;
 		const json_t *b = sub->body;
 		if (!str_in_array(json_object_get(b, "events"), event))
@@ -129,86 +140,88 @@ void sdd_notify_locked(struct sg_sdd *s, const struct frt *rt, const char *event
 	json_decref(reports);
 }
 
-/* Waits ms, or less when stop is set. */
-static void notif_backoff(struct sg_sdd *s, unsigned ms)
-{
-	struct timespec until = sg_deadline_in_ms(CLOCK_MONOTONIC, ms);
-	pthread_mutex_lock(&s->nmu);
-	while (!atomic_load(&s->stop) &&
-	       pthread_cond_timedwait(&s->ncv, &s->nmu, &until) != ETIMEDOUT)
-		;
-	pthread_mutex_unlock(&s->nmu);
-}
+enum notif_result { NOTIF_SENT, NOTIF_FAILED, NOTIF_RETRY, NOTIF_CANCELLED };
 
-enum notif_result { NOTIF_SENT, NOTIF_FAILED, NOTIF_CANCELLED };
-
-/* Delivers n (nmu not held). Before each try the subscription must still exist, else the
- * notification is cancelled (a deleted subscription gets nothing more), and its current
- * notifUri is used (PUT/PATCH may have changed it); mu is taken for that, never with nmu held.
- * 204 is success (TS 29.548); a transport failure, 5xx or 429 is tried again, up to NOTIF_TRIES
- * times in all; any other status fails at once (a 4xx will not change by retrying). */
-static enum notif_result notif_deliver(struct sg_sdd *s, struct sg_http_client *cl,
-                                       const struct sg_sdd_notif *n, int *tries, long *last,
-                                       char *err, size_t errlen)
+/* One try of n (nmu not held). The subscription must still exist, else the notification is
+ * cancelled (a deleted subscription gets nothing more), and its current notifUri is used
+ * (PUT/PATCH may have changed it); mu is taken for that, never with nmu held. 204 is success
+ * (TS 29.548); a transport failure, 5xx or 429 may be tried again (NOTIF_RETRY); any other
+ * status fails at once (a 4xx will not change by retrying). */
+static enum notif_result notif_try(struct sg_sdd *s, struct sg_http_client *cl,
+                                   struct sg_sdd_notif *n, long *status, char *err, size_t errlen)
 {
 	static const char *const H[] = {"Content-Type: application/json", NULL};
-	*tries = 0;
-	*last = 0;
+	*status = 0; /* 0: transport failure (err says why) */
 	err[0] = '\0';
-	for (int i = 0; i < NOTIF_TRIES; i++) {
-		if (i)
-			notif_backoff(s, NOTIF_BACKOFF_MS << (i - 1));
-		if (atomic_load(&s->stop)) {
-			snprintf(err, errlen, "the SEALDD server is stopping");
-			return NOTIF_FAILED;
-		}
-		pthread_mutex_lock(&s->mu);
-		const struct subsc *sub = subsc_find_locked(s, n->sid, sg_sdd_notif_owner(n));
-		const char *u =
-		    sub ? json_string_value(json_object_get(sub->body, "notifUri")) : NULL;
-		int exists = sub != NULL;
-		char *url = u ? strdup(u) : NULL;
-		/* R3 both ways: the notifUri's server must authenticate as the subscribing VAL
-		 * server (its registered certificate identity), so this server's client
-		 * certificate is never presented to, nor the notification sent to, anyone else */
-		const char *why = NULL;
-		const struct sg_store_valserver *v = NULL;
-		if (sdd_vals_registered_locked(s, sg_sdd_notif_owner(n), &why) == 0)
-			v = sg_store_vals_find(s->vals, sg_sdd_notif_owner(n));
-		char *identity = v && v->identity ? strdup(v->identity) : NULL;
-		pthread_mutex_unlock(&s->mu);
-		if (!exists) {
-			free(url);
-			free(identity);
-			return NOTIF_CANCELLED;
-		}
-		if (!url || !cl || !identity ||
-		    sg_http_client_set_peer_identity(cl, identity) != SG_OK) {
-			snprintf(err, errlen, "%s",
-			         !cl         ? "no notification client"
-			         : why       ? why
-			         : !identity ? "the VAL server has no certificate identity"
-			                     : "out of memory");
-			free(url);
-			free(identity);
-			return NOTIF_FAILED;
-		}
-		free(identity);
-		(*tries)++;
-		struct sg_http_response resp = {0};
-		err[0] = '\0';
-		long status = 0; /* 0: transport failure (err says why) */
-		if (sg_http_client_request(cl, "POST", url, H, n->body, strlen(n->body), &resp, err,
-		                           errlen) == SG_OK)
-			status = *last = resp.status;
-		sg_http_response_free(&resp);
-		free(url);
-		if (status == 204)
-			return NOTIF_SENT;
-		if (status && status != 429 && status < 500)
-			return NOTIF_FAILED;
+	pthread_mutex_lock(&s->mu);
+	const struct subsc *sub =
+	    subsc_find_locked(s, n->sid, sg_sdd_notif_owner(n), NULL, sg_now_ms());
+	const char *u = sub ? json_string_value(json_object_get(sub->body, "notifUri")) : NULL;
+	int exists = sub != NULL;
+	char *url = u ? strdup(u) : NULL;
+	/* R3 both ways: the notifUri's server must authenticate as the subscribing VAL server
+	 * (the certificate identity it subscribed with, still its registered one), so this
+	 * server's client certificate is never presented to, nor the notification sent to,
+	 * anyone else */
+	const char *why = NULL;
+	const char *reg =
+	    exists ? registered_identity_locked(s, sg_sdd_notif_owner(n), &why) : NULL;
+	if (reg && strcmp(reg, sub->identity) != 0) {
+		reg = NULL;
+		why = "the VAL server is registered with another certificate identity now";
 	}
-	return NOTIF_FAILED;
+	char *identity = reg ? strdup(reg) : NULL;
+	pthread_mutex_unlock(&s->mu);
+	if (!exists) {
+		free(url);
+		free(identity);
+		return NOTIF_CANCELLED;
+	}
+	if (!url || !cl || !identity || sg_http_client_set_peer_identity(cl, identity) != SG_OK) {
+		snprintf(err, errlen, "%s",
+		         !cl         ? "no notification client"
+		         : why       ? why
+		         : !identity ? "the VAL server has no certificate identity"
+		                     : "out of memory");
+		free(url);
+		free(identity);
+		return NOTIF_FAILED;
+	}
+	free(identity);
+	n->tries++;
+	struct sg_http_response resp = {0};
+	if (sg_http_client_request(cl, "POST", url, H, n->body, strlen(n->body), &resp, err,
+	                           errlen) == SG_OK)
+		*status = resp.status;
+	sg_http_response_free(&resp);
+	free(url);
+	if (*status == 204)
+		return NOTIF_SENT;
+	if (*status && *status != 429 && *status < 500)
+		return NOTIF_FAILED;
+	return NOTIF_RETRY;
+}
+
+/* Called with nmu held: the next notification to try, waiting for one (or for the soonest
+ * retry to fall due); NULL once stop is set. */
+static struct sg_sdd_notif *notif_next_nlocked(struct sg_sdd *s)
+{
+	for (;;) {
+		if (atomic_load(&s->stop))
+			return NULL;
+		struct sg_sdd_notif *n = sg_sdd_notifq_take(&s->nq, sg_mono_ms());
+		if (n)
+			return n;
+		int64_t due = sg_sdd_notifq_next_due(&s->nq);
+		if (due < 0) {
+			pthread_cond_wait(&s->ncv, &s->nmu);
+		} else {
+			int64_t wait = due - sg_mono_ms();
+			struct timespec until =
+			    sg_deadline_in_ms(CLOCK_MONOTONIC, wait > 0 ? (unsigned)wait : 0);
+			pthread_cond_timedwait(&s->ncv, &s->nmu, &until);
+		}
+	}
 }
 
 void *sdd_notif_main(void *arg)
@@ -228,22 +241,29 @@ void *sdd_notif_main(void *arg)
 	struct sg_http_client *cl = NULL; /* one per worker: a client is not shared */
 	if (sg_http_client_new(&hc, &cl, err, sizeof err) != SG_OK)
 		sg_log_error("sdd: notification client: %s (notifications will fail)", err);
+	else
+		sg_http_client_set_cancel(cl, &s->stop); /* a try in flight ends with the server */
 	for (;;) {
-		struct sg_sdd_notif *n = NULL;
 		pthread_mutex_lock(&s->nmu);
-		while (!atomic_load(&s->stop) && !(n = sg_sdd_notifq_take(&s->nq)))
-			pthread_cond_wait(&s->ncv, &s->nmu);
+		struct sg_sdd_notif *n = notif_next_nlocked(s);
 		pthread_mutex_unlock(&s->nmu);
 		if (!n)
 			break; /* stop: what is queued is freed by sg_sdd_free */
-		int tries;
-		long last;
-		switch (notif_deliver(s, cl, n, &tries, &last, err, sizeof err)) {
+		long status;
+		int before = n->tries;
+		enum notif_result r = notif_try(s, cl, n, &status, err, sizeof err);
+		/* the endpoint answered (1), did not (0), or was not tried (-1) */
+		int answered = n->tries == before ? -1 : status && status != 429 && status < 500;
+		if (r == NOTIF_RETRY && (n->tries >= NOTIF_TRIES || atomic_load(&s->stop)))
+			r = NOTIF_FAILED;
+		switch (r) {
 		case NOTIF_SENT:
 			atomic_fetch_add(&s->notif_sent, 1);
 			break;
 		case NOTIF_CANCELLED:
 			atomic_fetch_add(&s->notif_cancelled, 1);
+			break;
+		case NOTIF_RETRY:
 			break;
 		case NOTIF_FAILED:
 			atomic_fetch_add(&s->notif_failed, 1);
@@ -252,12 +272,18 @@ void *sdd_notif_main(void *arg)
 				    "sdd: notification for subscription %s of VAL server %s "
 				    "not delivered after %d tries (last status %ld%s%s); %llu "
 				    "failed so far",
-				    n->sid, sg_sdd_notif_owner(n), tries, last, err[0] ? ": " : "",
-				    err, (unsigned long long)atomic_load(&s->notif_failed));
+				    n->sid, sg_sdd_notif_owner(n), n->tries, status,
+				    err[0] ? ": " : "", err,
+				    (unsigned long long)atomic_load(&s->notif_failed));
 			break;
 		}
 		pthread_mutex_lock(&s->nmu);
-		sg_sdd_notifq_done(&s->nq, n); /* the owner's next notification is ready now */
+		if (r == NOTIF_RETRY) /* the owner waits out of the round robin; no worker waits */
+			sg_sdd_notifq_retry(&s->nq, n,
+			                    sg_mono_ms() +
+			                        ((int64_t)NOTIF_BACKOFF_MS << (n->tries - 1)));
+		else
+			sg_sdd_notifq_done(&s->nq, n, answered); /* the owner's next is ready */
 		pthread_cond_broadcast(&s->ncv);
 		pthread_mutex_unlock(&s->nmu);
 	}
@@ -303,13 +329,28 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-static void subsc_free(struct subsc *x)
+void sdd_subsc_free(struct subsc *x)
 {
 	if (!x)
 		return;
 	free(x->owner);
+	free(x->identity);
 	json_decref(x->body);
 	free(x);
+}
+
+/* A subscription as answered: its canonical body and its expTime (TS 29.548 ConnStatusSubsc,
+ * readOnly: set by this server). NULL when out of memory. */
+static json_t *subsc_json(const json_t *body, int64_t expires_ms)
+{
+	char t[40];
+	sg_time_iso8601(t, sizeof t, expires_ms);
+	json_t *o = json_deep_copy(body);
+	if (o && json_object_set_new(o, "expTime", json_string(t)) != 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
 }
 
 /* The in-memory transmission of a TransReq (TS 29.548) requested by VAL server client_id with
@@ -380,6 +421,9 @@ struct wjob {
 	struct event *ev; /* on r's loop: the answer */
 	enum wop op;
 	char *owner;     /* the VAL server (client_id) */
+	char *identity;  /* subscriptions: its certificate identity (SAN) */
+	int64_t now;     /* subscriptions: when the request came (wall clock ms) */
+	int64_t expires; /* create/PUT/PATCH: the new expiry (wall clock ms) */
 	char id[32];     /* subscription id */
 	char tt[8];      /* W_TRANS: transType */
 	char *text;      /* W_TRANS: the TransReq as stored */
@@ -401,9 +445,10 @@ static void wjob_free(struct wjob *j)
 	if (j->ev)
 		event_free(j->ev);
 	free(j->owner);
+	free(j->identity);
 	free(j->text);
 	sdd_trans_free(j->t);
-	subsc_free(j->x);
+	sdd_subsc_free(j->x);
 	json_decref(j->body);
 	json_decref(j->next);
 	json_decref(j->out);
@@ -423,7 +468,7 @@ static sg_err wjob_refuse(struct wjob *j, int status, const char *cause, const c
 static sg_err subsc_next(struct sg_store *st, struct wjob *j)
 {
 	struct sg_store_sdd_subsc row;
-	sg_err e = sg_store_sdd_subsc_get(st, j->id, j->owner, &row);
+	sg_err e = sg_store_sdd_subsc_get(st, j->id, j->owner, j->identity, j->now, &row);
 	if (e == SG_ERR_NOTFOUND)
 		return wjob_refuse(j, 404, "RESOURCE_NOT_FOUND", "no such subscription");
 	if (e != SG_OK)
@@ -486,7 +531,11 @@ static sg_err wjob_run(struct sg_store *st, void *arg)
 		 * concurrent creations cannot pass them together */
 		const struct sg_conf_sdd *lim = &j->s->conf->sdd;
 		size_t mine = 0, all = 0;
-		if ((e = sg_store_sdd_subsc_count(st, j->owner, &mine)) != SG_OK ||
+		/* what nobody can reach any more does not count: the expired, and this VAL
+		 * server name's subscriptions of another certificate identity */
+		if ((e = sg_store_sdd_subsc_purge(st, j->now, j->owner, j->identity, NULL)) !=
+		        SG_OK ||
+		    (e = sg_store_sdd_subsc_count(st, j->owner, &mine)) != SG_OK ||
 		    (e = sg_store_sdd_subsc_count(st, NULL, &all)) != SG_OK)
 			break;
 		if (mine >= lim->max_subsc_per_server) {
@@ -508,8 +557,11 @@ static sg_err wjob_run(struct sg_store *st, void *arg)
 		for (int tries = 0; tries < 3; tries++) {
 			if ((e = sg_random_token(j->id, sizeof j->id, 16)) != SG_OK)
 				break;
-			struct sg_store_sdd_subsc row = {
-			    .subsc_id = j->id, .owner = j->owner, .body = text};
+			struct sg_store_sdd_subsc row = {.subsc_id = j->id,
+			                                 .owner = j->owner,
+			                                 .identity = j->identity,
+			                                 .body = text,
+			                                 .expires_at = j->expires};
 			if ((e = sg_store_sdd_subsc_put(st, &row, 1)) != SG_ERR_EXISTS)
 				break;
 		}
@@ -525,15 +577,18 @@ static sg_err wjob_run(struct sg_store *st, void *arg)
 			e = SG_ERR_NOMEM;
 			break;
 		}
-		struct sg_store_sdd_subsc row = {
-		    .subsc_id = j->id, .owner = j->owner, .body = text};
+		struct sg_store_sdd_subsc row = {.subsc_id = j->id,
+		                                 .owner = j->owner,
+		                                 .identity = j->identity,
+		                                 .body = text,
+		                                 .expires_at = j->expires};
 		if ((e = sg_store_sdd_subsc_put(st, &row, 0)) == SG_ERR_NOTFOUND)
 			e = wjob_refuse(j, 404, "RESOURCE_NOT_FOUND", "no such subscription");
 		else if (e == SG_OK)
 			j->status = 200;
 		break;
 	case W_SUB_DELETE:
-		e = sg_store_sdd_subsc_delete(st, j->id, j->owner);
+		e = sg_store_sdd_subsc_delete(st, j->id, j->owner, j->identity, j->now);
 		if (e == SG_ERR_NOTFOUND)
 			e = wjob_refuse(j, 404, "RESOURCE_NOT_FOUND", "no such subscription");
 		else if (e == SG_OK)
@@ -543,7 +598,7 @@ static sg_err wjob_run(struct sg_store *st, void *arg)
 	free(text);
 	/* the answer's body, prepared here so that applying the write cannot fail */
 	if (e == SG_OK && (j->op == W_SUB_CREATE || j->op == W_SUB_PUT || j->op == W_SUB_PATCH) &&
-	    !(j->out = json_deep_copy(j->next)))
+	    !(j->out = subsc_json(j->next, j->expires)))
 		e = SG_ERR_NOMEM;
 	if (e == SG_OK) {
 		static const char *const act[] = {"sdd.trans", "sdd.subsc.create",
@@ -561,13 +616,52 @@ static sg_err wjob_run(struct sg_store *st, void *arg)
 	return e;
 }
 
-/* Called with mu held: the subscription id of owner, or NULL. */
-static struct subsc *subsc_find_locked(struct sg_sdd *s, const char *id, const char *owner)
+/* Called with mu held: the subscription id of owner (and of identity, unless NULL) live at
+ * now_ms, or NULL. */
+static struct subsc *subsc_find_locked(struct sg_sdd *s, const char *id, const char *owner,
+                                       const char *identity, int64_t now_ms)
 {
 	for (struct subsc *x = s->subs; x; x = x->next)
 		if (strcmp(x->id, id) == 0 && strcmp(x->owner, owner) == 0)
-			return x;
+			return x->expires_ms > now_ms &&
+			               (!identity || strcmp(x->identity, identity) == 0)
+			           ? x
+			           : NULL;
 	return NULL;
+}
+
+/* Called with mu held: the certificate identity owner is registered (and enabled) with now,
+ * or NULL (*why says why). */
+static const char *registered_identity_locked(struct sg_sdd *s, const char *owner, const char **why)
+{
+	if (sdd_vals_registered_locked(s, owner, why) != 0)
+		return NULL;
+	const struct sg_store_valserver *v = sg_store_vals_find(s->vals, owner);
+	if (!v || !v->identity) {
+		*why = "the VAL server has no certificate identity";
+		return NULL;
+	}
+	return v->identity;
+}
+
+/* Called with mu held: unlinks what sg_store_sdd_subsc_purge deleted for creation j (expired at
+ * j->now, or j->owner's of another identity) and returns them as a list to free. */
+static struct subsc *subsc_unlink_purged_locked(struct sg_sdd *s, const struct wjob *j)
+{
+	struct subsc *gone = NULL;
+	for (struct subsc **pp = &s->subs; *pp;) {
+		struct subsc *x = *pp;
+		if (x->expires_ms <= j->now ||
+		    (strcmp(x->owner, j->owner) == 0 && strcmp(x->identity, j->identity) != 0)) {
+			*pp = x->next;
+			x->next = gone;
+			gone = x;
+			s->nsubs--;
+		} else {
+			pp = &x->next;
+		}
+	}
+	return gone;
 }
 
 /* On the store writer, in commit order: applies a durable write to the tables (nothing here
@@ -596,8 +690,10 @@ static void wjob_applied(sg_err rc, void *arg)
 			j->t = NULL;
 			break;
 		case W_SUB_CREATE:
+			gone = subsc_unlink_purged_locked(s, j); /* as the store purged them */
 			memcpy(j->x->id, j->id, sizeof j->x->id);
 			j->x->body = j->next;
+			j->x->expires_ms = j->expires;
 			j->next = NULL;
 			j->x->next = s->subs;
 			s->subs = j->x;
@@ -607,10 +703,11 @@ static void wjob_applied(sg_err rc, void *arg)
 		case W_SUB_PUT:
 		case W_SUB_PATCH: {
 			/* absent: a later delete committed and was applied before */
-			struct subsc *x = subsc_find_locked(s, j->id, j->owner);
+			struct subsc *x = subsc_find_locked(s, j->id, j->owner, j->identity, 0);
 			if (x) {
 				json_t *old = x->body;
 				x->body = j->next;
+				x->expires_ms = j->expires;
 				j->next = old;
 			}
 			break;
@@ -622,6 +719,7 @@ static void wjob_applied(sg_err rc, void *arg)
 				pp = &(*pp)->next;
 			if ((gone = *pp)) {
 				*pp = gone->next;
+				gone->next = NULL;
 				s->nsubs--;
 			}
 			break;
@@ -629,7 +727,11 @@ static void wjob_applied(sg_err rc, void *arg)
 		}
 		pthread_mutex_unlock(&s->mu);
 	}
-	subsc_free(gone);
+	while (gone) {
+		struct subsc *x = gone;
+		gone = x->next;
+		sdd_subsc_free(x);
+	}
 	/* thread safe (evthread is on: the pool turned it on): r's loop answers */
 	event_active(j->ev, EV_TIMEOUT, 1);
 }
@@ -665,7 +767,7 @@ static void wjob_reply(evutil_socket_t fd, short what, void *arg)
 }
 
 static struct wjob *wjob_new(struct sg_sdd *s, struct sg_http_req *r, enum wop op,
-                             const char *owner)
+                             const struct sg_principal *p)
 {
 	struct wjob *j = calloc(1, sizeof *j);
 	if (!j)
@@ -674,8 +776,11 @@ static struct wjob *wjob_new(struct sg_sdd *s, struct sg_http_req *r, enum wop o
 	j->r = r;
 	j->op = op;
 	j->refpoint = sg_http_req_refpoint(r);
+	j->now = sg_now_ms();
+	j->expires = j->now + (int64_t)s->conf->sdd.subscription_lifetime_s * 1000;
 	j->ev = event_new(sg_http_req_loop(r), -1, 0, wjob_reply, j);
-	if (!j->ev || !(j->owner = strdup(owner))) {
+	if (!j->ev || !(j->owner = strdup(p->client_id)) ||
+	    (p->cert_identity && !(j->identity = strdup(p->cert_identity)))) {
 		wjob_free(j);
 		return NULL;
 	}
@@ -724,7 +829,7 @@ static enum sg_http_result h_request_trans(struct sg_http_req *r, void *arg)
 		        &chk);
 		return SG_HTTP_DONE;
 	}
-	struct wjob *j = rc == 0 && text ? wjob_new(s, r, W_TRANS, p->client_id) : NULL;
+	struct wjob *j = rc == 0 && text ? wjob_new(s, r, W_TRANS, p) : NULL;
 	if (!j) {
 		sdd_trans_free(t);
 		free(text);
@@ -756,8 +861,9 @@ static enum sg_http_result h_request_trans(struct sg_http_req *r, void *arg)
 static int val_server_of(struct sg_http_req *r, const struct sg_principal **out)
 {
 	const struct sg_principal *p = sg_principal_of(r);
-	if (!p || p->kind != SG_PRINCIPAL_VAL_SERVER || !p->client_id) {
-		problem(r, 403, "UNAUTHORIZED_IDENTITY", "only VAL servers may subscribe", NULL);
+	if (!p || p->kind != SG_PRINCIPAL_VAL_SERVER || !p->client_id || !p->cert_identity) {
+		problem(r, 403, "UNAUTHORIZED_IDENTITY",
+		        "only VAL servers authenticated by their certificate may subscribe", NULL);
 		return -1;
 	}
 	*out = p;
@@ -794,15 +900,17 @@ static enum sg_http_result h_subsc_create(struct sg_http_req *r, void *arg)
 		        "the ConnStatusSubsc does not follow TS 29.548", &chk);
 		return SG_HTTP_DONE;
 	}
-	struct wjob *j = wjob_new(s, r, W_SUB_CREATE, p->client_id);
+	struct wjob *j = wjob_new(s, r, W_SUB_CREATE, p);
 	if (j) {
 		j->body = sg_sdd_subsc_canon(body);
 		j->x = calloc(1, sizeof *j->x);
-		if (j->x)
+		if (j->x) {
 			j->x->owner = strdup(p->client_id);
+			j->x->identity = strdup(p->cert_identity);
+		}
 	}
 	json_decref(body);
-	if (!j || !j->body || !j->x || !j->x->owner) {
+	if (!j || !j->body || !j->x || !j->x->owner || !j->x->identity) {
 		if (j)
 			wjob_free(j);
 		problem(r, 503, "SERVICE_UNAVAILABLE", "out of memory", NULL);
@@ -821,9 +929,9 @@ static enum sg_http_result h_subsc_get(struct sg_http_req *r, void *arg)
 	if (val_server_of(r, &p))
 		return SG_HTTP_DONE;
 	pthread_mutex_lock(&s->mu);
-	const struct subsc *x =
-	    subsc_find_locked(s, sg_http_req_param(r, "subscriptionId"), p->client_id);
-	json_t *out = x ? json_deep_copy(x->body) : NULL;
+	const struct subsc *x = subsc_find_locked(s, sg_http_req_param(r, "subscriptionId"),
+	                                          p->client_id, p->cert_identity, sg_now_ms());
+	json_t *out = x ? subsc_json(x->body, x->expires_ms) : NULL;
 	pthread_mutex_unlock(&s->mu);
 	if (!out) {
 		problem(r, 404, "RESOURCE_NOT_FOUND", "no such subscription", NULL);
@@ -870,7 +978,7 @@ static enum sg_http_result subsc_change(struct sg_http_req *r, struct sg_sdd *s,
 		        &chk);
 		return SG_HTTP_DONE;
 	}
-	struct wjob *j = wjob_new(s, r, op, p->client_id);
+	struct wjob *j = wjob_new(s, r, op, p);
 	if (j) {
 		snprintf(j->id, sizeof j->id, "%s", id);
 		j->body = op == W_SUB_PUT ? sg_sdd_subsc_canon(body) : json_incref(body);
@@ -906,8 +1014,12 @@ sg_err sdd_state_load(struct sg_sdd *s, struct sg_store *st, char *err, size_t e
 {
 	struct sg_store_sdd_trans *tv = NULL;
 	struct sg_store_sdd_subsc *sv = NULL;
-	size_t tn = 0, sn = 0, ntrans = 0, skipped = 0;
-	sg_err e = sg_store_sdd_trans_list(st, &tv, &tn);
+	size_t tn = 0, sn = 0, ntrans = 0, skipped = 0, expired = 0;
+	int64_t now = sg_now_ms();
+	/* the subscriptions that expired while the server was down are deleted first */
+	sg_err e = sg_store_sdd_subsc_purge(st, now, NULL, NULL, &expired);
+	if (e == SG_OK)
+		e = sg_store_sdd_trans_list(st, &tv, &tn);
 	if (e == SG_OK)
 		e = sg_store_sdd_subsc_list(st, NULL, &sv, &sn);
 	if (e != SG_OK) {
@@ -941,32 +1053,39 @@ sg_err sdd_state_load(struct sg_sdd *s, struct sg_store *st, char *err, size_t e
 	for (size_t i = 0; e == SG_OK && i < sn; i++) {
 		json_t *b = json_loads(sv[i].body, 0, NULL);
 		struct sg_sdd_check chk;
-		if (!b || sg_sdd_subsc_validate(b, &chk) != 0 ||
+		if (!b || sg_sdd_subsc_validate(b, &chk) != 0 || !*sv[i].identity ||
 		    strlen(sv[i].subsc_id) >= sizeof s->subs->id) {
 			sg_log_warn(
-			    "sdd: the stored subscription %s is not a valid ConnStatusSubsc; "
-			    "ignored",
+			    "sdd: the stored subscription %s is not a valid ConnStatusSubsc of a "
+			    "VAL server's certificate identity; ignored",
 			    sv[i].subsc_id);
 			json_decref(b);
 			skipped++;
 			continue;
 		}
+		if (sv[i].expires_at <= now) { /* expired since the purge above */
+			json_decref(b);
+			continue;
+		}
 		struct subsc *x = calloc(1, sizeof *x);
-		if (!x || !(x->owner = strdup(sv[i].owner))) {
-			free(x);
+		if (!x || !(x->owner = strdup(sv[i].owner)) ||
+		    !(x->identity = strdup(sv[i].identity))) {
+			sdd_subsc_free(x);
 			json_decref(b);
 			e = sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
 			break;
 		}
 		snprintf(x->id, sizeof x->id, "%s", sv[i].subsc_id);
 		x->body = b;
+		x->expires_ms = sv[i].expires_at;
 		x->next = s->subs;
 		s->subs = x;
 		s->nsubs++;
 	}
 	if (e == SG_OK)
-		sg_log_info("sdd: %zu transmissions and %zu subscriptions loaded%s", ntrans,
-		            s->nsubs, skipped ? " (some ignored, see above)" : "");
+		sg_log_info("sdd: %zu transmissions and %zu subscriptions loaded (%zu expired "
+		            "ones deleted)%s",
+		            ntrans, s->nsubs, expired, skipped ? " (some ignored, see above)" : "");
 	sg_store_sdd_trans_list_free(tv, tn);
 	sg_store_sdd_subsc_list_free(sv, sn);
 	return e;

@@ -87,9 +87,12 @@ struct trans {
 struct subsc {
 	struct subsc *next;
 	char id[32];
-	char *owner; /* VAL server client_id */
+	char *owner;    /* VAL server client_id */
+	char *identity; /* its certificate identity (SAN) at creation: only it may use this one */
+	int64_t expires_ms; /* wall clock (its expTime): gone from then on */
 	json_t *body;
 };
+void sdd_subsc_free(struct subsc *x); /* and what it holds; NULL is fine */
 
 struct chan;
 struct pconn;

@@ -999,10 +999,14 @@ json_t *sg_sdd_problem(int status, const char *cause, const char *detail,
 
 struct sg_sdd_nowner {
 	struct sg_sdd_nowner *next;       /* hash chain */
-	struct sg_sdd_nowner *rnext;      /* the ready list */
+	struct sg_sdd_nowner *rnext;      /* its ready list, or the wait list */
 	struct sg_sdd_notif *head, *tail; /* queued, not in delivery, oldest first */
 	size_t n;                         /* queued + in delivery */
 	int busy;                         /* one of its notifications is in delivery */
+	int suspect;                      /* its last try got no answer */
+	int busy_suspect;                 /* in delivery, counted in q->suspect_busy */
+	int64_t due_ms;                   /* > 0: on the wait list until then (monotonic) */
+	uint64_t since;                   /* when it became ready (q->seq), for fairness */
 	size_t bucket;
 	char id[]; /* the VAL server's client_id */
 };
@@ -1020,22 +1024,28 @@ static struct sg_sdd_nowner *owner_find(const struct sg_sdd_notifq *q, const cha
 	return NULL;
 }
 
-/* o has queued notifications and none in delivery: it waits behind the ready ones. */
+/* o has queued notifications and none in delivery: it waits behind the ready ones of its
+ * lane (suspect or not). */
 static void ready_append(struct sg_sdd_notifq *q, struct sg_sdd_nowner *o)
 {
+	struct sg_sdd_nowner **head = o->suspect ? &q->sready : &q->ready;
+	struct sg_sdd_nowner **tail = o->suspect ? &q->sready_tail : &q->ready_tail;
 	o->rnext = NULL;
-	if (q->ready_tail)
-		q->ready_tail->rnext = o;
+	o->since = q->seq++;
+	if (*tail)
+		(*tail)->rnext = o;
 	else
-		q->ready = o;
-	q->ready_tail = o;
+		*head = o;
+	*tail = o;
 }
 
-void sg_sdd_notifq_init(struct sg_sdd_notifq *q, size_t max_total, size_t max_per_owner)
+void sg_sdd_notifq_init(struct sg_sdd_notifq *q, size_t max_total, size_t max_per_owner,
+                        size_t max_suspect_busy)
 {
 	memset(q, 0, sizeof *q);
 	q->max_total = max_total;
 	q->max_per_owner = max_per_owner;
+	q->max_suspect_busy = max_suspect_busy;
 }
 
 int sg_sdd_notifq_admits(const struct sg_sdd_notifq *q, const char *owner)
@@ -1083,19 +1093,42 @@ int sg_sdd_notifq_push(struct sg_sdd_notifq *q, const char *owner, const char *s
 	o->tail = x;
 	o->n++;
 	q->n++;
-	if (!o->busy && o->head == x)
+	if (!o->busy && !o->due_ms && o->head == x)
 		ready_append(q, o);
 	return 0;
 }
 
-struct sg_sdd_notif *sg_sdd_notifq_take(struct sg_sdd_notifq *q)
+static struct sg_sdd_nowner *lane_pop(struct sg_sdd_nowner **head, struct sg_sdd_nowner **tail)
 {
-	struct sg_sdd_nowner *o = q->ready;
-	if (!o)
-		return NULL;
-	if (!(q->ready = o->rnext))
-		q->ready_tail = NULL;
+	struct sg_sdd_nowner *o = *head;
+	if (!(*head = o->rnext))
+		*tail = NULL;
 	o->rnext = NULL;
+	return o;
+}
+
+struct sg_sdd_notif *sg_sdd_notifq_take(struct sg_sdd_notifq *q, int64_t now_ms)
+{
+	while (q->wait && q->wait->due_ms <= now_ms) { /* due retries rejoin the round robin */
+		struct sg_sdd_nowner *w = q->wait;
+		q->wait = w->rnext;
+		w->due_ms = 0;
+		ready_append(q, w);
+	}
+	/* the owner that waited longest, but suspect owners only while fewer than
+	 * max_suspect_busy of them are in delivery: the rest of the workers stay for the others */
+	struct sg_sdd_nowner *g = q->ready;
+	struct sg_sdd_nowner *b = q->suspect_busy < q->max_suspect_busy ? q->sready : NULL;
+	struct sg_sdd_nowner *o;
+	if (b && (!g || b->since < g->since)) {
+		o = lane_pop(&q->sready, &q->sready_tail);
+		o->busy_suspect = 1;
+		q->suspect_busy++;
+	} else if (g) {
+		o = lane_pop(&q->ready, &q->ready_tail);
+	} else {
+		return NULL;
+	}
 	struct sg_sdd_notif *x = o->head;
 	if (!(o->head = x->next))
 		o->tail = NULL;
@@ -1104,9 +1137,24 @@ struct sg_sdd_notif *sg_sdd_notifq_take(struct sg_sdd_notifq *q)
 	return x;
 }
 
+int64_t sg_sdd_notifq_next_due(const struct sg_sdd_notifq *q)
+{
+	return q->wait ? q->wait->due_ms : -1;
+}
+
 const char *sg_sdd_notif_owner(const struct sg_sdd_notif *n)
 {
 	return n->owner->id;
+}
+
+/* n's try is over: its owner is no longer in delivery. */
+static void owner_idle(struct sg_sdd_notifq *q, struct sg_sdd_nowner *o)
+{
+	o->busy = 0;
+	if (o->busy_suspect) {
+		o->busy_suspect = 0;
+		q->suspect_busy--;
+	}
 }
 
 static void owner_unlink(struct sg_sdd_notifq *q, struct sg_sdd_nowner *o)
@@ -1119,18 +1167,36 @@ static void owner_unlink(struct sg_sdd_notifq *q, struct sg_sdd_nowner *o)
 	free(o);
 }
 
-void sg_sdd_notifq_done(struct sg_sdd_notifq *q, struct sg_sdd_notif *n)
+void sg_sdd_notifq_done(struct sg_sdd_notifq *q, struct sg_sdd_notif *n, int answered)
 {
 	struct sg_sdd_nowner *o = n->owner;
 	free(n->body);
 	free(n);
-	o->busy = 0;
+	owner_idle(q, o);
+	if (answered >= 0)
+		o->suspect = !answered;
 	o->n--;
 	q->n--;
 	if (o->head)
 		ready_append(q, o); /* behind the owners that waited meanwhile: round robin */
-	else
-		owner_unlink(q, o); /* nothing left (n is 0) */
+	else if (!o->suspect)
+		owner_unlink(q, o); /* nothing left (n is 0), nothing to remember */
+}
+
+void sg_sdd_notifq_retry(struct sg_sdd_notifq *q, struct sg_sdd_notif *n, int64_t due_ms)
+{
+	struct sg_sdd_nowner *o = n->owner;
+	owner_idle(q, o);
+	o->suspect = 1;
+	if (!(n->next = o->head))
+		o->tail = n;
+	o->head = n;
+	o->due_ms = due_ms > 0 ? due_ms : 1;
+	struct sg_sdd_nowner **pp = &q->wait; /* behind those due no later: FIFO among equals */
+	while (*pp && (*pp)->due_ms <= o->due_ms)
+		pp = &(*pp)->rnext;
+	o->rnext = *pp;
+	*pp = o;
 }
 
 size_t sg_sdd_notifq_clear(struct sg_sdd_notifq *q)
@@ -1149,7 +1215,7 @@ size_t sg_sdd_notifq_clear(struct sg_sdd_notifq *q)
 			}
 			free(o);
 		}
-	q->ready = q->ready_tail = NULL;
-	q->n = 0;
+	q->ready = q->ready_tail = q->sready = q->sready_tail = q->wait = NULL;
+	q->n = q->suspect_busy = 0;
 	return gone;
 }

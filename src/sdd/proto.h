@@ -193,10 +193,17 @@ json_t *sg_sdd_problem(int status, const char *cause, const char *detail,
  * The notifications waiting for delivery, bounded in total and per owner (the VAL server that
  * owns the subscription) and served fairly: each owner has its own FIFO, owners with queued
  * notifications and none in delivery wait in a round-robin list, and a worker takes the head
- * of the owner that waited longest and holds that owner until it is done. So an owner's
- * notifications are delivered in order, one at a time, and an owner whose endpoint does not
- * answer occupies one worker and no more. Not thread safe: the caller locks. push, take and
- * done are O(1) expected (owners are hashed); nothing scans the queue. */
+ * of the owner that waited longest and holds that owner for one try. So an owner's
+ * notifications are delivered in order, one at a time.
+ * A try that must be repeated (no answer, 5xx, 429) goes back to the front of its owner's FIFO
+ * and the owner waits, out of the round robin, until the retry is due (sg_sdd_notifq_retry):
+ * no worker waits for a backoff. Such an owner is suspect until one of its tries is answered,
+ * and at most max_suspect_busy suspect owners are in delivery at once: with fewer than that
+ * many workers, the others always have one (a VAL server whose endpoint does not answer
+ * cannot delay another's notifications behind its timeouts).
+ * Not thread safe: the caller locks. push, take and done are O(1) expected (owners are hashed);
+ * retry is O(owners waiting for a retry); nothing else scans. A suspect owner is remembered
+ * (a few bytes) until it answers or the queue is cleared. */
 #define SG_SDD_NOTIF_OWNER_BUCKETS 256
 
 struct sg_sdd_nowner;
@@ -205,15 +212,21 @@ struct sg_sdd_notif {
 	struct sg_sdd_nowner *owner;
 	char *body;   /* the ConnStatusNotif, JSON text (owned) */
 	char sid[32]; /* the subscription it is for */
+	int tries;    /* tries made so far (the caller counts) */
 };
 struct sg_sdd_notifq {
 	struct sg_sdd_nowner *b[SG_SDD_NOTIF_OWNER_BUCKETS]; /* owners with notifications */
-	struct sg_sdd_nowner *ready, *ready_tail; /* queued, none in delivery: round robin */
-	size_t n;                                 /* notifications, those in delivery too */
-	size_t max_total, max_per_owner;
+	struct sg_sdd_nowner *ready, *ready_tail;   /* queued, none in delivery: round robin */
+	struct sg_sdd_nowner *sready, *sready_tail; /* the same, suspect owners */
+	struct sg_sdd_nowner *wait;                 /* waiting for a retry, soonest first */
+	uint64_t seq;                               /* orders the two ready lists */
+	size_t n;                                   /* notifications, those in delivery too */
+	size_t suspect_busy;                        /* suspect owners in delivery */
+	size_t max_total, max_per_owner, max_suspect_busy;
 };
 /* An empty queue with these bounds (each counts the notifications in delivery too). */
-void sg_sdd_notifq_init(struct sg_sdd_notifq *q, size_t max_total, size_t max_per_owner);
+void sg_sdd_notifq_init(struct sg_sdd_notifq *q, size_t max_total, size_t max_per_owner,
+                        size_t max_suspect_busy);
 /* 1 when a notification for owner would be queued now (sg_sdd_notifq_push would not refuse it
  * for a bound): lets the caller skip building one that would be dropped. */
 int sg_sdd_notifq_admits(const struct sg_sdd_notifq *q, const char *owner);
@@ -221,12 +234,21 @@ int sg_sdd_notifq_admits(const struct sg_sdd_notifq *q, const char *owner);
  * it (*why = "max_total" or "max_per_owner"; body stays the caller's); -1 out of memory. */
 int sg_sdd_notifq_push(struct sg_sdd_notifq *q, const char *owner, const char *sid, char *body,
                        const char **why);
-/* The next notification to deliver, NULL when none is ready. Its owner gets nothing else until
- * sg_sdd_notifq_done(n). */
-struct sg_sdd_notif *sg_sdd_notifq_take(struct sg_sdd_notifq *q);
+/* The next notification to try at now_ms (monotonic), NULL when none may be tried now: owners
+ * whose retry is due by now_ms rejoin the round robin first. Its owner gets nothing else until
+ * sg_sdd_notifq_done(n) or sg_sdd_notifq_retry(n). */
+struct sg_sdd_notif *sg_sdd_notifq_take(struct sg_sdd_notifq *q, int64_t now_ms);
+/* When the soonest retry is due (monotonic ms), -1 when no owner waits for one. */
+int64_t sg_sdd_notifq_next_due(const struct sg_sdd_notifq *q);
 const char *sg_sdd_notif_owner(const struct sg_sdd_notif *n);
-/* n (from take) is delivered or given up: frees it, and its owner's next becomes ready. */
-void sg_sdd_notifq_done(struct sg_sdd_notifq *q, struct sg_sdd_notif *n);
+/* n (from take) is delivered or given up: frees it, and its owner's next becomes ready.
+ * answered: 1 the owner's endpoint answered (no longer suspect), 0 it did not (suspect),
+ * -1 no try was made (unchanged). */
+void sg_sdd_notifq_done(struct sg_sdd_notifq *q, struct sg_sdd_notif *n, int answered);
+/* n (from take) got no usable answer and is to be tried again at due_ms (monotonic): it goes
+ * back to the front of its owner's FIFO, still counted, and the owner, now suspect, waits
+ * until then. */
+void sg_sdd_notifq_retry(struct sg_sdd_notifq *q, struct sg_sdd_notif *n, int64_t due_ms);
 /* Frees every queued notification (none may be in delivery); returns how many there were. */
 size_t sg_sdd_notifq_clear(struct sg_sdd_notifq *q);
 

@@ -184,8 +184,9 @@ sg_err sg_sdd_new(const struct sg_conf *conf, struct sg_policy *policy, struct s
 	s->policy = policy;
 	s->lfd = -1;
 	pthread_mutex_init(&s->mu, NULL);
-	/* notifications: bounded queue (NOTIF_MAX_*); ncv on the monotonic clock (backoff waits) */
-	sg_sdd_notifq_init(&s->nq, NOTIF_MAX_QUEUED, NOTIF_MAX_PER_OWNER);
+	/* notifications: bounded queue (NOTIF_MAX_*), where VAL servers whose endpoints did not
+	 * answer never take the last worker; ncv on the monotonic clock (retries fall due) */
+	sg_sdd_notifq_init(&s->nq, NOTIF_MAX_QUEUED, NOTIF_MAX_PER_OWNER, NOTIF_WORKERS - 1);
 	pthread_mutex_init(&s->nmu, NULL);
 	pthread_condattr_t nca;
 	pthread_condattr_init(&nca);
@@ -329,6 +330,10 @@ sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out)
 	    "their output made no write progress in sdd.channel_stall_s (G4).\n"
 	    "# TYPE sealguard_sdd_channels_stalled_total counter\n"
 	    "sealguard_sdd_channels_stalled_total %llu\n"
+	    "# HELP sealguard_sdd_output_queued_bytes Bytes queued for the output of the SEALDD-UU "
+	    "data channels (per user at most sdd.user_output_mib, G4), sampled every 250 ms.\n"
+	    "# TYPE sealguard_sdd_output_queued_bytes gauge\n"
+	    "sealguard_sdd_output_queued_bytes %llu\n"
 	    "# HELP sealguard_sdd_accept_failures_total Failed accepts on the data endpoint "
 	    "(out of file descriptors: the endpoint pauses 1 s).\n"
 	    "# TYPE sealguard_sdd_accept_failures_total counter\n"
@@ -359,9 +364,9 @@ sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out)
 	    "# TYPE sealguard_sdd_notifications_pending gauge\n"
 	    "sealguard_sdd_notifications_pending %zu\n",
 	    C(chans_open), C(refused_chans), C(refused_addr), C(refused_user), C(refused_rate),
-	    C(chans_stalled), C(accept_failed), flows, trans, C(bytes_up), C(bytes_down),
-	    C(dup_dropped), C(notif_sent), C(notif_failed), C(notif_dropped), C(notif_cancelled),
-	    pending);
+	    C(chans_stalled), C(out_queued), C(accept_failed), flows, trans, C(bytes_up),
+	    C(bytes_down), C(dup_dropped), C(notif_sent), C(notif_failed), C(notif_dropped),
+	    C(notif_cancelled), pending);
 #undef C
 }
 
@@ -417,9 +422,7 @@ void sg_sdd_free(struct sg_sdd *s)
 	while (s->subs) {
 		struct subsc *x = s->subs;
 		s->subs = x->next;
-		free(x->owner);
-		json_decref(x->body);
-		free(x);
+		sdd_subsc_free(x);
 	}
 	/* the workers are joined: none holds a notification */
 	size_t unsent = sg_sdd_notifq_clear(&s->nq);

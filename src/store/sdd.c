@@ -116,7 +116,7 @@ void sg_store_sdd_trans_list_free(struct sg_store_sdd_trans *v, size_t n)
 
 /* ---- connection status subscriptions ---------------------------------------------------- */
 
-#define SUBSC_COLS "subsc_id, owner, body, created_at, updated_at"
+#define SUBSC_COLS "subsc_id, owner, identity, body, expires_at, created_at, updated_at"
 
 static sg_err read_subsc(void *ctx, sqlite3_stmt *q, void *elem)
 {
@@ -125,10 +125,12 @@ static sg_err read_subsc(void *ctx, sqlite3_stmt *q, void *elem)
 	memset(s, 0, sizeof *s);
 	s->subsc_id = sg_sql_dup_col(q, 0);
 	s->owner = sg_sql_dup_col(q, 1);
-	s->body = sg_sql_dup_col(q, 2);
-	s->created_at = sqlite3_column_int64(q, 3);
-	s->updated_at = sqlite3_column_int64(q, 4);
-	if (!s->subsc_id || !s->owner || !s->body) {
+	s->identity = sg_sql_dup_col(q, 2);
+	s->body = sg_sql_dup_col(q, 3);
+	s->expires_at = sqlite3_column_int64(q, 4);
+	s->created_at = sqlite3_column_int64(q, 5);
+	s->updated_at = sqlite3_column_int64(q, 6);
+	if (!s->subsc_id || !s->owner || !s->identity || !s->body) {
 		sg_store_sdd_subsc_clear(s);
 		return sg_store_fail(SG_ERR_NOMEM, "store: out of memory");
 	}
@@ -137,26 +139,33 @@ static sg_err read_subsc(void *ctx, sqlite3_stmt *q, void *elem)
 
 sg_err sg_store_sdd_subsc_put(struct sg_store *st, const struct sg_store_sdd_subsc *s, int create)
 {
-	if (!s || !s->subsc_id || !*s->subsc_id || !s->owner || !*s->owner || !s->body)
-		return sg_store_fail(SG_ERR_INVALID, "store: a subscription needs id, owner, body");
+	if (!s || !s->subsc_id || !*s->subsc_id || !s->owner || !*s->owner || !s->identity ||
+	    !*s->identity || !s->body || s->expires_at <= 0)
+		return sg_store_fail(
+		    SG_ERR_INVALID,
+		    "store: a subscription needs id, owner, identity, body, expiry");
+	int64_t now = sg_now_ms();
 	return sg_sql_write(st, FEATURE, "subscription", create ? NULL : "no such subscription",
 	                    create ? "INSERT INTO sdd_subsc (" SUBSC_COLS ")"
-	                             " VALUES (?1, ?2, ?3, ?4, ?4)"
-	                           : "UPDATE sdd_subsc SET body = ?3, updated_at = ?4"
-	                             " WHERE subsc_id = ?1 AND owner = ?2",
-	                    "ttti", s->subsc_id, s->owner, s->body, sg_now_ms());
+	                             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)"
+	                           : "UPDATE sdd_subsc SET body = ?4, expires_at = ?5,"
+	                             " updated_at = ?6 WHERE subsc_id = ?1 AND owner = ?2"
+	                             " AND identity = ?3",
+	                    "ttttii", s->subsc_id, s->owner, s->identity, s->body, s->expires_at,
+	                    now);
 }
 
 sg_err sg_store_sdd_subsc_get(struct sg_store *st, const char *subsc_id, const char *owner,
-                              struct sg_store_sdd_subsc *out)
+                              const char *identity, int64_t now_ms, struct sg_store_sdd_subsc *out)
 {
 	if (!subsc_id || !out)
 		return sg_store_fail(SG_ERR_INVALID, "store: subsc_id required");
 	memset(out, 0, sizeof *out);
 	return sg_sql_get(st, FEATURE, "subscription", "no such subscription", read_subsc, out,
 	                  "SELECT " SUBSC_COLS " FROM sdd_subsc WHERE subsc_id = ?1"
-	                  " AND (?2 IS NULL OR owner = ?2)",
-	                  "tt", subsc_id, owner);
+	                  " AND (?2 IS NULL OR owner = ?2) AND (?3 IS NULL OR identity = ?3)"
+	                  " AND expires_at > ?4",
+	                  "ttti", subsc_id, owner, identity, now_ms);
 }
 
 sg_err sg_store_sdd_subsc_list(struct sg_store *st, const char *owner,
@@ -201,13 +210,36 @@ sg_err sg_store_sdd_subsc_count(struct sg_store *st, const char *owner, size_t *
 	                  "SELECT count(*) FROM sdd_subsc WHERE owner = ?1", "t", owner);
 }
 
-sg_err sg_store_sdd_subsc_delete(struct sg_store *st, const char *subsc_id, const char *owner)
+sg_err sg_store_sdd_subsc_delete(struct sg_store *st, const char *subsc_id, const char *owner,
+                                 const char *identity, int64_t now_ms)
 {
-	if (!subsc_id || !owner)
-		return sg_store_fail(SG_ERR_INVALID, "store: subsc_id and owner required");
+	if (!subsc_id || !owner || !identity)
+		return sg_store_fail(SG_ERR_INVALID,
+		                     "store: subsc_id, owner and identity required");
 	return sg_sql_write(st, FEATURE, "subscription", "no such subscription",
-	                    "DELETE FROM sdd_subsc WHERE subsc_id = ?1 AND owner = ?2", "tt",
-	                    subsc_id, owner);
+	                    "DELETE FROM sdd_subsc WHERE subsc_id = ?1 AND owner = ?2"
+	                    " AND identity = ?3 AND expires_at > ?4",
+	                    "ttti", subsc_id, owner, identity, now_ms);
+}
+
+sg_err sg_store_sdd_subsc_purge(struct sg_store *st, int64_t now_ms, const char *owner,
+                                const char *identity, size_t *n)
+{
+	if (n)
+		*n = 0;
+	if (owner && !identity)
+		return sg_store_fail(SG_ERR_INVALID, "store: an owner needs its identity");
+	sqlite3 *db;
+	sg_err e = sg_sql_begin(st, FEATURE, &db);
+	if (e != SG_OK)
+		return e;
+	e = sg_sql_exec(db, "subscriptions",
+	                "DELETE FROM sdd_subsc WHERE expires_at <= ?1"
+	                " OR (owner = ?2 AND identity <> ?3)",
+	                "itt", now_ms, owner, identity);
+	if (e == SG_OK && n)
+		*n = (size_t)sqlite3_changes(db);
+	return sg_sql_end(st, e);
 }
 
 void sg_store_sdd_subsc_clear(struct sg_store_sdd_subsc *s)
@@ -216,6 +248,7 @@ void sg_store_sdd_subsc_clear(struct sg_store_sdd_subsc *s)
 		return;
 	free(s->subsc_id);
 	free(s->owner);
+	free(s->identity);
 	free(s->body);
 	memset(s, 0, sizeof *s);
 }

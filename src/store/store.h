@@ -29,7 +29,7 @@
 struct sg_store;
 struct event_base;
 
-#define SG_STORE_SCHEMA_VERSION 6  /* the newest schema this build knows */
+#define SG_STORE_SCHEMA_VERSION 7  /* the newest schema this build knows */
 #define SG_STORE_DIGEST_MAX     64 /* bytes of a code / refresh token / client secret digest */
 #define SG_STORE_SUB_LEN        22 /* base64url of 128 random bits, without NUL */
 
@@ -502,29 +502,40 @@ void sg_store_sdd_trans_list_free(struct sg_store_sdd_trans *v, size_t n);
 
 /* A connection status subscription (ConnStatusSubsc) of one VAL server. */
 struct sg_store_sdd_subsc {
-	char *subsc_id; /* resource id (primary key) */
-	char *owner;    /* the VAL server's client_id */
-	char *body;     /* the canonical ConnStatusSubsc as JSON text */
+	char *subsc_id;     /* resource id (primary key) */
+	char *owner;        /* the VAL server's client_id */
+	char *identity;     /* the certificate identity (SAN) it was created with */
+	char *body;         /* the canonical ConnStatusSubsc as JSON text */
+	int64_t expires_at; /* ms since the epoch: gone from then on (its expTime) */
 	int64_t created_at;
 	int64_t updated_at;
 };
 
-/* create = 1 inserts (SG_ERR_EXISTS on a subsc_id collision); create = 0 replaces the body of
- * the subscription subsc_id of owner (SG_ERR_NOTFOUND when absent or another owner's).
- * Timestamps are set by the store. */
+/* create = 1 inserts (SG_ERR_EXISTS on a subsc_id collision); create = 0 replaces the body and
+ * expires_at of the subscription subsc_id of owner and identity (SG_ERR_NOTFOUND when absent or
+ * another's; whether it is still live is the caller's to check, with get, in the same
+ * transaction). Timestamps are set by the store. */
 sg_err sg_store_sdd_subsc_put(struct sg_store *st, const struct sg_store_sdd_subsc *s, int create);
-/* The subscription subsc_id of owner (owner NULL: of anyone); *out owned by the caller:
- * sg_store_sdd_subsc_clear(). SG_ERR_NOTFOUND when absent or another owner's. */
+/* The subscription subsc_id of owner and identity (both NULL: of anyone), live at now_ms (0:
+ * expired or not); *out owned by the caller: sg_store_sdd_subsc_clear(). SG_ERR_NOTFOUND when
+ * absent, expired or another's. */
 sg_err sg_store_sdd_subsc_get(struct sg_store *st, const char *subsc_id, const char *owner,
-                              struct sg_store_sdd_subsc *out);
-/* Subscriptions of one owner (NULL: all) by subsc_id; *out owned by the caller:
- * sg_store_sdd_subsc_list_free(). */
+                              const char *identity, int64_t now_ms, struct sg_store_sdd_subsc *out);
+/* Subscriptions of one owner (NULL: all) by subsc_id, expired ones too; *out owned by the
+ * caller: sg_store_sdd_subsc_list_free(). */
 sg_err sg_store_sdd_subsc_list(struct sg_store *st, const char *owner,
                                struct sg_store_sdd_subsc **out, size_t *n);
 /* The number of stored subscriptions of owner (NULL: of every owner). */
 sg_err sg_store_sdd_subsc_count(struct sg_store *st, const char *owner, size_t *n);
-/* Deletes subsc_id of owner; SG_ERR_NOTFOUND when absent or another owner's. */
-sg_err sg_store_sdd_subsc_delete(struct sg_store *st, const char *subsc_id, const char *owner);
+/* Deletes the live subscription subsc_id of owner and identity at now_ms; SG_ERR_NOTFOUND when
+ * absent, expired or another's. */
+sg_err sg_store_sdd_subsc_delete(struct sg_store *st, const char *subsc_id, const char *owner,
+                                 const char *identity, int64_t now_ms);
+/* Deletes what nobody can reach any more: every subscription expired at now_ms and, owner
+ * given, those of owner created with another identity than identity (the VAL server name now
+ * belongs to another certificate). *n: how many went (may be NULL). */
+sg_err sg_store_sdd_subsc_purge(struct sg_store *st, int64_t now_ms, const char *owner,
+                                const char *identity, size_t *n);
 void sg_store_sdd_subsc_clear(struct sg_store_sdd_subsc *s);
 void sg_store_sdd_subsc_list_free(struct sg_store_sdd_subsc *v, size_t n);
 

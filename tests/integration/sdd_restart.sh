@@ -86,7 +86,16 @@ mksub "$(SUB '"ESTABLISHED"' three)"
 L3=$LOC
 expect_eq "subscription 3 created: 201" 201 "$CODE"
 expect_eq "... three subscriptions stored, owned by v2x-app" "3 v2x-app" "$(sqlite3 "$DBF" 'SELECT count(*), min(owner) FROM sdd_subsc' | tr '|' ' ')"
-expect_eq "... the stored body is the answered one" "$B1" "$(canon "$(sqlite3 "$DBF" "SELECT body FROM sdd_subsc WHERE subsc_id = '${L1##*/}'")")"
+# the stored row: the answered body, its expTime as expires_at (ms), the subscriber's identity
+ROW=$(sqlite3 -separator ' ' "$DBF" "SELECT body, expires_at, identity FROM sdd_subsc WHERE subsc_id = '${L1##*/}'")
+expect_eq "... the stored body is the answered one, its expTime and identity with it" "$B1" "$(py 'import json,sys,datetime
+b,ms,who=sys.argv[1].rsplit(" ",2); o=json.loads(b)
+t=datetime.datetime.fromtimestamp(int(ms)/1000,datetime.timezone.utc)
+o["expTime"]=t.strftime("%Y-%m-%dT%H:%M:%S.")+"%03dZ"%(int(ms)%1000)
+print(json.dumps(o,sort_keys=True) if who=="DNS:v2x-app" else who)' "$ROW")"
+expect_eq "... expTime is a day from now (sdd.subscription_lifetime_s)" yes "$(py 'import sys,datetime,time
+t=datetime.datetime.strptime(sys.argv[1],"%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+print("yes" if abs(t.timestamp()-time.time()-86400)<120 else sys.argv[1])' "$(jget "$BODY" expTime)")"
 
 # --- bad input and refused changes: 4xx, and the stored rows stay as they were ---
 BEFORE=$(rows)
@@ -189,6 +198,41 @@ expect_eq "... the DELETE survived (404)" 404 "$CODE"
 UF=$(DD open --service v2x "${DA[@]}")
 expect_eq "... the replacing transmission survived (urllc flow)" urllc "$(jget "$UF" transType)"
 expect_match "... relayed to the new endpoint" verified "$(DD send --flow "$(jget "$UF" sddFlowId)" --in "$T/p" --echo "${DA[@]}" 2>&1)"
+
+# --- expiry (expTime, sdd.subscription_lifetime_s): a subscription is gone once its time
+# comes, whether the server was down then (deleted at start) or running (no notification,
+# 404 to GET/PUT/DELETE, its row deleted by the next creation: it stops counting) ---
+sg_stop >/dev/null
+NOWMS=$(($(date +%s%N) / 1000000))
+sqlite3 "$DBF" "UPDATE sdd_subsc SET expires_at = $((NOWMS - 1000)) WHERE subsc_id = '$S1ID'; UPDATE sdd_subsc SET expires_at = $((NOWMS + 5000)) WHERE subsc_id = '$S3ID'"
+sg_start "$T/sg.yaml" || { not_ok "restart with an expired subscription"; sg_done; }
+expect_match "a subscription that expired while the server was down is deleted at start" "1 subscriptions loaded \\(1 expired ones deleted\\)" "$(cat "$T/server.log")"
+expect_eq "... its row is gone" 0 "$(sqlite3 "$DBF" "SELECT count(*) FROM sdd_subsc WHERE subsc_id = '$S1ID'")"
+req "${VAL[@]}" "${AV[@]}" "$L1"
+expect_eq "... GET: 404" 404 "$CODE"
+req "${VAL[@]}" "${AV[@]}" "$L3"
+expect_eq "subscription 3 answers its stored expiry as expTime" "200 $(py 'import sys,datetime
+ms=int(sys.argv[1]); t=datetime.datetime.fromtimestamp(ms/1000,datetime.timezone.utc)
+print(t.strftime("%Y-%m-%dT%H:%M:%S.")+"%03dZ"%(ms%1000))' $((NOWMS + 5000)))" "$CODE $(jget "$BODY" expTime)"
+while [ $(($(date +%s%N) / 1000000)) -le $((NOWMS + 5100)) ]; do sleep 0.2; done
+req "${VAL[@]}" "${AV[@]}" "$L3"
+expect_eq "... once expired: GET 404" 404 "$CODE"
+req "${VAL[@]}" "${AV[@]}" -X PUT "${JS[@]}" -d "$(SUB '"RELEASED"' late)" "$L3"
+expect_eq "... PUT 404 (no renewal after expiry)" 404 "$CODE"
+req "${VAL[@]}" "${AV[@]}" -X DELETE "$L3"
+expect_eq "... DELETE 404" 404 "$CODE"
+mksub "$(SUB '"ESTABLISHED","RELEASED"' four)"
+L4=$LOC
+expect_eq "subscription 4 created: 201" 201 "$CODE"
+expect_eq "... the creation deleted the expired row: only subscription 4 is stored" "1 ${L4##*/}" "$(sqlite3 "$DBF" 'SELECT count(*), max(subsc_id) FROM sdd_subsc' | tr '|' ' ')"
+: >"$T/notifs"
+F4=$(jget "$(DD open --service v2x "${DA[@]}")" sddFlowId)
+expect_match "a flow carries data" verified "$(DD send --flow "$F4" --in "$T/p" --echo "${DA[@]}" 2>&1)"
+expect "... and is released" DD close --flow "$F4" "${DA[@]}"
+for _ in $(seq 1 40); do [ "$(wc -l <"$T/notifs")" -ge 2 ] && break; sleep 0.2; done
+sleep 1 # anything for subscription 3 would have been queued with subscription 4's RELEASED
+expect_eq "... subscription 4 is notified, the expired subscription 3 is not" "$(printf '%s\n' "${L4##*/}" "${L4##*/}")" "$(py 'import sys,json
+for l in open(sys.argv[1]): print(json.loads(l)["subscriptionId"])' "$T/notifs")"
 kill "$ECHO2_PID" 2>/dev/null
 
 # --- the registry decides at every flow: a stored transmission of a disabled or removed VAL
@@ -209,6 +253,17 @@ expect_match "... dd transmissions says inactive: removed" "inactive: VAL server
 expect "valserver add v2x-app again, with another identity" SG valserver add v2x-app --identity DNS:other-app --val-service v2x
 sleep 1.2
 expect_match "... the old transmission (demanding DNS:v2x-app) still opens no flow" "404 TRANSMISSION_NOT_REQUESTED" "$(DD open --service v2x "${DA[@]}" 2>&1)"
+# subscriptions are bound to the certificate identity they were created with, not to the name
+"$SG_BIN" --config "$T/sg.yaml" pki issue --dir "$PKI" --san DNS:other-app --client-auth --server-auth --out "$T/other" >/dev/null
+OTHER=(--cert "$T/other.crt" --key "$T/other.key")
+AO=(-H "Authorization: Bearer $(vtok "${OTHER[@]}" -d client_id=v2x-app)")
+req "${OTHER[@]}" "${AO[@]}" "$L4"
+expect_eq "... the name's new certificate does not see its subscriptions: GET 404" 404 "$CODE"
+req "${OTHER[@]}" "${AO[@]}" -X DELETE "$L4"
+expect_eq "... nor DELETE them: 404" 404 "$CODE"
+req "${OTHER[@]}" "${AO[@]}" "${JS[@]}" -d "$(SUB '"RELEASED"' other)" "$RT_URL/subscriptions"
+expect_eq "... it creates its own: 201" 201 "$CODE"
+expect_eq "... which deletes the old certificate's rows (they no longer count)" "1 DNS:other-app" "$(sqlite3 "$DBF" "SELECT count(*), max(identity) FROM sdd_subsc WHERE owner = 'v2x-app'" | tr '|' ' ')"
 sg_kill
 sg_start "$T/sg.yaml" || { not_ok "third restart"; sg_done; }
 expect_match "... nor after a restart" "404 TRANSMISSION_NOT_REQUESTED" "$(DD open --service v2x "${DA[@]}" 2>&1)"
@@ -217,7 +272,7 @@ sg_stop >/dev/null
 # --- a state dir of the previous schema version (4, without the SEALDD tables) ---
 sqlite3 "$DBF" "DROP TABLE sdd_trans; DROP TABLE sdd_subsc; UPDATE schema_version SET version = 4"
 sg_start "$T/sg.yaml" || { not_ok "start on a schema 4 state dir"; sg_done; }
-expect_eq "a schema 4 state dir is migrated to the current schema (6) at start" 6 "$(sqlite3 "$DBF" 'SELECT version FROM schema_version')"
+expect_eq "a schema 4 state dir is migrated to the current schema (7) at start" 7 "$(sqlite3 "$DBF" 'SELECT version FROM schema_version')"
 expect "... its users are kept (alice logs in)" login alice2.tokens
 tokens
 req "${EVIL[@]}" "${AE[@]}" "${JS[@]}" -d "{\"valServiceId\":\"evil\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO}}" "$RT_URL/regular/request-trans"

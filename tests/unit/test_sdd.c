@@ -507,7 +507,7 @@ static char *body(const char *text)
 /* Takes the next notification and checks whose and which it is. */
 static struct sg_sdd_notif *take_is(struct sg_sdd_notifq *q, const char *owner, const char *b)
 {
-	struct sg_sdd_notif *n = sg_sdd_notifq_take(q);
+	struct sg_sdd_notif *n = sg_sdd_notifq_take(q, 0);
 	assert_non_null(n);
 	assert_string_equal(sg_sdd_notif_owner(n), owner);
 	assert_string_equal(n->body, b);
@@ -516,15 +516,15 @@ static struct sg_sdd_notif *take_is(struct sg_sdd_notifq *q, const char *owner, 
 
 /* The notification queue: bounds in all and per owner (drops, not growth), each owner's
  * notifications in order and one at a time, owners served round robin, and an owner whose
- * delivery hangs holding nothing but its own. */
+ * delivery hangs holding nothing but its own; retries wait in the queue, not in a worker. */
 static void test_notifq(void **state)
 {
 	(void)state;
 	struct sg_sdd_notifq q;
 	const char *why = NULL;
 	char *b;
-	sg_sdd_notifq_init(&q, 5, 2);
-	assert_null(sg_sdd_notifq_take(&q));
+	sg_sdd_notifq_init(&q, 5, 2, 3);
+	assert_null(sg_sdd_notifq_take(&q, 0));
 	assert_int_equal(sg_sdd_notifq_push(&q, "A", "s1", body("a1"), &why), 0);
 	assert_int_equal(sg_sdd_notifq_push(&q, "A", "s1", body("a2"), &why), 0);
 	assert_false(sg_sdd_notifq_admits(&q, "A"));
@@ -548,28 +548,28 @@ static void test_notifq(void **state)
 	assert_string_equal(a1->sid, "s1");
 	struct sg_sdd_notif *b1 = take_is(&q, "B", "b1");
 	struct sg_sdd_notif *c1 = take_is(&q, "C", "c1");
-	assert_null(sg_sdd_notifq_take(&q)); /* A and B wait for their first */
+	assert_null(sg_sdd_notifq_take(&q, 0)); /* A and B wait for their first */
 	/* in delivery still counts against the bounds */
 	assert_false(sg_sdd_notifq_admits(&q, "A"));
-	sg_sdd_notifq_done(&q, b1);
+	sg_sdd_notifq_done(&q, b1, 1);
 	struct sg_sdd_notif *b2 = take_is(&q, "B", "b2");
-	sg_sdd_notifq_done(&q, c1);
-	assert_null(sg_sdd_notifq_take(&q));
+	sg_sdd_notifq_done(&q, c1, 1);
+	assert_null(sg_sdd_notifq_take(&q, 0));
 	assert_true(sg_sdd_notifq_admits(&q, "C")); /* 3 of 5: room again */
 	assert_int_equal(sg_sdd_notifq_push(&q, "C", "s3", body("c2"), &why), 0);
-	sg_sdd_notifq_done(&q, a1);
+	sg_sdd_notifq_done(&q, a1, 1);
 	/* C became ready before A's first was done: C first, then A */
 	struct sg_sdd_notif *c2 = take_is(&q, "C", "c2");
 	struct sg_sdd_notif *a2 = take_is(&q, "A", "a2");
-	sg_sdd_notifq_done(&q, a2);
-	sg_sdd_notifq_done(&q, b2);
-	sg_sdd_notifq_done(&q, c2);
+	sg_sdd_notifq_done(&q, a2, 1);
+	sg_sdd_notifq_done(&q, b2, 1);
+	sg_sdd_notifq_done(&q, c2, 1);
 	assert_int_equal(q.n, 0);
-	assert_null(sg_sdd_notifq_take(&q));
+	assert_null(sg_sdd_notifq_take(&q, 0));
 
 	/* an owner whose delivery hangs (a dead endpoint): while its first is held, everyone
 	 * else's notifications are delivered, and its own stay behind it, in order */
-	sg_sdd_notifq_init(&q, 4096, 256);
+	sg_sdd_notifq_init(&q, 4096, 256, 3);
 	for (int i = 0; i < 300; i++) {
 		char t[16];
 		snprintf(t, sizeof t, "dead%d", i);
@@ -586,19 +586,100 @@ static void test_notifq(void **state)
 		assert_int_equal(sg_sdd_notifq_push(&q, o, "s", body(o), &why), 0);
 	}
 	for (int i = 0; i < 100; i++) {
-		struct sg_sdd_notif *n = sg_sdd_notifq_take(&q);
+		struct sg_sdd_notif *n = sg_sdd_notifq_take(&q, 0);
 		assert_non_null(n);
 		assert_string_not_equal(sg_sdd_notif_owner(n), "dead");
-		sg_sdd_notifq_done(&q, n);
+		sg_sdd_notifq_done(&q, n, 1);
 	}
-	assert_null(sg_sdd_notifq_take(&q));
-	sg_sdd_notifq_done(&q, held);
+	assert_null(sg_sdd_notifq_take(&q, 0));
+	sg_sdd_notifq_done(&q, held, 1);
 	for (int i = 1; i < 256; i++) {
 		char t[16];
 		snprintf(t, sizeof t, "dead%d", i);
-		sg_sdd_notifq_done(&q, take_is(&q, "dead", t));
+		sg_sdd_notifq_done(&q, take_is(&q, "dead", t), 1);
 	}
 	assert_int_equal(q.n, 0);
+
+	/* a retry: the notification goes back to the front of its owner's FIFO, the owner waits
+	 * out of the round robin until the retry is due (no worker waits), in order of due time,
+	 * and still counts against the bounds */
+	assert_int_equal(sg_sdd_notifq_next_due(&q), -1);
+	assert_int_equal(sg_sdd_notifq_push(&q, "X", "s", body("x1"), &why), 0);
+	assert_int_equal(sg_sdd_notifq_push(&q, "X", "s", body("x2"), &why), 0);
+	assert_int_equal(sg_sdd_notifq_push(&q, "Y", "s", body("y1"), &why), 0);
+	assert_int_equal(sg_sdd_notifq_push(&q, "Z", "s", body("z1"), &why), 0);
+	struct sg_sdd_notif *x1 = take_is(&q, "X", "x1");
+	x1->tries = 1;
+	sg_sdd_notifq_retry(&q, x1, 1000);
+	assert_int_equal(sg_sdd_notifq_next_due(&q), 1000);
+	assert_int_equal(q.n, 4);
+	struct sg_sdd_notif *y1 = take_is(&q, "Y", "y1");
+	y1->tries = 1;
+	sg_sdd_notifq_retry(&q, y1, 500); /* due before X: first on the wait list */
+	assert_int_equal(sg_sdd_notifq_next_due(&q), 500);
+	assert_int_equal(sg_sdd_notifq_push(&q, "X", "s", body("x3"), &why), 0);
+	sg_sdd_notifq_done(&q, take_is(&q, "Z", "z1"), 1);
+	assert_null(sg_sdd_notifq_take(&q, 499)); /* X and Y wait; x3 queued behind x1 */
+	y1 = sg_sdd_notifq_take(&q, 500);
+	assert_non_null(y1);
+	assert_string_equal(y1->body, "y1");
+	assert_int_equal(y1->tries, 1);
+	assert_int_equal(sg_sdd_notifq_next_due(&q), 1000);
+	sg_sdd_notifq_done(&q, y1, 1);
+	assert_null(sg_sdd_notifq_take(&q, 999));
+	x1 = sg_sdd_notifq_take(&q, 5000);
+	assert_non_null(x1);
+	assert_string_equal(x1->body, "x1"); /* the retried one first, then in order */
+	assert_int_equal(sg_sdd_notifq_next_due(&q), -1);
+	assert_null(sg_sdd_notifq_take(&q, 5000)); /* X is in delivery again */
+	sg_sdd_notifq_retry(&q, x1, 6000);
+	assert_int_equal(sg_sdd_notifq_clear(&q), 3); /* waiting owners are freed too */
+	assert_int_equal(sg_sdd_notifq_next_due(&q), -1);
+	assert_null(sg_sdd_notifq_take(&q, 7000));
+
+	/* suspect owners (whose last try got no answer) never hold more than max_suspect_busy (3)
+	 * workers: a good owner that came later still gets the next one */
+	struct sg_sdd_notif *d[5];
+	for (int i = 0; i < 5; i++) {
+		char o[16];
+		snprintf(o, sizeof o, "dead%d", i);
+		assert_int_equal(sg_sdd_notifq_push(&q, o, "s", body(o), &why), 0);
+		d[i] = take_is(&q, o, o);
+		d[i]->tries = 1;
+		sg_sdd_notifq_retry(&q, d[i], 10); /* suspect from now on */
+	}
+	for (int i = 0; i < 3; i++) {
+		d[i] = sg_sdd_notifq_take(&q, 10);
+		assert_non_null(d[i]);
+	}
+	assert_null(sg_sdd_notifq_take(&q, 10)); /* dead3 and dead4 wait: 3 suspects busy */
+	assert_int_equal(sg_sdd_notifq_push(&q, "good", "s", body("g1"), &why), 0);
+	sg_sdd_notifq_done(&q, take_is(&q, "good", "g1"), 1);
+	sg_sdd_notifq_done(&q, d[0], 0); /* given up, no answer: dead0 stays suspect */
+	d[3] = sg_sdd_notifq_take(&q, 10);
+	assert_non_null(d[3]);
+	assert_string_equal(sg_sdd_notif_owner(d[3]), "dead3");
+	assert_null(sg_sdd_notifq_take(&q, 10));
+	assert_int_equal(sg_sdd_notifq_push(&q, "dead0", "s", body("again"), &why), 0);
+	assert_int_equal(sg_sdd_notifq_push(&q, "good", "s", body("g2"), &why), 0);
+	/* dead0 is remembered as suspect with nothing queued: it waits, good g2 goes first */
+	sg_sdd_notifq_done(&q, take_is(&q, "good", "g2"), 1);
+	assert_null(sg_sdd_notifq_take(&q, 10));
+	sg_sdd_notifq_done(&q, d[1], 1); /* dead1 answered (a 4xx): no longer suspect */
+	struct sg_sdd_notif *a = sg_sdd_notifq_take(&q, 10); /* dead4 waited longer than dead0 */
+	assert_non_null(a);
+	assert_string_equal(sg_sdd_notif_owner(a), "dead4");
+	assert_null(sg_sdd_notifq_take(&q, 10));
+	assert_int_equal(sg_sdd_notifq_push(&q, "dead1", "s", body("ok"), &why), 0);
+	sg_sdd_notifq_done(&q, take_is(&q, "dead1", "ok"), 1); /* not held by the cap */
+	sg_sdd_notifq_done(&q, a, 0);
+	sg_sdd_notifq_done(&q, take_is(&q, "dead0", "again"), 1);
+	sg_sdd_notifq_done(&q, d[2], 1);
+	sg_sdd_notifq_done(&q, d[3], 1);
+	assert_int_equal(q.n, 0);
+	assert_int_equal(q.suspect_busy, 0);
+	assert_null(sg_sdd_notifq_take(&q, 10));
+	assert_int_equal(sg_sdd_notifq_clear(&q), 0); /* frees dead4, still remembered */
 
 	/* the total bound over many owners, and clear frees what is queued */
 	for (int i = 0; i < 5000; i++) {
@@ -613,7 +694,7 @@ static void test_notifq(void **state)
 	assert_int_equal(q.n, 4096);
 	assert_int_equal(sg_sdd_notifq_clear(&q), 4096);
 	assert_int_equal(q.n, 0);
-	assert_null(sg_sdd_notifq_take(&q));
+	assert_null(sg_sdd_notifq_take(&q, 0));
 }
 
 int main(void)

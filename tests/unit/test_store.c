@@ -1054,6 +1054,8 @@ static void test_migration_6_keeps_codes_and_refresh_tokens(void **state)
 	        "INSERT INTO rt5 SELECT digest, grant_id, client_id, sub, scope, expires_at,"
 	        " rotated_at, revoked FROM refresh_tokens;"
 	        "DROP TABLE refresh_tokens; ALTER TABLE rt5 RENAME TO refresh_tokens;"
+	        "DROP INDEX sdd_subsc_expires; ALTER TABLE sdd_subsc DROP COLUMN identity;"
+	        "ALTER TABLE sdd_subsc DROP COLUMN expires_at;"
 	        "UPDATE schema_version SET version = 5; COMMIT;"),
 	    SQLITE_OK);
 	assert_int_equal(
@@ -1063,7 +1065,7 @@ static void test_migration_6_keeps_codes_and_refresh_tokens(void **state)
 	st = open_ok(f->path);
 	int v = 0;
 	assert_int_equal(sg_store_schema_version(st, &v), SG_OK);
-	assert_int_equal(v, 6);
+	assert_int_equal(v, SG_STORE_SCHEMA_VERSION);
 	expect_code(st, 0x61, now, SG_STORE_USE_OK, now, "grant-M");
 	expect_code(st, 0x61, now, SG_STORE_USE_REPLAY, now, "grant-M");
 	assert_int_equal(sg_store_code_put(st, &code), SG_ERR_EXISTS); /* the digest stays unique */

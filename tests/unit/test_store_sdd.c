@@ -1,8 +1,9 @@
 /* Unit tests of store/sdd.c (SEALDD-S state, TS 29.548) on real SQLite files: one transmission
  * per VAL service (a later put replaces it, created_at kept), subscriptions scoped by owner,
  * the refusals (bad arguments, unknown ids, another owner's id, id collisions), the count, the
- * registry generation left alone, and the migration of a database of the previous schema
- * version (4) that already holds data. */
+ * registry generation left alone, subscriptions bound to a certificate identity and an expiry
+ * (and purged by them), and the migrations of databases of earlier schema versions (4, 6) that
+ * already hold data. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -167,8 +168,17 @@ static void test_subsc_owner_scoped(void **state)
 {
 	struct fx *f = *state;
 	struct sg_store *st = open_ok(f->path);
-	struct sg_store_sdd_subsc a = {.subsc_id = "s1", .owner = "v2x-app", .body = "{\"a\":1}"};
-	struct sg_store_sdd_subsc b = {.subsc_id = "s2", .owner = "evil-app", .body = "{\"b\":1}"};
+	const int64_t now = 1000000, later = now + 60000;
+	struct sg_store_sdd_subsc a = {.subsc_id = "s1",
+	                               .owner = "v2x-app",
+	                               .identity = "DNS:v2x-app",
+	                               .body = "{\"a\":1}",
+	                               .expires_at = later};
+	struct sg_store_sdd_subsc b = {.subsc_id = "s2",
+	                               .owner = "evil-app",
+	                               .identity = "DNS:evil-app",
+	                               .body = "{\"b\":1}",
+	                               .expires_at = later};
 	assert_int_equal(sg_store_sdd_subsc_put(st, &a, 1), SG_OK);
 	assert_int_equal(sg_store_sdd_subsc_put(st, &b, 1), SG_OK);
 	size_t n = 0;
@@ -179,32 +189,52 @@ static void test_subsc_owner_scoped(void **state)
 	assert_int_equal(sg_store_sdd_subsc_count(st, "nobody", &n), SG_OK);
 	assert_int_equal(n, 0);
 	/* an id collision is refused, the first one stays */
-	struct sg_store_sdd_subsc dup = {.subsc_id = "s1", .owner = "evil-app", .body = "{}"};
+	struct sg_store_sdd_subsc dup = b;
+	dup.subsc_id = "s1";
 	assert_int_equal(sg_store_sdd_subsc_put(st, &dup, 1), SG_ERR_EXISTS);
 	struct sg_store_sdd_subsc got;
-	assert_int_equal(sg_store_sdd_subsc_get(st, "s1", "v2x-app", &got), SG_OK);
+	assert_int_equal(sg_store_sdd_subsc_get(st, "s1", "v2x-app", "DNS:v2x-app", now, &got),
+	                 SG_OK);
 	assert_string_equal(got.body, "{\"a\":1}");
 	assert_string_equal(got.owner, "v2x-app");
+	assert_string_equal(got.identity, "DNS:v2x-app");
+	assert_int_equal(got.expires_at, later);
 	int64_t created = got.created_at;
 	sg_store_sdd_subsc_clear(&got);
-	/* another owner's subscription is as absent as an unknown one */
-	assert_int_equal(sg_store_sdd_subsc_get(st, "s1", "evil-app", &got), SG_ERR_NOTFOUND);
-	assert_int_equal(sg_store_sdd_subsc_get(st, "nope", NULL, &got), SG_ERR_NOTFOUND);
-	assert_int_equal(sg_store_sdd_subsc_get(st, "s1", NULL, &got), SG_OK);
+	/* another owner's subscription is as absent as an unknown one; so is the owner's under
+	 * another certificate identity, and one expired */
+	assert_int_equal(sg_store_sdd_subsc_get(st, "s1", "evil-app", NULL, now, &got),
+	                 SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_sdd_subsc_get(st, "s1", "v2x-app", "DNS:new-v2x", now, &got),
+	                 SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_sdd_subsc_get(st, "s1", "v2x-app", "DNS:v2x-app", later, &got),
+	                 SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_sdd_subsc_get(st, "nope", NULL, NULL, 0, &got), SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_sdd_subsc_get(st, "s1", NULL, NULL, 0, &got), SG_OK);
 	sg_store_sdd_subsc_clear(&got);
-	struct sg_store_sdd_subsc upd = {
-	    .subsc_id = "s1", .owner = "evil-app", .body = "{\"x\":1}"};
+	struct sg_store_sdd_subsc upd = b;
+	upd.subsc_id = "s1";
+	upd.body = "{\"x\":1}";
 	assert_int_equal(sg_store_sdd_subsc_put(st, &upd, 0), SG_ERR_NOTFOUND);
-	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", "evil-app"), SG_ERR_NOTFOUND);
-	upd.subsc_id = "nope";
+	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", "evil-app", "DNS:evil-app", now),
+	                 SG_ERR_NOTFOUND);
 	upd.owner = "v2x-app";
+	upd.identity = "DNS:new-v2x"; /* the same name, another certificate */
 	assert_int_equal(sg_store_sdd_subsc_put(st, &upd, 0), SG_ERR_NOTFOUND);
-	/* the owner replaces it */
+	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", "v2x-app", "DNS:new-v2x", now),
+	                 SG_ERR_NOTFOUND);
+	upd.identity = "DNS:v2x-app";
+	upd.subsc_id = "nope";
+	assert_int_equal(sg_store_sdd_subsc_put(st, &upd, 0), SG_ERR_NOTFOUND);
+	/* the owner replaces it, and its expiry with it */
 	usleep(2000);
 	upd.subsc_id = "s1";
+	upd.expires_at = later + 1000;
 	assert_int_equal(sg_store_sdd_subsc_put(st, &upd, 0), SG_OK);
-	assert_int_equal(sg_store_sdd_subsc_get(st, "s1", "v2x-app", &got), SG_OK);
+	assert_int_equal(sg_store_sdd_subsc_get(st, "s1", "v2x-app", "DNS:v2x-app", later, &got),
+	                 SG_OK);
 	assert_string_equal(got.body, "{\"x\":1}");
+	assert_int_equal(got.expires_at, later + 1000);
 	assert_int_equal(got.created_at, created);
 	assert_true(got.updated_at > created);
 	sg_store_sdd_subsc_clear(&got);
@@ -219,7 +249,8 @@ static void test_subsc_owner_scoped(void **state)
 	assert_string_equal(v[1].subsc_id, "s2");
 	sg_store_sdd_subsc_list_free(v, n);
 	/* bad arguments */
-	struct sg_store_sdd_subsc bad = {.subsc_id = "", .owner = "x", .body = "{}"};
+	struct sg_store_sdd_subsc bad = a;
+	bad.subsc_id = "";
 	assert_int_equal(sg_store_sdd_subsc_put(st, &bad, 1), SG_ERR_INVALID);
 	bad.subsc_id = "s9";
 	bad.owner = NULL;
@@ -227,17 +258,91 @@ static void test_subsc_owner_scoped(void **state)
 	bad.owner = "x";
 	bad.body = NULL;
 	assert_int_equal(sg_store_sdd_subsc_put(st, &bad, 1), SG_ERR_INVALID);
-	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", NULL), SG_ERR_INVALID);
+	bad.body = "{}";
+	bad.identity = "";
+	assert_int_equal(sg_store_sdd_subsc_put(st, &bad, 1), SG_ERR_INVALID);
+	bad.identity = "DNS:x";
+	bad.expires_at = 0;
+	assert_int_equal(sg_store_sdd_subsc_put(st, &bad, 1), SG_ERR_INVALID);
+	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", NULL, "DNS:v2x-app", now),
+	                 SG_ERR_INVALID);
+	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", "v2x-app", NULL, now), SG_ERR_INVALID);
+	assert_int_equal(sg_store_sdd_subsc_purge(st, now, "v2x-app", NULL, &n), SG_ERR_INVALID);
 	assert_int_equal(sg_store_sdd_subsc_count(st, NULL, NULL), SG_ERR_INVALID);
 	assert_int_equal(sg_store_sdd_subsc_list(st, NULL, NULL, NULL), SG_ERR_INVALID);
 	/* the owner deletes it */
-	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", "v2x-app"), SG_OK);
-	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", "v2x-app"), SG_ERR_NOTFOUND);
+	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", "v2x-app", "DNS:v2x-app", now), SG_OK);
+	assert_int_equal(sg_store_sdd_subsc_delete(st, "s1", "v2x-app", "DNS:v2x-app", now),
+	                 SG_ERR_NOTFOUND);
 	assert_int_equal(sg_store_sdd_subsc_count(st, NULL, &n), SG_OK);
 	assert_int_equal(n, 1);
 	assert_int_equal(sg_store_sdd_subsc_count(st, "v2x-app", &n), SG_OK);
 	assert_int_equal(n, 0);
+
+	/* purge: what expired, and an owner's of another identity; nothing else */
+	struct sg_store_sdd_subsc rows[] = {
+	    {.subsc_id = "p1", .owner = "v2x-app", .identity = "DNS:v2x-app", .expires_at = later},
+	    {.subsc_id = "p2", .owner = "v2x-app", .identity = "DNS:old-v2x", .expires_at = later},
+	    {.subsc_id = "p3", .owner = "v2x-app", .identity = "DNS:v2x-app", .expires_at = now},
+	    {.subsc_id = "p4", .owner = "c-app", .identity = "DNS:c-old", .expires_at = later},
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		rows[i].body = "{}";
+		assert_int_equal(sg_store_sdd_subsc_put(st, &rows[i], 1), SG_OK);
+	}
+	assert_int_equal(sg_store_sdd_subsc_purge(st, now, NULL, NULL, &n), SG_OK);
+	assert_int_equal(n, 1); /* p3 */
+	assert_int_equal(sg_store_sdd_subsc_purge(st, now, "v2x-app", "DNS:v2x-app", &n), SG_OK);
+	assert_int_equal(n, 1); /* p2 */
+	assert_int_equal(sg_store_sdd_subsc_list(st, NULL, &v, &n), SG_OK);
+	assert_int_equal(n, 3);
+	assert_string_equal(v[0].subsc_id, "p1");
+	assert_string_equal(v[1].subsc_id, "p4");
+	assert_string_equal(v[2].subsc_id, "s2");
+	sg_store_sdd_subsc_list_free(v, n);
+	assert_int_equal(sg_store_sdd_subsc_purge(st, later, NULL, NULL, NULL), SG_OK);
+	assert_int_equal(sg_store_sdd_subsc_count(st, NULL, &n), SG_OK);
+	assert_int_equal(n, 0);
 	sg_store_close(st);
+}
+
+/* A database of schema 6 holding subscriptions: migration 7 binds each to its owner's
+ * registered certificate identity ("" when the owner is not registered: nobody reaches it) and
+ * gives it a day after its last change. */
+static void test_migration_7_subscriptions(void **state)
+{
+	struct fx *f = *state;
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(sqlite3_exec(db, sg_store_sqlite_migrations[i], NULL, NULL, NULL),
+		                 SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db,
+	                 "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+	                 "INSERT INTO schema_version VALUES (6);"
+	                 "INSERT INTO valservers (name, identity, created_at)"
+	                 " VALUES ('v2x-app', 'DNS:v2x-app', 1);"
+	                 "INSERT INTO sdd_subsc (subsc_id, owner, body, created_at, updated_at)"
+	                 " VALUES ('s1', 'v2x-app', '{}', 5, 7), ('s2', 'gone-app', '{}', 5, 9);"
+	                 "COMMIT",
+	                 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	struct sg_store *st = open_ok(f->path);
+	struct sg_store_sdd_subsc *v = NULL;
+	size_t n = 0;
+	assert_int_equal(sg_store_sdd_subsc_list(st, NULL, &v, &n), SG_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].identity, "DNS:v2x-app");
+	assert_int_equal(v[0].expires_at, 7 + 86400000);
+	assert_string_equal(v[1].identity, "");
+	assert_int_equal(v[1].expires_at, 9 + 86400000);
+	sg_store_sdd_subsc_list_free(v, n);
+	sg_store_close(st);
+	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version"),
+	                 SG_STORE_SCHEMA_VERSION);
 }
 
 /* A state dir written by the previous release (schema 4, with a user) gains the SEALDD
@@ -278,7 +383,11 @@ static void test_migration_from_schema_4(void **state)
 	                               .trans_type = "urllc",
 	                               .body = "{}"};
 	assert_int_equal(sg_store_sdd_trans_put(st, &t), SG_OK);
-	struct sg_store_sdd_subsc s = {.subsc_id = "s1", .owner = "v2x-app", .body = "{}"};
+	struct sg_store_sdd_subsc s = {.subsc_id = "s1",
+	                               .owner = "v2x-app",
+	                               .identity = "DNS:v2x-app",
+	                               .body = "{}",
+	                               .expires_at = 1};
 	assert_int_equal(sg_store_sdd_subsc_put(st, &s, 1), SG_OK);
 	sg_store_close(st);
 	/* reopening does not migrate again */
@@ -298,6 +407,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_trans_one_per_service, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_trans_refusals_change_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subsc_owner_scoped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_7_subscriptions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_from_schema_4, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
