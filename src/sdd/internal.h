@@ -123,7 +123,9 @@ struct chan {
 	char *token; /* secret: wiped on change and close */
 	int64_t exp_ms, next_check_ms;
 	int handshaken, authed, closing;
-	int out_full;         /* its output passed HWM: its input waits until that drains to LWM */
+	int out_full; /* its output passed hwm: its input waits until that drains to hwm/4 */
+	size_t hwm;   /* its output's high-water mark: its user's share (plane.c, G4) */
+	struct chan *uprev, *unext; /* ring of its user's authenticated, open channels (plane.c) */
 	int unauth;           /* counted in s->unauth under addr until the first AUTH_OK (G4) */
 	uint8_t addr[16];     /* the client's address key (sg_addr_key) */
 	struct timeval stall; /* its write stall bound: sdd.channel_stall_s */
@@ -164,6 +166,7 @@ struct sg_sdd {
 	atomic_ullong refused_chans, refused_addr, refused_user, refused_rate; /* (G4) */
 	atomic_ullong chans_stalled; /* closed: no write progress in channel_stall_s (G4) */
 	atomic_ullong accept_failed; /* accept() failures of the data endpoint (EMFILE...) */
+	atomic_ullong out_queued;    /* output queued for all channels, sampled by the tick */
 	int64_t next_token_check;
 	/* notifications: sdd_notify_locked queues (with mu held, then nmu: never take mu while
 	 * holding nmu), NOTIF_WORKERS threads deliver (api.c) */

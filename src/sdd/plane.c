@@ -15,8 +15,9 @@
 #define RECORD  16384u                        /* TLS plaintext per record */
 #define DCHUNK  (2 * RECORD - SG_SDD_HDR_LEN) /* downlink payload: frame = 2 records */
 #define IBUF    (SG_SDD_HDR_LEN + SG_SDD_MAX_PAYLOAD + 2 * RECORD) /* channel input */
-#define RBUDGET (1u << 20) /* bytes read per callback before other connections get a turn */
-#define CLOSE_S 2          /* an ERROR frame's flush before the channel is closed anyway */
+#define RBUDGET (1u << 20)  /* bytes read per callback before other connections get a turn */
+#define CLOSE_S 2           /* an ERROR frame's flush before the channel is closed anyway */
+#define MIN_HWM (64u << 10) /* a channel's share of sdd.user_output_mib is at least this */
 
 /* One TLS connection of the data plane: a SEALDD-UU data channel or a relay to a VAL server. */
 struct pconn {
@@ -340,14 +341,15 @@ static void relay_drained(struct frt *rt)
 		chan_wake(rt->ch[i]);
 }
 
-/* The relay reads from the VAL server again once no receiving channel is over HWM (the
- * channel that held it back drained or went away: a URLLC flow's other leg carries on). */
+/* The relay reads from the VAL server again once no receiving channel is over its high-water
+ * mark (the channel that held it back drained, went away or got a larger share of its user's
+ * budget: a URLLC flow's other leg carries on). */
 static void relay_wake(struct frt *rt)
 {
 	if (!rt->down_blocked || !rt->vc || !frt_nrx(rt))
 		return;
 	for (int i = 0; i < rt->nch; i++)
-		if (rt->rx[i] && pc_queued(rt->ch[i]->pc) > HWM)
+		if (rt->rx[i] && pc_queued(rt->ch[i]->pc) > rt->ch[i]->hwm)
 			return;
 	rt->down_blocked = 0;
 	pc_read_on(rt->vc, 1);
@@ -457,9 +459,10 @@ static void relay_read(struct frt *rt)
 			pc_read_on(pc, 0);
 			break;
 		}
+		/* a receiving channel over its mark: its share of its user's budget (G4) */
 		int full = 0;
 		for (int i = 0; i < rt->nch; i++)
-			full |= rt->rx[i] && pc_queued(rt->ch[i]->pc) > HWM;
+			full |= rt->rx[i] && pc_queued(rt->ch[i]->pc) > rt->ch[i]->hwm;
 		if (full) {
 			rt->down_blocked = 1;
 			pc_read_on(pc, 0);
@@ -491,9 +494,13 @@ static void relay_read(struct frt *rt)
 	pc->in_read = 0;
 }
 
+/* seq: the next uplink sequence number. After 2^64 - 1 there is none (the flow's uplink
+ * sequence space is used up: every frame is a duplicate); it stays 2^64 - 1 rather than
+ * wrapping to 0, which no frame may carry. */
 static void send_attached(struct frt *rt, struct chan *c)
 {
-	send_frame(c->pc, SG_SDD_ATTACHED, rt->f->id, rt->up.top + 1, NULL, 0);
+	uint64_t next = rt->up.top == UINT64_MAX ? UINT64_MAX : rt->up.top + 1;
+	send_frame(c->pc, SG_SDD_ATTACHED, rt->f->id, next, NULL, 0);
 }
 
 /* The relay's TLS handshake completed. */
@@ -646,11 +653,107 @@ static int frt_connect(struct frt *rt)
 	return 0;
 }
 
+/* ---- data plane: the output budget of a user's channels ----
+ * TS 33.434 G4 (DoS measures): the output queued for one user's data channels together is
+ * bounded by sdd.user_output_mib (docs/sdd-protocol.md §3). Each of the user's authenticated,
+ * open channels has an equal share of it as its high-water mark, at least MIN_HWM and at most
+ * HWM: above it the relays feeding the channel stop reading from their VAL servers and the
+ * channel's own input stops (the answers it would queue); both go on once it drains to a
+ * quarter of it. So a user holds at most max(budget, n x MIN_HWM) of output, plus one frame
+ * per channel, however many channels n it opens (at most sdd.max_channels_per_user); before,
+ * each channel could hold HWM. The user's channels are on a ring (unext/uprev): the shares are
+ * set again when one joins (its first AUTH_OK) or leaves (closes), in O(the user's channels),
+ * not O(all channels) as a walk of s->chans would be on every close; the per-frame path only
+ * compares with c->hwm. */
+
+/* One authenticated, open channel of user sub (on its ring), or NULL. */
+static struct chan *user_find(const struct sg_sdd *s, const char *sub)
+{
+	for (struct chan *c = s->chans; c; c = c->next)
+		if (c->unext && !strcmp(c->sub, sub))
+			return c;
+	return NULL;
+}
+
+/* The channels on c's ring (0 for NULL). */
+static size_t user_count(const struct chan *c)
+{
+	size_t n = 0;
+	if (c) {
+		const struct chan *x = c;
+		do {
+			n++;
+			x = x->unext;
+		} while (x != c);
+	}
+	return n;
+}
+
+static void user_join(struct chan *c, struct chan *peer)
+{
+	if (!peer) {
+		c->unext = c->uprev = c;
+		return;
+	}
+	c->uprev = peer;
+	c->unext = peer->unext;
+	peer->unext->uprev = c;
+	peer->unext = c;
+}
+
+/* Takes c off its user's ring; returns another channel of the user, or NULL. */
+static struct chan *user_leave(struct chan *c)
+{
+	if (!c->unext)
+		return NULL;
+	struct chan *other = c->unext == c ? NULL : c->unext;
+	c->uprev->unext = c->unext;
+	c->unext->uprev = c->uprev;
+	c->unext = c->uprev = NULL;
+	return other;
+}
+
+/* Sets the channel's high-water mark. Lowered below what it holds: it stops feeding (relay_read)
+ * and reading (chan_parse) at its next frame, and its drain (chan_cb) wakes both as ever. At or
+ * below the new low-water mark: what was held back for it goes on now (deferred wakes, as this
+ * runs inside other connections' callbacks), as the drain would once the channel wrote
+ * something, which a channel whose queue is already at that mark may never do. */
+static void chan_set_hwm(struct chan *c, size_t hwm)
+{
+	if (c->hwm == hwm)
+		return;
+	c->hwm = hwm;
+	if (pc_queued(c->pc) > hwm / 4)
+		return;
+	for (size_t i = 0; i < c->natt; i++)
+		relay_wake(c->att[i]);
+	if (c->out_full) {
+		c->out_full = 0;
+		chan_wake(c);
+	}
+}
+
+/* Gives every channel on c's ring its share of the user's budget. */
+static void user_rebalance(struct chan *c)
+{
+	struct sg_sdd *s = c ? c->s : NULL;
+	if (!c || s->stopping || atomic_load(&s->stop))
+		return; /* (stopping: every channel is being closed) */
+	uint64_t share = ((uint64_t)s->conf->sdd.user_output_mib << 20) / user_count(c);
+	size_t hwm = share < MIN_HWM ? MIN_HWM : share > HWM ? HWM : (size_t)share;
+	struct chan *x = c;
+	do {
+		chan_set_hwm(x, hwm);
+		x = x->unext;
+	} while (x != c);
+}
+
 /* ---- data plane: channels ---- */
 
 void sdd_chan_free(struct chan *c)
 {
 	struct sg_sdd *s = c->s;
+	struct chan *peer = user_leave(c); /* (not closing: stalled, reset, or at the end) */
 	while (c->natt)
 		frt_detach_chan(c->att[0], c);
 	if (c->prev)
@@ -661,6 +764,7 @@ void sdd_chan_free(struct chan *c)
 		c->next->prev = c->prev;
 	s->nchans--;
 	atomic_fetch_sub_explicit(&s->chans_open, 1, memory_order_relaxed);
+	user_rebalance(peer);
 	if (c->unauth)
 		sg_addrtab_dec(&s->unauth, c->addr);
 	pc_free(c->pc);
@@ -679,6 +783,7 @@ static void chan_fail(struct chan *c, const char *code, const char *detail)
 	if (c->closing)
 		return;
 	c->closing = 1;
+	user_rebalance(user_leave(c)); /* the user's other channels share its budget */
 	sg_log_info("sdd: data channel %s closed: %s%s%s", c->peer, code, detail ? ": " : "",
 	            detail ? detail : "");
 	while (c->natt)
@@ -762,15 +867,6 @@ static int token_check(struct sg_sdd *s, const char *token, char **sub_out, int6
 	return rc;
 }
 
-/* The authenticated channels of user sub. */
-static size_t chan_user_channels(const struct sg_sdd *s, const char *sub)
-{
-	size_t n = 0;
-	for (const struct chan *c = s->chans; c; c = c->next)
-		n += c->authed && !c->closing && !strcmp(c->sub, sub);
-	return n;
-}
-
 static void chan_auth(struct chan *c, const struct sg_sdd_frame *f)
 {
 	char *token = malloc(f->len + 1);
@@ -804,7 +900,8 @@ static void chan_auth(struct chan *c, const struct sg_sdd_frame *f)
 		chan_fail(c, "USER_MISMATCH", "a channel carries the flows of one user only");
 		return;
 	}
-	if (!c->authed && chan_user_channels(c->s, sub) >= c->s->conf->sdd.max_channels_per_user) {
+	struct chan *peer = c->authed ? NULL : user_find(c->s, sub);
+	if (!c->authed && user_count(peer) >= c->s->conf->sdd.max_channels_per_user) {
 		/* G4: one user cannot take the endpoint's channels from the others */
 		OPENSSL_cleanse(token, f->len);
 		free(token);
@@ -825,7 +922,11 @@ static void chan_auth(struct chan *c, const struct sg_sdd_frame *f)
 		sg_addrtab_dec(&c->s->unauth, c->addr);
 	}
 	c->exp_ms = exp;
-	c->authed = 1;
+	if (!c->authed) { /* the user's budget is shared by one more channel */
+		c->authed = 1;
+		user_join(c, peer);
+		user_rebalance(c);
+	}
 	evtimer_del(c->pc->tmo); /* the AUTH deadline is met */
 	send_frame(c->pc, SG_SDD_AUTH_OK, NULL, (uint64_t)(exp / 1000), NULL, 0);
 }
@@ -977,7 +1078,7 @@ static void chan_parse(struct chan *c)
 				frt_uplink(rt, seq, h + SG_SDD_HDR_LEN, need - SG_SDD_HDR_LEN);
 			} else {
 				send_text(pc, SG_SDD_ERROR, h + 16, "UNKNOWN_FLOW", "not attached");
-				c->out_full = pc_queued(pc) > HWM;
+				c->out_full = pc_queued(pc) > c->hwm;
 			}
 			continue;
 		}
@@ -986,7 +1087,7 @@ static void chan_parse(struct chan *c)
 			break;
 		}
 		chan_frame(c, &f);
-		c->out_full = pc_queued(pc) > HWM;
+		c->out_full = pc_queued(pc) > c->hwm;
 	}
 	chan_uncork(c);
 	/* a partial frame moves to the front: the buffer always has room for a whole one */
@@ -1043,7 +1144,7 @@ static void chan_read(struct chan *c)
 	pc->in_read = 0;
 }
 
-/* The channel's output drained below LWM: relays held back for it read again. */
+/* The channel's output drained to its low-water mark: relays held back for it read again. */
 static void chan_resume_relays(struct chan *c)
 {
 	for (size_t i = 0; i < c->natt; i++) {
@@ -1085,9 +1186,10 @@ static void chan_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		c->handshaken = 1;
-		/* G4: a client that stops reading holds its queued output (up to HWM) and, by
-		 * backpressure, its flows' relays; with no write progress in channel_stall_s
-		 * the channel is closed (docs/sdd-protocol.md §4) */
+		/* G4: a client that stops reading holds its queued output (up to its share of
+		 * sdd.user_output_mib, user_rebalance) and, by backpressure, its flows' relays;
+		 * with no write progress in channel_stall_s the channel is closed
+		 * (docs/sdd-protocol.md §4) */
 		c->stall.tv_sec = (time_t)c->s->conf->sdd.channel_stall_s;
 		pc->wtmo = &c->stall;
 		pc_read_on(pc, 1);
@@ -1118,7 +1220,7 @@ static void chan_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (!pc->dead && ((what & EV_WRITE) || pc->wr_on_r)) {
 		pc_flush(pc);
-		if (pc_queued(pc) <= LWM) {
+		if (pc_queued(pc) <= c->hwm / 4) { /* the low-water mark */
 			chan_resume_relays(c);
 			if (c->out_full) {
 				c->out_full = 0;
@@ -1169,6 +1271,7 @@ void sdd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
 		return;
 	}
 	c->s = s;
+	c->hwm = HWM; /* until its first AUTH_OK makes it one of its user's channels */
 	if (pc_bind(s, c->pc, fd, ssl, chan_cb, c) != 0 ||
 	    (keyed && !sg_addrtab_inc(&s->unauth, key))) {
 		pc_free(c->pc); /* closes fd, frees ssl */
@@ -1318,6 +1421,10 @@ void sdd_tick_cb(evutil_socket_t fd, short what, void *arg)
 	sweep_flows(s);
 	sweep_tokens(s);
 	sdd_vals_tick(s);
+	unsigned long long q = 0; /* for /metrics: sealguard_sdd_output_queued_bytes */
+	for (const struct chan *c = s->chans; c; c = c->next)
+		q += pc_queued(c->pc);
+	atomic_store_explicit(&s->out_queued, q, memory_order_relaxed);
 }
 
 void *sdd_dp_main(void *arg)

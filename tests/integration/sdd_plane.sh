@@ -3,14 +3,18 @@
 # (docs/sdd-protocol.md §3): frames split at every byte boundary (each byte its own TLS record,
 # so every header and payload arrives in pieces), several frames in one record, and
 # backpressure with a slow reader (HWM/LWM both ways: what is echoed comes back whole and in
-# order, and the server's memory stays bounded while the reader lags).
+# order, and the server's memory stays bounded while the reader lags), and the output budget of
+# one user's channels together (sdd.user_output_mib, shared out as each channel's mark).
 . "$(dirname "$0")/lib/common.sh"
 
 ECHO=$(free_port)
 # a channel whose output makes no write progress for 10 s is closed ("stall" below: long
 # enough for "answers", whose client stops reading for a while under the sanitizers too); clients
-# are sent to "localhost" (sdd.data_advertise), whose certificate the data endpoint has
+# are sent to "localhost" (sdd.data_advertise), whose certificate the data endpoint has; the
+# output queued for one user's channels together is 1 MiB ("budget" below; a user's only
+# channel keeps its 1 MiB, as with any budget)
 sg_sdd_start "  channel_stall_s: 10
+  user_output_mib: 1
   data_advertise: localhost"
 trap 'kill "$ECHO_PID" 2>/dev/null; sg_cleanup' EXIT
 sg_echo_start "$ECHO"
@@ -21,6 +25,8 @@ flow() { jget "$(SG dd open --service v2x --token-cache "$T/alice.tokens")" sddF
 # A raw TLS 1.3 SEALDD client. split: AUTH, ATTACH and two DATA frames, one byte per TLS record
 # (a pause after each, so the server's reads see every boundary); then two DATA frames in one
 # record. slow: 6 MiB in 16 KiB DATA frames, offered 4x faster than the echo is read back.
+# budget: channels of one user, one flow each (the flow ids after the mode), sharing
+# sdd.user_output_mib; ADMIN_PORT names the admin listener, whose /metrics it reads.
 raw() { py '
 import socket,ssl,struct,sys,time,base64,select,hashlib
 ca,port,tok,mode,fid=sys.argv[1],int(sys.argv[2]),sys.argv[3],sys.argv[4],sys.argv[5]
@@ -74,6 +80,17 @@ elif mode=="wrap":
         for t,p in frames(1,2):
             if t==5: data+=p
     print(data.decode(errors="replace"))
+elif mode=="seq":
+    # the sequence number of ATTACHED: the next uplink one the flow takes
+    s.sendall(fr(1,tok.encode())+fr(3,flow=fid)); s.settimeout(10); got=[]
+    while len(got)<2:
+        while len(buf)>=32 and len(buf)>=32+struct.unpack(">I",buf[4:8])[0]:
+            got.append((buf[1],struct.unpack(">Q",buf[8:16])[0])); buf=buf[32+struct.unpack(">I",buf[4:8])[0]:]
+        if len(got)>=2: break
+        d=s.recv(65536)
+        if not d: break
+        buf+=d
+    print(" ".join("%d %d"%(t,q) for t,q in got if t!=2))
 elif mode=="answers":
     # 40 MiB of DATA frames for a flow nobody attached, each answered by ERROR UNKNOWN_FLOW,
     # written without reading until the server takes nothing for 1.5 s; then everything is
@@ -176,6 +193,71 @@ elif mode=="urllc":
     a.setsockopt(socket.SOL_SOCKET,socket.SO_LINGER,struct.pack("ii",1,0)); a.close()
     pump(20,False)
     print("after A reset: echoed",got,"of",total,"equal" if h_in.digest()==h_out.digest() and got==total else "DIFFERENT")
+elif mode=="budget":
+    # the channels share 1 MiB (sdd.user_output_mib): 128 KiB each for 8. bulk: each echoes
+    # 2 MiB while it reads. held: each sends without reading until the server takes nothing for
+    # 1.5 s; the output queued for them then (sealguard_sdd_output_queued_bytes, the largest of
+    # 1 s of samples) is printed. alone: all but the first reset: its share is the whole 1 MiB
+    # again, and its relay, held at 128 KiB, reads on. Then the first reads what it was sent.
+    import os,urllib.request
+    def gauge():
+        m=urllib.request.urlopen("http://127.0.0.1:%s/metrics"%os.environ["ADMIN_PORT"],timeout=5).read().decode()
+        return max([int(l.split()[1]) for l in m.splitlines() if l.startswith("sealguard_sdd_output_queued_bytes ")]+[-1])
+    pl=bytes((i*131+7)&255 for i in range(16384))
+    class Ch:
+        def __init__(self,fid):
+            r=socket.socket(); r.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,16384)
+            r.connect(("127.0.0.1",port)); r.setsockopt(socket.IPPROTO_TCP,socket.TCP_NODELAY,1)
+            self.s=ctx.wrap_socket(r,server_hostname="localhost"); self.fid=fid
+            self.out=b""; self.seq=0; self.sent=0; self.got=0; self.rbuf=b""; self.types=[]
+            self.h_out=hashlib.sha256(); self.h_in=hashlib.sha256()
+            self.s.sendall(fr(1,tok.encode())+fr(3,flow=fid)); self.s.setblocking(False)
+        def send(self,limit):
+            if not self.out and self.sent<limit:
+                self.seq+=1; self.out=fr(5,pl,self.seq,self.fid); self.sent+=len(pl); self.h_out.update(pl)
+            if not self.out: return 0
+            try: n=self.s.send(self.out)
+            except (ssl.SSLWantWriteError,ssl.SSLWantReadError,BlockingIOError): return 0
+            self.out=self.out[n:]; return n
+        def recv(self):
+            try: d=self.s.recv(1<<16)
+            except (ssl.SSLWantReadError,ssl.SSLWantWriteError,BlockingIOError): return 0
+            if not d: raise EOFError("channel closed")
+            self.rbuf+=d
+            while len(self.rbuf)>=32:
+                n=struct.unpack(">I",self.rbuf[4:8])[0]
+                if len(self.rbuf)<32+n: break
+                if self.rbuf[1]==5: self.h_in.update(self.rbuf[32:32+n]); self.got+=n
+                else: self.types.append(self.rbuf[1])
+                self.rbuf=self.rbuf[32+n:]
+            return len(d)
+        def whole(self): return self.got==self.sent and self.h_in.digest()==self.h_out.digest()
+    def pump(chs,limit,secs,done):
+        end=time.time()+secs
+        while not done() and time.time()<end:
+            moved=0
+            for c in chs: moved+=c.send(limit)+c.recv()
+            if not moved: select.select([c.s for c in chs],[],[],0.005)
+    chs=[Ch(base64.urlsafe_b64decode(x+"==")) for x in sys.argv[5:]]
+    pump(chs,0,10,lambda: all(c.types[:2]==[2,4] for c in chs))
+    print("attached",sum(c.types[:2]==[2,4] for c in chs),"of",len(chs))
+    B=2<<20
+    pump(chs,B,90,lambda: all(c.got>=B for c in chs))
+    print("bulk: whole on",sum(c.got==B and c.whole() for c in chs),"of",len(chs))
+    last=start=time.time()
+    while time.time()-last<1.5 and time.time()-start<8:
+        if sum(c.send(1<<40) for c in chs): last=time.time()
+        else: time.sleep(0.005)
+    held=-1; end=time.time()+1
+    while time.time()<end: held=max(held,gauge()); time.sleep(0.1)
+    print("held",held)
+    for c in chs[1:]:
+        c.s.setsockopt(socket.SOL_SOCKET,socket.SO_LINGER,struct.pack("ii",1,0)); c.s.close()
+    a=chs[0]; alone=-1; time.sleep(0.6); end=time.time()+3  # (the gauge: every 250 ms)
+    while alone<=1<<20 and time.time()<end: alone=gauge(); time.sleep(0.1)
+    print("alone",alone)
+    pump([a],a.sent,90,lambda: a.got>=a.sent)
+    print("then it reads: echoed",a.got,"of",a.sent,"whole" if a.whole() else "DIFFERENT")
 elif mode=="stall":
     # the client never reads: the echo fills the channel output; with no write progress
     # for channel_stall_s the server closes the channel
@@ -239,6 +321,7 @@ F3=$(flow)
 OUT=$(raw wrap "$F3")
 expect_eq "sequence numbers up to 2^64 - 1: AUTH_OK then ATTACHED" "2 4" "$(printf '%s\n' "$OUT" | sed -n 1p)"
 expect_eq "... each new one relayed once, the repeat dropped" "abcd" "$(printf '%s\n' "$OUT" | sed -n 2p)"
+expect_eq "... attached again: ATTACHED names 2^64 - 1 as the next one (not 0: no wrap)" "4 18446744073709551615" "$(raw seq "$F3")"
 
 # a client that sends without reading what its frames are answered with: the server stops
 # reading it once that output passes 1 MiB (the answers of 40 MiB of frames would be 72 MiB),
@@ -296,6 +379,21 @@ OUT=$(raw urllc "$F6")
 expect_eq "URLLC, channel A never reads: B attached" "4" "$(printf '%s\n' "$OUT" | sed -n 1p)"
 expect_eq "... the relay waits for A (HWM), so B is held too" "stuck with A not reading" "$(printf '%s\n' "$OUT" | sed -n 2p)"
 expect_eq "... A resets: B gets all 16 MiB, whole and in order" "after A reset: echoed 16777216 of 16777216 equal" "$(printf '%s\n' "$OUT" | sed -n 3p)"
+
+# the output queued for one user's channels together is bounded by sdd.user_output_mib (1 MiB
+# here): each of the user's 8 channels may queue 128 KiB before its relay stops reading from the
+# VAL server (G4; it was 1 MiB per channel, 8 MiB for the user); bulk transfers on all of them
+# are whole; when 7 go, the last one's share is the whole budget again and its held relay reads on
+FB=(); for _ in 1 2 3 4 5 6 7 8; do FB+=("$(flow)"); done
+OUT=$(ADMIN_PORT=$ADMIN raw budget "${FB[@]}")
+expect_eq "8 channels of one user (sdd.user_output_mib: 1): AUTH_OK then ATTACHED on each" "attached 8 of 8" "$(printf '%s\n' "$OUT" | sed -n 1p)"
+expect_eq "... each echoes 2 MiB whole and in order with its 128 KiB share" "bulk: whole on 8 of 8" "$(printf '%s\n' "$OUT" | sed -n 2p)"
+HELD=$(printf '%s\n' "$OUT" | sed -n 3p | awk '$1=="held"{print $2}')
+# over 8 x 128 KiB (every relay was held back), at most that plus one 32 KiB frame per channel
+expect_match "... none reads: the server queues 1 MiB + at most a frame per channel for the user (${HELD:-?} bytes)" '^ok$' "$([ -n "$HELD" ] && [ "$HELD" -gt 1048576 ] && [ "$HELD" -le 1310720 ] && echo ok)"
+ALONE=$(printf '%s\n' "$OUT" | sed -n 4p | awk '$1=="alone"{print $2}')
+expect_match "... 7 reset: the last one's share is 1 MiB again and its relay reads on (${ALONE:-?} bytes queued)" '^ok$' "$([ -n "$ALONE" ] && [ "$ALONE" -gt 1048576 ] && [ "$ALONE" -le 1081344 ] && echo ok)"
+expect_match "... then it reads: all it sent is echoed, whole and in order" '^then it reads: echoed ([0-9]+) of \1 whole$' "$(printf '%s\n' "$OUT" | sed -n 5p)"
 
 expect "the SEALDD server still serves" SG dd send --flow "$F1" --in "$T/alice.pw" --echo --token-cache "$T/alice.tokens"
 
