@@ -70,27 +70,27 @@ struct sg_conf_km {
  * user-plane data endpoint (TLS 1.3, server-auth, token in the first frame; docs/sdd-protocol.md)
  * and how long an established flow lives before it must be re-established. */
 struct sg_conf_sdd {
-	char *data_bind;               /* NULL (not set): 127.0.0.1:9446, or an ephemeral port on
-	                                * 127.0.0.1 when 9446 is taken (clients learn the endpoint
-	                                * from the flow answer); set: exactly there or fail */
-	char *data_advertise;          /* NULL: the bound address; else what ddServerConnInfo names:
-	                                * "host" (the bound port) or "host:port"; required when
-	                                * data_bind is a wildcard (0.0.0.0, [::]) */
-	unsigned flow_lifetime_s;      /* default 3600 (60..86400) */
-	unsigned channel_stall_s;      /* a data channel whose output makes no progress this long
-	                                * is closed (the client stopped reading), default 30 */
-	unsigned subscription_lifetime_s; /* a connection status subscription lives this long
-	                                   * after its creation or last PUT/PATCH (its expTime),
-	                                   * default 86400 (60..31536000) */
-	unsigned user_output_mib;      /* output queued on the data channels of one user (MiB),
-	                                * default 64: each channel's share, from 64 KiB to 1 MiB */
-	unsigned max_subsc;            /* connection status subscriptions in all, default 10000 */
-	unsigned max_subsc_per_server; /* of one VAL server (client_id), default 1000; one VAL
-	                                * server cannot take the others' share */
-	unsigned max_channels;         /* SEALDD-UU data channels in all, default 10000 */
-	unsigned max_channels_per_user;        /* authenticated channels of one user, default 512 */
-	unsigned max_unauth_per_addr;          /* channels of one client address (IPv6: /64) not yet
-	                                        * authenticated (TLS handshake, AUTH), default 256 */
+	char *data_bind;          /* NULL (not set): 127.0.0.1:9446, or an ephemeral port on
+	                           * 127.0.0.1 when 9446 is taken (clients learn the endpoint
+	                           * from the flow answer); set: exactly there or fail */
+	char *data_advertise;     /* NULL: the bound address; else what ddServerConnInfo names:
+	                           * "host" (the bound port) or "host:port"; required when
+	                           * data_bind is a wildcard (0.0.0.0, [::]) */
+	unsigned flow_lifetime_s; /* default 3600 (60..86400) */
+	unsigned channel_stall_s; /* a data channel whose output makes no progress this long
+	                           * is closed (the client stopped reading), default 30 */
+	/* a connection status subscription lives this long after its creation or last PUT/PATCH
+	 * (its expTime), default 86400 (60..31536000) */
+	unsigned subscription_lifetime_s;
+	unsigned user_output_mib;       /* output queued on the data channels of one user (MiB),
+	                                 * default 64: each channel's share, from 64 KiB to 1 MiB */
+	unsigned max_subsc;             /* connection status subscriptions in all, default 10000 */
+	unsigned max_subsc_per_server;  /* of one VAL server (client_id), default 1000; one VAL
+	                                 * server cannot take the others' share */
+	unsigned max_channels;          /* SEALDD-UU data channels in all, default 10000 */
+	unsigned max_channels_per_user; /* authenticated channels of one user, default 512 */
+	unsigned max_unauth_per_addr;   /* channels of one client address (IPv6: /64) not yet
+	                                 * authenticated (TLS handshake, AUTH), default 256 */
 	unsigned channels_per_second_per_addr; /* new channels of one client address per second
 	                                        * (twice as many at once), default 200 */
 	char **peers; /* SEALDD-E: certificate identities (SANs, "DNS:sdd2.example.com")
