@@ -19,6 +19,8 @@ static struct subsc *subsc_find_locked(struct sg_sdd *s, const char *id, const c
                                        const char *identity, int64_t now_ms);
 static const char *registered_identity_locked(struct sg_sdd *s, const char *owner,
                                               const char **why);
+static const char *val_identity_locked(struct sg_sdd *s, struct sg_http_req *r,
+                                       const struct sg_principal *p, const char **why);
 
 /* Called with nmu held: one more notification dropped by a bound of the queue. Logged as one
  * summary line at most every NOTIF_DROP_LOG_MS, never once per notification. */
@@ -421,7 +423,7 @@ struct wjob {
 	struct event *ev; /* on r's loop: the answer */
 	enum wop op;
 	char *owner;     /* the VAL server (client_id) */
-	char *identity;  /* subscriptions: its certificate identity (SAN) */
+	char *identity;  /* subscriptions: the VAL server's certificate identity they belong to */
 	int64_t now;     /* subscriptions: when the request came (wall clock ms) */
 	int64_t expires; /* create/PUT/PATCH: the new expiry (wall clock ms) */
 	char id[32];     /* subscription id */
@@ -644,15 +646,17 @@ static const char *registered_identity_locked(struct sg_sdd *s, const char *owne
 	return v->identity;
 }
 
-/* Called with mu held: unlinks what sg_store_sdd_subsc_purge deleted for creation j (expired at
- * j->now, or j->owner's of another identity) and returns them as a list to free. */
-static struct subsc *subsc_unlink_purged_locked(struct sg_sdd *s, const struct wjob *j)
+/* Called with mu held: unlinks what sg_store_sdd_subsc_purge(now_ms, owner, identity) deleted
+ * (expired at now_ms; owner given: owner's of another identity) and returns them as a list to
+ * free with subsc_free_list. */
+static struct subsc *subsc_unlink_purged_locked(struct sg_sdd *s, int64_t now_ms, const char *owner,
+                                                const char *identity)
 {
 	struct subsc *gone = NULL;
 	for (struct subsc **pp = &s->subs; *pp;) {
 		struct subsc *x = *pp;
-		if (x->expires_ms <= j->now ||
-		    (strcmp(x->owner, j->owner) == 0 && strcmp(x->identity, j->identity) != 0)) {
+		if (x->expires_ms <= now_ms ||
+		    (owner && strcmp(x->owner, owner) == 0 && strcmp(x->identity, identity) != 0)) {
 			*pp = x->next;
 			x->next = gone;
 			gone = x;
@@ -662,6 +666,68 @@ static struct subsc *subsc_unlink_purged_locked(struct sg_sdd *s, const struct w
 		}
 	}
 	return gone;
+}
+
+static void subsc_free_list(struct subsc *gone)
+{
+	while (gone) {
+		struct subsc *x = gone;
+		gone = x->next;
+		sdd_subsc_free(x);
+	}
+}
+
+/* ---- expired subscriptions: deleted from the store, then from the table ---- */
+
+struct sweepjob {
+	struct sg_sdd *s;
+	int64_t now;
+};
+
+static sg_err sweep_run(struct sg_store *st, void *arg)
+{
+	const struct sweepjob *j = arg;
+	return sg_store_sdd_subsc_purge(st, j->now, NULL, NULL, NULL);
+}
+
+static void sweep_applied(sg_err rc, void *arg)
+{
+	struct sweepjob *j = arg;
+	struct sg_sdd *s = j->s;
+	struct subsc *gone = NULL;
+	if (rc == SG_OK) { /* as the store deleted them (else both keep them, for the next) */
+		pthread_mutex_lock(&s->mu);
+		gone = subsc_unlink_purged_locked(s, j->now, NULL, NULL);
+		pthread_mutex_unlock(&s->mu);
+	}
+	subsc_free_list(gone);
+	atomic_store(&s->subsc_sweeping, 0);
+	free(j);
+}
+
+void sdd_subsc_sweep(struct sg_sdd *s)
+{
+	int64_t now = sg_now_ms();
+	if (!s->pool || now < s->next_subsc_sweep_ms)
+		return;
+	s->next_subsc_sweep_ms = now + SUBSC_SWEEP_MS;
+	int any = 0;
+	pthread_mutex_lock(&s->mu);
+	for (const struct subsc *x = s->subs; x && !any; x = x->next)
+		any = x->expires_ms <= now;
+	pthread_mutex_unlock(&s->mu);
+	int expected = 0;
+	if (!any || !atomic_compare_exchange_strong(&s->subsc_sweeping, &expected, 1))
+		return;
+	struct sweepjob *j = malloc(sizeof *j);
+	if (j) {
+		j->s = s;
+		j->now = now;
+	}
+	if (!j || sg_store_pool_submit(s->pool, sweep_run, j, sweep_applied, j, NULL) != SG_OK) {
+		free(j);
+		atomic_store(&s->subsc_sweeping, 0);
+	}
 }
 
 /* On the store writer, in commit order: applies a durable write to the tables (nothing here
@@ -690,7 +756,8 @@ static void wjob_applied(sg_err rc, void *arg)
 			j->t = NULL;
 			break;
 		case W_SUB_CREATE:
-			gone = subsc_unlink_purged_locked(s, j); /* as the store purged them */
+			/* as the store purged them */
+			gone = subsc_unlink_purged_locked(s, j->now, j->owner, j->identity);
 			memcpy(j->x->id, j->id, sizeof j->x->id);
 			j->x->body = j->next;
 			j->x->expires_ms = j->expires;
@@ -727,11 +794,7 @@ static void wjob_applied(sg_err rc, void *arg)
 		}
 		pthread_mutex_unlock(&s->mu);
 	}
-	while (gone) {
-		struct subsc *x = gone;
-		gone = x->next;
-		sdd_subsc_free(x);
-	}
+	subsc_free_list(gone);
 	/* thread safe (evthread is on: the pool turned it on): r's loop answers */
 	event_active(j->ev, EV_TIMEOUT, 1);
 }
@@ -779,8 +842,7 @@ static struct wjob *wjob_new(struct sg_sdd *s, struct sg_http_req *r, enum wop o
 	j->now = sg_now_ms();
 	j->expires = j->now + (int64_t)s->conf->sdd.subscription_lifetime_s * 1000;
 	j->ev = event_new(sg_http_req_loop(r), -1, 0, wjob_reply, j);
-	if (!j->ev || !(j->owner = strdup(p->client_id)) ||
-	    (p->cert_identity && !(j->identity = strdup(p->cert_identity)))) {
+	if (!j->ev || !(j->owner = strdup(p->client_id))) {
 		wjob_free(j);
 		return NULL;
 	}
@@ -843,13 +905,21 @@ static enum sg_http_result h_request_trans(struct sg_http_req *r, void *arg)
 	 * registry snapshot, refreshed off the loops when the store's generation changes) */
 	pthread_mutex_lock(&s->mu);
 	const char *why = NULL;
+	char *reg = NULL;
 	int serves = sdd_vals_serves_locked(s, t->client_id, t->svc, &why);
+	if (serves == 0) {
+		/* the relay demands the registered identity, whatever SAN came first */
+		const char *id = val_identity_locked(s, r, p, &why);
+		serves = !id || !(reg = strdup(id)) ? -1 : 0;
+	}
 	pthread_mutex_unlock(&s->mu);
 	if (serves != 0) {
 		wjob_free(j);
-		problem(r, 403, "OPERATION_NOT_ALLOWED", why, NULL);
+		problem(r, 403, "OPERATION_NOT_ALLOWED", why ? why : "out of memory", NULL);
 		return SG_HTTP_DONE;
 	}
+	free(t->identity);
+	t->identity = reg;
 	/* one transmission per VAL service: the latest request of a VAL server registered for it
 	 * replaces the earlier one (flows already established keep their relay); answered once
 	 * stored */
@@ -870,47 +940,81 @@ static int val_server_of(struct sg_http_req *r, const struct sg_principal **out)
 	return 0;
 }
 
-/* Creating or changing a subscription: only a VAL server registered (and enabled) in the
- * registry; one removed or disabled may still read and delete what it holds. */
-static int val_server_registered(struct sg_sdd *s, struct sg_http_req *r,
-                                 const struct sg_principal *p)
+/* Called with mu held: the certificate identity VAL server p is registered (and enabled) with,
+ * when r's client certificate carries it among its SANs (in any place, as the token endpoint
+ * accepts it), else NULL and *why. Requests, transmissions and subscriptions are bound to this
+ * identity, never to whichever SAN the certificate lists first. */
+static const char *val_identity_locked(struct sg_sdd *s, struct sg_http_req *r,
+                                       const struct sg_principal *p, const char **why)
 {
+	const char *reg = registered_identity_locked(s, p->client_id, why);
+	if (reg && !sg_tls_principal_has_san(sg_http_req_tls_principal(r), reg)) {
+		*why = "the client certificate does not carry the VAL server's registered identity";
+		return NULL;
+	}
+	return reg;
+}
+
+/* Called with mu held: subscription id of VAL server p, live, and reachable by r: r's client
+ * certificate carries the identity the subscription was made with and, to change it (live
+ * = 1), that identity is still the VAL server's registered one (a VAL server removed or
+ * disabled may still read and delete what it holds). NULL: 404 for the caller. */
+static struct subsc *subsc_reachable_locked(struct sg_sdd *s, struct sg_http_req *r,
+                                            const struct sg_principal *p, const char *id,
+                                            int change)
+{
+	struct subsc *x = subsc_find_locked(s, id, p->client_id, NULL, sg_now_ms());
+	if (!x || !sg_tls_principal_has_san(sg_http_req_tls_principal(r), x->identity))
+		return NULL;
 	const char *why = NULL;
-	pthread_mutex_lock(&s->mu);
-	int rc = sdd_vals_registered_locked(s, p->client_id, &why);
-	pthread_mutex_unlock(&s->mu);
-	if (rc != 0)
-		problem(r, 403, "OPERATION_NOT_ALLOWED", why, NULL);
-	return rc;
+	const char *reg = change ? registered_identity_locked(s, p->client_id, &why) : NULL;
+	return !change || (reg && strcmp(reg, x->identity) == 0) ? x : NULL;
 }
 
 static enum sg_http_result h_subsc_create(struct sg_http_req *r, void *arg)
 {
 	struct sg_sdd *s = arg;
 	const struct sg_principal *p;
-	if (val_server_of(r, &p) || val_server_registered(s, r, p))
+	if (val_server_of(r, &p))
 		return SG_HTTP_DONE;
+	/* only a VAL server registered and enabled creates; the subscription is bound to its
+	 * registered identity */
+	const char *why = NULL;
+	pthread_mutex_lock(&s->mu);
+	const char *reg = val_identity_locked(s, r, p, &why);
+	char *identity = reg ? strdup(reg) : NULL;
+	pthread_mutex_unlock(&s->mu);
+	if (!reg) {
+		problem(r, 403, "OPERATION_NOT_ALLOWED", why, NULL);
+		return SG_HTTP_DONE;
+	}
 	json_t *body = sg_http_req_json(r);
-	if (!body)
+	if (!body) {
+		free(identity);
 		return SG_HTTP_DONE;
+	}
 	struct sg_sdd_check chk;
 	if (sg_sdd_subsc_validate(body, &chk) != 0) {
 		json_decref(body);
+		free(identity);
 		problem(r, 400, "INVALID_MSG_FORMAT",
 		        "the ConnStatusSubsc does not follow TS 29.548", &chk);
 		return SG_HTTP_DONE;
 	}
 	struct wjob *j = wjob_new(s, r, W_SUB_CREATE, p);
 	if (j) {
+		j->identity = identity;
+		identity = NULL;
 		j->body = sg_sdd_subsc_canon(body);
 		j->x = calloc(1, sizeof *j->x);
 		if (j->x) {
 			j->x->owner = strdup(p->client_id);
-			j->x->identity = strdup(p->cert_identity);
+			j->x->identity = j->identity ? strdup(j->identity) : NULL;
 		}
 	}
+	free(identity);
 	json_decref(body);
-	if (!j || !j->body || !j->x || !j->x->owner || !j->x->identity) {
+	if (!j || !j->identity || !j->body || !j->x || !j->x->owner || !j->x->identity) {
 		if (j)
 			wjob_free(j);
 		problem(r, 503, "SERVICE_UNAVAILABLE", "out of memory", NULL);
@@ -928,9 +1032,9 @@ static enum sg_http_result h_subsc_get(struct sg_http_req *r, void *arg)
 	const struct sg_principal *p;
 	if (val_server_of(r, &p))
 		return SG_HTTP_DONE;
+	const char *id = sg_http_req_param(r, "subscriptionId");
 	pthread_mutex_lock(&s->mu);
-	const struct subsc *x = subsc_find_locked(s, sg_http_req_param(r, "subscriptionId"),
-	                                          p->client_id, p->cert_identity, sg_now_ms());
+	const struct subsc *x = id ? subsc_reachable_locked(s, r, p, id, 0) : NULL;
 	json_t *out = x ? subsc_json(x->body, x->expires_ms) : NULL;
 	pthread_mutex_unlock(&s->mu);
 	if (!out) {
@@ -953,8 +1057,16 @@ static enum sg_http_result subsc_change(struct sg_http_req *r, struct sg_sdd *s,
 		problem(r, 404, "RESOURCE_NOT_FOUND", "no such subscription", NULL);
 		return SG_HTTP_DONE;
 	}
-	if (op != W_SUB_DELETE && val_server_registered(s, r, p))
-		return SG_HTTP_DONE;
+	if (op != W_SUB_DELETE) { /* only a VAL server registered and enabled changes */
+		const char *why = NULL;
+		pthread_mutex_lock(&s->mu);
+		int registered = registered_identity_locked(s, p->client_id, &why) != NULL;
+		pthread_mutex_unlock(&s->mu);
+		if (!registered) {
+			problem(r, 403, "OPERATION_NOT_ALLOWED", why, NULL);
+			return SG_HTTP_DONE;
+		}
+	}
 	if (op == W_SUB_PATCH) {
 		const char *ct = sg_http_req_header(r, "content-type");
 		if (!ct || strncasecmp(ct, "application/merge-patch+json", 28) != 0) {
@@ -978,13 +1090,26 @@ static enum sg_http_result subsc_change(struct sg_http_req *r, struct sg_sdd *s,
 		        &chk);
 		return SG_HTTP_DONE;
 	}
+	/* the identity it was made with, which the writer's transaction checks again */
+	pthread_mutex_lock(&s->mu);
+	const struct subsc *x = subsc_reachable_locked(s, r, p, id, op != W_SUB_DELETE);
+	char *identity = x ? strdup(x->identity) : NULL;
+	pthread_mutex_unlock(&s->mu);
+	if (!x) {
+		json_decref(body);
+		problem(r, 404, "RESOURCE_NOT_FOUND", "no such subscription", NULL);
+		return SG_HTTP_DONE;
+	}
 	struct wjob *j = wjob_new(s, r, op, p);
 	if (j) {
 		snprintf(j->id, sizeof j->id, "%s", id);
+		j->identity = identity;
+		identity = NULL;
 		j->body = op == W_SUB_PUT ? sg_sdd_subsc_canon(body) : json_incref(body);
 	}
+	free(identity);
 	json_decref(body);
-	if (!j || (op != W_SUB_DELETE && !j->body)) {
+	if (!j || !j->identity || (op != W_SUB_DELETE && !j->body)) {
 		if (j)
 			wjob_free(j);
 		problem(r, 503, "SERVICE_UNAVAILABLE", "out of memory", NULL);
@@ -1014,10 +1139,14 @@ sg_err sdd_state_load(struct sg_sdd *s, struct sg_store *st, char *err, size_t e
 {
 	struct sg_store_sdd_trans *tv = NULL;
 	struct sg_store_sdd_subsc *sv = NULL;
-	size_t tn = 0, sn = 0, ntrans = 0, skipped = 0, expired = 0;
+	size_t tn = 0, sn = 0, ntrans = 0, skipped = 0, expired = 0, settled = 0;
 	int64_t now = sg_now_ms();
-	/* the subscriptions that expired while the server was down are deleted first */
-	sg_err e = sg_store_sdd_subsc_purge(st, now, NULL, NULL, &expired);
+	/* subscriptions from before expiries (schema 7) get the configured lifetime from now;
+	 * those that expired while the server was down are deleted */
+	sg_err e = sg_store_sdd_subsc_settle(
+	    st, now + (int64_t)s->conf->sdd.subscription_lifetime_s * 1000, &settled);
+	if (e == SG_OK)
+		e = sg_store_sdd_subsc_purge(st, now, NULL, NULL, &expired);
 	if (e == SG_OK)
 		e = sg_store_sdd_trans_list(st, &tv, &tn);
 	if (e == SG_OK)
@@ -1084,8 +1213,9 @@ sg_err sdd_state_load(struct sg_sdd *s, struct sg_store *st, char *err, size_t e
 	}
 	if (e == SG_OK)
 		sg_log_info("sdd: %zu transmissions and %zu subscriptions loaded (%zu expired "
-		            "ones deleted)%s",
-		            ntrans, s->nsubs, expired, skipped ? " (some ignored, see above)" : "");
+		            "ones deleted, %zu given their first expiry)%s",
+		            ntrans, s->nsubs, expired, settled,
+		            skipped ? " (some ignored, see above)" : "");
 	sg_store_sdd_trans_list_free(tv, tn);
 	sg_store_sdd_subsc_list_free(sv, sn);
 	return e;

@@ -59,7 +59,8 @@
 #define MAX_ATTACH       256          /* flows per channel */
 #define MAX_FLOWS        100000
 #define MAX_FLOWS_USER   256
-#define REGISTRY_MS      500 /* the registry snapshot follows the store's generation */
+#define REGISTRY_MS      500   /* the registry snapshot follows the store's generation */
+#define SUBSC_SWEEP_MS   10000 /* expired subscriptions are deleted within this */
 
 /* Connection status notifications (TS 29.548 ConnStatusNotif; bounds: TS 33.434 Rel-18 G6, G4;
  * docs/sdd-protocol.md §1) */
@@ -189,7 +190,10 @@ struct sg_sdd {
 	struct sg_store_vals *vals; /* under mu */
 	atomic_int vals_busy;
 	int64_t next_vals_ms; /* data plane thread only */
-	struct sdd_ddc *ddc;  /* SEALDD-E: DD context relocation (ddc.c) */
+	/* the sweep of expired subscriptions (sdd_subsc_sweep), one at a time */
+	atomic_int subsc_sweeping;
+	int64_t next_subsc_sweep_ms; /* data plane thread only */
+	struct sdd_ddc *ddc;         /* SEALDD-E: DD context relocation (ddc.c) */
 };
 
 /* Called with mu held (takes nmu): queues the event's notification for every matching
@@ -198,6 +202,9 @@ void sdd_notify_locked(struct sg_sdd *s, const struct frt *rt, const char *event
 /* A delivery worker (NOTIF_WORKERS of them); returns once stop is set and nmu broadcast. */
 void *sdd_notif_main(void *arg);
 void sdd_vals_tick(struct sg_sdd *s);
+/* From the data plane's tick, every SUBSC_SWEEP_MS: when a subscription has expired, queues
+ * its deletion from the store and then from the table (api.c); never waits for the store. */
+void sdd_subsc_sweep(struct sg_sdd *s);
 /* 0 when the VAL server (client_id) is registered and enabled, else -1 with *why. */
 int sdd_vals_registered_locked(const struct sg_sdd *s, const char *client_id, const char **why);
 int sdd_vals_serves_locked(const struct sg_sdd *s, const char *client_id, const char *svc,

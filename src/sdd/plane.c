@@ -1421,6 +1421,7 @@ void sdd_tick_cb(evutil_socket_t fd, short what, void *arg)
 	sweep_flows(s);
 	sweep_tokens(s);
 	sdd_vals_tick(s);
+	sdd_subsc_sweep(s);
 	unsigned long long q = 0; /* for /metrics: sealguard_sdd_output_queued_bytes */
 	for (const struct chan *c = s->chans; c; c = c->next)
 		q += pc_queued(c->pc);

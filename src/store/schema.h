@@ -156,15 +156,19 @@ static const char *const sg_store_sqlite_migrations[] = {
     "CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id);"
     "CREATE INDEX refresh_tokens_expires ON refresh_tokens (expires_at);"
     "CREATE INDEX refresh_tokens_client ON refresh_tokens (client_id);",
-    /* 7: connection status subscriptions bound to the subscriber's certificate identity (the
-     * SAN it created them with: a VAL server name registered again with another certificate
-     * does not inherit them) and with an expiry (expires_at, ms; the expTime of TS 29.548
-     * ConnStatusSubsc). Rows kept: each takes its owner's current registered identity, and
-     * expires a day after its last change (the default subscription lifetime). */
+    /* 7: connection status subscriptions bound to the certificate identity of the VAL server
+     * that made them (its registered identity: a VAL server name registered again with
+     * another certificate does not inherit them) and with an expiry (expires_at, ms; the
+     * expTime of TS 29.548 ConnStatusSubsc). Existing rows take their owner's registered
+     * identity and expires_at 0, "not set": the SEALDD server gives them its configured
+     * lifetime from its next start (sg_store_sdd_subsc_settle), so an upgrade removes none
+     * that the VAL server could still use. Those of a VAL server no longer registered are
+     * deleted: no certificate can reach them. */
     "ALTER TABLE sdd_subsc ADD COLUMN identity TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE sdd_subsc ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;"
     "UPDATE sdd_subsc SET identity = COALESCE((SELECT v.identity FROM valservers v"
-    "  WHERE v.name = sdd_subsc.owner), ''), expires_at = updated_at + 86400000;"
+    "  WHERE v.name = sdd_subsc.owner), '');"
+    "DELETE FROM sdd_subsc WHERE identity = '';"
     "CREATE INDEX sdd_subsc_expires ON sdd_subsc (expires_at);",
 };
 

@@ -506,7 +506,8 @@ struct sg_store_sdd_subsc {
 	char *owner;        /* the VAL server's client_id */
 	char *identity;     /* the certificate identity (SAN) it was created with */
 	char *body;         /* the canonical ConnStatusSubsc as JSON text */
-	int64_t expires_at; /* ms since the epoch: gone from then on (its expTime) */
+	int64_t expires_at; /* ms since the epoch: gone from then on (its expTime); 0: not set
+	                     * yet (a row from before schema 7, until settled) */
 	int64_t created_at;
 	int64_t updated_at;
 };
@@ -531,6 +532,9 @@ sg_err sg_store_sdd_subsc_count(struct sg_store *st, const char *owner, size_t *
  * absent, expired or another's. */
 sg_err sg_store_sdd_subsc_delete(struct sg_store *st, const char *subsc_id, const char *owner,
                                  const char *identity, int64_t now_ms);
+/* Gives every subscription without an expiry (expires_at 0: made before schema 7) this one.
+ * *n: how many (may be NULL). */
+sg_err sg_store_sdd_subsc_settle(struct sg_store *st, int64_t expires_at, size_t *n);
 /* Deletes what nobody can reach any more: every subscription expired at now_ms and, owner
  * given, those of owner created with another identity than identity (the VAL server name now
  * belongs to another certificate). *n: how many went (may be NULL). */

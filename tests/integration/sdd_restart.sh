@@ -201,30 +201,30 @@ expect_match "... relayed to the new endpoint" verified "$(DD send --flow "$(jge
 
 # --- expiry (expTime, sdd.subscription_lifetime_s): a subscription is gone once its time
 # comes, whether the server was down then (deleted at start) or running (no notification,
-# 404 to GET/PUT/DELETE, its row deleted by the next creation: it stops counting) ---
+# 404 to GET/PUT/DELETE, its row deleted within SUBSC_SWEEP_MS: it stops counting) ---
 sg_stop >/dev/null
 NOWMS=$(($(date +%s%N) / 1000000))
-sqlite3 "$DBF" "UPDATE sdd_subsc SET expires_at = $((NOWMS - 1000)) WHERE subsc_id = '$S1ID'; UPDATE sdd_subsc SET expires_at = $((NOWMS + 5000)) WHERE subsc_id = '$S3ID'"
+EXP3=$((NOWMS + 15000))
+sqlite3 "$DBF" "UPDATE sdd_subsc SET expires_at = $((NOWMS - 1000)) WHERE subsc_id = '$S1ID'; UPDATE sdd_subsc SET expires_at = $EXP3 WHERE subsc_id = '$S3ID'"
 sg_start "$T/sg.yaml" || { not_ok "restart with an expired subscription"; sg_done; }
-expect_match "a subscription that expired while the server was down is deleted at start" "1 subscriptions loaded \\(1 expired ones deleted\\)" "$(cat "$T/server.log")"
+expect_match "a subscription that expired while the server was down is deleted at start" "1 subscriptions loaded \\(1 expired ones deleted" "$(cat "$T/server.log")"
 expect_eq "... its row is gone" 0 "$(sqlite3 "$DBF" "SELECT count(*) FROM sdd_subsc WHERE subsc_id = '$S1ID'")"
 req "${VAL[@]}" "${AV[@]}" "$L1"
 expect_eq "... GET: 404" 404 "$CODE"
 req "${VAL[@]}" "${AV[@]}" "$L3"
 expect_eq "subscription 3 answers its stored expiry as expTime" "200 $(py 'import sys,datetime
 ms=int(sys.argv[1]); t=datetime.datetime.fromtimestamp(ms/1000,datetime.timezone.utc)
-print(t.strftime("%Y-%m-%dT%H:%M:%S.")+"%03dZ"%(ms%1000))' $((NOWMS + 5000)))" "$CODE $(jget "$BODY" expTime)"
-while [ $(($(date +%s%N) / 1000000)) -le $((NOWMS + 5100)) ]; do sleep 0.2; done
+print(t.strftime("%Y-%m-%dT%H:%M:%S.")+"%03dZ"%(ms%1000))' "$EXP3")" "$CODE $(jget "$BODY" expTime)"
+mksub "$(SUB '"ESTABLISHED","RELEASED"' four)"
+L4=$LOC
+expect_eq "subscription 4 created: 201" 201 "$CODE"
+while [ $(($(date +%s%N) / 1000000)) -le $((EXP3 + 100)) ]; do sleep 0.2; done
 req "${VAL[@]}" "${AV[@]}" "$L3"
-expect_eq "... once expired: GET 404" 404 "$CODE"
+expect_eq "subscription 3 once expired: GET 404" 404 "$CODE"
 req "${VAL[@]}" "${AV[@]}" -X PUT "${JS[@]}" -d "$(SUB '"RELEASED"' late)" "$L3"
 expect_eq "... PUT 404 (no renewal after expiry)" 404 "$CODE"
 req "${VAL[@]}" "${AV[@]}" -X DELETE "$L3"
 expect_eq "... DELETE 404" 404 "$CODE"
-mksub "$(SUB '"ESTABLISHED","RELEASED"' four)"
-L4=$LOC
-expect_eq "subscription 4 created: 201" 201 "$CODE"
-expect_eq "... the creation deleted the expired row: only subscription 4 is stored" "1 ${L4##*/}" "$(sqlite3 "$DBF" 'SELECT count(*), max(subsc_id) FROM sdd_subsc' | tr '|' ' ')"
 : >"$T/notifs"
 F4=$(jget "$(DD open --service v2x "${DA[@]}")" sddFlowId)
 expect_match "a flow carries data" verified "$(DD send --flow "$F4" --in "$T/p" --echo "${DA[@]}" 2>&1)"
@@ -233,6 +233,24 @@ for _ in $(seq 1 40); do [ "$(wc -l <"$T/notifs")" -ge 2 ] && break; sleep 0.2; 
 sleep 1 # anything for subscription 3 would have been queued with subscription 4's RELEASED
 expect_eq "... subscription 4 is notified, the expired subscription 3 is not" "$(printf '%s\n' "${L4##*/}" "${L4##*/}")" "$(py 'import sys,json
 for l in open(sys.argv[1]): print(json.loads(l)["subscriptionId"])' "$T/notifs")"
+gone3() { [ "$(sqlite3 "$DBF" "SELECT count(*) FROM sdd_subsc WHERE subsc_id = '$S3ID'")" = 0 ]; }
+for _ in $(seq 1 60); do gone3 && break; sleep 0.2; done
+expect "... its row is deleted within 10 s of its expiry (it no longer counts)" gone3
+expect_eq "... only subscription 4 is stored" "1 ${L4##*/}" "$(sqlite3 "$DBF" 'SELECT count(*), max(subsc_id) FROM sdd_subsc' | tr '|' ' ')"
+
+# --- the identity is the registered one, wherever the certificate lists it ---
+"$SG_BIN" --config "$T/sg.yaml" pki issue --dir "$PKI" --san DNS:aaa-first,DNS:v2x-app --client-auth --server-auth --out "$T/multi" >/dev/null
+MULTI=(--cert "$T/multi.crt" --key "$T/multi.key")
+AM=(-H "Authorization: Bearer $(vtok "${MULTI[@]}" -d client_id=v2x-app)")
+req "${MULTI[@]}" "${AM[@]}" "${JS[@]}" -d "$(SUB '"RELEASED"' five)" "$RT_URL/subscriptions"
+L5=$(tr -d '\r' <"$T/h" | awk 'tolower($1)=="location:"{print $2}')
+expect_eq "a certificate with SANs DNS:aaa-first,DNS:v2x-app subscribes: 201, bound to DNS:v2x-app" "201 DNS:v2x-app" "$CODE $(sqlite3 "$DBF" "SELECT identity FROM sdd_subsc WHERE subsc_id = '${L5##*/}'")"
+expect_eq "... the subscription of the plain DNS:v2x-app certificate is kept" 2 "$(sqlite3 "$DBF" 'SELECT count(*) FROM sdd_subsc')"
+req "${VAL[@]}" "${AV[@]}" "$L5"
+expect_eq "... and the plain certificate reads the new one: 200" 200 "$CODE"
+req "${MULTI[@]}" "${AM[@]}" "${JS[@]}" -d "$TR2" "$RT_URL/urllc/request-trans"
+expect_eq "... its request-trans: 200, the transmission bound to DNS:v2x-app" "200 DNS:v2x-app" "$CODE $(sqlite3 "$DBF" "SELECT identity FROM sdd_trans WHERE val_service = 'v2x'")"
+expect_match "... so the relay still finds the VAL server's endpoint (DNS:v2x-app)" verified "$(DD send --flow "$(jget "$(DD open --service v2x "${DA[@]}")" sddFlowId)" --in "$T/p" --echo "${DA[@]}" 2>&1)"
 kill "$ECHO2_PID" 2>/dev/null
 
 # --- the registry decides at every flow: a stored transmission of a disabled or removed VAL

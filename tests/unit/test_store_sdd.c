@@ -307,8 +307,9 @@ static void test_subsc_owner_scoped(void **state)
 }
 
 /* A database of schema 6 holding subscriptions: migration 7 binds each to its owner's
- * registered certificate identity ("" when the owner is not registered: nobody reaches it) and
- * gives it a day after its last change. */
+ * registered certificate identity, deletes those of an owner no longer registered (nobody can
+ * reach them), and leaves the expiry unset (0) until the SEALDD server settles it with its
+ * configured lifetime; an unset expiry is never purged as expired. */
 static void test_migration_7_subscriptions(void **state)
 {
 	struct fx *f = *state;
@@ -334,12 +335,24 @@ static void test_migration_7_subscriptions(void **state)
 	struct sg_store_sdd_subsc *v = NULL;
 	size_t n = 0;
 	assert_int_equal(sg_store_sdd_subsc_list(st, NULL, &v, &n), SG_OK);
-	assert_int_equal(n, 2);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].subsc_id, "s1");
 	assert_string_equal(v[0].identity, "DNS:v2x-app");
-	assert_int_equal(v[0].expires_at, 7 + 86400000);
-	assert_string_equal(v[1].identity, "");
-	assert_int_equal(v[1].expires_at, 9 + 86400000);
+	assert_int_equal(v[0].expires_at, 0);
 	sg_store_sdd_subsc_list_free(v, n);
+	/* not set is not expired */
+	assert_int_equal(sg_store_sdd_subsc_purge(st, 1000000, NULL, NULL, &n), SG_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(sg_store_sdd_subsc_settle(st, 0, &n), SG_ERR_INVALID);
+	assert_int_equal(sg_store_sdd_subsc_settle(st, 5000, &n), SG_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(sg_store_sdd_subsc_settle(st, 9000, &n), SG_OK);
+	assert_int_equal(n, 0); /* once only */
+	struct sg_store_sdd_subsc got;
+	assert_int_equal(sg_store_sdd_subsc_get(st, "s1", "v2x-app", "DNS:v2x-app", 4999, &got),
+	                 SG_OK);
+	assert_int_equal(got.expires_at, 5000);
+	sg_store_sdd_subsc_clear(&got);
 	sg_store_close(st);
 	assert_int_equal(raw_int(f->path, "SELECT version FROM schema_version"),
 	                 SG_STORE_SCHEMA_VERSION);
