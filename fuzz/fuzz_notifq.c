@@ -5,8 +5,9 @@
  *  - push and admits refuse exactly at the bounds, in all and per owner, with the right reason;
  *  - take hands out only an owner's oldest outstanding notification (a retried one first), of an
  *    owner with none in delivery, not waiting for a retry that is not yet due, and suspect only
- *    while fewer than max_suspect_busy suspect owners are in delivery; it returns nothing only
- *    when no owner is eligible;
+ *    while fewer than max_suspect_busy suspect owners are in delivery; among those, of the
+ *    owner that has been ready longest (round robin; retries that fall due rejoin in order of
+ *    their due time); it returns nothing only when no owner is eligible;
  *  - the counts (pending, suspect owners in delivery) and the soonest due retry match the model;
  *  - clear frees exactly what is pending. */
 #include "fuzz.h"
@@ -22,8 +23,9 @@ struct mowner {
 	long fifo[300]; /* outstanding notification numbers, oldest first (not those held) */
 	size_t n;       /* in fifo */
 	int busy, suspect;
-	int64_t due;  /* > 0: waiting for a retry */
-	size_t count; /* fifo + held */
+	int64_t due;          /* > 0: waiting for a retry */
+	size_t count;         /* fifo + held */
+	uint64_t since, rseq; /* when it became ready; the order of its retry among equal dues */
 };
 
 struct model {
@@ -34,6 +36,7 @@ struct model {
 	size_t nheld;
 	long next;
 	int64_t now;
+	uint64_t seq, rseq;
 };
 
 static const char *name(int i)
@@ -85,6 +88,8 @@ static void push(struct model *m, struct sg_sdd_notifq *q, int i)
 		return;
 	}
 	FUZZ_CHECK(o->n < sizeof o->fifo / sizeof o->fifo[0]);
+	if (!o->n && !o->busy && !o->due) /* it becomes ready */
+		o->since = m->seq++;
 	o->fifo[o->n++] = m->next++;
 	o->count++;
 	m->total++;
@@ -94,12 +99,27 @@ static void take(struct model *m, struct sg_sdd_notifq *q)
 {
 	if (m->nheld >= HELD)
 		return;
-	for (int i = 0; i < OWNERS; i++) /* due retries rejoin */
-		if (m->o[i].due && m->o[i].due <= m->now)
-			m->o[i].due = 0;
-	int any = 0;
+	for (;;) { /* due retries rejoin, soonest first, in retry order among equal dues */
+		int w = -1;
+		for (int i = 0; i < OWNERS; i++) {
+			const struct mowner *o = &m->o[i];
+			if (o->due && o->due <= m->now &&
+			    (w < 0 || o->due < m->o[w].due ||
+			     (o->due == m->o[w].due && o->rseq < m->o[w].rseq)))
+				w = i;
+		}
+		if (w < 0)
+			break;
+		m->o[w].due = 0;
+		m->o[w].since = m->seq++;
+	}
+	int any = 0, first = -1;
 	for (int i = 0; i < OWNERS; i++)
-		any |= eligible(m, i);
+		if (eligible(m, i)) {
+			any = 1;
+			if (first < 0 || m->o[i].since < m->o[first].since)
+				first = i;
+		}
 	struct sg_sdd_notif *n = sg_sdd_notifq_take(q, m->now);
 	FUZZ_CHECK((n != NULL) == (any != 0));
 	if (!n)
@@ -107,6 +127,7 @@ static void take(struct model *m, struct sg_sdd_notifq *q)
 	int i = owner_of(n);
 	struct mowner *o = &m->o[i];
 	FUZZ_CHECK(eligible(m, i));
+	FUZZ_CHECK(i == first);                              /* the one ready longest */
 	FUZZ_CHECK(strtol(n->body, NULL, 10) == o->fifo[0]); /* its oldest, a retried one first */
 	memmove(o->fifo, o->fifo + 1, (o->n - 1) * sizeof o->fifo[0]);
 	o->n--;
@@ -163,6 +184,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				o->suspect = !answered;
 			o->count--;
 			m->total--;
+			if (o->n) /* its next is ready, behind the others */
+				o->since = m->seq++;
 			break;
 		}
 		case 4: { /* retry at now + 0..15 */
@@ -178,6 +201,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			o->n++;
 			o->suspect = 1;
 			o->due = due > 0 ? due : 1;
+			o->rseq = m->rseq++;
 			break;
 		}
 		case 5: /* clear, only with nothing in delivery (the caller's rule) */

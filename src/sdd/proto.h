@@ -199,8 +199,8 @@ json_t *sg_sdd_problem(int status, const char *cause, const char *detail,
  * and the owner waits, out of the round robin, until the retry is due (sg_sdd_notifq_retry):
  * no worker waits for a backoff. Such an owner is suspect until one of its tries is answered,
  * and at most max_suspect_busy suspect owners are in delivery at once: with fewer than that
- * many workers, the others always have one (a VAL server whose endpoint does not answer
- * cannot delay another's notifications behind its timeouts).
+ * many workers, the others always have one once the dead endpoints are known. (Endpoints that
+ * die all at once, before any of them is suspect, can still hold every worker for one try.)
  * Not thread safe: the caller locks. push, take and done are O(1) expected (owners are hashed);
  * retry is O(owners waiting for a retry); nothing else scans. A suspect owner is remembered
  * (a few bytes) until it answers or the queue is cleared. */

@@ -3,9 +3,10 @@
 # ConnStatusNotif; TS 33.434 Rel-18 G6: SEALDD-S as SEAL-S, G4; docs/sdd-protocol.md §1): one
 # VAL server whose notifUri points at an endpoint that accepts and never answers (a blackhole)
 # does not delay another VAL server's notifications (a pool of workers, at most one per VAL
-# server), nor do four such VAL servers at once (those whose endpoints did not answer never
-# take the last worker, and no worker waits out a retry's backoff); deleting its subscription cancels what is still queued for it (nothing more is sent
-# or retried); the server stops promptly with notifications pending; subscriptions over the
+# server), nor do four such VAL servers at once (no worker waits out a retry's backoff; the
+# cap on VAL servers whose endpoints did not answer is tested in unit.test_sdd:test_notifq and
+# fuzz.notifq); deleting its subscription cancels what is still queued for it (nothing more
+# is sent or retried); the server stops promptly with notifications pending; subscriptions over the
 # size bounds (notifUri, events, the whole body) are refused with 400 invalidParams on POST,
 # PUT and PATCH, and nothing is stored.
 . "$(dirname "$0")/lib/common.sh"
@@ -132,10 +133,11 @@ BSID=$(basename "$BLOC")
 expect_eq "... for b-app's subscription, in order" "$BSID ESTABLISHED RELEASED" "$(jget "$(sed -n 1p "$T/good")" subscriptionId) $(jget "$(sed -n 1p "$T/good")" reports 0 event) $(jget "$(sed -n 2p "$T/good")" reports 0 event)"
 expect_eq "... counted as sent; nothing failed yet" "2 0" "$(nmetric sent) $(nmetric failed)"
 
-# --- four VAL servers whose endpoints do not answer leave a worker for the others ---
+# --- four VAL servers whose endpoints do not answer do not hold the workers ---
 # v2x-app's 8 wait (one in delivery); d1..d3's flows queue 2 each, their ESTABLISHED in
 # delivery at once: four blackholes against four workers. The old pool gave each a worker for
-# all its tries (4 x 3 s + backoff): b-app's waited 14 s.
+# all its tries (4 x 3 s + backoff): b-app's waited 14 s. Now each holds a worker for one try
+# at a time (3 s at most, then the retry waits in the queue).
 for d in "${DEAD[@]}"; do expect "${d%-app}svc flow: established and released" flow "${d%-app}svc"; done
 pending14() { [ "$(metric sealguard_sdd_notifications_pending)" = 14 ]; }
 expect "... 14 notifications pending for the four VAL servers at the blackhole" wait_for 5 pending14
