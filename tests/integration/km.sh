@@ -297,9 +297,13 @@ crash_loop() {
 }
 for round in 1 2; do
 	lo=$(((round - 1) * 40 + 1)); hi=$((round * 40))
+	acked0=$(cat "$T/acked" 2>/dev/null | wc -l)
 	crash_loop "$lo" "$hi" &
 	LP=$!
-	sleep $((round)).5
+	# the kill lands while provisionings are in flight, once this round has had one
+	# acknowledged (a fixed delay could pass before the first on a loaded machine)
+	for _ in $(seq 1 150); do [ "$(cat "$T/acked" 2>/dev/null | wc -l)" -gt "$acked0" ] && break; sleep 0.1; done
+	sleep 0.$((round * 3))
 	kill -KILL "$SG_PID"; wait "$SG_PID" 2>/dev/null; SG_PID=""
 	wait "$LP"
 	sg_start "$T/sg.yaml" || { not_ok "restart after SIGKILL"; sg_done; }
