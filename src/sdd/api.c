@@ -707,19 +707,15 @@ static void sweep_applied(sg_err rc, void *arg)
 
 void sdd_subsc_sweep(struct sg_sdd *s)
 {
-	int64_t now = sg_now_ms();
-	if (!s->pool || now < s->next_subsc_sweep_ms)
+	if (!sdd_job_due(s, &s->next_subsc_sweep_ms, SUBSC_SWEEP_MS, &s->subsc_sweeping))
 		return;
-	s->next_subsc_sweep_ms = now + SUBSC_SWEEP_MS;
+	int64_t now = sg_now_ms();
 	int any = 0;
 	pthread_mutex_lock(&s->mu);
 	for (const struct subsc *x = s->subs; x && !any; x = x->next)
 		any = x->expires_ms <= now;
 	pthread_mutex_unlock(&s->mu);
-	int expected = 0;
-	if (!any || !atomic_compare_exchange_strong(&s->subsc_sweeping, &expected, 1))
-		return;
-	struct sweepjob *j = malloc(sizeof *j);
+	struct sweepjob *j = any ? malloc(sizeof *j) : NULL;
 	if (j) {
 		j->s = s;
 		j->now = now;

@@ -202,6 +202,10 @@ void sdd_notify_locked(struct sg_sdd *s, const struct frt *rt, const char *event
 /* A delivery worker (NOTIF_WORKERS of them); returns once stop is set and nmu broadcast. */
 void *sdd_notif_main(void *arg);
 void sdd_vals_tick(struct sg_sdd *s);
+/* From the data plane's tick, for a periodic job on the store pool: 1 when period_ms has passed
+ * since the last time (*next_ms is moved on) and no such job is in flight (*busy set: the
+ * job's completion clears it), else 0. */
+int sdd_job_due(const struct sg_sdd *s, int64_t *next_ms, int64_t period_ms, atomic_int *busy);
 /* From the data plane's tick, every SUBSC_SWEEP_MS: when a subscription has expired, queues
  * its deletion from the store and then from the table (api.c); never waits for the store. */
 void sdd_subsc_sweep(struct sg_sdd *s);

@@ -44,17 +44,21 @@ static void vals_job_done(sg_err rc, void *arg)
 	atomic_store(&s->vals_busy, 0);
 }
 
+int sdd_job_due(const struct sg_sdd *s, int64_t *next_ms, int64_t period_ms, atomic_int *busy)
+{
+	int64_t now = sg_now_ms();
+	if (!s->pool || now < *next_ms)
+		return 0;
+	*next_ms = now + period_ms;
+	int expected = 0;
+	return atomic_compare_exchange_strong(busy, &expected, 1);
+}
+
 /* From the data plane's tick: queues a refresh (one at a time), never waits for the store. */
 void sdd_vals_tick(struct sg_sdd *s)
 {
-	int64_t now = sg_now_ms();
-	if (!s->pool || now < s->next_vals_ms)
-		return;
-	s->next_vals_ms = now + REGISTRY_MS;
-	int expected = 0;
-	if (!atomic_compare_exchange_strong(&s->vals_busy, &expected, 1))
-		return;
-	if (sg_store_pool_submit_read(s->pool, vals_job, s, vals_job_done, s, NULL) != SG_OK)
+	if (sdd_job_due(s, &s->next_vals_ms, REGISTRY_MS, &s->vals_busy) &&
+	    sg_store_pool_submit_read(s->pool, vals_job, s, vals_job_done, s, NULL) != SG_OK)
 		atomic_store(&s->vals_busy, 0);
 }
 

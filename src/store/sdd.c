@@ -229,17 +229,11 @@ sg_err sg_store_sdd_subsc_purge(struct sg_store *st, int64_t now_ms, const char 
 		*n = 0;
 	if (owner && !identity)
 		return sg_store_fail(SG_ERR_INVALID, "store: an owner needs its identity");
-	sqlite3 *db;
-	sg_err e = sg_sql_begin(st, FEATURE, &db);
-	if (e != SG_OK)
-		return e;
-	e = sg_sql_exec(db, "subscriptions",
-	                "DELETE FROM sdd_subsc WHERE (expires_at > 0 AND expires_at <= ?1)"
-	                " OR (owner = ?2 AND identity <> ?3)",
-	                "itt", now_ms, owner, identity);
-	if (e == SG_OK && n)
-		*n = (size_t)sqlite3_changes(db);
-	return sg_sql_end(st, e);
+	return sg_sql_write_count(
+	    st, FEATURE, "subscriptions", n,
+	    "DELETE FROM sdd_subsc WHERE (expires_at > 0 AND expires_at <= ?1)"
+	    " OR (owner = ?2 AND identity <> ?3)",
+	    "itt", now_ms, owner, identity);
 }
 
 sg_err sg_store_sdd_subsc_settle(struct sg_store *st, int64_t expires_at, size_t *n)
@@ -248,17 +242,9 @@ sg_err sg_store_sdd_subsc_settle(struct sg_store *st, int64_t expires_at, size_t
 		*n = 0;
 	if (expires_at <= 0)
 		return sg_store_fail(SG_ERR_INVALID, "store: an expiry is required");
-	sqlite3 *db;
-	sg_err e = sg_sql_begin(st, FEATURE, &db);
-	if (e != SG_OK)
-		return e;
-	e = sg_sql_exec(db, "subscriptions",
-	                "UPDATE sdd_subsc SET expires_at = ?1"
-	                " WHERE expires_at = 0",
-	                "i", expires_at);
-	if (e == SG_OK && n)
-		*n = (size_t)sqlite3_changes(db);
-	return sg_sql_end(st, e);
+	return sg_sql_write_count(st, FEATURE, "subscriptions", n,
+	                          "UPDATE sdd_subsc SET expires_at = ?1 WHERE expires_at = 0", "i",
+	                          expires_at);
 }
 
 void sg_store_sdd_subsc_clear(struct sg_store_sdd_subsc *s)

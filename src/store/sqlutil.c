@@ -115,20 +115,41 @@ sg_err sg_sql_exec(sqlite3 *db, const char *what, const char *sql, const char *f
 	return e;
 }
 
-sg_err sg_sql_write(struct sg_store *st, const char *feature, const char *what,
-                    const char *notfound, const char *sql, const char *fmt, ...)
+static sg_err vwrite(struct sg_store *st, const char *feature, const char *what,
+                     const char *notfound, size_t *changed, const char *sql, const char *fmt,
+                     va_list ap)
 {
 	sqlite3 *db;
 	sg_err e = sg_sql_begin(st, feature, &db);
 	if (e != SG_OK)
 		return e;
-	va_list ap;
-	va_start(ap, fmt);
 	e = vexec(db, what, sql, fmt, ap);
-	va_end(ap);
-	if (e == SG_OK && notfound && sqlite3_changes(db) == 0)
+	size_t n = e == SG_OK ? (size_t)sqlite3_changes(db) : 0;
+	if (changed)
+		*changed = n;
+	if (e == SG_OK && notfound && n == 0)
 		e = sg_store_fail(SG_ERR_NOTFOUND, "store: %s", notfound);
 	return sg_sql_end(st, e);
+}
+
+sg_err sg_sql_write(struct sg_store *st, const char *feature, const char *what,
+                    const char *notfound, const char *sql, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	sg_err e = vwrite(st, feature, what, notfound, NULL, sql, fmt, ap);
+	va_end(ap);
+	return e;
+}
+
+sg_err sg_sql_write_count(struct sg_store *st, const char *feature, const char *what,
+                          size_t *changed, const char *sql, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	sg_err e = vwrite(st, feature, what, NULL, changed, sql, fmt, ap);
+	va_end(ap);
+	return e;
 }
 
 sg_err sg_sql_get(struct sg_store *st, const char *feature, const char *what, const char *notfound,

@@ -45,6 +45,10 @@ sg_err sg_sql_exec(sqlite3 *db, const char *what, const char *sql, const char *f
  * ("store: <notfound>") when no row changed. */
 sg_err sg_sql_write(struct sg_store *st, const char *feature, const char *what,
                     const char *notfound, const char *sql, const char *fmt, ...);
+/* sg_sql_write() without a notfound, telling how many rows changed (*changed, may be NULL;
+ * 0 on error). */
+sg_err sg_sql_write_count(struct sg_store *st, const char *feature, const char *what,
+                          size_t *changed, const char *sql, const char *fmt, ...);
 
 /* Runs a SELECT (bound as sg_sql_exec()) in its own transaction and reads its first row into
  * out; SG_ERR_NOTFOUND ("store: <notfound>") when there is none. */

@@ -372,6 +372,16 @@ static char *filled(size_t n, char c)
 	return p;
 }
 
+/* j is refused with exactly one problem, at param, whose reason says reason. */
+static void refused_once(const json_t *j, const char *param, const char *reason)
+{
+	struct sg_sdd_check chk;
+	assert_int_equal(sg_sdd_subsc_validate(j, &chk), -1);
+	assert_int_equal(chk.n, 1);
+	assert_string_equal(chk.v[0].param, param);
+	assert_non_null(strstr(chk.v[0].reason, reason));
+}
+
 /* The bounds of a ConnStatusSubsc (proto.h SG_SDD_SUBSC_MAX_*): each refusal names its member,
  * and the largest accepted value of each bound passes. */
 static void test_subsc_bounds(void **state)
@@ -387,15 +397,10 @@ static void test_subsc_bounds(void **state)
 		memcpy(u, "https://", 8);
 		j = subsc_ok();
 		json_object_set_new(j, "notifUri", json_string(u));
-		int rc = sg_sdd_subsc_validate(j, &chk);
-		if (len == SG_SDD_SUBSC_MAX_NOTIF_URI) {
-			assert_int_equal(rc, 0);
-		} else {
-			assert_int_equal(rc, -1);
-			assert_int_equal(chk.n, 1);
-			assert_string_equal(chk.v[0].param, "/notifUri");
-			assert_non_null(strstr(chk.v[0].reason, "at most 2048 bytes"));
-		}
+		if (len == SG_SDD_SUBSC_MAX_NOTIF_URI)
+			assert_int_equal(sg_sdd_subsc_validate(j, &chk), 0);
+		else
+			refused_once(j, "/notifUri", "at most 2048 bytes");
 		json_decref(j);
 		free(u);
 	}
@@ -413,10 +418,7 @@ static void test_subsc_bounds(void **state)
 	json_object_set(j, "events", ev);
 	assert_int_equal(sg_sdd_subsc_validate(j, &chk), 0);
 	json_array_append_new(ev, json_string("FUTURE_9"));
-	assert_int_equal(sg_sdd_subsc_validate(j, &chk), -1);
-	assert_int_equal(chk.n, 1);
-	assert_string_equal(chk.v[0].param, "/events");
-	assert_non_null(strstr(chk.v[0].reason, "at most 8 entries"));
+	refused_once(j, "/events", "at most 8 entries");
 	json_decref(ev);
 	json_decref(j);
 
@@ -436,10 +438,7 @@ static void test_subsc_bounds(void **state)
 	j = subsc_ok();
 	json_object_set_new(j, "events",
 	                    json_pack("[s, s, s]", "RELEASED", "ESTABLISHED", "RELEASED"));
-	assert_int_equal(sg_sdd_subsc_validate(j, &chk), -1);
-	assert_int_equal(chk.n, 1);
-	assert_string_equal(chk.v[0].param, "/events/2");
-	assert_non_null(strstr(chk.v[0].reason, "repeats /events/0"));
+	refused_once(j, "/events/2", "repeats /events/0");
 	json_decref(j);
 
 	/* one event string: 64 bytes pass (forward compatible), 65 do not */
@@ -449,10 +448,7 @@ static void test_subsc_bounds(void **state)
 	json_object_set_new(j, "events", json_pack("[s]", e64));
 	assert_int_equal(sg_sdd_subsc_validate(j, &chk), 0);
 	json_object_set_new(j, "events", json_pack("[s, s]", "ESTABLISHED", e65));
-	assert_int_equal(sg_sdd_subsc_validate(j, &chk), -1);
-	assert_int_equal(chk.n, 1);
-	assert_string_equal(chk.v[0].param, "/events/1");
-	assert_non_null(strstr(chk.v[0].reason, "at most 64 bytes"));
+	refused_once(j, "/events/1", "at most 64 bytes");
 	json_decref(j);
 	free(e64);
 	free(e65);
@@ -462,10 +458,7 @@ static void test_subsc_bounds(void **state)
 	char *big = filled(17000, 'u');
 	j = subsc_ok();
 	json_object_set_new(j, "valTgtUe", json_pack("{s:s}", "valUserId", big));
-	assert_int_equal(sg_sdd_subsc_validate(j, &chk), -1);
-	assert_int_equal(chk.n, 1);
-	assert_string_equal(chk.v[0].param, "/");
-	assert_non_null(strstr(chk.v[0].reason, "at most 16384 bytes"));
+	refused_once(j, "/", "at most 16384 bytes");
 	json_decref(j);
 	/* ... 16 KiB exactly passes: grow valServiceId up to the bound */
 	j = subsc_ok();

@@ -71,6 +71,27 @@ static int64_t raw_int(const char *path, const char *sql)
 	return v;
 }
 
+/* Writes at path a database of schema version (its migrations applied, as that release left
+ * it) holding the rows that sql inserts. */
+static void old_db(const char *path, int version, const char *sql)
+{
+	sqlite3 *db = NULL;
+	char v[96];
+	snprintf(v, sizeof v,
+	         "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+	         "INSERT INTO schema_version VALUES (%d);",
+	         version);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < version; i++)
+		assert_int_equal(sqlite3_exec(db, sg_store_sqlite_migrations[i], NULL, NULL, NULL),
+		                 SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, v, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
 static void test_trans_one_per_service(void **state)
 {
 	struct fx *f = *state;
@@ -313,24 +334,11 @@ static void test_subsc_owner_scoped(void **state)
 static void test_migration_7_subscriptions(void **state)
 {
 	struct fx *f = *state;
-	sqlite3 *db = NULL;
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
-	for (int i = 0; i < 6; i++)
-		assert_int_equal(sqlite3_exec(db, sg_store_sqlite_migrations[i], NULL, NULL, NULL),
-		                 SQLITE_OK);
-	assert_int_equal(
-	    sqlite3_exec(db,
-	                 "CREATE TABLE schema_version (version INTEGER NOT NULL);"
-	                 "INSERT INTO schema_version VALUES (6);"
-	                 "INSERT INTO valservers (name, identity, created_at)"
-	                 " VALUES ('v2x-app', 'DNS:v2x-app', 1);"
-	                 "INSERT INTO sdd_subsc (subsc_id, owner, body, created_at, updated_at)"
-	                 " VALUES ('s1', 'v2x-app', '{}', 5, 7), ('s2', 'gone-app', '{}', 5, 9);"
-	                 "COMMIT",
-	                 NULL, NULL, NULL),
-	    SQLITE_OK);
-	sqlite3_close(db);
+	old_db(f->path, 6,
+	       "INSERT INTO valservers (name, identity, created_at)"
+	       " VALUES ('v2x-app', 'DNS:v2x-app', 1);"
+	       "INSERT INTO sdd_subsc (subsc_id, owner, body, created_at, updated_at)"
+	       " VALUES ('s1', 'v2x-app', '{}', 5, 7), ('s2', 'gone-app', '{}', 5, 9);");
 	struct sg_store *st = open_ok(f->path);
 	struct sg_store_sdd_subsc *v = NULL;
 	size_t n = 0;
@@ -363,23 +371,10 @@ static void test_migration_7_subscriptions(void **state)
 static void test_migration_from_schema_4(void **state)
 {
 	struct fx *f = *state;
-	sqlite3 *db = NULL;
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
-	for (int i = 0; i < 4; i++)
-		assert_int_equal(sqlite3_exec(db, sg_store_sqlite_migrations[i], NULL, NULL, NULL),
-		                 SQLITE_OK);
-	assert_int_equal(
-	    sqlite3_exec(db,
-	                 "CREATE TABLE schema_version (version INTEGER NOT NULL);"
-	                 "INSERT INTO schema_version VALUES (4);"
-	                 "INSERT INTO subs (sub, created_at) VALUES ('AAAAAAAAAAAAAAAAAAAAAA', 1);"
-	                 "INSERT INTO users (sub, name, password_hash, created_at)"
-	                 " VALUES ('AAAAAAAAAAAAAAAAAAAAAA', 'old', 'h', 1);"
-	                 "COMMIT",
-	                 NULL, NULL, NULL),
-	    SQLITE_OK);
-	sqlite3_close(db);
+	old_db(f->path, 4,
+	       "INSERT INTO subs (sub, created_at) VALUES ('AAAAAAAAAAAAAAAAAAAAAA', 1);"
+	       "INSERT INTO users (sub, name, password_hash, created_at)"
+	       " VALUES ('AAAAAAAAAAAAAAAAAAAAAA', 'old', 'h', 1);");
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name = "
 	                                  "'sdd_trans'"),
 	                 0);
