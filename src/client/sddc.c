@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -45,9 +46,16 @@
 
 /* ---- signalling ---- */
 
+/* Timeouts are poll()'s int milliseconds at most (24.8 days): a longer one would wrap to a
+ * negative wait, which is forever. */
+static long clamp_ms(long ms)
+{
+	return ms < 0 ? 0 : ms > INT_MAX ? INT_MAX : ms;
+}
+
 static long tmo(const struct sg_sddc_conf *c)
 {
-	return c->timeout_ms > 0 ? c->timeout_ms : 10000;
+	return c->timeout_ms > 0 ? clamp_ms(c->timeout_ms) : 10000;
 }
 
 static sg_err call(const struct sg_sddc_conf *c, const char *method, const char *path,
@@ -224,6 +232,7 @@ struct cchan {
 	struct sg_buf fb;        /* a payload taken whole: control frames, URLLC DATA */
 	int dead, authed;
 	char why[200];
+	int64_t moved_ms; /* when its output last moved or had nothing to send (drop_laggard) */
 };
 
 struct sg_sddc {
@@ -263,14 +272,40 @@ static int err_code_is(const char *text, const char *code)
 	return !strncmp(text, code, n) && (text[n] == '\0' || text[n] == ':');
 }
 
+static size_t chan_pending(const struct cchan *c);
+
+/* Starts the clock of a channel whose output is about to wait for the socket (drop_laggard). */
+static void out_starts(struct cchan *c)
+{
+	if (!chan_pending(c))
+		c->moved_ms = sg_mono_ms();
+}
+
+/* Appends to the channel's output queue. Once more than half of the queue has gone out, the
+ * bytes still unsent move to its front first: the queue is emptied whole only when the socket
+ * takes everything, which a peer slower than the sender never lets happen, and it would
+ * otherwise keep every byte of a long send (the memory stays near OUT_HWM and a frame). The
+ * record OpenSSL keeps for a retried SSL_write is found again at its new place
+ * (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER). -1: out of memory. */
+static int out_append(struct cchan *c, const void *p, size_t n)
+{
+	if (c->out_off && c->out_off >= c->out.len / 2) {
+		size_t left = c->out.len - c->out_off;
+		memmove(c->out.data, c->out.data + c->out_off, left);
+		c->out.len = left;
+		c->out_off = 0;
+	}
+	return sg_buf_append(&c->out, p, n) == SG_OK ? 0 : -1;
+}
+
 /* Queues a frame (copied) behind what waits in the channel's output. */
 static int queue_frame(struct cchan *c, uint8_t type, const uint8_t *flow, uint64_t seq,
                        const void *p, size_t n)
 {
 	uint8_t hdr[SG_SDD_HDR_LEN];
 	sg_sdd_frame_header(hdr, type, (uint32_t)n, seq, flow);
-	if (sg_buf_append(&c->out, hdr, sizeof hdr) != SG_OK ||
-	    (n && sg_buf_append(&c->out, p, n) != SG_OK))
+	out_starts(c);
+	if (out_append(c, hdr, sizeof hdr) || (n && out_append(c, p, n)))
 		return -1;
 	return 0;
 }
@@ -284,6 +319,7 @@ static int send_parts(struct cchan *c, const uint8_t *head, size_t hlen, const u
 {
 	const uint8_t *part[2] = {head, rest};
 	size_t len[2] = {hlen, rlen};
+	out_starts(c);
 	for (int i = 0; i < 2; i++) {
 		const uint8_t *b = part[i];
 		size_t l = len[i];
@@ -304,7 +340,7 @@ static int send_parts(struct cchan *c, const uint8_t *head, size_t hlen, const u
 			 * again from the queue (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER) */
 			break;
 		}
-		if (l && !c->dead && sg_buf_append(&c->out, b, l) != SG_OK)
+		if (l && !c->dead && out_append(c, b, l))
 			return -1;
 	}
 	return 0;
@@ -602,7 +638,10 @@ static int chan_write(struct cchan *c)
 		ERR_clear_error();
 		return 1;
 	}
-	int progress = chan_pending(c) != before;
+	size_t after = chan_pending(c);
+	int progress = after != before;
+	if (progress || !after)
+		c->moved_ms = sg_mono_ms();
 	if (c->out_off == c->out.len) {
 		sg_buf_reset(&c->out);
 		c->out_off = 0;
@@ -660,7 +699,7 @@ static void pump(struct sg_sddc *s, long wait_ms)
 		pf[np].revents = 0;
 		map[np++] = i;
 	}
-	int r = poll(pf, np, (int)(wait_ms < 0 ? 0 : wait_ms));
+	int r = poll(pf, np, (int)clamp_ms(wait_ms));
 	if (r < 0 && errno != EINTR)
 		return;
 	for (unsigned k = 0; k < np; k++) {
@@ -866,12 +905,15 @@ static sg_err chan_open(struct sg_sddc *s, struct cchan *c, const char *host, un
 	/* R1: the SEALDD server is authenticated by its certificate: the same identity as the
 	 * SEALDD-UU signalling URL's host */
 	unsigned char ip[16];
+	int named;
 	if (inet_pton(AF_INET, verify_host, ip) == 1 || inet_pton(AF_INET6, verify_host, ip) == 1)
-		X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), verify_host);
-	else {
-		SSL_set1_host(c->ssl, verify_host);
-		SSL_set_tlsext_host_name(c->ssl, verify_host);
-	}
+		named = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), verify_host) == 1;
+	else
+		named = SSL_set1_host(c->ssl, verify_host) == 1 &&
+		        SSL_set_tlsext_host_name(c->ssl, verify_host) == 1;
+	if (!named)
+		return sg_fail(err, errlen, SG_ERR_TLS, "cannot check the server's name '%s'",
+		               verify_host);
 	int64_t end = sg_mono_ms() + s->timeout_ms;
 	for (;;) {
 		int r = SSL_connect(c->ssl);
@@ -903,7 +945,10 @@ static sg_err chan_open(struct sg_sddc *s, struct cchan *c, const char *host, un
 	return SG_OK;
 }
 
-static sg_err wait_auth(struct sg_sddc *s, char *err, size_t errlen)
+/* Waits until every live channel has its AUTH_OK. every: a channel that dies (or is dead) is an
+ * error (connect); otherwise (reauth) the channels still alive are enough, as for the data: a
+ * URLLC session that lost one channel renews its authentication on the other. */
+static sg_err wait_auth(struct sg_sddc *s, int every, char *err, size_t errlen)
 {
 	int64_t end = sg_mono_ms() + s->timeout_ms;
 	for (;;) {
@@ -911,8 +956,10 @@ static sg_err wait_auth(struct sg_sddc *s, char *err, size_t errlen)
 		for (unsigned i = 0; i < s->n; i++)
 			all &= s->ch[i].authed || s->ch[i].dead;
 		for (unsigned i = 0; i < s->n; i++)
-			if (s->ch[i].dead)
+			if (s->ch[i].dead && every)
 				return dead_err(s, err, errlen);
+		if (!live(s))
+			return dead_err(s, err, errlen);
 		if (all)
 			return SG_OK;
 		long left = (long)(end - sg_mono_ms());
@@ -960,10 +1007,16 @@ sg_err sg_sddc_connect(const struct sg_sddc_conf *c, const char *host, unsigned 
 		snprintf(vh, sizeof vh, "%.*s", (int)strcspn(u + 1, "]"), u + 1);
 	else
 		snprintf(vh, sizeof vh, "%.*s", (int)strcspn(u, ":/"), u);
+	/* an empty name would switch OpenSSL's name check off: any certificate of the CA would do
+	 */
+	if (!vh[0]) {
+		e = sg_fail(err, errlen, SG_ERR_INVALID, "the url '%s' names no host", c->url);
+		goto fail;
+	}
 	for (unsigned i = 0; i < nchan; i++)
 		if ((e = chan_open(s, &s->ch[i], host, port, vh, err, errlen)) != SG_OK)
 			goto fail;
-	if ((e = wait_auth(s, err, errlen)) != SG_OK)
+	if ((e = wait_auth(s, 1, err, errlen)) != SG_OK)
 		goto fail;
 	*out = s;
 	return SG_OK;
@@ -1033,6 +1086,32 @@ sg_err sg_sddc_attach(struct sg_sddc *s, const char *flow_id, unsigned flags, ch
 	}
 }
 
+/* URLLC (docs/sdd-protocol.md §3): a send waits while either channel has OUT_HWM queued, so a
+ * channel whose output stops moving (its path went dark without a reset, or the server stopped
+ * reading it) would hold the flow's uplink on both. Once it has not moved for the timeout while
+ * the other one has sent everything, it is given up: shut down, so that the server detaches its
+ * flows, and the send goes on over the other channel, which carries every frame as well.
+ * Returns 1 when a channel was dropped. */
+static int drop_laggard(struct sg_sddc *s)
+{
+	if (live(s) < 2)
+		return 0;
+	int64_t now = sg_mono_ms();
+	for (unsigned i = 0; i < 2; i++) {
+		struct cchan *c = &s->ch[i], *o = &s->ch[1 - i];
+		if (chan_pending(c) && now - c->moved_ms > s->timeout_ms && !chan_pending(o)) {
+			char why[200];
+			snprintf(why, sizeof why,
+			         "the data channel took no data for %ld ms while the other one did",
+			         s->timeout_ms);
+			chan_dead(c, why);
+			shutdown(c->fd, SHUT_RDWR);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* The DATA frames sg_sddc_send cuts len bytes into. */
 static uint64_t frames_of(size_t len)
 {
@@ -1044,6 +1123,14 @@ static uint64_t frames_of(size_t len)
 sg_err sg_sddc_send(struct sg_sddc *s, const char *flow_id, const void *data, size_t len, char *err,
                     size_t errlen)
 {
+	return sg_sddc_send_ex(s, flow_id, data, len, NULL, err, errlen);
+}
+
+sg_err sg_sddc_send_ex(struct sg_sddc *s, const char *flow_id, const void *data, size_t len,
+                       size_t *taken, char *err, size_t errlen)
+{
+	if (taken)
+		*taken = 0;
 	struct cflow *f = flow_of(s, flow_id, err, errlen);
 	if (!f)
 		return SG_ERR_INVALID;
@@ -1076,6 +1163,8 @@ sg_err sg_sddc_send(struct sg_sddc *s, const char *flow_id, const void *data, si
 			f->next_seq++;
 			p += n;
 			len -= n;
+			if (taken)
+				*taken += n;
 		}
 		/* the records gathered in the write buffer go out; the socket reads only when
 		 * this has to wait (a peer echoing back must not block us) */
@@ -1086,7 +1175,7 @@ sg_err sg_sddc_send(struct sg_sddc *s, const char *flow_id, const void *data, si
 			break;
 		size_t before = max_out(s);
 		pump(s, 200);
-		if (max_out(s) != before)
+		if (max_out(s) != before || drop_laggard(s))
 			last_progress = sg_mono_ms();
 		else if (sg_mono_ms() - last_progress > s->timeout_ms)
 			return sg_fail(err, errlen, SG_ERR_TIMEOUT,
@@ -1104,7 +1193,7 @@ sg_err sg_sddc_recv(struct sg_sddc *s, const char *flow_id, void *buf, size_t ca
 	struct cflow *f = flow_of(s, flow_id, err, errlen);
 	if (!f)
 		return SG_ERR_INVALID;
-	int64_t end = sg_mono_ms() + timeout_ms;
+	int64_t end = sg_mono_ms() + clamp_ms(timeout_ms);
 	for (;;) {
 		size_t have = queued(f);
 		if (have) {
@@ -1157,18 +1246,24 @@ sg_err sg_sddc_reauth(struct sg_sddc *s, const char *token, char *err, size_t er
 		if (queue_frame(&s->ch[i], SG_SDD_AUTH, NULL, 0, t, strlen(t)))
 			return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
 	}
-	return wait_auth(s, err, errlen);
+	return wait_auth(s, 0, err, errlen);
 }
 
 sg_err sg_sddc_send_raw(struct sg_sddc *s, const void *p, size_t n, char *err, size_t errlen)
 {
 	if (s->ch[0].dead)
 		return dead_err(s, err, errlen);
-	if (sg_buf_append(&s->ch[0].out, p, n) != SG_OK)
+	out_starts(&s->ch[0]);
+	if (out_append(&s->ch[0], p, n))
 		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
 	int64_t end = sg_mono_ms() + s->timeout_ms;
 	while (!s->ch[0].dead && chan_pending(&s->ch[0]) && sg_mono_ms() < end)
 		pump(s, 100);
+	if (s->ch[0].dead)
+		return dead_err(s, err, errlen);
+	if (chan_pending(&s->ch[0]))
+		return sg_fail(err, errlen, SG_ERR_TIMEOUT,
+		               "the SEALDD server took no data for %ld ms", s->timeout_ms);
 	return SG_OK;
 }
 
@@ -1178,6 +1273,11 @@ size_t sg_sddc_queued(const struct sg_sddc *s, const char *flow_id)
 		if (!strcmp(f->text, flow_id))
 			return queued(f);
 	return 0;
+}
+
+size_t sg_sddc_out_memory(const struct sg_sddc *s)
+{
+	return s->ch[0].out.cap + s->ch[1].out.cap;
 }
 
 unsigned long long sg_sddc_duplicates(const struct sg_sddc *s)

@@ -63,6 +63,15 @@ sg_err sg_sddc_attach(struct sg_sddc *s, const char *flow_id, unsigned flags, ch
  * refused), or when its uplink sequence numbers (up to 2^64 - 1) cannot number the frames. */
 sg_err sg_sddc_send(struct sg_sddc *s, const char *flow_id, const void *data, size_t len, char *err,
                     size_t errlen);
+/* sg_sddc_send that also tells, on success and on error, how many bytes from the start of data
+ * were handed to TLS as whole DATA frames (*taken). Those go out even when the send then fails
+ * (on every channel still alive, also while sg_sddc_close drains), so a caller that tries
+ * again goes on from data + *taken: resending them would deliver them twice, the server
+ * dropping duplicates by sequence number only, and a retry numbers its frames anew. URLLC: a
+ * channel whose output does not move for the timeout while the other's does is given up, and
+ * the send goes on over the other (docs/sdd-protocol.md §3). */
+sg_err sg_sddc_send_ex(struct sg_sddc *s, const char *flow_id, const void *data, size_t len,
+                       size_t *taken, char *err, size_t errlen);
 /* Receives up to cap bytes of the flow: waits up to timeout_ms for the first byte.
  * *n = 0 with SG_ERR_TIMEOUT when nothing came; SG_ERR_PROTO with the reason when the flow or
  * the channel ended (END / ERROR frame, an attach the server refused, token expiry, server
@@ -71,12 +80,15 @@ sg_err sg_sddc_recv(struct sg_sddc *s, const char *flow_id, void *buf, size_t ca
                     size_t *n, char *err, size_t errlen);
 /* Renews the channel authentication with a fresh token of the same user (before exp). */
 sg_err sg_sddc_reauth(struct sg_sddc *s, const char *token, char *err, size_t errlen);
-/* Sends raw bytes on channel 0 (tests: malformed frames). */
+/* Sends raw bytes on channel 0 (tests: malformed frames): SG_OK once the socket took them all
+ * within the timeout. */
 sg_err sg_sddc_send_raw(struct sg_sddc *s, const void *p, size_t n, char *err, size_t errlen);
 /* Bytes of the flow queued for sg_sddc_recv (0 for a flow not attached). */
 size_t sg_sddc_queued(const struct sg_sddc *s, const char *flow_id);
 /* Duplicates dropped by the receive side (URLLC). */
 unsigned long long sg_sddc_duplicates(const struct sg_sddc *s);
+/* Bytes of memory the session holds for output not yet on its sockets. */
+size_t sg_sddc_out_memory(const struct sg_sddc *s);
 void sg_sddc_close(struct sg_sddc *s);
 
 /* SEALDD-E relocation (docs/sdd-protocol.md §7): when reason (the error of sg_sddc_recv,

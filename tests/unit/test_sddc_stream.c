@@ -7,7 +7,9 @@
  * are cut into DATA frames and TLS records (as few records as the bytes allow), attaching again
  * after END or a refusal, uplink sequence numbers at the end of their space, and the data
  * endpoint in a flow answer (sddFlowId signalling, a peer that answers HTTP/1.1). The peer is a
- * real OpenSSL server with the sealguard TLS profile and the development PKI. */
+ * real OpenSSL server with the sealguard TLS profile and the development PKI. Also: the output
+ * memory of a long send to a slow peer, and a URLLC session losing one channel (stalled, closed).
+ */
 #include "client/sddc.h"
 #include "sdd/proto.h"
 #include "tls/pki.h"
@@ -44,7 +46,18 @@ enum scenario {
 	SC_SEQ_END,
 	SC_FLOOD, /* flood_main */
 	SC_HTTP,  /* http_main */
+	SC_SINK,  /* sink_main */
 };
+
+/* SC_SINK: what the peer does with the channels once the flow is attached on them */
+enum sink {
+	SINK_SLOW,   /* one channel, read 16 KiB every 5 ms */
+	SINK_STALL,  /* two channels (URLLC), the second never read again */
+	SINK_REAUTH, /* two channels, the second closed; AUTH on the first answered */
+};
+
+#define SINK_TOTAL (32u << 20) /* SC_SINK: the bytes the client sends */
+#define SLOW_TOTAL (8u << 20)  /* ... SINK_SLOW */
 
 #define HTTP_REQS 3 /* SC_HTTP: flow answers the peer gives, one per connection */
 
@@ -65,6 +78,7 @@ struct peer {
 	unsigned nconn;           /* SC_FLOOD: data channels (2: URLLC) */
 	_Atomic size_t written;   /* SC_FLOOD: DATA bytes the client's sockets took */
 	char req[HTTP_REQS][512]; /* SC_HTTP: the request heads as the peer received them */
+	enum sink sink;           /* SC_SINK */
 };
 
 /* The record layer's callback: the 5-byte header of every received record (RFC 8446 §5.2):
@@ -309,6 +323,83 @@ out:
 	return NULL;
 }
 
+/* SC_SINK: nconn channels, each authenticated and attached to g_flow; then what pe->sink says
+ * (enum sink), and the DATA of channel 0 read until SINK_TOTAL bytes (SINK_REAUTH: 1 byte),
+ * checked to be the pattern (salt 9) in order with consecutive sequence numbers. */
+static void *sink_main(void *arg)
+{
+	struct peer *pe = arg;
+	int fd[2] = {-1, -1};
+	SSL *ssl[2] = {NULL, NULL};
+	static uint8_t pl[SG_SDD_HDR_LEN + SG_SDD_MAX_PAYLOAD];
+	struct sg_sdd_frame f;
+	size_t n, total = pe->sink == SINK_REAUTH ? 1
+	                  : pe->sink == SINK_SLOW ? SLOW_TOTAL
+	                                          : SINK_TOTAL;
+	uint8_t *want = malloc(SINK_TOTAL);
+	if (!want)
+		goto out;
+	pattern(want, SINK_TOTAL, 9);
+	for (unsigned i = 0; i < pe->nconn; i++)
+		if ((fd[i] = accept(pe->lfd, NULL, NULL)) < 0 ||
+		    !(ssl[i] = sg_tls_server_ssl_new(g_tls)) || SSL_set_fd(ssl[i], fd[i]) != 1 ||
+		    SSL_accept(ssl[i]) != 1)
+			goto out;
+	static const uint8_t ask[] = {SG_SDD_AUTH, SG_SDD_ATTACH};
+	static const uint8_t reply[] = {SG_SDD_AUTH_OK, SG_SDD_ATTACHED};
+	for (unsigned k = 0; k < 2; k++)
+		for (unsigned i = 0; i < pe->nconn; i++) {
+			if (peer_rd_frame(ssl[i], &f, pl, sizeof pl) || f.type != ask[k])
+				goto out;
+			n = frame(pl, reply[k], 1, k ? g_flow : NULL, NULL, 0);
+			if (peer_wr(ssl[i], pl, n))
+				goto out;
+		}
+	if (pe->sink == SINK_REAUTH) {
+		SSL_free(ssl[1]);
+		ssl[1] = NULL;
+		close(fd[1]);
+		fd[1] = -1;
+		/* the renewed AUTH, answered once the client has surely seen the close */
+		if (peer_rd_frame(ssl[0], &f, pl, sizeof pl) || f.type != SG_SDD_AUTH)
+			goto out;
+		usleep(300000);
+		n = frame(pl, SG_SDD_AUTH_OK, 1, NULL, NULL, 0);
+		if (peer_wr(ssl[0], pl, n))
+			goto out;
+	}
+	uint64_t seq = 1;
+	for (size_t got = 0; got < total; got += f.len, seq++) {
+		if (pe->sink == SINK_SLOW) { /* 16 KiB every 5 ms: about 3 MB/s */
+			if (peer_rd(ssl[0], pl, SG_SDD_HDR_LEN) ||
+			    sg_sdd_frame_parse_header(pl, &f) != 0)
+				goto out;
+			for (size_t k = 0, m; k < f.len && f.len <= SG_SDD_MAX_PAYLOAD; k += m) {
+				m = f.len - k < 16384 ? f.len - k : 16384;
+				usleep(5000);
+				if (peer_rd(ssl[0], pl + k, m))
+					goto out;
+			}
+		} else if (peer_rd_frame(ssl[0], &f, pl, sizeof pl)) {
+			goto out;
+		}
+		if (f.type != SG_SDD_DATA || f.seq != seq || f.len > total - got ||
+		    memcmp(pl, want + got, f.len))
+			goto out;
+	}
+	pe->ok = 1;
+	while (SSL_read_ex(ssl[0], pl, sizeof pl, &n) == 1) /* until the client closes */
+		;
+out:
+	for (unsigned i = 0; i < 2; i++) {
+		SSL_free(ssl[i]);
+		if (fd[i] >= 0)
+			close(fd[i]);
+	}
+	free(want);
+	return NULL;
+}
+
 /* SC_HTTP: sdd-flows/v1 signalling, HTTP/1.1 over TLS: one connection per request, each
  * answered 200 with the next flow answer; the request heads are kept for the test. */
 static void *http_main(void *arg)
@@ -379,17 +470,22 @@ static void peer_start(struct peer *pe)
 	assert_int_equal(pthread_create(&pe->th, NULL,
 	                                pe->sc == SC_FLOOD  ? flood_main
 	                                : pe->sc == SC_HTTP ? http_main
+	                                : pe->sc == SC_SINK ? sink_main
 	                                                    : peer_main,
 	                                pe),
 	                 0);
 }
 
-static struct sg_sddc *open_session_n(struct peer *pe, unsigned nchan, size_t rx_queue_max)
+static struct sg_sddc *open_session_t(struct peer *pe, unsigned nchan, size_t rx_queue_max,
+                                      long timeout_ms)
 {
 	char url[64], err[256] = "";
 	snprintf(url, sizeof url, "https://localhost:%d", pe->port);
-	struct sg_sddc_conf c = {
-	    .url = url, .ca = g_ca, .token = "t", .timeout_ms = 5000, .rx_queue_max = rx_queue_max};
+	struct sg_sddc_conf c = {.url = url,
+	                         .ca = g_ca,
+	                         .token = "t",
+	                         .timeout_ms = timeout_ms,
+	                         .rx_queue_max = rx_queue_max};
 	struct sg_sddc *s = NULL;
 	if (sg_sddc_connect(&c, "127.0.0.1", (unsigned)pe->port, nchan, &s, err, sizeof err) !=
 	    SG_OK)
@@ -397,6 +493,11 @@ static struct sg_sddc *open_session_n(struct peer *pe, unsigned nchan, size_t rx
 	if (sg_sddc_attach(s, g_flow_text, 0, err, sizeof err) != SG_OK)
 		fail_msg("attach: %s", err);
 	return s;
+}
+
+static struct sg_sddc *open_session_n(struct peer *pe, unsigned nchan, size_t rx_queue_max)
+{
+	return open_session_t(pe, nchan, rx_queue_max, 5000);
 }
 
 static struct sg_sddc *open_session(struct peer *pe)
@@ -739,6 +840,68 @@ static void test_backpressure_urllc(void **state)
 	backpressure(2);
 }
 
+/* One send of 8 MiB to a peer that reads 3 MB/s: the channel's output queue keeps about what is
+ * unsent (OUT_HWM and a frame: 2 MiB of memory), not what went out (8 MiB before it was
+ * compacted: it was emptied only when the socket took everything at once). */
+static void test_slow_peer_memory(void **state)
+{
+	(void)state;
+	struct peer pe = {.sc = SC_SINK, .nconn = 1, .sink = SINK_SLOW};
+	peer_start(&pe);
+	struct sg_sddc *s = open_session(&pe);
+	uint8_t *data = malloc(SINK_TOTAL);
+	assert_non_null(data);
+	pattern(data, SINK_TOTAL, 9);
+	char err[256] = "";
+	size_t taken = 0;
+	if (sg_sddc_send_ex(s, g_flow_text, data, SLOW_TOTAL, &taken, err, sizeof err) != SG_OK)
+		fail_msg("send: %s", err);
+	assert_int_equal(taken, SLOW_TOTAL);
+	size_t mem = sg_sddc_out_memory(s);
+	if (mem > (4u << 20))
+		fail_msg("the session holds %zu bytes of output memory", mem);
+	free(data);
+	peer_end(&pe, s);
+}
+
+/* URLLC: the peer stops reading the second channel. A send of 32 MiB (more than its socket
+ * buffers and OUT_HWM) gives that channel up after the timeout (1 s) and completes over the
+ * first, which gets every byte in order; it used to fail with a timeout, and so did every later
+ * send. */
+static void test_urllc_stalled_channel(void **state)
+{
+	(void)state;
+	struct peer pe = {.sc = SC_SINK, .nconn = 2, .sink = SINK_STALL};
+	peer_start(&pe);
+	struct sg_sddc *s = open_session_t(&pe, 2, 0, 1000);
+	uint8_t *data = malloc(SINK_TOTAL);
+	assert_non_null(data);
+	pattern(data, SINK_TOTAL, 9);
+	char err[256] = "";
+	if (sg_sddc_send(s, g_flow_text, data, SINK_TOTAL, err, sizeof err) != SG_OK)
+		fail_msg("send: %s", err);
+	free(data);
+	peer_end(&pe, s);
+}
+
+/* URLLC: the server closed the second channel; renewing the authentication succeeds on the
+ * first, and data goes on over it (the renewal used to fail whenever a channel had died). */
+static void test_urllc_reauth_one_dead(void **state)
+{
+	(void)state;
+	struct peer pe = {.sc = SC_SINK, .nconn = 2, .sink = SINK_REAUTH};
+	peer_start(&pe);
+	struct sg_sddc *s = open_session_n(&pe, 2, 0);
+	char err[256] = "";
+	if (sg_sddc_reauth(s, "t2", err, sizeof err) != SG_OK)
+		fail_msg("reauth: %s", err);
+	uint8_t one[1];
+	pattern(one, 1, 9);
+	if (sg_sddc_send(s, g_flow_text, one, 1, err, sizeof err) != SG_OK)
+		fail_msg("send: %s", err);
+	peer_end(&pe, s);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -774,11 +937,18 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_split_and_batched),  cmocka_unit_test(test_bad_headers),
-	    cmocka_unit_test(test_send_echo),          cmocka_unit_test(test_backpressure),
-	    cmocka_unit_test(test_backpressure_urllc), cmocka_unit_test(test_data_after_end),
-	    cmocka_unit_test(test_reattach_after_end), cmocka_unit_test(test_seq_end),
+	    cmocka_unit_test(test_split_and_batched),
+	    cmocka_unit_test(test_bad_headers),
+	    cmocka_unit_test(test_send_echo),
+	    cmocka_unit_test(test_backpressure),
+	    cmocka_unit_test(test_backpressure_urllc),
+	    cmocka_unit_test(test_data_after_end),
+	    cmocka_unit_test(test_reattach_after_end),
+	    cmocka_unit_test(test_seq_end),
 	    cmocka_unit_test(test_flow_answer_host),
+	    cmocka_unit_test(test_slow_peer_memory),
+	    cmocka_unit_test(test_urllc_stalled_channel),
+	    cmocka_unit_test(test_urllc_reauth_one_dead),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
