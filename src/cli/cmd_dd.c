@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <event2/util.h>
@@ -36,6 +37,7 @@ static const char USAGE[] =
     "                        [--no-follow] [common]\n"
     "       sealguard dd close --flow ID [common options]\n"
     "       sealguard dd echo-server --bind HOST:PORT [--cert F --key F --cacert F]\n"
+    "                        [--timeout-ms MS]\n"
     "       sealguard dd relocate --flow ID --to https://HOST:PORT [--via URL]\n"
     "       sealguard [--state-dir DIR] dd transmissions\n"
     "\n"
@@ -60,7 +62,9 @@ static const char USAGE[] =
     "\n"
     "echo-server: a VAL server endpoint that accepts mutual TLS (client certificate verified\n"
     "against --cacert) and echoes; runs until SIGTERM/SIGINT. Defaults: --cert/--key the\n"
-    "state dir's server certificate, --cacert STATE/pki/ca.crt.\n"
+    "state dir's server certificate, --cacert STATE/pki/ca.crt. A connection must finish its\n"
+    "handshake within --timeout-ms, and one that takes no echo for six times that is closed;\n"
+    "at most 256 connections at once.\n"
     "\n"
     "transmissions: the SEALDD-S transmissions the state dir's store holds (one per VAL\n"
     "service, kept across restarts), and whether the registry still lets each authorize\n"
@@ -399,10 +403,15 @@ static int dd_send(const struct sg_cli_global *g, const struct dd_args *a)
 			data = d;
 		}
 	}
+	int rerr = ferror(in) ? errno : 0;
 	if (in != stdin)
 		fclose(in);
 	if (!data)
 		return sg_cli_fail("out of memory");
+	if (rerr) {
+		free(data);
+		return sg_cli_fail("%s: %s", a->in ? a->in : "stdin", strerror(rerr));
+	}
 	struct dd_ctx x;
 	struct sg_sddc *s = NULL;
 	int rc = ctx_open(g, a, &x);
@@ -410,8 +419,10 @@ static int dd_send(const struct sg_cli_global *g, const struct dd_args *a)
 		rc = attach(&x, a->flow, a->echo ? 0 : SG_SDDC_SEND_ONLY, &s, NULL);
 	char err[512];
 	int64_t t0 = sg_mono_us();
-	if (!rc && !a->echo && sg_sddc_send(s, a->flow, data, len, err, sizeof err) != SG_OK)
-		rc = sg_cli_fail("send: %s", err);
+	size_t taken = 0;
+	if (!rc && !a->echo &&
+	    sg_sddc_send_ex(s, a->flow, data, len, &taken, err, sizeof err) != SG_OK)
+		rc = sg_cli_fail("send: %s (%zu of %zu bytes handed over)", err, taken, len);
 	if (!rc && a->echo) {
 		FILE *out = a->out ? fopen(a->out, "wb") : NULL;
 		if (a->out && !out)
@@ -447,8 +458,10 @@ static int dd_send(const struct sg_cli_global *g, const struct dd_args *a)
 					break;
 				}
 				EVP_DigestUpdate(md, buf, n);
-				if (out)
-					fwrite(buf, 1, n, out);
+				if (out && fwrite(buf, 1, n, out) != n) {
+					rc = sg_cli_fail("%s: %s", a->out, strerror(errno));
+					break;
+				}
 				if ((got += n) == len || sent == len)
 					break;
 			}
@@ -458,8 +471,8 @@ static int dd_send(const struct sg_cli_global *g, const struct dd_args *a)
 		EVP_DigestFinal_ex(md, h2, NULL);
 		EVP_MD_CTX_free(md);
 		EVP_Digest(data, len, h1, NULL, EVP_sha256(), NULL);
-		if (out)
-			fclose(out);
+		if (out && fclose(out) != 0 && !rc)
+			rc = sg_cli_fail("%s: %s", a->out, strerror(errno));
 		if (!rc) {
 			char hx[65];
 			hex(h1, 32, hx);
@@ -483,15 +496,16 @@ static int dd_recv(const struct sg_cli_global *g, const struct dd_args *a)
 {
 	if (!a->flow)
 		return sg_cli_fail("dd recv needs --flow"), 2;
-	FILE *out = a->out && strcmp(a->out, "-") ? fopen(a->out, "wb") : stdout;
-	if (!out)
-		return sg_cli_fail("%s: %s", a->out, strerror(errno));
 	struct dd_ctx x;
 	struct sg_sddc *s = NULL;
 	unsigned nchan = 1, follows = 0;
 	int rc = ctx_open(g, a, &x);
 	if (!rc)
 		rc = attach(&x, a->flow, 0, &s, &nchan);
+	/* opened (truncated) once the flow is attached: a refused attach leaves the file alone */
+	FILE *out = rc || !a->out || !strcmp(a->out, "-") ? stdout : fopen(a->out, "wb");
+	if (!out)
+		rc = sg_cli_fail("%s: %s", a->out, strerror(errno));
 	unsigned char buf[65536];
 	long long got = 0;
 	char err[512], host[256];
@@ -522,13 +536,16 @@ static int dd_recv(const struct sg_cli_global *g, const struct dd_args *a)
 			rc = sg_cli_fail("recv: %s after %lld bytes", err, got);
 			break;
 		}
-		fwrite(buf, 1, n, out);
+		if (fwrite(buf, 1, n, out) != n) {
+			rc = sg_cli_fail("%s: %s", out == stdout ? "stdout" : a->out,
+			                 strerror(errno));
+			break;
+		}
 		got += (long long)n;
 	}
-	if (out != stdout)
-		fclose(out);
-	else
-		fflush(stdout);
+	/* what did not reach the file (full disk, EIO) is an error, not a short success */
+	if (out && (out != stdout ? fclose(out) : fflush(stdout)) != 0 && !rc)
+		rc = sg_cli_fail("%s: %s", out == stdout ? "stdout" : a->out, strerror(errno));
 	sg_sddc_close(s);
 	ctx_free(&x);
 	return rc;
@@ -555,10 +572,25 @@ static pthread_cond_t echo_idle = PTHREAD_COND_INITIALIZER;
 static int echo_fds[256];
 static unsigned echo_live;
 
+static long echo_timeout_ms; /* --timeout-ms: the handshake deadline; writes: 6 times that */
+
+static void sock_timeout(int fd, int opt, long ms)
+{
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
+}
+
 static void *echo_thread(void *arg)
 {
 	struct echo_conn *c = arg;
+	/* blocking I/O with deadlines: a connection that sends nothing cannot hold its slot and
+	 * thread past the handshake deadline (no certificate is needed for that), nor one that
+	 * reads nothing past the write deadline; an authenticated connection may then idle as
+	 * long as its flow does */
+	sock_timeout(c->fd, SO_RCVTIMEO, echo_timeout_ms);
+	sock_timeout(c->fd, SO_SNDTIMEO, echo_timeout_ms * 6);
 	if (SSL_accept(c->ssl) == 1) {
+		sock_timeout(c->fd, SO_RCVTIMEO, 0);
 		struct sg_tls_principal p;
 		if (sg_tls_principal_from_ssl(c->ssl, &p) == SG_OK) {
 			fprintf(stderr, "echo-server: connection from %s (%s)\n",
@@ -601,6 +633,7 @@ static int dd_echo(const struct sg_cli_global *g, const struct dd_args *a)
 {
 	if (!a->bind)
 		return sg_cli_fail("dd echo-server needs --bind"), 2;
+	echo_timeout_ms = a->timeout_ms > 24L * 3600 * 1000 ? 24L * 3600 * 1000 : a->timeout_ms;
 	struct sg_conf *conf = NULL;
 	if (sg_cli_load_conf(g, NULL, &conf))
 		return 1;
@@ -629,7 +662,7 @@ static int dd_echo(const struct sg_cli_global *g, const struct dd_args *a)
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&ss, (socklen_t)sl) != 0 ||
-	    listen(fd, 128) != 0) {
+	    listen(fd, SOMAXCONN) != 0) {
 		int e = errno;
 		if (fd >= 0)
 			close(fd);
@@ -641,12 +674,21 @@ static int dd_echo(const struct sg_cli_global *g, const struct dd_args *a)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	fprintf(stderr, "echo-server: listening on %s (mutual TLS)\n", a->bind);
+	int rc = 0;
 	while (!echo_stop) {
 		int c = accept(fd, NULL, NULL);
 		if (c < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
+			/* out of descriptors or memory: wait for connections to end; a connection
+			 * that failed before it was taken (ECONNABORTED, EPROTO, ...): the next */
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
+				usleep(100000);
+			else if (errno == EBADF || errno == EINVAL || errno == ENOTSOCK ||
+			         errno == EOPNOTSUPP || errno == EFAULT) {
+				rc = sg_cli_fail("echo-server: accept: %s", strerror(errno));
+				break;
+			}
+			continue;
 		}
 		struct echo_conn *ec = calloc(1, sizeof *ec);
 		SSL *ssl = ec ? sg_tls_server_ssl_new(ts) : NULL;
@@ -689,7 +731,7 @@ static int dd_echo(const struct sg_cli_global *g, const struct dd_args *a)
 		pthread_cond_wait(&echo_idle, &echo_lock);
 	pthread_mutex_unlock(&echo_lock);
 	sg_tls_server_free(ts);
-	return 0;
+	return rc;
 }
 
 /* Whether the registry still lets stored transmission t authorize flows (the SEALDD server's

@@ -225,7 +225,9 @@ static sg_err fetch_token(struct sg_valsrv *v, char *err, size_t errlen)
 		            "token response without access_token, token_type bearer or expires_in");
 	} else {
 		sg_valsrv_forget(v);
-		int64_t life = (int64_t)json_integer_value(ei) * 1000;
+		/* at most a year: a larger expires_in would overflow the milliseconds below */
+		json_int_t secs = json_integer_value(ei);
+		int64_t life = (int64_t)(secs > 31536000 ? 31536000 : secs) * 1000;
 		int64_t margin = life / 10 < RENEW_MAX_MS ? life / 10 : RENEW_MAX_MS;
 		v->token = strdup(tok);
 		v->granted = strdup(scope ? scope : (v->scope ? v->scope : ""));

@@ -147,4 +147,74 @@ wait "$P1" "$P2" 2>/dev/null
 sleep 0.5
 SG dd send --flow "$F" --in "$T/x" --token-cache "$T/alice.tokens" >/dev/null 2>&1
 expect_eq "... with her receivers gone, the same send goes through" 0 "$?"
+
+# the CLI's output: bytes that do not reach the file are an error, not a short success, and a
+# refused attach leaves --out as it was
+printf 'kept\n' >"$T/keep.out"
+SG dd recv --flow AAAAAAAAAAAAAAAAAAAAAA --bytes 1 --out "$T/keep.out" --token-cache "$T/alice.tokens" >/dev/null 2>&1
+expect_eq "dd recv on a flow that does not exist: exit 1" 1 "$?"
+expect_eq "... and --out is left alone" kept "$(cat "$T/keep.out")"
+SG dd send --flow "$F" --in "$T/x" --token-cache "$T/alice.tokens" >/dev/null 2>&1 # its echo waits
+OUT=$(SG dd recv --flow "$F" --bytes 1 --out /dev/full --token-cache "$T/alice.tokens" 2>&1)
+expect_eq "dd recv --out /dev/full: exit 1" 1 "$?"
+expect_match "... saying why" "/dev/full: No space left on device" "$OUT"
+OUT=$(SG dd send --flow "$F" --in "$T/x" --echo --out /dev/full --token-cache "$T/alice.tokens" 2>&1)
+expect_eq "dd send --echo --out /dev/full: exit 1" 1 "$?"
+expect_match "... saying why" "/dev/full: No space left on device" "$OUT"
+
+# the echo endpoint holds at most 256 connections; one that does not finish its handshake within
+# --timeout-ms (1 s here) is closed, so silent TCP connections (no certificate needed) hold it
+# that long only, and one that takes no echo is closed after 6 x --timeout-ms
+ECHO3=$(free_port)
+"$SG_BIN" --config "$T/sg.yaml" dd echo-server --bind "127.0.0.1:$ECHO3" "${VAL[@]}" --cacert "$CA" --timeout-ms 1000 2>>"$T/echo3.log" &
+E3=$!
+sg_wait_port "$ECHO3" || not_ok "echo-server on $ECHO3"
+R=$(python3 - "$ECHO3" "$CA" "$PKI/seal-servers/v2x-app.crt" "$PKI/seal-servers/v2x-app.key" <<'PY'
+import socket, ssl, sys, time
+port, ca, crt, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.load_cert_chain(crt, key)
+def conn(rcvbuf=0):
+    t = socket.socket()
+    if rcvbuf:  # fixed: no window growth that lets the echo trickle in
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    t.settimeout(5)
+    t.connect(("127.0.0.1", port))
+    return ctx.wrap_socket(t, server_hostname="v2x-app")
+def echo():
+    try:
+        s = conn(); s.sendall(b"ping"); d = s.recv(4); s.close()
+        return "echo" if d == b"ping" else "none"
+    except (OSError, ssl.SSLError):
+        return "refused"
+silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(256)]
+time.sleep(0.2)
+print("held=" + echo())
+time.sleep(1.5)
+def gone(s):
+    s.settimeout(3)
+    try:
+        return s.recv(1) == b""
+    except OSError:
+        return True
+print("silent_closed=%d" % sum(gone(s) for s in silent))
+print("after=" + echo())
+s = conn(16384); s.setblocking(False)
+t0, res = time.time(), "open"
+while time.time() - t0 < 15:
+    try:
+        s.send(b"x" * 65536)
+    except (ssl.SSLWantWriteError, BlockingIOError):
+        time.sleep(0.05)
+    except OSError:
+        res = "closed"; break
+print("nonreader=%s" % res)
+PY
+)
+kill "$E3" 2>/dev/null
+wait "$E3" 2>/dev/null
+expect_match "echo-server: 256 silent TCP connections take every slot" "held=refused" "$R"
+expect_match "... each is closed after the handshake deadline" "silent_closed=256" "$R"
+expect_match "... and a VAL server's connection gets its echo again" "after=echo" "$R"
+expect_match "... a peer that takes no echo is closed" "nonreader=closed" "$R"
 sg_done
