@@ -56,6 +56,7 @@
 #define MAX_IO           (256u << 10) /* per read/write of a bufferevent (libevent: 16 KiB) */
 #define AUTH_TIMEOUT_S   10           /* handshake + AUTH frame must arrive in */
 #define VAL_TIMEOUT_S    10           /* relay connect + handshake; relay write stall */
+#define DISPATCH_CALLBACKS 32 /* the data plane's event loop polls again after this many */
 #define MAX_ATTACH       256          /* flows per channel */
 #define MAX_FLOWS        100000
 #define MAX_FLOWS_USER   256

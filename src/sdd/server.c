@@ -268,7 +268,17 @@ fail:
 
 sg_err sg_sdd_start(struct sg_sdd *s, char *err, size_t errlen)
 {
-	if (!(s->base = event_base_new()))
+	/* After DISPATCH_CALLBACKS callbacks the loop polls again and runs its timers. A connection
+	 * that read its budget (RBUDGET) with more buffered activates itself again, and libevent
+	 * runs events activated during a pass in that same pass: without the limit, one client
+	 * keeping its socket full (frames that need no answer) held the loop, so no other
+	 * connection, the accept, nor the tick (expiry, revocation, stall bounds) ran. */
+	struct event_config *cfg = event_config_new();
+	if (cfg && event_config_set_max_dispatch_interval(cfg, NULL, DISPATCH_CALLBACKS, 0) == 0)
+		s->base = event_base_new_with_config(cfg);
+	if (cfg)
+		event_config_free(cfg);
+	if (!s->base)
 		return sg_fail(err, errlen, SG_ERR_NOMEM, "event base");
 	s->dns = evdns_base_new(s->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
 	if (!s->dns && (s->dns = evdns_base_new(s->base, 0)))

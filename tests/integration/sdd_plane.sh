@@ -258,6 +258,28 @@ elif mode=="budget":
     print("alone",alone)
     pump([a],a.sent,90,lambda: a.got>=a.sent)
     print("then it reads: echoed",a.got,"of",a.sent,"whole" if a.whole() else "DIFFERENT")
+elif mode=="detachflood":
+    # DETACH frames of a flow this channel never attached (ignored, no answer, so no
+    # backpressure ever holds them), 1 MiB per write, for 6 s, never reading
+    s.sendall(fr(1,tok.encode()))
+    print(" ".join(str(t) for t,_ in frames(1)), flush=True)
+    block=fr(6,flow=bytes(range(1,17)))*32768; n=0; end=time.time()+6
+    while time.time()<end: s.sendall(block); n+=1
+    print("flooded", n, "MiB")
+elif mode=="rtt":
+    # connect, AUTH, ATTACH, then 1 KiB round trips for 3 s: the longest wait for any answer
+    t0=time.time()
+    s.sendall(fr(1,tok.encode())+fr(3,flow=fid)); worst=time.time()-t0
+    got=[t for t,_ in frames(2,30)]; worst=time.time()-t0; n=0; end=time.time()+3
+    while got==[2,4] and time.time()<end:
+        n+=1; t=time.time(); s.sendall(fr(5,b"r"*1024,n,fid)); d=b""
+        while len(d)<1024:
+            f=frames(1,30)
+            if not f: break
+            d+=f[0][1]
+        if len(d)!=1024: got=["lost"]; break
+        worst=max(worst,time.time()-t)
+    print(" ".join(str(t) for t in got), "round trips", n, "longest wait %d ms" % (worst*1000))
 elif mode=="stall":
     # the client never reads: the echo fills the channel output; with no write progress
     # for channel_stall_s the server closes the channel
@@ -359,6 +381,19 @@ F4=$(flow)
 OUT=$(raw early "$F4")
 expect_eq "DATA before ATTACHED past 1 MiB: AUTH_OK" "2" "$(printf '%s\n' "$OUT" | sed -n 1p)"
 expect_eq "... all of it and what follows is echoed" "echoed 2400000 of 2400000" "$(printf '%s\n' "$OUT" | sed -n 2p)"
+
+# one client keeping its socket full of frames that need no answer does not hold the data plane:
+# another channel connects, authenticates, attaches and gets its echoes meanwhile (the event loop
+# polls again after 32 callbacks; before, the flooded channel ran again in the same pass, and the
+# other waited for the whole flood)
+raw detachflood AAAAAAAAAAAAAAAAAAAAAA >"$T/flood.out" &
+FP=$!
+for _ in $(seq 1 50); do [ -s "$T/flood.out" ] && break; sleep 0.1; done
+sleep 0.5
+OUT=$(raw rtt "$(flow)")
+wait "$FP"
+expect_match "a channel flooding DETACH frames (AUTH_OK first) ..." '^2' "$(head -1 "$T/flood.out")"
+expect_match "... meanwhile another channel connects, attaches and echoes, no wait over 2 s ($OUT; $(tail -1 "$T/flood.out"))" '^2 4 round trips [1-9][0-9]* longest wait ([0-9]{1,3}|1[0-9]{3}) ms$' "$OUT"
 
 # a client that stops reading: its channel is closed after channel_stall_s (10 s) without write
 # progress, counted in /metrics; the flow lives on and can be attached again
