@@ -76,9 +76,25 @@ static sg_err sq_fail(struct sq_store *s, int rc, const char *what)
 
 /* Returns the cached prepared statement for sql, bound with the arguments described by fmt:
  * 't' const char * (NULL binds NULL), 'i' int64_t, 'b' const void *, size_t (blob). */
+/* Inside a transaction (depth > 0) SQLite may have rolled the whole of it back by itself on an
+ * error (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM, SQLITE_BUSY: "Response To Errors Within A
+ * Transaction" in SQLite's documentation). A statement run after that would be a transaction of
+ * its own, committed at once, under a batch that is about to report failure: refused instead.
+ * This is what keeps the store pool's "a failed batch changed nothing" true (store/pool.c). */
+static sg_err sq_tx_lost(struct sq_store *s)
+{
+	if (s->depth > 0 && sqlite3_get_autocommit(s->db))
+		return sg_store_fail(SG_ERR_IO,
+		                     "store: the transaction was rolled back by an error");
+	return SG_OK;
+}
+
 static sg_err sq_vprep(struct sq_store *s, sqlite3_stmt **out, const char *sql, const char *fmt,
                        va_list ap)
 {
+	sg_err lost = sq_tx_lost(s);
+	if (lost != SG_OK)
+		return lost;
 	sqlite3_stmt *q = NULL;
 	for (size_t i = 0; i < s->nstmts; i++)
 		if (s->stmts[i].sql == sql) {
@@ -228,13 +244,11 @@ static sg_err tx_end(struct sq_store *s, sg_err e)
 		} else if (!sqlite3_get_autocommit(s->db)) {
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		}
-	} else {
-		if (e == SG_OK) {
-			e = sq_ctl(s, SQL_RELEASE, "release");
-		} else {
-			sqlite3_exec(s->db, "ROLLBACK TO sg", NULL, NULL, NULL);
-			sqlite3_exec(s->db, "RELEASE sg", NULL, NULL, NULL);
-		}
+	} else if (e == SG_OK) {
+		e = sq_ctl(s, SQL_RELEASE, "release");
+	} else if (sq_tx_lost(s) == SG_OK) {
+		sqlite3_exec(s->db, "ROLLBACK TO sg", NULL, NULL, NULL);
+		sqlite3_exec(s->db, "RELEASE sg", NULL, NULL, NULL);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return e;
@@ -277,7 +291,8 @@ static sg_err op_tx_rollback(struct sg_store *st)
 
 /* Runs one INSERT: inside a caller's transaction (the store pool's batch, a job's savepoint)
  * without a savepoint of its own, since a statement is atomic by itself (a failing one leaves
- * the transaction as it was); otherwise as its own transaction. Saves the writer two
+ * the transaction as it was, or rolls all of it back: sq_tx_lost); otherwise as its own
+ * transaction. Saves the writer two
  * statements per row in every batch. */
 static sg_err sq_insert1(struct sq_store *s, const char *what, const char *sql, const char *fmt,
                          ...)

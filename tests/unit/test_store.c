@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "base/clock.h"
+#include "store/backend.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -1254,6 +1255,63 @@ static void test_pool_completions_on_loop(void **state)
 	    raw_int(f->path, "SELECT count(*) FROM audit WHERE object = 'row-7'", NULL), 0);
 }
 
+/* A batch in which SQLite rolls the whole transaction back by itself (as it may on
+ * SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM or SQLITE_BUSY in a statement; here the job says
+ * ROLLBACK on the handle): the batch's jobs all fail and none of them is in the store. Before,
+ * the jobs after that one ran with no transaction around them, each committed at once, and
+ * were answered as failed all the same. */
+static sg_err job_gate(struct sg_store *st, void *arg)
+{
+	(void)st;
+	int *gate = arg; /* holds the writer until the batch behind it is queued */
+	for (int t = 0; t < 1000 && !__atomic_load_n(gate, __ATOMIC_SEQ_CST); t++)
+		usleep(1000);
+	return SG_OK;
+}
+
+/* job_write that succeeds (its arg's fail is what the completion expects) */
+static sg_err job_append(struct sg_store *st, void *arg)
+{
+	struct pool_arg a = *(struct pool_arg *)arg;
+	a.fail = 0;
+	return job_write(st, &a);
+}
+
+static sg_err job_lose_tx(struct sg_store *st, void *arg)
+{
+	sg_err e = job_append(st, arg);
+	if (e == SG_OK)
+		sqlite3_exec(sg_store_sqlite_handle(st), "ROLLBACK", NULL, NULL, NULL);
+	return e == SG_OK ? SG_ERR_IO : e;
+}
+
+static void test_pool_lost_transaction(void **state)
+{
+	struct fx *f = *state;
+	struct pool_ctx ctx;
+	struct sg_store_pool *pool = pool_with_loop(f->path, 1, &ctx, 5);
+	static struct pool_arg args[5];
+	static int gate;
+	for (int i = 0; i < 5; i++)
+		args[i] = (struct pool_arg){.ctx = &ctx, .i = i, .fail = i > 0};
+	assert_int_equal(sg_store_pool_submit(pool, job_gate, &gate, job_done, &args[0], ctx.base),
+	                 SG_OK);
+	usleep(50000); /* the gate runs: jobs 1-4 queue behind it, one batch */
+	assert_int_equal(
+	    sg_store_pool_submit(pool, job_append, &args[1], job_done, &args[1], ctx.base), SG_OK);
+	assert_int_equal(
+	    sg_store_pool_submit(pool, job_lose_tx, &args[2], job_done, &args[2], ctx.base), SG_OK);
+	for (int i = 3; i < 5; i++)
+		assert_int_equal(
+		    sg_store_pool_submit(pool, job_append, &args[i], job_done, &args[i], ctx.base),
+		    SG_OK);
+	__atomic_store_n(&gate, 1, __ATOMIC_SEQ_CST);
+	run_loop(&ctx); /* every job of the batch failed (args[i].fail) */
+	sg_store_pool_destroy(pool);
+	event_base_free(ctx.base);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit", NULL), 0);
+}
+
 static void done_on_worker(sg_err rc, void *arg)
 {
 	int *flag = arg;
@@ -1594,6 +1652,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_migration_6_keeps_codes_and_refresh_tokens, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_completions_on_loop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pool_lost_transaction, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_without_loop_and_bad_args, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_early_handoff, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_lazy_jobs, setup, teardown),
