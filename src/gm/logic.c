@@ -2,6 +2,8 @@
  * (TS 29.549 SS_GroupManagement; TS 23.434 §10.3 group management). No I/O here. */
 #include "gm/logic.h"
 
+#include "base/json.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -216,31 +218,6 @@ int sg_gm_doc_validate(const json_t *doc, json_t **canon, struct sg_gm_check *ch
 	return 0;
 }
 
-json_t *sg_gm_merge_patch(const json_t *target, const json_t *patch)
-{
-	/* RFC 7396 §2 */
-	if (!json_is_object(patch))
-		return json_deep_copy(patch);
-	json_t *t = json_is_object(target) ? json_deep_copy(target) : json_object();
-	const char *k;
-	json_t *val;
-	json_object_foreach((json_t *)patch, k, val)
-	{
-		if (!t)
-			break;
-		if (json_is_null(val)) {
-			json_object_del(t, k);
-		} else {
-			json_t *m = sg_gm_merge_patch(json_object_get(t, k), val);
-			if (!m || json_object_set_new(t, k, m) != 0) {
-				json_decref(t);
-				t = NULL;
-			}
-		}
-	}
-	return t;
-}
-
 int sg_gm_doc_patch(const json_t *doc, const json_t *patch, json_t **out, struct sg_gm_check *chk)
 {
 	memset(chk, 0, sizeof *chk);
@@ -272,7 +249,7 @@ int sg_gm_doc_patch(const json_t *doc, const json_t *patch, json_t **out, struct
 		json_decref(p);
 		return -1;
 	}
-	json_t *merged = sg_gm_merge_patch(doc, p);
+	json_t *merged = sg_json_merge_patch(doc, p);
 	json_decref(p);
 	if (!merged) {
 		bad(chk, "/", "out of memory");

@@ -1,8 +1,9 @@
 /* gm/logic.h (private to gm/): the pure parts of the group management server, unit-tested
  * without a network: VALGroupDocument / VALGroupDocumentPatch validation (TS 29.549
- * SS_GroupManagement schemas), RFC 7396 merge patch, the RetrieveValGroupDocs filters, the
- * projection of RetrieveIndValGroupDoc, membership (GM-UU reads) and the VAL-server service
- * rules, and ProblemDetails with invalidParams (TS 29.122 §5.2.1.2.12). */
+ * SS_GroupManagement schemas), the merge patch of a document (base/json.h), the
+ * RetrieveValGroupDocs filters, the projection of RetrieveIndValGroupDoc, membership (GM-UU reads)
+ * and the VAL-server service rules, and ProblemDetails with invalidParams (TS 29.122 §5.2.1.2.12).
+ */
 #ifndef SG_GM_LOGIC_H
 #define SG_GM_LOGIC_H
 
@@ -27,9 +28,6 @@ struct sg_gm_check {
  * are ignored: *canon (new reference, on success) holds only the known attributes.
  * Returns 0, or -1 with the problems in chk. */
 int sg_gm_doc_validate(const json_t *doc, json_t **canon, struct sg_gm_check *chk);
-
-/* RFC 7396 §2 MergePatch(target, patch): a new value (target is not changed). */
-json_t *sg_gm_merge_patch(const json_t *target, const json_t *patch);
 
 /* ModifyIndValGroupDoc: checks the patch against VALGroupDocumentPatch (an object; members of
  * VALGroupDocument that the patch schema leaves out - valGroupId, valSvcInf, suppFeat, resUri -

@@ -6,6 +6,7 @@
 #include "idm/internal.h"
 
 #include "base/clock.h"
+#include "base/json.h"
 #include "base/log.h"
 #include "base/rand.h"
 
@@ -198,16 +199,13 @@ static sg_err ipp_run(struct sg_store *st, void *arg)
 		if ((e = load_own(st, j, &doc)) != SG_OK)
 			break;
 		{
-			/* RFC 7396 JSON merge patch on the top-level members */
-			const char *k;
-			json_t *val;
-			json_object_foreach(j->body, k, val)
-			{
-				if (json_is_null(val))
-					json_object_del(doc, k);
-				else
-					json_object_set(doc, k, val);
+			json_t *merged = sg_json_merge_patch(doc, j->body); /* RFC 7396 */
+			if (!merged) {
+				e = SG_ERR_NOMEM;
+				break;
 			}
+			json_decref(doc);
+			doc = merged;
 			json_t *canon = NULL;
 			int st_code = ipp_validate(doc, j->services, j->nservices, j->msg,
 			                           sizeof j->msg, &canon);

@@ -2,6 +2,8 @@
  * notifications, and SEALDD-UU flow signalling (docs/sdd-protocol.md §2). */
 #include "sdd/internal.h"
 
+#include "base/json.h"
+
 #include <time.h>
 
 /* ---- notifications (TS 29.548 ConnStatusNotif over mutual TLS; 204 expected) ----
@@ -481,21 +483,20 @@ static sg_err subsc_next(struct sg_store *st, struct wjob *j)
 	} else {
 		static const char *const PK[] = {"events", "valServiceId", "valTgtUe",
 		                                 "valServerConnInfo", "notifUri"};
-		next = json_loads(row.body, 0, NULL);
+		/* RFC 7396 (merge-patch+json): members of valServerConnInfo and valTgtUe are
+		 * merged too; members outside ConnStatusSubscPatch are ignored */
+		json_t *stored = json_loads(row.body, 0, NULL), *patch = json_object();
 		const char *k;
 		json_t *v;
 		json_object_foreach(j->body, k, v)
 		{
-			int known = 0;
 			for (size_t i = 0; i < sizeof PK / sizeof PK[0]; i++)
-				known |= strcmp(k, PK[i]) == 0;
-			if (!known || !next)
-				continue;
-			if (json_is_null(v))
-				json_object_del(next, k);
-			else if (json_object_set(next, k, v) != 0)
-				e = SG_ERR_NOMEM;
+				if (patch && strcmp(k, PK[i]) == 0 && json_object_set(patch, k, v))
+					e = SG_ERR_NOMEM;
 		}
+		next = stored && patch ? sg_json_merge_patch(stored, patch) : NULL;
+		json_decref(stored);
+		json_decref(patch);
 	}
 	sg_store_sdd_subsc_clear(&row);
 	if (!next || e != SG_OK) {

@@ -808,12 +808,13 @@ int sg_sdd_subsc_validate(const json_t *s, struct sg_sdd_check *chk)
 		check_events(chk, ev);
 	want_string(chk, json_object_get(s, "valServiceId"), "/valServiceId");
 	check_target_ue(chk, json_object_get(s, "valTgtUe"), "/valTgtUe");
+	/* a subscription names the VAL server's endpoint but nothing connects to it: no port
+	 * needed, unlike TransReq's */
 	const json_t *ci = json_object_get(s, "valServerConnInfo");
-	struct sg_sdd_target t;
 	if (!ci)
 		bad(chk, "/valServerConnInfo", "is required");
 	else
-		check_conninfo(chk, ci, "/valServerConnInfo", &t);
+		check_conninfo(chk, ci, "/valServerConnInfo", NULL);
 	const json_t *nu = json_object_get(s, "notifUri");
 	if (!nu)
 		bad(chk, "/notifUri", "is required");

@@ -270,6 +270,15 @@ req "${EVIL[@]}" -H "Authorization: Bearer $ET" "$SLOC"
 expect_eq "another VAL server cannot read it: 404" 404 "$CODE"
 req "${VAL[@]}" "${AV[@]}" -X PATCH -H 'Content-Type: application/merge-patch+json' -d '{"events":["ESTABLISHED","RELEASED"]}' "$SLOC"
 expect_eq "subscription patched: 200" 200 "$CODE"
+# merge-patch+json is RFC 7396: valServerConnInfo's members are merged, not replaced
+req "${VAL[@]}" "${AV[@]}" -X PATCH -H 'Content-Type: application/merge-patch+json' -d '{"valServerConnInfo":{"ipv4Addr":"127.0.0.2"}}' "$SLOC"
+expect_eq "PATCH of valServerConnInfo's address: 200, the port kept (RFC 7396)" "200 127.0.0.2 $ECHO" "$CODE $(jget "$BODY" valServerConnInfo ipv4Addr) $(jget "$BODY" valServerConnInfo port)"
+# a subscription's valServerConnInfo names the endpoint, nothing connects to it: no port needed
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d '{"events":["RELEASED"],"valServerConnInfo":{"ipv4Addr":"127.0.0.1"},"notifUri":"https://localhost:1/n"}' "$RT_URL/subscriptions"
+expect_eq "subscription whose valServerConnInfo has no port (schema-valid): 201" 201 "$CODE"
+PL=$(tr -d '\r' <"$T/h" | awk 'tolower($1)=="location:"{print $2}')
+req "${VAL[@]}" "${AV[@]}" -X DELETE "$PL"
+expect_eq "... deleted: 204" 204 "$CODE"
 NF=$(jget "$(DD open --service v2x "${DA[@]}")" sddFlowId)
 DD send --flow "$NF" --in "$T/sa" --echo "${DA[@]}" >/dev/null 2>&1
 DD close --flow "$NF" "${DA[@]}"

@@ -4,6 +4,7 @@
  * document changes nothing), the RetrieveValGroupDocs filters, the RetrieveIndValGroupDoc
  * projection, GM-UU membership and the VAL-server service rules, ProblemDetails with
  * invalidParams, and the store's group documents with their generation. */
+#include "base/json.h"
 #include "gm/logic.h"
 #include "store/store.h"
 
@@ -140,7 +141,7 @@ static void test_merge_patch_rfc7396(void **state)
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
 		json_t *t = J(rows[i][0]), *p = J(rows[i][1]), *want = J(rows[i][2]);
 		json_t *tcopy = json_deep_copy(t);
-		json_t *got = sg_gm_merge_patch(t, p);
+		json_t *got = sg_json_merge_patch(t, p);
 		if (!json_equal(got, want)) {
 			char *g = json_dumps(got, JSON_ENCODE_ANY);
 			fail_msg("row %zu: got %s want %s", i, g ? g : "NULL", rows[i][2]);

@@ -1,0 +1,27 @@
+/* base/json.c: JSON helpers shared by the services. */
+#include "base/json.h"
+
+json_t *sg_json_merge_patch(const json_t *target, const json_t *patch)
+{
+	/* RFC 7396 §2 */
+	if (!json_is_object(patch))
+		return json_deep_copy(patch);
+	json_t *t = json_is_object(target) ? json_deep_copy(target) : json_object();
+	const char *k;
+	json_t *val;
+	json_object_foreach((json_t *)patch, k, val)
+	{
+		if (!t)
+			break;
+		if (json_is_null(val)) {
+			json_object_del(t, k);
+		} else {
+			json_t *m = sg_json_merge_patch(json_object_get(t, k), val);
+			if (!m || json_object_set_new(t, k, m) != 0) {
+				json_decref(t);
+				t = NULL;
+			}
+		}
+	}
+	return t;
+}
