@@ -311,11 +311,18 @@ static int pc_fill(struct pconn *pc, uint8_t *buf, size_t cap, size_t *n)
 	return 0;
 }
 
+/* The channels the relay's downlink goes to: attached to receive, and not failed (a failed
+ * channel's callback has yet to detach it; what the relay read for it would be lost). */
+static int chan_rx(const struct frt *rt, int i)
+{
+	return rt->rx[i] && !rt->ch[i]->pc->dead;
+}
+
 static int frt_nrx(const struct frt *rt)
 {
 	int n = 0;
 	for (int i = 0; i < rt->nch; i++)
-		n += rt->rx[i];
+		n += chan_rx(rt, i);
 	return n;
 }
 
@@ -349,7 +356,7 @@ static void relay_wake(struct frt *rt)
 	if (!rt->down_blocked || !rt->vc || !frt_nrx(rt))
 		return;
 	for (int i = 0; i < rt->nch; i++)
-		if (rt->rx[i] && pc_queued(rt->ch[i]->pc) > rt->ch[i]->hwm)
+		if (chan_rx(rt, i) && pc_queued(rt->ch[i]->pc) > rt->ch[i]->hwm)
 			return;
 	rt->down_blocked = 0;
 	pc_read_on(rt->vc, 1);
@@ -462,7 +469,7 @@ static void relay_read(struct frt *rt)
 		/* a receiving channel over its mark: its share of its user's budget (G4) */
 		int full = 0;
 		for (int i = 0; i < rt->nch; i++)
-			full |= rt->rx[i] && pc_queued(rt->ch[i]->pc) > rt->ch[i]->hwm;
+			full |= chan_rx(rt, i) && pc_queued(rt->ch[i]->pc) > rt->ch[i]->hwm;
 		if (full) {
 			rt->down_blocked = 1;
 			pc_read_on(pc, 0);
@@ -475,7 +482,7 @@ static void relay_read(struct frt *rt)
 			sg_sdd_frame_header(dbuf, SG_SDD_DATA, (uint32_t)n, rt->down_seq,
 			                    rt->f->id);
 			for (int i = 0; i < rt->nch; i++)
-				if (rt->rx[i])
+				if (chan_rx(rt, i))
 					pc_write(rt->ch[i]->pc, dbuf, SG_SDD_HDR_LEN + n);
 			atomic_fetch_add_explicit(&rt->s->bytes_down, n, memory_order_relaxed);
 			total += n;
@@ -553,7 +560,15 @@ static void relay_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (what & EV_TIMEOUT) {
-		frt_end(rt, "VAL_SERVER_STALLED"); /* no write progress in VAL_TIMEOUT_S */
+		/* no write progress in VAL_TIMEOUT_S. While the relay does not read the VAL server
+		 * (no receiving channel, or one over its mark) the VAL server may well be blocked
+		 * writing to us and so have stopped reading: that is this side's backpressure, not
+		 * its stall. The wait then goes on; the client's side is bounded by the channel
+		 * stall (sdd.channel_stall_s) and the flow's lifetime. */
+		if (rt->down_blocked || !frt_nrx(rt))
+			event_add(pc->wev, pc->wtmo);
+		else
+			frt_end(rt, "VAL_SERVER_STALLED");
 		return;
 	}
 	if (pc->connecting) {

@@ -286,9 +286,15 @@ elif mode=="stall":
     s.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,4096)
     s.sendall(fr(1,tok.encode())+fr(3,flow=fid))
     print(" ".join(str(t) for t,_ in frames(2)))
-    s.setblocking(False); sent=0; pl=b"z"*16384; end=time.time()+3
-    while sent<(8<<20) and time.time()<end:
-        try: sent+=s.send(fr(5,pl,sent//16384+1,fid))
+    # it sends until the server takes nothing for 2 s: every buffer on the way to the echo
+    # endpoint and back is full, the endpoint blocked writing and no longer reading, so the
+    # relay uplink makes no progress either (backpressure from this side, not a stall of the
+    # endpoint: the flow must live on)
+    s.setblocking(False); sent=0; pl=b"z"*16384; last=time.time(); end=last+20; seq=1
+    out=fr(5,pl,seq,fid)
+    while time.time()-last<2 and time.time()<end:
+        try:
+            s.send(out); sent+=16384; seq+=1; out=fr(5,pl,seq,fid); last=time.time()
         except (ssl.SSLWantWriteError,ssl.SSLWantReadError,BlockingIOError): time.sleep(0.01)
     time.sleep(13)
     s.setblocking(True); s.settimeout(5); state="open"
@@ -396,7 +402,8 @@ expect_match "a channel flooding DETACH frames (AUTH_OK first) ..." '^2' "$(head
 expect_match "... meanwhile another channel connects, attaches and echoes, no wait over 2 s ($OUT; $(tail -1 "$T/flood.out"))" '^2 4 round trips [1-9][0-9]* longest wait ([0-9]{1,3}|1[0-9]{3}) ms$' "$OUT"
 
 # a client that stops reading: its channel is closed after channel_stall_s (10 s) without write
-# progress, counted in /metrics; the flow lives on and can be attached again
+# progress, counted in /metrics; the flow lives on and can be attached again (the relay, held
+# back by that channel, saw no write progress either: not the VAL endpoint's stall)
 metric() { curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v k="$1" '$1==k{print $2}'; }
 F5=$(flow)
 OUT=$(raw stall "$F5")
