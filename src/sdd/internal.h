@@ -48,20 +48,20 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define SWEEP_MS         250          /* release/expiry/token-expiry granularity */
-#define TOKEN_RECHECK_MS 1000         /* revocation re-check of every channel token */
-#define HWM              (1u << 20)   /* stop reading the other side above this much queued */
-#define LWM              (256u << 10) /* resume below this */
-#define CHUNK            (32u << 10)  /* downlink DATA frame size */
-#define MAX_IO           (256u << 10) /* per read/write of a bufferevent (libevent: 16 KiB) */
-#define AUTH_TIMEOUT_S   10           /* handshake + AUTH frame must arrive in */
-#define VAL_TIMEOUT_S    10           /* relay connect + handshake; relay write stall */
-#define DISPATCH_CALLBACKS 32 /* the data plane's event loop polls again after this many */
-#define MAX_ATTACH       256          /* flows per channel */
-#define MAX_FLOWS        100000
-#define MAX_FLOWS_USER   256
-#define REGISTRY_MS      500   /* the registry snapshot follows the store's generation */
-#define SUBSC_SWEEP_MS   10000 /* expired subscriptions are deleted within this */
+#define SWEEP_MS           250          /* release/expiry/token-expiry granularity */
+#define TOKEN_RECHECK_MS   1000         /* revocation re-check of every channel token */
+#define HWM                (1u << 20)   /* stop reading the other side above this much queued */
+#define LWM                (256u << 10) /* resume below this */
+#define CHUNK              (32u << 10)  /* downlink DATA frame size */
+#define MAX_IO             (256u << 10) /* per read/write of a bufferevent (libevent: 16 KiB) */
+#define AUTH_TIMEOUT_S     10           /* handshake + AUTH frame must arrive in */
+#define VAL_TIMEOUT_S      10           /* relay connect + handshake; relay write stall */
+#define DISPATCH_CALLBACKS 32  /* the data plane's event loop polls again after this many */
+#define MAX_ATTACH         256 /* flows per channel */
+#define MAX_FLOWS          100000
+#define MAX_FLOWS_USER     256
+#define REGISTRY_MS        500   /* the registry snapshot follows the store's generation */
+#define SUBSC_SWEEP_MS     10000 /* expired subscriptions are deleted within this */
 
 /* Connection status notifications (TS 29.548 ConnStatusNotif; bounds: TS 33.434 Rel-18 G6, G4;
  * docs/sdd-protocol.md §1) */
@@ -109,7 +109,8 @@ struct frt {
 	int vstate;       /* 0 none, 1 connecting, 2 up */
 	int ended;
 	int up_blocked, down_blocked;
-	int corked; /* small uplink payloads queued, to be written as one record (plane.c) */
+	size_t up_lwm; /* up_blocked until its output is at most this (plane.c, G4) */
+	int corked;    /* small uplink payloads queued, to be written as one record (plane.c) */
 	struct chan *ch[2];
 	int rx[2]; /* 0: the channel only sends (ATTACH seq bit 0): no downlink to it */
 	int nch;
@@ -127,6 +128,7 @@ struct chan {
 	int handshaken, authed, closing;
 	int out_full; /* its output passed hwm: its input waits until that drains to hwm/4 */
 	size_t hwm;   /* its output's high-water mark: its user's share (plane.c, G4) */
+	size_t rhwm;  /* the high-water mark of the relays it feeds: its user's relay share */
 	struct chan *uprev, *unext; /* ring of its user's authenticated, open channels (plane.c) */
 	int unauth;           /* counted in s->unauth under addr until the first AUTH_OK (G4) */
 	uint8_t addr[16];     /* the client's address key (sg_addr_key) */
@@ -169,6 +171,7 @@ struct sg_sdd {
 	atomic_ullong chans_stalled; /* closed: no write progress in channel_stall_s (G4) */
 	atomic_ullong accept_failed; /* accept() failures of the data endpoint (EMFILE...) */
 	atomic_ullong out_queued;    /* output queued for all channels, sampled by the tick */
+	atomic_ullong relay_queued;  /* uplink output queued in the relays of attached flows */
 	int64_t next_token_check;
 	/* notifications: sdd_notify_locked queues (with mu held, then nmu: never take mu while
 	 * holding nmu), NOTIF_WORKERS threads deliver (api.c) */

@@ -286,6 +286,7 @@ static void chan_check_resume(struct chan *c);
 static int chan_blocked(const struct chan *c);
 static void chan_read(struct chan *c);
 static void relay_read(struct frt *rt);
+static void user_rebalance(struct chan *c);
 
 /* SSL_read into buf from *n on until it holds cap bytes (returns 0), the socket would block
  * (1; a read that needs the socket writable arms the write event) or the connection ended or
@@ -341,7 +342,7 @@ static void chan_wake(struct chan *c)
  * event, the handshake's completion, the end of a channel's batch, a channel's detach). */
 static void relay_drained(struct frt *rt)
 {
-	if (!rt->up_blocked || !rt->vc || pc_queued(rt->vc) > LWM)
+	if (!rt->up_blocked || !rt->vc || pc_queued(rt->vc) > rt->up_lwm)
 		return;
 	rt->up_blocked = 0;
 	for (int i = 0; i < rt->nch; i++)
@@ -401,6 +402,7 @@ static void frt_end(struct frt *rt, const char *reason)
 		struct chan *c = rt->ch[0];
 		send_text(c->pc, SG_SDD_END, rt->f->id, reason, NULL);
 		frt_detach_chan(rt, c);
+		user_rebalance(c);
 		chan_check_resume(c);
 	}
 	pc_free(rt->vc);
@@ -429,7 +431,8 @@ void sdd_frt_free(struct frt *rt)
  * payload is written at once when the relay's socket takes it; smaller ones are gathered and
  * written together at the end of the channel's batch (chan_uncork), so many small frames read
  * in one batch reach the VAL server in full records rather than a record each. */
-static void frt_uplink(struct frt *rt, uint64_t seq, const uint8_t *p, size_t len)
+static void frt_uplink(struct frt *rt, const struct chan *c, uint64_t seq, const uint8_t *p,
+                       size_t len)
 {
 	if (!sg_sdd_dedup_accept(&rt->up, seq)) {
 		atomic_fetch_add(&rt->s->dup_dropped, 1); /* URLLC: the other copy arrived first */
@@ -447,8 +450,10 @@ static void frt_uplink(struct frt *rt, uint64_t seq, const uint8_t *p, size_t le
 		pc_write(rt->vc, p, len);
 	}
 	atomic_fetch_add_explicit(&rt->s->bytes_up, len, memory_order_relaxed);
-	if (pc_queued(rt->vc) > HWM)
-		rt->up_blocked = 1; /* the channel stops reading until the relay drains */
+	if (pc_queued(rt->vc) > c->rhwm) { /* its user's relay share (G4) */
+		rt->up_blocked = 1;        /* the channel stops reading until the relay drains */
+		rt->up_lwm = c->rhwm / 4;
+	}
 }
 
 /* Downlink: relay bytes to every attached receiving channel (both, for URLLC) as DATA frames of
@@ -748,17 +753,50 @@ static void chan_set_hwm(struct chan *c, size_t hwm)
 	}
 }
 
-/* Gives every channel on c's ring its share of the user's budget. */
+/* Sets the high-water mark of the relays the channel feeds. Raised: a relay held back at the
+ * old mark whose output is at the new low-water mark lets its channels read again now. */
+static void chan_set_rhwm(struct chan *c, size_t rhwm)
+{
+	if (c->rhwm == rhwm)
+		return;
+	c->rhwm = rhwm;
+	for (size_t i = 0; i < c->natt; i++) {
+		struct frt *rt = c->att[i];
+		if (rt->up_blocked && rt->up_lwm < rhwm / 4) {
+			rt->up_lwm = rhwm / 4;
+			relay_drained(rt);
+		}
+	}
+}
+
+static size_t share_of(uint64_t budget, size_t n)
+{
+	uint64_t share = n ? budget / n : budget;
+	return share < MIN_HWM ? MIN_HWM : share > HWM ? HWM : (size_t)share;
+}
+
+/* Gives every channel on c's ring its share of the user's budget, and the relays of the flows
+ * attached to them theirs: the same budget again, divided among those attachments (a URLLC
+ * flow's relay counts for both of its channels), for what the relays queue toward their VAL
+ * servers (uplink). So a user holds at most about twice sdd.user_output_mib (or n x MIN_HWM
+ * each), not a relay's HWM for every flow. Channels that are not on a ring (closing) are left
+ * as they are. */
 static void user_rebalance(struct chan *c)
 {
 	struct sg_sdd *s = c ? c->s : NULL;
-	if (!c || s->stopping || atomic_load(&s->stop))
+	if (!c || !c->unext || s->stopping || atomic_load(&s->stop))
 		return; /* (stopping: every channel is being closed) */
-	uint64_t share = ((uint64_t)s->conf->sdd.user_output_mib << 20) / user_count(c);
-	size_t hwm = share < MIN_HWM ? MIN_HWM : share > HWM ? HWM : (size_t)share;
+	uint64_t budget = (uint64_t)s->conf->sdd.user_output_mib << 20;
+	size_t natt = 0;
 	struct chan *x = c;
 	do {
+		natt += x->natt;
+		x = x->unext;
+	} while (x != c);
+	size_t hwm = share_of(budget, user_count(c)), rhwm = share_of(budget, natt);
+	do {
 		chan_set_hwm(x, hwm);
+		chan_set_rhwm(x, rhwm);
 		x = x->unext;
 	} while (x != c);
 }
@@ -1003,6 +1041,7 @@ static void chan_attach(struct chan *c, const struct sg_sdd_frame *f)
 	c->att[c->natt++] = rt;
 	rt->rx[rt->nch] = !(f->seq & 1);
 	rt->ch[rt->nch++] = c;
+	user_rebalance(c); /* one more relay shares the user's budget */
 	if (rt->vstate == 0 && frt_connect(rt) != 0) {
 		frt_end(rt, "VAL_SERVER_UNREACHABLE");
 		return;
@@ -1031,8 +1070,10 @@ static void chan_frame(struct chan *c, const struct sg_sdd_frame *f)
 		send_text(c->pc, SG_SDD_ERROR, f->flow, "UNKNOWN_FLOW", "not attached");
 		break;
 	case SG_SDD_DETACH:
-		if ((rt = chan_flow(c, f->flow)))
+		if ((rt = chan_flow(c, f->flow))) {
 			frt_detach_chan(rt, c);
+			user_rebalance(c);
+		}
 		break;
 	default:
 		chan_fail(c, "PROTOCOL_ERROR", "frame type not allowed from a client");
@@ -1090,7 +1131,7 @@ static void chan_parse(struct chan *c)
 			uint64_t seq = (uint64_t)get32(h + 8) << 32 | get32(h + 12);
 			struct frt *rt = chan_flow(c, h + 16);
 			if (rt) {
-				frt_uplink(rt, seq, h + SG_SDD_HDR_LEN, need - SG_SDD_HDR_LEN);
+				frt_uplink(rt, c, seq, h + SG_SDD_HDR_LEN, need - SG_SDD_HDR_LEN);
 			} else {
 				send_text(pc, SG_SDD_ERROR, h + 16, "UNKNOWN_FLOW", "not attached");
 				c->out_full = pc_queued(pc) > c->hwm;
@@ -1286,7 +1327,7 @@ void sdd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr
 		return;
 	}
 	c->s = s;
-	c->hwm = HWM; /* until its first AUTH_OK makes it one of its user's channels */
+	c->hwm = c->rhwm = HWM; /* until its first AUTH_OK makes it one of its user's channels */
 	if (pc_bind(s, c->pc, fd, ssl, chan_cb, c) != 0 ||
 	    (keyed && !sg_addrtab_inc(&s->unauth, key))) {
 		pc_free(c->pc); /* closes fd, frees ssl */
@@ -1437,10 +1478,17 @@ void sdd_tick_cb(evutil_socket_t fd, short what, void *arg)
 	sweep_tokens(s);
 	sdd_vals_tick(s);
 	sdd_subsc_sweep(s);
-	unsigned long long q = 0; /* for /metrics: sealguard_sdd_output_queued_bytes */
-	for (const struct chan *c = s->chans; c; c = c->next)
+	/* for /metrics: sealguard_sdd_output_queued_bytes, sealguard_sdd_relay_queued_bytes (a
+	 * relay counted at its first channel) */
+	unsigned long long q = 0, rq = 0;
+	for (const struct chan *c = s->chans; c; c = c->next) {
 		q += pc_queued(c->pc);
+		for (size_t i = 0; i < c->natt; i++)
+			if (c->att[i]->ch[0] == c && c->att[i]->vc)
+				rq += pc_queued(c->att[i]->vc);
+	}
 	atomic_store_explicit(&s->out_queued, q, memory_order_relaxed);
+	atomic_store_explicit(&s->relay_queued, rq, memory_order_relaxed);
 }
 
 void *sdd_dp_main(void *arg)

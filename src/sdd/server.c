@@ -348,6 +348,11 @@ sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out)
 	    "data channels (per user at most sdd.user_output_mib, G4), sampled every 250 ms.\n"
 	    "# TYPE sealguard_sdd_output_queued_bytes gauge\n"
 	    "sealguard_sdd_output_queued_bytes %llu\n"
+	    "# HELP sealguard_sdd_relay_queued_bytes Bytes queued in the relays of attached flows "
+	    "toward their VAL servers (per user at most about sdd.user_output_mib, G4), sampled "
+	    "every 250 ms.\n"
+	    "# TYPE sealguard_sdd_relay_queued_bytes gauge\n"
+	    "sealguard_sdd_relay_queued_bytes %llu\n"
 	    "# HELP sealguard_sdd_accept_failures_total Failed accepts on the data endpoint "
 	    "(out of file descriptors: the endpoint pauses 1 s).\n"
 	    "# TYPE sealguard_sdd_accept_failures_total counter\n"
@@ -378,9 +383,9 @@ sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out)
 	    "# TYPE sealguard_sdd_notifications_pending gauge\n"
 	    "sealguard_sdd_notifications_pending %zu\n",
 	    C(chans_open), C(refused_chans), C(refused_addr), C(refused_user), C(refused_rate),
-	    C(chans_stalled), C(out_queued), C(accept_failed), flows, trans, C(bytes_up),
-	    C(bytes_down), C(dup_dropped), C(notif_sent), C(notif_failed), C(notif_dropped),
-	    C(notif_cancelled), pending);
+	    C(chans_stalled), C(out_queued), C(relay_queued), C(accept_failed), flows, trans,
+	    C(bytes_up), C(bytes_down), C(dup_dropped), C(notif_sent), C(notif_failed),
+	    C(notif_dropped), C(notif_cancelled), pending);
 #undef C
 }
 

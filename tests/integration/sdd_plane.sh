@@ -193,6 +193,30 @@ elif mode=="urllc":
     a.setsockopt(socket.SOL_SOCKET,socket.SO_LINGER,struct.pack("ii",1,0)); a.close()
     pump(20,False)
     print("after A reset: echoed",got,"of",total,"equal" if h_in.digest()==h_out.digest() and got==total else "DIFFERENT")
+elif mode=="relaybudget":
+    # one channel, the flows after the mode attached on it; the VAL endpoint (ECHO_PID) is
+    # stopped, and DATA goes to the flows in turn until the server takes nothing for 1.5 s:
+    # the relays hold what they could not send. Printed: the largest relay gauge over 1 s.
+    import os,signal,urllib.request
+    def gauge(name):
+        m=urllib.request.urlopen("http://127.0.0.1:%s/metrics"%os.environ["ADMIN_PORT"],timeout=5).read().decode()
+        return max([int(l.split()[1]) for l in m.splitlines() if l.startswith(name+" ")]+[-1])
+    fids=[base64.urlsafe_b64decode(x+"==") for x in sys.argv[5:]]
+    s.sendall(fr(1,tok.encode())+b"".join(fr(3,flow=f) for f in fids))
+    print("attached", sum(1 for t,_ in frames(1+len(fids),30) if t==4), "of", len(fids))
+    echo=int(os.environ["ECHO_PID"]); os.kill(echo,signal.SIGSTOP)
+    try:
+        s.setblocking(False); pl=b"q"*16384; seq=[1]*len(fids); k=0; last=time.time()
+        out=fr(5,pl,1,fids[0])
+        while time.time()-last<1.5 and time.time()-last<8:
+            try:
+                s.send(out); seq[k]+=1; k=(k+1)%len(fids); out=fr(5,pl,seq[k],fids[k]); last=time.time()
+            except (ssl.SSLWantWriteError,ssl.SSLWantReadError,BlockingIOError): time.sleep(0.01)
+        most=-1; end=time.time()+1
+        while time.time()<end: most=max(most,gauge("sealguard_sdd_relay_queued_bytes")); time.sleep(0.1)
+        print("relays", most)
+    finally:
+        os.kill(echo,signal.SIGCONT)
 elif mode=="budget":
     # the channels share 1 MiB (sdd.user_output_mib): 128 KiB each for 8. bulk: each echoes
     # 2 MiB while it reads. held: each sends without reading until the server takes nothing for
@@ -436,6 +460,17 @@ expect_match "... none reads: the server queues 1 MiB + at most a frame per chan
 ALONE=$(printf '%s\n' "$OUT" | sed -n 4p | awk '$1=="alone"{print $2}')
 expect_match "... 7 reset: the last one's share is 1 MiB again and its relay reads on (${ALONE:-?} bytes queued)" '^ok$' "$([ -n "$ALONE" ] && [ "$ALONE" -gt 1048576 ] && [ "$ALONE" -le 1081344 ] && echo ok)"
 expect_match "... then it reads: all it sent is echoed, whole and in order" '^then it reads: echoed ([0-9]+) of \1 whole$' "$(printf '%s\n' "$OUT" | sed -n 5p)"
+
+# the relays toward the VAL server share the same budget again, by attachment: 16 flows on one
+# channel with the endpoint stopped queue at most 16 x (64 KiB + a 16 KiB frame) in all (G4; each
+# relay could queue 1 MiB, 16 MiB for the user)
+FR=(); for _ in $(seq 1 16); do FR+=("$(flow)"); done
+OUT=$(ADMIN_PORT=$ADMIN ECHO_PID=$ECHO_PID raw relaybudget "${FR[@]}")
+expect_eq "16 flows on one channel: ATTACHED for each" "attached 16 of 16" "$(printf '%s
+' "$OUT" | sed -n 1p)"
+RQ=$(printf '%s
+' "$OUT" | sed -n 2p | awk '$1=="relays"{print $2}')
+expect_match "... VAL endpoint stopped: the relays hold 64 KiB and a frame each at most (${RQ:-?} bytes; sdd.user_output_mib: 1)" '^ok$' "$([ -n "$RQ" ] && [ "$RQ" -ge 65536 ] && [ "$RQ" -le 1310720 ] && echo ok)"
 
 expect "the SEALDD server still serves" SG dd send --flow "$F1" --in "$T/alice.pw" --echo --token-cache "$T/alice.tokens"
 
