@@ -1007,8 +1007,7 @@ sg_err sg_sddc_connect(const struct sg_sddc_conf *c, const char *host, unsigned 
 		snprintf(vh, sizeof vh, "%.*s", (int)strcspn(u + 1, "]"), u + 1);
 	else
 		snprintf(vh, sizeof vh, "%.*s", (int)strcspn(u, ":/"), u);
-	/* an empty name would switch OpenSSL's name check off: any certificate of the CA would do
-	 */
+	/* an empty name turns OpenSSL's name check off: any certificate of the CA would pass */
 	if (!vh[0]) {
 		e = sg_fail(err, errlen, SG_ERR_INVALID, "the url '%s' names no host", c->url);
 		goto fail;

@@ -63,13 +63,10 @@ sg_err sg_sddc_attach(struct sg_sddc *s, const char *flow_id, unsigned flags, ch
  * refused), or when its uplink sequence numbers (up to 2^64 - 1) cannot number the frames. */
 sg_err sg_sddc_send(struct sg_sddc *s, const char *flow_id, const void *data, size_t len, char *err,
                     size_t errlen);
-/* sg_sddc_send that also tells, on success and on error, how many bytes from the start of data
- * were handed to TLS as whole DATA frames (*taken). Those go out even when the send then fails
- * (on every channel still alive, also while sg_sddc_close drains), so a caller that tries
- * again goes on from data + *taken: resending them would deliver them twice, the server
- * dropping duplicates by sequence number only, and a retry numbers its frames anew. URLLC: a
- * channel whose output does not move for the timeout while the other's does is given up, and
- * the send goes on over the other (docs/sdd-protocol.md §3). */
+/* sg_sddc_send that also tells how many bytes from the start of data it handed to TLS as whole
+ * DATA frames (*taken), on success and on error. Those still go out after an error (on every
+ * live channel, also while sg_sddc_close drains): a retry goes on from data + *taken, since
+ * sending them again would deliver them twice. */
 sg_err sg_sddc_send_ex(struct sg_sddc *s, const char *flow_id, const void *data, size_t len,
                        size_t *taken, char *err, size_t errlen);
 /* Receives up to cap bytes of the flow: waits up to timeout_ms for the first byte.

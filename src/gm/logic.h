@@ -1,9 +1,8 @@
 /* gm/logic.h (private to gm/): the pure parts of the group management server, unit-tested
  * without a network: VALGroupDocument / VALGroupDocumentPatch validation (TS 29.549
- * SS_GroupManagement schemas), the merge patch of a document (base/json.h), the
- * RetrieveValGroupDocs filters, the projection of RetrieveIndValGroupDoc, membership (GM-UU reads)
- * and the VAL-server service rules, and ProblemDetails with invalidParams (TS 29.122 §5.2.1.2.12).
- */
+ * SS_GroupManagement schemas), document patches, the RetrieveValGroupDocs filters, the
+ * projection of RetrieveIndValGroupDoc, membership (GM-UU reads) and the VAL-server service
+ * rules, and ProblemDetails with invalidParams (TS 29.122 §5.2.1.2.12). */
 #ifndef SG_GM_LOGIC_H
 #define SG_GM_LOGIC_H
 

@@ -51,8 +51,6 @@
 #define SWEEP_MS           250          /* release/expiry/token-expiry granularity */
 #define TOKEN_RECHECK_MS   1000         /* revocation re-check of every channel token */
 #define HWM                (1u << 20)   /* stop reading the other side above this much queued */
-#define LWM                (256u << 10) /* resume below this */
-#define CHUNK              (32u << 10)  /* downlink DATA frame size */
 #define MAX_IO             (256u << 10) /* per read/write of a bufferevent (libevent: 16 KiB) */
 #define AUTH_TIMEOUT_S     10           /* handshake + AUTH frame must arrive in */
 #define VAL_TIMEOUT_S      10           /* relay connect + handshake; relay write stall */

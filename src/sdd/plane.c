@@ -337,7 +337,7 @@ static void chan_wake(struct chan *c)
 	event_active(c->pc->rev, EV_READ, 0);
 }
 
-/* After every write of the relay: once its output is at LWM or below, the channels held back
+/* After every write of the relay: once its output is at up_lwm or below, the channels held back
  * for it (uplink backpressure) read again, wherever the relay was drained (its own write
  * event, the handshake's completion, the end of a channel's batch, a channel's detach). */
 static void relay_drained(struct frt *rt)
