@@ -49,7 +49,7 @@
 #include <unistd.h>
 
 #define SWEEP_MS           250          /* release/expiry/token-expiry granularity */
-#define TOKEN_RECHECK_MS   1000         /* revocation re-check of every channel token */
+#define TOKEN_RECHECK_MS   1000         /* revocation re-check of each channel's token */
 #define HWM                (1u << 20)   /* stop reading the other side above this much queued */
 #define MAX_IO             (256u << 10) /* per read/write of a bufferevent (libevent: 16 KiB) */
 #define AUTH_TIMEOUT_S     10           /* handshake + AUTH frame must arrive in */
@@ -121,8 +121,8 @@ struct chan {
 	struct chan *prev, *next;
 	struct pconn *pc; /* the channel's TLS connection (plane.c) */
 	char *sub;
-	char *token; /* secret: wiped on change and close */
-	int64_t exp_ms, next_check_ms;
+	char *token;                   /* secret: wiped on change and close */
+	int64_t exp_ms, next_check_ms; /* its token's exp; its next revocation re-check */
 	int handshaken, authed, closing;
 	int out_full; /* its output passed hwm: its input waits until that drains to hwm/4 */
 	size_t hwm;   /* its output's high-water mark: its user's share (plane.c, G4) */
@@ -133,6 +133,7 @@ struct chan {
 	struct timeval stall; /* its write stall bound: sdd.channel_stall_s */
 	struct frt **att;
 	size_t natt, capatt;
+	size_t hot; /* the index in att of the flow chan_flow found last */
 	char peer[64];
 };
 
@@ -170,7 +171,6 @@ struct sg_sdd {
 	atomic_ullong accept_failed; /* accept() failures of the data endpoint (EMFILE...) */
 	atomic_ullong out_queued;    /* output queued for all channels, sampled by the tick */
 	atomic_ullong relay_queued;  /* uplink output queued in the relays of attached flows */
-	int64_t next_token_check;
 	/* notifications: sdd_notify_locked queues (with mu held, then nmu: never take mu while
 	 * holding nmu), NOTIF_WORKERS threads deliver (api.c) */
 	pthread_t nth[NOTIF_WORKERS];

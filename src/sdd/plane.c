@@ -870,11 +870,19 @@ static void chan_check_resume(struct chan *c)
 	chan_read(c); /* frames already buffered here or in OpenSSL wake no event */
 }
 
+/* The attached flow with this id, or NULL. The last one found is tried first: a channel
+ * carrying many flows usually gets runs of DATA of one flow (each frame would otherwise scan up
+ * to MAX_ATTACH ids). A plain memcmp: the list holds only ids this channel's peer attached
+ * itself, so the comparison's timing tells it nothing it does not know. */
 static struct frt *chan_flow(struct chan *c, const uint8_t *id)
 {
+	if (c->hot < c->natt && !memcmp(c->att[c->hot]->f->id, id, SG_SDD_FLOW_ID_LEN))
+		return c->att[c->hot];
 	for (size_t i = 0; i < c->natt; i++)
-		if (CRYPTO_memcmp(c->att[i]->f->id, id, SG_SDD_FLOW_ID_LEN) == 0)
+		if (!memcmp(c->att[i]->f->id, id, SG_SDD_FLOW_ID_LEN)) {
+			c->hot = i;
 			return c->att[i];
+		}
 	return NULL;
 }
 
@@ -975,6 +983,7 @@ static void chan_auth(struct chan *c, const struct sg_sdd_frame *f)
 		sg_addrtab_dec(&c->s->unauth, c->addr);
 	}
 	c->exp_ms = exp;
+	c->next_check_ms = sg_now_ms() + TOKEN_RECHECK_MS; /* verified just now */
 	if (!c->authed) { /* the user's budget is shared by one more channel */
 		c->authed = 1;
 		user_join(c, peer);
@@ -1418,14 +1427,13 @@ static void sweep_flows(struct sg_sdd *s)
 	}
 }
 
-/* Token expiry (every sweep) and revocation (every TOKEN_RECHECK_MS) stop a channel's flows:
- * the bound is documented in docs/sdd-protocol.md §4. */
+/* Token expiry (every sweep) and revocation (every TOKEN_RECHECK_MS per channel) stop a
+ * channel's flows: the bound is documented in docs/sdd-protocol.md §4. Each channel is
+ * re-checked TOKEN_RECHECK_MS after its last check (its AUTH_OK at first), so the checks of
+ * many channels spread over the sweeps instead of all falling in one. */
 static void sweep_tokens(struct sg_sdd *s)
 {
 	int64_t now = sg_now_ms();
-	int recheck = now >= s->next_token_check;
-	if (recheck)
-		s->next_token_check = now + TOKEN_RECHECK_MS;
 	for (struct chan *c = s->chans, *n; c; c = n) {
 		n = c->next;
 		if (!c->authed || c->closing)
@@ -1434,8 +1442,9 @@ static void sweep_tokens(struct sg_sdd *s)
 			chan_fail(c, "TOKEN_EXPIRED", "send AUTH with a fresh token before exp");
 			continue;
 		}
-		if (!recheck)
+		if (now < c->next_check_ms)
 			continue;
+		c->next_check_ms = now + TOKEN_RECHECK_MS;
 		struct sg_policy_decision d;
 		char *sub = NULL;
 		int64_t exp = 0;
