@@ -840,6 +840,20 @@ static void test_backpressure_urllc(void **state)
 	backpressure(2);
 }
 
+/* One send of the first n bytes of the SC_SINK pattern; fails the test unless it succeeds. */
+static void send_pattern(struct sg_sddc *s, size_t n)
+{
+	uint8_t *data = malloc(n);
+	assert_non_null(data);
+	pattern(data, n, 9);
+	char err[256] = "";
+	size_t taken = 0;
+	if (sg_sddc_send_ex(s, g_flow_text, data, n, &taken, err, sizeof err) != SG_OK)
+		fail_msg("send after %zu of %zu bytes: %s", taken, n, err);
+	assert_int_equal(taken, n);
+	free(data);
+}
+
 /* One send of 8 MiB to a peer that reads 3 MB/s: the channel's output queue keeps about what is
  * unsent (OUT_HWM and a frame: 2 MiB of memory), not what went out (8 MiB before it was
  * compacted: it was emptied only when the socket took everything at once). */
@@ -849,18 +863,10 @@ static void test_slow_peer_memory(void **state)
 	struct peer pe = {.sc = SC_SINK, .nconn = 1, .sink = SINK_SLOW};
 	peer_start(&pe);
 	struct sg_sddc *s = open_session(&pe);
-	uint8_t *data = malloc(SINK_TOTAL);
-	assert_non_null(data);
-	pattern(data, SINK_TOTAL, 9);
-	char err[256] = "";
-	size_t taken = 0;
-	if (sg_sddc_send_ex(s, g_flow_text, data, SLOW_TOTAL, &taken, err, sizeof err) != SG_OK)
-		fail_msg("send: %s", err);
-	assert_int_equal(taken, SLOW_TOTAL);
+	send_pattern(s, SLOW_TOTAL);
 	size_t mem = sg_sddc_out_memory(s);
 	if (mem > (4u << 20))
 		fail_msg("the session holds %zu bytes of output memory", mem);
-	free(data);
 	peer_end(&pe, s);
 }
 
@@ -874,13 +880,7 @@ static void test_urllc_stalled_channel(void **state)
 	struct peer pe = {.sc = SC_SINK, .nconn = 2, .sink = SINK_STALL};
 	peer_start(&pe);
 	struct sg_sddc *s = open_session_t(&pe, 2, 0, 1000);
-	uint8_t *data = malloc(SINK_TOTAL);
-	assert_non_null(data);
-	pattern(data, SINK_TOTAL, 9);
-	char err[256] = "";
-	if (sg_sddc_send(s, g_flow_text, data, SINK_TOTAL, err, sizeof err) != SG_OK)
-		fail_msg("send: %s", err);
-	free(data);
+	send_pattern(s, SINK_TOTAL);
 	peer_end(&pe, s);
 }
 
@@ -895,10 +895,7 @@ static void test_urllc_reauth_one_dead(void **state)
 	char err[256] = "";
 	if (sg_sddc_reauth(s, "t2", err, sizeof err) != SG_OK)
 		fail_msg("reauth: %s", err);
-	uint8_t one[1];
-	pattern(one, 1, 9);
-	if (sg_sddc_send(s, g_flow_text, one, 1, err, sizeof err) != SG_OK)
-		fail_msg("send: %s", err);
+	send_pattern(s, 1);
 	peer_end(&pe, s);
 }
 
