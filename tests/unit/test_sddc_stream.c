@@ -269,6 +269,42 @@ out:
 	return NULL;
 }
 
+/* The SC_FLOOD and SC_SINK peers' start: pe->nconn channels accepted (TLS), AUTH answered by
+ * AUTH_OK on each, then ATTACH of g_flow (and of g_flow2 when nflows is 2) by ATTACHED. buf
+ * holds any frame (cap bytes). 0, or -1 when the client did otherwise. */
+static int peer_open(struct peer *pe, int fd[2], SSL *ssl[2], unsigned nflows, uint8_t *buf,
+                     size_t cap)
+{
+	for (unsigned i = 0; i < pe->nconn; i++)
+		if ((fd[i] = accept(pe->lfd, NULL, NULL)) < 0 ||
+		    !(ssl[i] = sg_tls_server_ssl_new(g_tls)) || SSL_set_fd(ssl[i], fd[i]) != 1 ||
+		    SSL_accept(ssl[i]) != 1)
+			return -1;
+	static const uint8_t *const flows[] = {NULL, g_flow, g_flow2};
+	for (unsigned k = 0; k <= nflows; k++)
+		for (unsigned i = 0; i < pe->nconn; i++) {
+			struct sg_sdd_frame f;
+			if (peer_rd_frame(ssl[i], &f, buf, cap) ||
+			    f.type != (k ? SG_SDD_ATTACH : SG_SDD_AUTH) ||
+			    (k && memcmp(f.flow, flows[k], SG_SDD_FLOW_ID_LEN)))
+				return -1;
+			size_t n =
+			    frame(buf, k ? SG_SDD_ATTACHED : SG_SDD_AUTH_OK, 1, flows[k], NULL, 0);
+			if (peer_wr(ssl[i], buf, n))
+				return -1;
+		}
+	return 0;
+}
+
+static void peer_close(int fd[2], SSL *ssl[2])
+{
+	for (unsigned i = 0; i < 2; i++) {
+		SSL_free(ssl[i]);
+		if (fd[i] >= 0)
+			close(fd[i]);
+	}
+}
+
 /* SC_FLOOD: nconn channels, each authenticated and attached to g_flow and g_flow2, then the
  * same DATA frames of g_flow on every channel (URLLC: the client drops the copies) as fast as
  * the client's sockets take them. */
@@ -278,28 +314,10 @@ static void *flood_main(void *arg)
 	int fd[2] = {-1, -1};
 	SSL *ssl[2] = {NULL, NULL};
 	static uint8_t buf[SG_SDD_HDR_LEN + SG_SDD_MAX_PAYLOAD];
-	struct sg_sdd_frame f;
 	uint8_t *data = malloc(FLOOD_TOTAL);
 	size_t n;
-	if (!data)
+	if (!data || peer_open(pe, fd, ssl, 2, buf, sizeof buf))
 		goto out;
-	for (unsigned i = 0; i < pe->nconn; i++)
-		if ((fd[i] = accept(pe->lfd, NULL, NULL)) < 0 ||
-		    !(ssl[i] = sg_tls_server_ssl_new(g_tls)) || SSL_set_fd(ssl[i], fd[i]) != 1 ||
-		    SSL_accept(ssl[i]) != 1)
-			goto out;
-	static const uint8_t *const flows[] = {NULL, g_flow, g_flow2};
-	static const uint8_t want[] = {SG_SDD_AUTH, SG_SDD_ATTACH, SG_SDD_ATTACH};
-	static const uint8_t reply[] = {SG_SDD_AUTH_OK, SG_SDD_ATTACHED, SG_SDD_ATTACHED};
-	for (unsigned k = 0; k < 3; k++)
-		for (unsigned i = 0; i < pe->nconn; i++) {
-			if (peer_rd_frame(ssl[i], &f, buf, sizeof buf) || f.type != want[k] ||
-			    (flows[k] && memcmp(f.flow, flows[k], SG_SDD_FLOW_ID_LEN)))
-				goto out;
-			n = frame(buf, reply[k], 1, flows[k], NULL, 0);
-			if (peer_wr(ssl[i], buf, n))
-				goto out;
-		}
 	pattern(data, FLOOD_TOTAL, 5);
 	uint64_t seq = 0;
 	for (size_t off = 0; off < FLOOD_TOTAL; off += SG_SDD_MAX_PAYLOAD) {
@@ -314,11 +332,7 @@ static void *flood_main(void *arg)
 		while (SSL_read_ex(ssl[i], buf, sizeof buf, &n) == 1)
 			;
 out:
-	for (unsigned i = 0; i < 2; i++) {
-		SSL_free(ssl[i]);
-		if (fd[i] >= 0)
-			close(fd[i]);
-	}
+	peer_close(fd, ssl);
 	free(data);
 	return NULL;
 }
@@ -340,21 +354,8 @@ static void *sink_main(void *arg)
 	if (!want)
 		goto out;
 	pattern(want, SINK_TOTAL, 9);
-	for (unsigned i = 0; i < pe->nconn; i++)
-		if ((fd[i] = accept(pe->lfd, NULL, NULL)) < 0 ||
-		    !(ssl[i] = sg_tls_server_ssl_new(g_tls)) || SSL_set_fd(ssl[i], fd[i]) != 1 ||
-		    SSL_accept(ssl[i]) != 1)
-			goto out;
-	static const uint8_t ask[] = {SG_SDD_AUTH, SG_SDD_ATTACH};
-	static const uint8_t reply[] = {SG_SDD_AUTH_OK, SG_SDD_ATTACHED};
-	for (unsigned k = 0; k < 2; k++)
-		for (unsigned i = 0; i < pe->nconn; i++) {
-			if (peer_rd_frame(ssl[i], &f, pl, sizeof pl) || f.type != ask[k])
-				goto out;
-			n = frame(pl, reply[k], 1, k ? g_flow : NULL, NULL, 0);
-			if (peer_wr(ssl[i], pl, n))
-				goto out;
-		}
+	if (peer_open(pe, fd, ssl, 1, pl, sizeof pl))
+		goto out;
 	if (pe->sink == SINK_REAUTH) {
 		SSL_free(ssl[1]);
 		ssl[1] = NULL;
@@ -391,11 +392,7 @@ static void *sink_main(void *arg)
 	while (SSL_read_ex(ssl[0], pl, sizeof pl, &n) == 1) /* until the client closes */
 		;
 out:
-	for (unsigned i = 0; i < 2; i++) {
-		SSL_free(ssl[i]);
-		if (fd[i] >= 0)
-			close(fd[i]);
-	}
+	peer_close(fd, ssl);
 	free(want);
 	return NULL;
 }
