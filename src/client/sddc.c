@@ -793,6 +793,14 @@ static int gbio_destroy(BIO *b)
 	return 1;
 }
 
+/* writev() that never raises SIGPIPE: a server that closed the channel is an error to report
+ * (EPIPE), not a signal that would end the application using this library. */
+static ssize_t gb_send(int fd, struct iovec *v, int n)
+{
+	struct msghdr m = {.msg_iov = v, .msg_iovlen = (size_t)n};
+	return sendmsg(fd, &m, MSG_NOSIGNAL);
+}
+
 static int gbio_write(BIO *b, const char *in, int inl)
 {
 	struct gbio *g = BIO_get_data(b);
@@ -805,7 +813,7 @@ static int gbio_write(BIO *b, const char *in, int inl)
 		return inl;
 	}
 	struct iovec v[2] = {{g->b, g->len}, {(void *)in, (size_t)inl}};
-	ssize_t n = g->len ? writev(g->fd, v, 2) : write(g->fd, in, (size_t)inl);
+	ssize_t n = g->len ? gb_send(g->fd, v, 2) : gb_send(g->fd, v + 1, 1);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			BIO_set_retry_write(b);
@@ -839,7 +847,8 @@ static long gbio_ctrl(BIO *b, int cmd, long num, void *ptr)
 	case BIO_CTRL_FLUSH:
 		BIO_clear_retry_flags(b);
 		while (g->len) {
-			ssize_t n = write(g->fd, g->b, g->len);
+			struct iovec v = {g->b, g->len};
+			ssize_t n = gb_send(g->fd, &v, 1);
 			if (n < 0) {
 				if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 					BIO_set_retry_write(b);

@@ -54,6 +54,7 @@ enum sink {
 	SINK_SLOW,   /* one channel, read 16 KiB every 5 ms */
 	SINK_STALL,  /* two channels (URLLC), the second never read again */
 	SINK_REAUTH, /* two channels, the second closed; AUTH on the first answered */
+	SINK_CLOSE,  /* one channel, closed at once */
 };
 
 #define SINK_TOTAL (32u << 20) /* SC_SINK: the bytes the client sends */
@@ -356,6 +357,11 @@ static void *sink_main(void *arg)
 	pattern(want, SINK_TOTAL, 9);
 	if (peer_open(pe, fd, ssl, 1, pl, sizeof pl))
 		goto out;
+	if (pe->sink == SINK_CLOSE) { /* (peer_close: no close_notify, just the TCP close) */
+		usleep(200000);       /* once the client has taken ATTACHED */
+		pe->ok = 1;
+		goto out;
+	}
 	if (pe->sink == SINK_REAUTH) {
 		SSL_free(ssl[1]);
 		ssl[1] = NULL;
@@ -896,6 +902,29 @@ static void test_urllc_reauth_one_dead(void **state)
 	peer_end(&pe, s);
 }
 
+/* The server closes the channel while the client only sends: the first write after the close
+ * still goes (the server's kernel answers it with a reset), a later one fails with EPIPE. That
+ * is an error of the send, not a SIGPIPE ending the application (the write BIO used write() and
+ * writev(), which raise it). */
+static void test_closed_channel_no_sigpipe(void **state)
+{
+	(void)state;
+	struct peer pe = {.sc = SC_SINK, .nconn = 1, .sink = SINK_CLOSE};
+	peer_start(&pe);
+	struct sg_sddc *s = open_session(&pe);
+	pthread_join(pe.th, NULL); /* closed */
+	char err[256] = "";
+	sg_err e = SG_OK;
+	for (int i = 0; i < 50 && e == SG_OK; i++) {
+		usleep(20000);
+		e = sg_sddc_send(s, g_flow_text, "x", 1, err, sizeof err);
+	}
+	assert_int_equal(e, SG_ERR_PROTO);
+	sg_sddc_close(s);
+	close(pe.lfd);
+	assert_true(pe.ok);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -943,6 +972,7 @@ int main(void)
 	    cmocka_unit_test(test_slow_peer_memory),
 	    cmocka_unit_test(test_urllc_stalled_channel),
 	    cmocka_unit_test(test_urllc_reauth_one_dead),
+	    cmocka_unit_test(test_closed_channel_no_sigpipe),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
