@@ -2,7 +2,7 @@
  * HTTP client (libcurl with the TLS profile); the user plane on non-blocking OpenSSL sockets.
  * A DATA frame takes as few TLS records as its bytes allow: its first record (header and the
  * first payload bytes) is built in one buffer, the rest goes to SSL_write from the caller's
- * buffer, a small record gathered with the next into one writev() by the channel's write BIO;
+ * buffer, a small record gathered with the next into one sendmsg() by the channel's write BIO;
  * received payloads go from SSL_read straight into the buffer of the waiting sg_sddc_recv. poll()
  * only when neither direction can move, and a sender reads whenever it has to wait, so a peer
  * echoing back never blocks it. */
@@ -352,7 +352,7 @@ static int send_parts(struct cchan *c, const uint8_t *head, size_t hlen, const u
  * frame_headn(n) payload bytes (copied into one contiguous buffer: OpenSSL 3.0 has no gather
  * write), every later one is RECORD bytes of the caller's buffer, the last possibly fewer
  * (docs/sdd-protocol.md §6). A frame of up to RECORD - 32 bytes is one record; 16 KiB is the
- * header's small record and one full record, gathered into one writev() by the write BIO (and
+ * header's small record and one full record, gathered into one sendmsg() by the write BIO (and
  * the relay forwards it as one record, as the payload of one frame); FRAME_FULL is exactly
  * four full records, a quarter of them copied. */
 static size_t frame_headn(size_t n)
@@ -766,7 +766,7 @@ static int tcp_connect(const char *host, unsigned port, long timeout_ms, char *e
  * header, then payload, is a 54-byte record and a 16 KiB one: written one by one, the first
  * would be a packet (and a server wake-up) of its own; through BIO_f_buffer every ciphertext
  * byte would be copied once more. This BIO keeps small records (GB_SMALL) back and sends them
- * with the next large one in one writev(), the large one from OpenSSL's own buffer. BIO_flush
+ * with the next large one in one sendmsg(), the large one from OpenSSL's own buffer. BIO_flush
  * sends what is kept back. */
 #define GB_SMALL 2048
 
