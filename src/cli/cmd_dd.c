@@ -521,10 +521,13 @@ static int dd_recv(const struct sg_cli_global *g, const struct dd_args *a)
 		    sg_sddc_relocated_to(err, host, sizeof host, &port)) {
 			/* SEALDD-E (docs/sdd-protocol.md §7): the flow lives on at the target with
 			 * the same id; the endpoint came from the source over its authenticated
-			 * channel, and the target's certificate is verified like the source's */
+			 * channel, and the target's certificate is verified against its host */
 			sg_sddc_close(s);
 			s = NULL;
 			follows++;
+			/* the target is verified as the server the source named, not as the source
+			 */
+			x.sc.server_name = host;
 			rc = attach_at(&x, host, port, nchan, a->flow, 0, &s);
 			if (!rc)
 				fprintf(stderr,

@@ -912,7 +912,7 @@ static sg_err chan_open(struct sg_sddc *s, struct cchan *c, const char *host, un
 	 * buffer size (one record): larger, every record start moves the rest of the buffer */
 	SSL_set_read_ahead(c->ssl, 1);
 	/* R1: the SEALDD server is authenticated by its certificate: the same identity as the
-	 * SEALDD-UU signalling URL's host */
+	 * SEALDD-UU signalling URL's host, or the server_name given (a relocation's target) */
 	unsigned char ip[16];
 	int named;
 	if (inet_pton(AF_INET, verify_host, ip) == 1 || inet_pton(AF_INET6, verify_host, ip) == 1)
@@ -1012,13 +1012,16 @@ sg_err sg_sddc_connect(const struct sg_sddc_conf *c, const char *host, unsigned 
 	char vh[256] = "";
 	const char *u = strstr(c->url, "://");
 	u = u ? u + 3 : c->url;
-	if (*u == '[')
+	if (c->server_name)
+		snprintf(vh, sizeof vh, "%s", c->server_name);
+	else if (*u == '[')
 		snprintf(vh, sizeof vh, "%.*s", (int)strcspn(u + 1, "]"), u + 1);
 	else
 		snprintf(vh, sizeof vh, "%.*s", (int)strcspn(u, ":/"), u);
 	/* an empty name turns OpenSSL's name check off: any certificate of the CA would pass */
 	if (!vh[0]) {
-		e = sg_fail(err, errlen, SG_ERR_INVALID, "the url '%s' names no host", c->url);
+		e = sg_fail(err, errlen, SG_ERR_INVALID, "no server name to check: url '%s'%s",
+		            c->url, c->server_name ? ", empty server_name" : "");
 		goto fail;
 	}
 	for (unsigned i = 0; i < nchan; i++)

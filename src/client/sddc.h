@@ -20,6 +20,10 @@ struct sg_sddc_conf {
 	 * channel (backpressure: the SEALDD server then holds the VAL server's data back); default
 	 * 4 MiB. A queue may pass it by one read (64 KiB). */
 	size_t rx_queue_max;
+	/* the name (or IP address) the data endpoint's certificate must carry (R1); default: the
+	 * url's host, the identity of the SEALDD server the signalling went to. A client following
+	 * a relocation sets the target's host here (sg_sddc_relocated_to). */
+	const char *server_name;
 };
 
 struct sg_sddc_flow {
@@ -91,8 +95,10 @@ void sg_sddc_close(struct sg_sddc *s);
 /* SEALDD-E relocation (docs/sdd-protocol.md §7): when reason (the error of sg_sddc_recv,
  * sg_sddc_send or sg_sddc_attach) says the flow ended with END "FLOW_RELOCATED: HOST:PORT",
  * returns 1 with the target SEALDD server's data endpoint in host/port. The client then
- * re-attaches there: sg_sddc_connect(c, host, port, ...) with the same token, and
- * sg_sddc_attach() with the same sddFlowId. Otherwise returns 0. */
+ * re-attaches there: sg_sddc_connect(c, host, port, ...) with the same token and
+ * c->server_name = host (the target is a server of its own name, which the source named over
+ * its authenticated channel), and sg_sddc_attach() with the same sddFlowId. Otherwise
+ * returns 0. */
 int sg_sddc_relocated_to(const char *reason, char *host, size_t hostlen, unsigned *port);
 
 #endif

@@ -59,7 +59,7 @@ SG pki init --dir "$PKI" --seal-server v2x-app --seal-server gm-x >/dev/null
 expect "A's server certificate: DNS:sdd1.example.com (+ localhost)" SG pki issue --dir "$PKI" --san DNS:sdd1.example.com,DNS:localhost,IP:127.0.0.1 --out "$PKI/server" --server-auth --client-auth
 mkdir -p "$PKIB"
 cp "$PKI/ca.crt" "$PKI/crl.pem" "$PKIB/"
-expect "B's server certificate: DNS:sdd2.example.com (+ localhost)" SG pki issue --dir "$PKI" --san DNS:sdd2.example.com,DNS:localhost,IP:127.0.0.1 --out "$PKIB/server" --server-auth --client-auth
+expect "B's server certificate: DNS:sdd2.example.com, IP:127.0.0.1 (not A's name localhost)" SG pki issue --dir "$PKI" --san DNS:sdd2.example.com,IP:127.0.0.1 --out "$PKIB/server" --server-auth --client-auth
 expect "a rogue SEALDD server certificate (not a peer)" SG pki issue --dir "$PKI" --san DNS:rogue.example.com,DNS:localhost,IP:127.0.0.1 --out "$T/rogue" --server-auth --client-auth
 CA=$PKI/ca.crt
 
@@ -134,7 +134,7 @@ expect_match "alice opens a flow at A" '^[A-Za-z0-9_-]{22}$' "$F"
 expect "... and data is echoed through A" SG dd send --flow "$F" --in "$T/data.bin" --echo "${DA[@]}"
 
 # --- target side: who may call SEALDD-E on B ---
-PUSH_URL=https://localhost:$EB/sdd-ddc/v1/contexts
+PUSH_URL=https://127.0.0.1:$EB/sdd-ddc/v1/contexts
 push_body() { # FLOW_ID [SERVICE] [SERVER] [SUB]
 	printf '{"ddContext":{"uuContext":{"sddFlowId":"%s","valServiceId":"%s","valServEndPoint":{"ipv4Addr":"127.0.0.1","port":%s},"valTgtUe":{"valUserId":"alice@v2x"},"comLifetime":600,"sgSub":"%s"},"sContext":{"valServerId":"%s","valServiceId":"%s","valServerConnInfo":{"ipv4Addr":"127.0.0.1","port":%s}},"trLayerContext":{"transProtoc":"TCP_TLS"}},"suppFeat":"0"}' \
 		"$1" "${2:-v2x}" "$ECHO" "${4:-$ASUB}" "${3:-v2x-app}" "${2:-v2x}" "$ECHO"
@@ -212,13 +212,13 @@ expect_eq "pull without sdd-flow-id: 400" "400 INVALID_QUERY_PARAM" "$CODE $(jge
 
 # --- source side: who may ask A to relocate ---
 REL_URL=https://localhost:$E/sg-sdd-ops/v1/relocations
-req "${BCRT[@]}" "${JS[@]}" -d "{\"sddFlowId\":\"$F\",\"target\":\"https://localhost:$EB\"}" "$REL_URL"
+req "${BCRT[@]}" "${JS[@]}" -d "{\"sddFlowId\":\"$F\",\"target\":\"https://127.0.0.1:$EB\"}" "$REL_URL"
 expect_eq "a relocation asked by a peer SEALDD server (not the operator): 403" 403 "$CODE"
-req "${VALC[@]}" "${JS[@]}" -d "{\"sddFlowId\":\"$F\",\"target\":\"https://localhost:$EB\"}" "$REL_URL"
+req "${VALC[@]}" "${JS[@]}" -d "{\"sddFlowId\":\"$F\",\"target\":\"https://127.0.0.1:$EB\"}" "$REL_URL"
 expect_eq "a relocation asked by a VAL server: 403" 403 "$CODE"
 req "${ACRT[@]}" "${JS[@]}" -d "{\"sddFlowId\":\"$F\",\"target\":\"ftp://x\"}" "$REL_URL"
 expect_eq "a relocation with a target that is not https://HOST:PORT: 400" "400 /target" "$CODE $(jget "$BODY" invalidParams 0 param)"
-refuse "dd relocate of a flow that does not exist" SG dd relocate --flow "$(newid)" --to "https://localhost:$EB"
+refuse "dd relocate of a flow that does not exist" SG dd relocate --flow "$(newid)" --to "https://127.0.0.1:$EB"
 expect_match "... says 404" "404" "$(cat "$T/last.out")"
 
 # a target whose certificate identity is not in sdd.peers gets nothing
@@ -236,11 +236,11 @@ nothing_at_b "relocation to a rogue target" "$F" "$B0"
 "$SG_BIN" --config "$T/a.yaml" dd recv --flow "$F" --timeout-ms 30000 "${DA[@]}" >/dev/null 2>"$T/recv.err" &
 RECV_PID=$! # the binary itself (not through SG): it is killed below
 sleep 1
-REL=$(SG dd relocate --flow "$F" --to "https://localhost:$EB/")
+REL=$(SG dd relocate --flow "$F" --to "https://127.0.0.1:$EB/")
 expect_eq "dd relocate: the flow went to B's data endpoint" "$F 127.0.0.1 $DATAB" "$(jget "$REL" sddFlowId) $(jget "$REL" endPoint ipv4Addr) $(jget "$REL" endPoint port)"
 for _ in $(seq 1 100); do grep -q "going on" "$T/recv.err" && break; sleep 0.1; done
 expect_match "dd recv follows: END FLOW_RELOCATED at A, attached at B" "FLOW_RELOCATED: 127\.0\.0\.1:$DATAB.*attached at 127\.0\.0\.1:$DATAB, going on" "$(cat "$T/recv.err")"
-refuse "... and holds the flow there: another session of alice's cannot attach at B" SG dd send --flow "$F" --url "https://localhost:$UUB" --in "$T/data.bin" "${DA[@]}"
+refuse "... and holds the flow there: another session of alice's cannot attach at B" SG dd send --flow "$F" --url "https://127.0.0.1:$UUB" --in "$T/data.bin" "${DA[@]}"
 expect_match "... BUSY" "BUSY" "$(cat "$T/last.out")"
 kill -TERM "$RECV_PID"
 wait "$RECV_PID" 2>/dev/null
@@ -249,11 +249,11 @@ sleep 0.4
 req -H "Authorization: Bearer $ATOK" "https://localhost:$UU/sdd-flows/v1/flows/$F"
 expect_eq "the flow is gone from A" 404 "$CODE"
 expect_eq "B holds one more flow" "$((B0 + 1))" "$(flows_b)"
-req -H "Authorization: Bearer $ATOK" "https://localhost:$UUB/sdd-flows/v1/flows/$F"
+req -H "Authorization: Bearer $ATOK" "https://127.0.0.1:$UUB/sdd-flows/v1/flows/$F"
 expect_eq "alice reads her flow at B (same sddFlowId, A's token verified by B)" "200 $F $DATAB" "$CODE $(jget "$BODY" sddFlowId) $(jget "$BODY" ddServerConnInfo port)"
-expect "data is echoed through B" SG dd send --flow "$F" --url "https://localhost:$UUB" --in "$T/data.bin" --echo "${DA[@]}"
-refuse "bob cannot attach to alice's relocated flow at B" SG dd send --flow "$F" --url "https://localhost:$UUB" --in "$T/data.bin" "${DB[@]}"
-req -H "Authorization: Bearer $BTOK" "https://localhost:$UUB/sdd-flows/v1/flows/$F"
+expect "data is echoed through B" SG dd send --flow "$F" --url "https://127.0.0.1:$UUB" --in "$T/data.bin" --echo "${DA[@]}"
+refuse "bob cannot attach to alice's relocated flow at B" SG dd send --flow "$F" --url "https://127.0.0.1:$UUB" --in "$T/data.bin" "${DB[@]}"
+req -H "Authorization: Bearer $BTOK" "https://127.0.0.1:$UUB/sdd-flows/v1/flows/$F"
 expect_eq "bob's GET of it at B: 404, like no flow" 404 "$CODE"
 req "${ACRT[@]}" "$PUSH_URL?sdd-flow-id=$F"
 expect_eq "a peer pulls the context at B: 200" "200 $F" "$CODE $(jget "$BODY" ddContext uuContext sddFlowId)"
@@ -264,14 +264,14 @@ H=$(newid)
 req "${ACRT[@]}" "${JS[@]}" -d "$(push_body "$H")" "$PUSH_URL"
 expect_eq "a peer's push of a valid context: 201" "201 127.0.0.1 $DATAB" "$CODE $(jget "$BODY" endPoint ipv4Addr) $(jget "$BODY" endPoint port)"
 expect "... a DdContextResp" schema TS29548_SDD_DDContext.yaml DdContextResp "$BODY"
-refuse "bob cannot attach to a flow pushed for alice" SG dd send --flow "$H" --url "https://localhost:$UUB" --in "$T/data.bin" "${DB[@]}"
-expect "alice can" SG dd send --flow "$H" --url "https://localhost:$UUB" --in "$T/data.bin" --echo "${DA[@]}"
+refuse "bob cannot attach to a flow pushed for alice" SG dd send --flow "$H" --url "https://127.0.0.1:$UUB" --in "$T/data.bin" "${DB[@]}"
+expect "alice can" SG dd send --flow "$H" --url "https://127.0.0.1:$UUB" --in "$T/data.bin" --echo "${DA[@]}"
 
 # and back B -> A (B's peers name A): a receiver with --no-follow stops there
-SG dd recv --flow "$F" --no-follow --url "https://localhost:$UUB" --timeout-ms 15000 "${DA[@]}" >/dev/null 2>"$T/recv2.err" &
+SG dd recv --flow "$F" --no-follow --url "https://127.0.0.1:$UUB" --timeout-ms 15000 "${DA[@]}" >/dev/null 2>"$T/recv2.err" &
 RECV2_PID=$!
 sleep 1
-REL=$(SGB dd relocate --flow "$F" --to "https://localhost:$E/")
+REL=$(SGB dd relocate --flow "$F" --to "https://localhost:$E/" --via "https://127.0.0.1:$EB")
 expect_eq "dd relocate B -> A: the flow went back to A's data endpoint" "$F $DATA" "$(jget "$REL" sddFlowId) $(jget "$REL" endPoint port)"
 wait "$RECV2_PID"
 expect_eq "dd recv --no-follow stops at the relocation (exit 1)" 1 "$?"

@@ -460,7 +460,7 @@ static void *http_main(void *arg)
 	return NULL;
 }
 
-static void peer_start(struct peer *pe)
+static void peer_listen(struct peer *pe)
 {
 	pe->lfd = socket(AF_INET, SOCK_STREAM, 0);
 	assert_true(pe->lfd >= 0);
@@ -470,6 +470,11 @@ static void peer_start(struct peer *pe)
 	assert_int_equal(listen(pe->lfd, 2), 0);
 	assert_int_equal(getsockname(pe->lfd, (struct sockaddr *)&a, &al), 0);
 	pe->port = ntohs(a.sin_port);
+}
+
+static void peer_start(struct peer *pe)
+{
+	peer_listen(pe);
 	assert_int_equal(pthread_create(&pe->th, NULL,
 	                                pe->sc == SC_FLOOD  ? flood_main
 	                                : pe->sc == SC_HTTP ? http_main
@@ -925,6 +930,60 @@ static void test_closed_channel_no_sigpipe(void **state)
 	assert_true(pe.ok);
 }
 
+/* A TLS endpoint for one connection whose handshake the client gives up */
+static void *accept_one(void *arg)
+{
+	struct peer *pe = arg;
+	int fd = accept(pe->lfd, NULL, NULL);
+	SSL *ssl = fd >= 0 ? sg_tls_server_ssl_new(g_tls) : NULL;
+	if (ssl && SSL_set_fd(ssl, fd) == 1)
+		pe->ok = SSL_accept(ssl) != 1; /* the client's alert ends it */
+	SSL_free(ssl);
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+/* server_name (R1; a relocation's target, docs/sdd-protocol.md §7): the data endpoint's
+ * certificate is checked against it instead of the url's host; a name the certificate does not
+ * carry fails the handshake, an empty one is refused before any connection. */
+static void test_server_name(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	struct sg_sddc *s = NULL;
+	/* the development certificate names localhost and 127.0.0.1, not the url's host */
+	struct sg_sddc_conf c = {.url = "https://sdd1.example.com:9443",
+	                         .ca = g_ca,
+	                         .token = "t",
+	                         .timeout_ms = 5000,
+	                         .server_name = ""};
+	assert_int_equal(sg_sddc_connect(&c, "127.0.0.1", 9, 1, &s, err, sizeof err),
+	                 SG_ERR_INVALID);
+	assert_null(s);
+
+	struct peer pe = {.sc = SC_SINK, .nconn = 1, .sink = SINK_CLOSE};
+	peer_listen(&pe); /* one handshake to fail first, then the sink */
+	assert_int_equal(pthread_create(&pe.th, NULL, accept_one, &pe), 0);
+	c.server_name = "sdd2.example.com";
+	assert_int_equal(
+	    sg_sddc_connect(&c, "127.0.0.1", (unsigned)pe.port, 1, &s, err, sizeof err),
+	    SG_ERR_TLS);
+	assert_non_null(strstr(err, "hostname mismatch"));
+	assert_null(s);
+	pthread_join(pe.th, NULL);
+	assert_true(pe.ok);
+
+	pe.ok = 0;
+	assert_int_equal(pthread_create(&pe.th, NULL, sink_main, &pe), 0);
+	c.server_name = "127.0.0.1";
+	if (sg_sddc_connect(&c, "127.0.0.1", (unsigned)pe.port, 1, &s, err, sizeof err) != SG_OK)
+		fail_msg("connect: %s", err);
+	if (sg_sddc_attach(s, g_flow_text, 0, err, sizeof err) != SG_OK)
+		fail_msg("attach: %s", err);
+	peer_end(&pe, s);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -973,6 +1032,7 @@ int main(void)
 	    cmocka_unit_test(test_urllc_stalled_channel),
 	    cmocka_unit_test(test_urllc_reauth_one_dead),
 	    cmocka_unit_test(test_closed_channel_no_sigpipe),
+	    cmocka_unit_test(test_server_name),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
