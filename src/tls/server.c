@@ -1,7 +1,8 @@
 /* tls/server.c: a server-side TLS endpoint (TS 33.210 §6.2 profile) whose certificate, key, CA,
  * CRL and PSK file can be reloaded while other threads accept connections; ALPN selection
  * (TS 29.549 §6.3: HTTP/1.1 mandatory, HTTP/2 recommended) and stateless session tickets with
- * rotating keys shared across reloads. */
+ * rotating keys shared across reloads. The same reloading serves long-lived client contexts
+ * (sg_tls_client: a renewed CRL or own certificate reaches new connections). */
 #include "tls/tls.h"
 
 #include "base/clock.h"
@@ -42,6 +43,7 @@ struct sg_tls_server {
 	pthread_mutex_t mu; /* guards ctx and stamps */
 	SSL_CTX *ctx;
 	struct sg_tls_conf conf; /* strings owned (copied) */
+	int client;              /* a client context (sg_tls_client) */
 	int alpn_h2;
 	struct file_stamp stamps[F_N];
 
@@ -244,6 +246,8 @@ static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv
 
 static sg_err build_ctx(struct sg_tls_server *srv, SSL_CTX **out, char *err, size_t errlen)
 {
+	if (srv->client)
+		return sg_tls_client_ctx_new(&srv->conf, out, err, errlen);
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	if (!ctx) {
 		sg_fail(err, errlen, SG_ERR_TLS, "tls: cannot create a server context");
@@ -313,7 +317,7 @@ sg_err sg_tls_server_reload(struct sg_tls_server *srv, char *err, size_t errlen)
 		return sg_fail(err, errlen, SG_ERR_INVALID, "tls: no server");
 	struct file_stamp st[F_N];
 	stamp_all(&srv->conf, st);
-	sg_err e = sg_tls_conf_check(&srv->conf, 1, err, errlen);
+	sg_err e = sg_tls_conf_check(&srv->conf, !srv->client, err, errlen);
 	SSL_CTX *nctx = NULL;
 	if (!e)
 		e = build_ctx(srv, &nctx, err, errlen);
@@ -380,4 +384,51 @@ void sg_tls_server_free(struct sg_tls_server *srv)
 	pthread_mutex_destroy(&srv->mu);
 	pthread_mutex_destroy(&srv->tk_mu);
 	free(srv);
+}
+
+/* ---- reloadable client contexts: the same endpoint, built with sg_tls_client_ctx_new ---- */
+
+struct sg_tls_client {
+	struct sg_tls_server e;
+};
+
+sg_err sg_tls_client_new(const struct sg_tls_conf *conf, struct sg_tls_client **out, char *err,
+                         size_t errlen)
+{
+	if (!conf || !out)
+		return sg_fail(err, errlen, SG_ERR_INVALID, "tls: no configuration");
+	*out = NULL;
+	struct sg_tls_client *c = calloc(1, sizeof *c);
+	if (!c)
+		return sg_fail(err, errlen, SG_ERR_NOMEM, "tls: out of memory");
+	if (conf_copy(&c->e.conf, conf) != 0) {
+		free(c);
+		return sg_fail(err, errlen, SG_ERR_NOMEM, "tls: out of memory");
+	}
+	pthread_mutex_init(&c->e.mu, NULL);
+	pthread_mutex_init(&c->e.tk_mu, NULL);
+	c->e.client = 1;
+	stamp_all(&c->e.conf, c->e.stamps);
+	sg_err e = build_ctx(&c->e, &c->e.ctx, err, errlen);
+	if (e) {
+		sg_tls_server_free(&c->e);
+		return e;
+	}
+	*out = c;
+	return SG_OK;
+}
+
+sg_err sg_tls_client_reload_if_changed(struct sg_tls_client *c, char *err, size_t errlen)
+{
+	return sg_tls_server_reload_if_changed(c ? &c->e : NULL, err, errlen);
+}
+
+SSL *sg_tls_client_ssl_new(struct sg_tls_client *c)
+{
+	return sg_tls_server_ssl_new(c ? &c->e : NULL);
+}
+
+void sg_tls_client_free(struct sg_tls_client *c)
+{
+	sg_tls_server_free(c ? &c->e : NULL);
 }

@@ -77,6 +77,18 @@ void sg_tls_server_free(struct sg_tls_server *srv);
 sg_err sg_tls_client_ctx_new(const struct sg_tls_conf *conf, SSL_CTX **out, char *err,
                              size_t errlen);
 
+/* A long-lived client context (the profile as sg_tls_client_ctx_new) whose certificate, key,
+ * CA and CRL files are reloaded like a server endpoint's: a renewed CRL or certificate applies
+ * to the connections made after sg_tls_client_reload_if_changed() noticed it (T5). Thread-safe
+ * as sg_tls_server. */
+struct sg_tls_client;
+sg_err sg_tls_client_new(const struct sg_tls_conf *conf, struct sg_tls_client **out, char *err,
+                         size_t errlen);
+sg_err sg_tls_client_reload_if_changed(struct sg_tls_client *c, char *err, size_t errlen);
+/* A new SSL for an outgoing connection, from the current context. Caller frees it. */
+SSL *sg_tls_client_ssl_new(struct sg_tls_client *c);
+void sg_tls_client_free(struct sg_tls_client *c);
+
 /* Who is on the other side of a finished handshake, as the policy engine sees it. */
 #define SG_TLS_MAX_SANS 16
 struct sg_tls_principal {

@@ -129,12 +129,13 @@ struct conn {
 	int fd[2];
 };
 
-static void conn_open(struct conn *k, SSL_CTX *cctx, struct sg_tls_server *srv)
+/* c: the client's SSL (owned by k from here on) */
+static void conn_open_ssl(struct conn *k, SSL *c, struct sg_tls_server *srv)
 {
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, k->fd), 0);
 	for (int i = 0; i < 2; i++)
 		fcntl(k->fd[i], F_SETFL, fcntl(k->fd[i], F_GETFL) | O_NONBLOCK);
-	k->c = SSL_new(cctx);
+	k->c = c;
 	k->s = sg_tls_server_ssl_new(srv);
 	assert_non_null(k->c);
 	assert_non_null(k->s);
@@ -142,6 +143,11 @@ static void conn_open(struct conn *k, SSL_CTX *cctx, struct sg_tls_server *srv)
 	SSL_set_fd(k->s, k->fd[1]);
 	SSL_set_connect_state(k->c);
 	SSL_set_accept_state(k->s);
+}
+
+static void conn_open(struct conn *k, SSL_CTX *cctx, struct sg_tls_server *srv)
+{
+	conn_open_ssl(k, SSL_new(cctx), srv);
 }
 
 static void conn_close(struct conn *k)
@@ -681,6 +687,53 @@ static void test_crl_reload(void **state)
 	sg_tls_server_free(srv);
 }
 
+/* 0 when a client of c completes a handshake with srv; else the client's verify result */
+static long try_client(struct sg_tls_client *c, struct sg_tls_server *srv)
+{
+	struct conn k;
+	conn_open_ssl(&k, sg_tls_client_ssl_new(c), srv);
+	long r = handshake(&k) == 0 ? 0 : SSL_get_verify_result(k.c);
+	conn_close(&k);
+	return r;
+}
+
+/* A long-lived client context (the SEALDD relay's, T5): the server's certificate revoked, the
+ * client refuses it once it noticed the new CRL; a CRL it cannot read keeps the last good one. */
+static void test_client_crl_reload(void **state)
+{
+	(void)state;
+	char err[512] = "", crt[512], key[512], ccrl[512];
+	issue("revsrv", "DNS:revsrv", 1, 0, 0, 86400, crt, key);
+	struct sg_tls_conf sc = {.mode = SG_TLS_SERVER_AUTH, .cert = crt, .key = key};
+	struct sg_tls_server *srv = NULL;
+	assert_int_equal(sg_tls_server_new(&sc, 0, &srv, err, sizeof err), SG_OK);
+	path(ccrl, dir, "client-crl.pem"); /* the client's own copy of the CRL */
+	char cmd[1200];
+	snprintf(cmd, sizeof cmd, "cp '%s' '%s'", crl, ccrl);
+	assert_int_equal(system(cmd), 0);
+	struct sg_tls_conf cc = {.mode = SG_TLS_SERVER_AUTH, .ca = ca, .crl = ccrl};
+	struct sg_tls_client *c = NULL;
+	assert_int_equal(sg_tls_client_new(&cc, &c, err, sizeof err), SG_OK);
+	assert_int_equal(try_client(c, srv), 0);
+	assert_int_equal(sg_tls_client_reload_if_changed(c, err, sizeof err), SG_OK);
+
+	assert_int_equal(sg_pki_revoke(dir, crt, err, sizeof err), SG_OK);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(try_client(c, srv), 0); /* not noticed yet: the old CRL */
+	assert_int_equal(sg_tls_client_reload_if_changed(c, err, sizeof err), SG_OK);
+	assert_int_equal(try_client(c, srv), X509_V_ERR_CERT_REVOKED);
+
+	write_file(ccrl, "not a crl\n", 0644);
+	assert_int_not_equal(sg_tls_client_reload_if_changed(c, err, sizeof err), SG_OK);
+	assert_int_equal(try_client(c, srv), X509_V_ERR_CERT_REVOKED); /* the last good CRL */
+	sg_tls_client_free(c);
+
+	struct sg_tls_client *c2 = NULL; /* and a new context refuses the broken file */
+	assert_int_equal(sg_tls_client_new(&cc, &c2, err, sizeof err), SG_ERR_CONFIG);
+	assert_null(c2);
+	sg_tls_server_free(srv);
+}
+
 static void psk_case(const char *maxv, const char *pskfile, int expect_ok)
 {
 	char err[512] = "";
@@ -765,6 +818,7 @@ int main(void)
 	    cmocka_unit_test(test_resumption12),
 	    cmocka_unit_test(test_ticket_rotation),
 	    cmocka_unit_test(test_crl_reload),
+	    cmocka_unit_test(test_client_crl_reload),
 	    cmocka_unit_test(test_psk13),
 	    cmocka_unit_test(test_psk12),
 	    cmocka_unit_test(test_psk_conf),
