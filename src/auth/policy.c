@@ -169,7 +169,8 @@ sg_err sg_policy_new(const struct sg_conf *conf, struct sg_policy **out, char *e
 		    .tls = {.mode = SG_TLS_MUTUAL,
 		            .cert = conf->resource.client_cert,
 		            .key = conf->resource.client_key,
-		            .ca = conf->resource.ca},
+		            .ca = conf->resource.ca,
+		            .crl = conf->resource.crl},
 		    .revocation_poll_ms = conf->resource.revocation_poll_ms,
 		    .jwks_min_refresh_ms = conf->resource.jwks_min_refresh_ms,
 		};

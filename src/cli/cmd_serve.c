@@ -172,6 +172,7 @@ static void reload_tick(void *arg)
 			sg_log_warn("TLS reload of %s failed, keeping the previous files: %s",
 			            st->conf->refpoints[i].name, err);
 	}
+	sg_sdd_tls_reload(st->sdd);
 }
 
 /* Creates the development PKI when the state dir has none: "dev PKI created on first start". */

@@ -68,7 +68,7 @@ struct y_idm {
 
 struct y_resource {
 	char *idm_url;
-	char *client_cert, *client_key, *ca;
+	char *client_cert, *client_key, *ca, *crl;
 	uint32_t *revocation_poll_ms, *jwks_min_refresh_ms, *token_cache_entries;
 };
 
@@ -202,6 +202,7 @@ static const cyaml_schema_field_t resource_fields[] = {
     STR("client_cert", OPT, struct y_resource, client_cert),
     STR("client_key", OPT, struct y_resource, client_key),
     STR("ca", OPT, struct y_resource, ca),
+    STR("crl", OPT, struct y_resource, crl),
     CYAML_FIELD_UINT_PTR("revocation_poll_ms", OPT, struct y_resource, revocation_poll_ms),
     CYAML_FIELD_UINT_PTR("jwks_min_refresh_ms", OPT, struct y_resource, jwks_min_refresh_ms),
     CYAML_FIELD_UINT_PTR("token_cache_entries", OPT, struct y_resource, token_cache_entries),
@@ -884,7 +885,8 @@ static int copy_conf(struct sg_conf *c, const struct y_conf *y)
 	if (!dup_opt(&c->resource.idm_url, rs ? rs->idm_url : NULL) ||
 	    !dup_opt(&c->resource.client_cert, rs ? rs->client_cert : NULL) ||
 	    !dup_opt(&c->resource.client_key, rs ? rs->client_key : NULL) ||
-	    !dup_opt(&c->resource.ca, rs ? rs->ca : NULL))
+	    !dup_opt(&c->resource.ca, rs ? rs->ca : NULL) ||
+	    !dup_opt(&c->resource.crl, rs ? rs->crl : NULL))
 		return 0;
 	c->resource.revocation_poll_ms =
 	    rs && rs->revocation_poll_ms ? *rs->revocation_poll_ms : 2000;
@@ -1250,7 +1252,8 @@ sg_err sg_conf_finish(struct sg_conf *c, const char *state_dir_override, const c
 	 * unless configured otherwise (it carries clientAuth in the development PKI) */
 	if (!resolve(&c->resource.client_cert, c->pki_dir, "server.crt") ||
 	    !resolve(&c->resource.client_key, c->pki_dir, "server.key") ||
-	    !resolve(&c->resource.ca, c->pki_dir, "ca.crt"))
+	    !resolve(&c->resource.ca, c->pki_dir, "ca.crt") ||
+	    !resolve(&c->resource.crl, c->pki_dir, "crl.pem"))
 		goto nomem;
 	return SG_OK;
 nomem:
@@ -1294,6 +1297,7 @@ void sg_conf_free(struct sg_conf *c)
 	free(c->resource.client_cert);
 	free(c->resource.client_key);
 	free(c->resource.ca);
+	free(c->resource.crl);
 	free(c->km.gm_url);
 	free(c->sdd.data_bind);
 	free(c->sdd.data_advertise);

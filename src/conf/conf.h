@@ -55,8 +55,11 @@ struct sg_conf_resource {
 	unsigned jwks_min_refresh_ms; /* default 10000: unknown-kid refetches are rate-limited */
 	unsigned token_cache_entries; /* default 100000; 0 disables the verified-token cache */
 	/* SEAL-E client credentials toward identity management (R4); relative to pki_dir;
-	 * default server.crt, server.key (this server's own certificate) and ca.crt */
-	char *client_cert, *client_key, *ca;
+	 * default server.crt, server.key (this server's own certificate) and ca.crt. crl
+	 * (default crl.pem): checked for every server this server connects to as a client (T5):
+	 * identity management, group management, VAL server endpoints and notification URIs,
+	 * peer SEALDD servers */
+	char *client_cert, *client_key, *ca, *crl;
 };
 
 /* Key management (TS 33.434 §5.3), where the km role runs: where the group management server's

@@ -287,6 +287,12 @@ sg_err sg_http_client_new(const struct sg_http_client_conf *conf, struct sg_http
 	SET(CURLOPT_CAPATH, NULL);
 	if (t->crl)
 		SET(CURLOPT_CRLFILE, t->crl);
+#if CURL_AT_LEAST_VERSION(7, 87, 0)
+	/* every connection builds its trust store from the files as they are now (the profile
+	 * callback loads the CA and CRL into it): a store cached by libcurl for a day would keep
+	 * an old CRL, and the callback would add the new one to it beside the old (T5) */
+	SET(CURLOPT_CA_CACHE_TIMEOUT, 0L);
+#endif
 	if (t->mode == SG_TLS_MUTUAL) {
 		SET(CURLOPT_SSLCERT, t->cert);
 		SET(CURLOPT_SSLKEY, t->key ? t->key : t->cert);

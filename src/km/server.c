@@ -1272,7 +1272,8 @@ static sg_err group_reader(struct sg_km *km, char *err, size_t errlen)
 	struct sg_tls_conf tls = {.mode = SG_TLS_MUTUAL,
 	                          .cert = km->conf->resource.client_cert,
 	                          .key = km->conf->resource.client_key,
-	                          .ca = km->conf->resource.ca};
+	                          .ca = km->conf->resource.ca,
+	                          .crl = km->conf->resource.crl};
 	sg_err e =
 	    km_gm_reader_new(url, &tls, KM_GM_POLL_MS, groups_changed, km, &km->gmr, err, errlen);
 	if (e == SG_OK)

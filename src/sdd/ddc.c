@@ -566,7 +566,8 @@ static void relocate(struct ddc_job *j)
 	                 .tls = {.mode = SG_TLS_MUTUAL,
 	                         .cert = c->resource.client_cert,
 	                         .key = c->resource.client_key,
-	                         .ca = c->resource.ca}};
+	                         .ca = c->resource.ca,
+	                         .crl = c->resource.crl}};
 	char err[300] = "";
 	long st = 0;
 	int rc = push_post(&p, j->url, text, &st, err, sizeof err);

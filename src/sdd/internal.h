@@ -149,7 +149,7 @@ struct sg_sdd {
 	size_t nsubs;
 	/* data plane */
 	struct sg_tls_server *dtls;
-	SSL_CTX *val_ctx;
+	struct sg_tls_client *val_tls; /* the relay's (SEALDD-S user plane), reloaded (T5) */
 	evutil_socket_t lfd;
 	int port;
 	char host[256];

@@ -589,9 +589,18 @@ static void relay_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (!pc->up) {
 		int h = pc_handshake(pc);
-		if (h < 0)
+		long vr = h < 0 ? SSL_get_verify_result(pc->ssl) : X509_V_OK;
+		if (vr != X509_V_OK) {
+			/* T5: the endpoint's certificate does not verify (revoked by the CRL,
+			 * expired, another CA): it is not the VAL server, whatever its SAN */
+			sg_log_warn(
+			    "sdd: VAL server endpoint %s:%u: certificate refused (%s): relay "
+			    "refused",
+			    rt->tgt.host, rt->tgt.port, X509_verify_cert_error_string(vr));
+			frt_end(rt, "VAL_SERVER_IDENTITY");
+		} else if (h < 0) {
 			frt_end(rt, "VAL_SERVER_UNREACHABLE");
-		else if (h > 0)
+		} else if (h > 0)
 			relay_up(rt);
 		return;
 	}
@@ -632,7 +641,7 @@ static void relay_resolved(int result, struct evutil_addrinfo *res, void *arg)
 		frt_end(rt, "VAL_SERVER_UNREACHABLE");
 		return;
 	}
-	SSL *ssl = SSL_new(rt->s->val_ctx);
+	SSL *ssl = sg_tls_client_ssl_new(rt->s->val_tls);
 	if (!ssl) {
 		evutil_closesocket(fd);
 		frt_end(rt, "VAL_SERVER_UNREACHABLE");

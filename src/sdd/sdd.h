@@ -46,6 +46,11 @@ int sg_sdd_data_port(const struct sg_sdd *s);
  * bytes relayed each way, URLLC duplicates dropped, notifications sent and failed. NULL ok
  * (appends nothing). Any thread. */
 sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out);
+/* Re-reads the data endpoint's certificate, key, CA and CRL and the relay's client certificate,
+ * CA and CRL when one of the files changed (cheap stat() checks otherwise), as every listener
+ * does: new data channels and relays use them; on failure the old ones stay and it is logged.
+ * Any thread; `sealguard serve` calls it every second. */
+void sg_sdd_tls_reload(struct sg_sdd *s);
 /* Stops the threads (open channels and relays are closed) and frees everything. NULL ok. */
 void sg_sdd_free(struct sg_sdd *s);
 

@@ -87,6 +87,23 @@ int sdd_vals_serves_locked(const struct sg_sdd *s, const char *client_id, const 
 	return -1;
 }
 
+/* ---- TLS files (T5): a renewed CRL or certificate reaches SEALDD as it reaches the listeners */
+
+void sg_sdd_tls_reload(struct sg_sdd *s)
+{
+	char err[512] = "";
+	if (!s)
+		return;
+	if (sg_tls_server_reload_if_changed(s->dtls, err, sizeof err) != SG_OK)
+		sg_log_warn("sdd: TLS reload of the data endpoint failed, keeping the previous "
+		            "files: %s",
+		            err);
+	if (sg_tls_client_reload_if_changed(s->val_tls, err, sizeof err) != SG_OK)
+		sg_log_warn("sdd: TLS reload of the relay's client context failed, keeping the "
+		            "previous files: %s",
+		            err);
+}
+
 /* ---- lifecycle ---- */
 
 static sg_err bind_data(struct sg_sdd *s, const char *addr, char *err, size_t errlen)
@@ -219,8 +236,9 @@ sg_err sg_sdd_new(const struct sg_conf *conf, struct sg_policy *policy, struct s
 	struct sg_tls_conf vc = {.mode = SG_TLS_MUTUAL,
 	                         .cert = conf->resource.client_cert,
 	                         .key = conf->resource.client_key,
-	                         .ca = conf->resource.ca};
-	if ((e = sg_tls_client_ctx_new(&vc, &s->val_ctx, why, sizeof why)) != SG_OK) {
+	                         .ca = conf->resource.ca,
+	                         .crl = conf->resource.crl};
+	if ((e = sg_tls_client_new(&vc, &s->val_tls, why, sizeof why)) != SG_OK) {
 		sg_fail(err, errlen, e, "SEALDD relay TLS: %s", why);
 		goto fail;
 	}
@@ -454,8 +472,7 @@ void sg_sdd_free(struct sg_sdd *s)
 		    (unsigned long long)s->notif_dropped, (unsigned long long)s->notif_cancelled,
 		    unsent, (unsigned long long)s->dup_dropped);
 	sg_store_vals_unref(s->vals);
-	if (s->val_ctx)
-		SSL_CTX_free(s->val_ctx);
+	sg_tls_client_free(s->val_tls);
 	sg_tls_server_free(s->dtls);
 	pthread_mutex_destroy(&s->mu);
 	pthread_mutex_destroy(&s->nmu);
