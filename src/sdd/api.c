@@ -648,17 +648,30 @@ static const char *registered_identity_locked(struct sg_sdd *s, const char *owne
 	return v->identity;
 }
 
+#define SWEEP_OWNERS 16 /* removed VAL servers whose subscriptions one sweep deletes */
+
+static int owner_in(const char *owner, char *const *owners, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(owners[i], owner) == 0)
+			return 1;
+	return 0;
+}
+
 /* Called with mu held: unlinks what sg_store_sdd_subsc_purge(now_ms, owner, identity) deleted
- * (expired at now_ms; owner given: owner's of another identity) and returns them as a list to
- * free with subsc_free_list. */
+ * (expired at now_ms; owner given: owner's of another identity), and every subscription of the
+ * removed VAL servers gone[0..ngone) (sg_store_sdd_subsc_delete_owner), and returns them as a
+ * list to free with subsc_free_list. */
 static struct subsc *subsc_unlink_purged_locked(struct sg_sdd *s, int64_t now_ms, const char *owner,
-                                                const char *identity)
+                                                const char *identity, char *const *removed,
+                                                size_t nremoved)
 {
 	struct subsc *gone = NULL;
 	for (struct subsc **pp = &s->subs; *pp;) {
 		struct subsc *x = *pp;
 		if (x->expires_ms <= now_ms ||
-		    (owner && strcmp(x->owner, owner) == 0 && strcmp(x->identity, identity) != 0)) {
+		    (owner && strcmp(x->owner, owner) == 0 && strcmp(x->identity, identity) != 0) ||
+		    owner_in(x->owner, removed, nremoved)) {
 			*pp = x->next;
 			x->next = gone;
 			gone = x;
@@ -679,17 +692,34 @@ static void subsc_free_list(struct subsc *gone)
 	}
 }
 
-/* ---- expired subscriptions: deleted from the store, then from the table ---- */
+/* ---- subscriptions nobody can reach: deleted from the store, then from the table ----
+ * Expired ones, and those of VAL servers removed from the registry (`valserver remove`): such
+ * a VAL server has no token any more, so it can neither read nor delete them, and they would
+ * count against sdd.max_subscriptions until they expire (up to a year). A disabled VAL server
+ * stays in the registry and keeps them. */
 
 struct sweepjob {
 	struct sg_sdd *s;
 	int64_t now;
+	size_t nremoved;
+	char *removed[SWEEP_OWNERS];
+	size_t deleted[SWEEP_OWNERS]; /* the store's count, for the log */
 };
+
+static void sweepjob_free(struct sweepjob *j)
+{
+	for (size_t i = 0; j && i < j->nremoved; i++)
+		free(j->removed[i]);
+	free(j);
+}
 
 static sg_err sweep_run(struct sg_store *st, void *arg)
 {
-	const struct sweepjob *j = arg;
-	return sg_store_sdd_subsc_purge(st, j->now, NULL, NULL, NULL);
+	struct sweepjob *j = arg;
+	sg_err e = sg_store_sdd_subsc_purge(st, j->now, NULL, NULL, NULL);
+	for (size_t i = 0; e == SG_OK && i < j->nremoved; i++)
+		e = sg_store_sdd_subsc_delete_owner(st, j->removed[i], &j->deleted[i]);
+	return e;
 }
 
 static void sweep_applied(sg_err rc, void *arg)
@@ -699,33 +729,59 @@ static void sweep_applied(sg_err rc, void *arg)
 	struct subsc *gone = NULL;
 	if (rc == SG_OK) { /* as the store deleted them (else both keep them, for the next) */
 		pthread_mutex_lock(&s->mu);
-		gone = subsc_unlink_purged_locked(s, j->now, NULL, NULL);
+		gone = subsc_unlink_purged_locked(s, j->now, NULL, NULL, j->removed, j->nremoved);
 		pthread_mutex_unlock(&s->mu);
+		for (size_t i = 0; i < j->nremoved; i++)
+			sg_log_info("sdd: VAL server %s was removed from the registry: its %zu "
+			            "subscriptions deleted",
+			            j->removed[i], j->deleted[i]);
 	}
 	subsc_free_list(gone);
 	atomic_store(&s->subsc_sweeping, 0);
-	free(j);
+	sweepjob_free(j);
 }
 
 void sdd_subsc_sweep(struct sg_sdd *s)
 {
+	pthread_mutex_lock(&s->mu);
+	uint64_t gen = s->vals ? sg_store_vals_gen(s->vals) : 0;
+	pthread_mutex_unlock(&s->mu);
+	if (gen != s->subsc_swept_gen)
+		s->next_subsc_sweep_ms = 0; /* the registry changed: a VAL server may be gone */
 	if (!sdd_job_due(s, &s->next_subsc_sweep_ms, SUBSC_SWEEP_MS, &s->subsc_sweeping))
 		return;
 	int64_t now = sg_now_ms();
-	int any = 0;
+	int any = 0, more = 0;
+	struct sweepjob *j = calloc(1, sizeof *j);
 	pthread_mutex_lock(&s->mu);
-	for (const struct subsc *x = s->subs; x && !any; x = x->next)
-		any = x->expires_ms <= now;
+	gen = s->vals ? sg_store_vals_gen(s->vals) : 0;
+	for (const struct subsc *x = s->subs; x && j; x = x->next) {
+		any |= x->expires_ms <= now;
+		if (!s->vals || sg_store_vals_find(s->vals, x->owner) ||
+		    owner_in(x->owner, j->removed, j->nremoved))
+			continue;
+		if (j->nremoved == SWEEP_OWNERS) {
+			more = 1; /* the next tick goes on */
+			continue;
+		}
+		if ((j->removed[j->nremoved] = strdup(x->owner)))
+			j->nremoved++;
+		else
+			more = 1;
+	}
 	pthread_mutex_unlock(&s->mu);
-	struct sweepjob *j = any ? malloc(sizeof *j) : NULL;
-	if (j) {
+	if (j && !more)
+		s->subsc_swept_gen = gen;
+	else
+		s->next_subsc_sweep_ms = 0;
+	if (j && (any || j->nremoved)) {
 		j->s = s;
 		j->now = now;
+		if (sg_store_pool_submit(s->pool, sweep_run, j, sweep_applied, j, NULL) == SG_OK)
+			return;
 	}
-	if (!j || sg_store_pool_submit(s->pool, sweep_run, j, sweep_applied, j, NULL) != SG_OK) {
-		free(j);
-		atomic_store(&s->subsc_sweeping, 0);
-	}
+	sweepjob_free(j);
+	atomic_store(&s->subsc_sweeping, 0);
 }
 
 /* On the store writer, in commit order: applies a durable write to the tables (nothing here
@@ -755,7 +811,8 @@ static void wjob_applied(sg_err rc, void *arg)
 			break;
 		case W_SUB_CREATE:
 			/* as the store purged them */
-			gone = subsc_unlink_purged_locked(s, j->now, j->owner, j->identity);
+			gone =
+			    subsc_unlink_purged_locked(s, j->now, j->owner, j->identity, NULL, 0);
 			memcpy(j->x->id, j->id, sizeof j->x->id);
 			j->x->body = j->next;
 			j->x->expires_ms = j->expires;

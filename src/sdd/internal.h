@@ -195,6 +195,7 @@ struct sg_sdd {
 	/* the sweep of expired subscriptions (sdd_subsc_sweep), one at a time */
 	atomic_int subsc_sweeping;
 	int64_t next_subsc_sweep_ms; /* data plane thread only */
+	uint64_t subsc_swept_gen;    /* ... the registry generation the last sweep saw */
 	struct sdd_ddc *ddc;         /* SEALDD-E: DD context relocation (ddc.c) */
 };
 
@@ -208,8 +209,9 @@ void sdd_vals_tick(struct sg_sdd *s);
  * since the last time (*next_ms is moved on) and no such job is in flight (*busy set: the
  * job's completion clears it), else 0. */
 int sdd_job_due(const struct sg_sdd *s, int64_t *next_ms, int64_t period_ms, atomic_int *busy);
-/* From the data plane's tick, every SUBSC_SWEEP_MS: when a subscription has expired, queues
- * its deletion from the store and then from the table (api.c); never waits for the store. */
+/* From the data plane's tick, every SUBSC_SWEEP_MS and when the registry changed: when a
+ * subscription has expired, or its VAL server was removed from the registry, queues its
+ * deletion from the store and then from the table (api.c); never waits for the store. */
 void sdd_subsc_sweep(struct sg_sdd *s);
 /* 0 when the VAL server (client_id) is registered and enabled, else -1 with *why. */
 int sdd_vals_registered_locked(const struct sg_sdd *s, const char *client_id, const char **why);

@@ -68,7 +68,8 @@ int sdd_vals_registered_locked(const struct sg_sdd *s, const char *client_id, co
 {
 	const struct sg_store_valserver *v = sg_store_vals_find(s->vals, client_id);
 	if (!v || v->disabled) {
-		*why = "the VAL server is not registered (sealguard valserver add)";
+		*why = v ? "the VAL server is disabled in the registry"
+		         : "the VAL server is not registered (sealguard valserver add)";
 		return -1;
 	}
 	return 0;
@@ -386,7 +387,8 @@ sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out)
 	    "# TYPE sealguard_sdd_relayed_bytes_total counter\n"
 	    "sealguard_sdd_relayed_bytes_total{direction=\"uplink\"} %llu\n"
 	    "sealguard_sdd_relayed_bytes_total{direction=\"downlink\"} %llu\n"
-	    "# HELP sealguard_sdd_duplicates_dropped_total URLLC uplink duplicates eliminated.\n"
+	    "# HELP sealguard_sdd_duplicates_dropped_total Uplink DATA frames dropped as not new "
+	    "(URLLC copies, repeated or stale sequence numbers).\n"
 	    "# TYPE sealguard_sdd_duplicates_dropped_total counter\n"
 	    "sealguard_sdd_duplicates_dropped_total %llu\n"
 	    "# HELP sealguard_sdd_notifications_total Connection status notifications, by result "

@@ -236,6 +236,16 @@ sg_err sg_store_sdd_subsc_purge(struct sg_store *st, int64_t now_ms, const char 
 	    "itt", now_ms, owner, identity);
 }
 
+sg_err sg_store_sdd_subsc_delete_owner(struct sg_store *st, const char *owner, size_t *n)
+{
+	if (n)
+		*n = 0;
+	if (!owner)
+		return sg_store_fail(SG_ERR_INVALID, "store: an owner is required");
+	return sg_sql_write_count(st, FEATURE, "subscriptions", n,
+	                          "DELETE FROM sdd_subsc WHERE owner = ?1", "t", owner);
+}
+
 sg_err sg_store_sdd_subsc_settle(struct sg_store *st, int64_t expires_at, size_t *n)
 {
 	if (n)

@@ -540,6 +540,9 @@ sg_err sg_store_sdd_subsc_settle(struct sg_store *st, int64_t expires_at, size_t
  * belongs to another certificate). *n: how many went (may be NULL). */
 sg_err sg_store_sdd_subsc_purge(struct sg_store *st, int64_t now_ms, const char *owner,
                                 const char *identity, size_t *n);
+/* Deletes every subscription of owner (a VAL server removed from the registry: nobody can read
+ * or delete them any more). *n: how many went (may be NULL). */
+sg_err sg_store_sdd_subsc_delete_owner(struct sg_store *st, const char *owner, size_t *n);
 void sg_store_sdd_subsc_clear(struct sg_store_sdd_subsc *s);
 void sg_store_sdd_subsc_list_free(struct sg_store_sdd_subsc *v, size_t n);
 

@@ -261,11 +261,16 @@ expect_match "VAL server disabled: its stored transmission opens no flow (404)" 
 expect_match "... dd transmissions says inactive" "inactive: VAL server disabled" "$(SG dd transmissions)"
 req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "$(SUB '"RELEASED"' disabled)" "$RT_URL/subscriptions"
 expect_eq "... it cannot create a subscription (403), nothing stored" "403 OPERATION_NOT_ALLOWED 0" "$CODE $(jget "$BODY" cause) $(sqlite3 "$DBF" "SELECT count(*) FROM sdd_subsc WHERE body LIKE '%/disabled%'")"
+expect_match "... the ProblemDetails says it is disabled (not that it is unregistered)" "disabled in the registry" "$(jget "$BODY" detail)"
 sqlite3 "$DBF" "UPDATE valservers SET disabled = 0 WHERE name = 'v2x-app'"
 sleep 1.2
 expect_match "enabled again: flows open again" '"sddFlowId"' "$(DD open --service v2x "${DA[@]}" 2>&1)"
+NSUB=$(sqlite3 "$DBF" "SELECT count(*) FROM sdd_subsc WHERE owner = 'v2x-app'")
+expect_match "v2x-app holds subscriptions ($NSUB)" '^[1-9]' "$NSUB"
 expect "valserver remove v2x-app" SG valserver remove v2x-app
 sleep 1.2
+expect_eq "... its subscriptions are deleted: nobody can read or delete them any more, they no longer count" 0 "$(sqlite3 "$DBF" "SELECT count(*) FROM sdd_subsc WHERE owner = 'v2x-app'")"
+expect_match "... the log says so" "VAL server v2x-app was removed from the registry: its $NSUB subscriptions deleted" "$(cat "$T/server.log")"
 expect_match "VAL server removed: its stored transmission opens no flow (404)" "404 TRANSMISSION_NOT_REQUESTED" "$(DD open --service v2x "${DA[@]}" 2>&1)"
 expect_match "... dd transmissions says inactive: removed" "inactive: VAL server removed" "$(SG dd transmissions)"
 expect "valserver add v2x-app again, with another identity" SG valserver add v2x-app --identity DNS:other-app --val-service v2x
@@ -281,7 +286,7 @@ req "${OTHER[@]}" "${AO[@]}" -X DELETE "$L4"
 expect_eq "... nor DELETE them: 404" 404 "$CODE"
 req "${OTHER[@]}" "${AO[@]}" "${JS[@]}" -d "$(SUB '"RELEASED"' other)" "$RT_URL/subscriptions"
 expect_eq "... it creates its own: 201" 201 "$CODE"
-expect_eq "... which deletes the old certificate's rows (they no longer count)" "1 DNS:other-app" "$(sqlite3 "$DBF" "SELECT count(*), max(identity) FROM sdd_subsc WHERE owner = 'v2x-app'" | tr '|' ' ')"
+expect_eq "... and only that one is stored" "1 DNS:other-app" "$(sqlite3 "$DBF" "SELECT count(*), max(identity) FROM sdd_subsc WHERE owner = 'v2x-app'" | tr '|' ' ')"
 sg_kill
 sg_start "$T/sg.yaml" || { not_ok "third restart"; sg_done; }
 expect_match "... nor after a restart" "404 TRANSMISSION_NOT_REQUESTED" "$(DD open --service v2x "${DA[@]}" 2>&1)"

@@ -321,6 +321,14 @@ static void test_subsc_owner_scoped(void **state)
 	assert_string_equal(v[1].subsc_id, "p4");
 	assert_string_equal(v[2].subsc_id, "s2");
 	sg_store_sdd_subsc_list_free(v, n);
+	/* a removed VAL server's: every one of that owner, nobody else's */
+	assert_int_equal(sg_store_sdd_subsc_delete_owner(st, NULL, &n), SG_ERR_INVALID);
+	assert_int_equal(sg_store_sdd_subsc_delete_owner(st, "c-app", &n), SG_OK);
+	assert_int_equal(n, 1); /* p4 */
+	assert_int_equal(sg_store_sdd_subsc_delete_owner(st, "c-app", &n), SG_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(sg_store_sdd_subsc_count(st, "v2x-app", &n), SG_OK);
+	assert_int_equal(n, 1); /* p1 */
 	assert_int_equal(sg_store_sdd_subsc_purge(st, later, NULL, NULL, NULL), SG_OK);
 	assert_int_equal(sg_store_sdd_subsc_count(st, NULL, &n), SG_OK);
 	assert_int_equal(n, 0);
