@@ -57,6 +57,9 @@ static const char USAGE[] =
     "  --url URL            SEALDD-UU (default: https://localhost:PORT of the configuration's\n"
     "                       bearer reference point serving sdd)\n"
     "  --cacert F           trust anchors (default STATE/pki/ca.crt)\n"
+    "  --crl F              CRLs checked for the SEALDD server's certificate chain (default\n"
+    "                       STATE/pki/crl.pem when it exists and --cacert is not given;\n"
+    "                       \"\" checks none)\n"
     "  --token-cache F      the `sealguard login` token cache (default as login's)\n"
     "  --token-file F       or a file holding just the access token (aud sealguard:sdd)\n"
     "  --timeout-ms MS      per operation (default 10000)\n"
@@ -89,6 +92,7 @@ enum {
 	O_TIMEOUT,
 	O_URL,
 	O_CACERT,
+	O_CRL,
 	O_CACHE,
 	O_TOKFILE,
 	O_BIND,
@@ -101,7 +105,8 @@ enum {
 };
 
 struct dd_args {
-	const char *service, *flow, *in, *out, *url, *cacert, *cache, *tokfile, *bind, *cert, *key;
+	const char *service, *flow, *in, *out, *url, *cacert, *crl, *cache, *tokfile, *bind, *cert,
+	    *key;
 	const char *to, *via; /* relocate */
 	int echo, no_follow;
 	long long bytes;
@@ -120,6 +125,7 @@ static int parse(int argc, char **argv, struct dd_args *a)
 	    {"timeout-ms", required_argument, NULL, O_TIMEOUT},
 	    {"url", required_argument, NULL, O_URL},
 	    {"cacert", required_argument, NULL, O_CACERT},
+	    {"crl", required_argument, NULL, O_CRL},
 	    {"token-cache", required_argument, NULL, O_CACHE},
 	    {"token-file", required_argument, NULL, O_TOKFILE},
 	    {"bind", required_argument, NULL, O_BIND},
@@ -174,6 +180,9 @@ static int parse(int argc, char **argv, struct dd_args *a)
 		case O_CACERT:
 			a->cacert = optarg;
 			break;
+		case O_CRL:
+			a->crl = optarg;
+			break;
 		case O_CACHE:
 			a->cache = optarg;
 			break;
@@ -214,7 +223,7 @@ static int parse(int argc, char **argv, struct dd_args *a)
 
 struct dd_ctx {
 	struct sg_conf *conf;
-	char url[512], ca[4096];
+	char url[512], ca[4096], crl[4096];
 	char *token;
 	struct sg_sddc_conf sc;
 };
@@ -294,10 +303,21 @@ static int ctx_open(const struct sg_cli_global *g, const struct dd_args *a, stru
 		snprintf(x->ca, sizeof x->ca, "%s", a->cacert);
 	else if (sg_path_join(x->ca, sizeof x->ca, x->conf->pki_dir, "ca.crt") != SG_OK)
 		return sg_cli_fail("path too long");
+	/* T5: the SEALDD server's chain is checked against the CRL: --crl, or the state dir's
+	 * with its CA (when there is one); --crl "" checks none */
+	if (a->crl)
+		snprintf(x->crl, sizeof x->crl, "%s", a->crl);
+	else if (!a->cacert &&
+	         (sg_path_join(x->crl, sizeof x->crl, x->conf->pki_dir, "crl.pem") != SG_OK ||
+	          access(x->crl, R_OK) != 0))
+		x->crl[0] = '\0';
 	if (!(x->token = read_token(a)))
 		return 1;
-	x->sc = (struct sg_sddc_conf){
-	    .url = x->url, .ca = x->ca, .token = x->token, .timeout_ms = a->timeout_ms};
+	x->sc = (struct sg_sddc_conf){.url = x->url,
+	                              .ca = x->ca,
+	                              .crl = x->crl[0] ? x->crl : NULL,
+	                              .token = x->token,
+	                              .timeout_ms = a->timeout_ms};
 	return 0;
 }
 

@@ -63,9 +63,10 @@ static sg_err call(const struct sg_sddc_conf *c, const char *method, const char 
 {
 	if (!c->url || !c->ca || !c->token)
 		return sg_fail(err, errlen, SG_ERR_INVALID, "url, ca and token are required");
-	struct sg_http_client_conf hc = {.tls = {.mode = SG_TLS_SERVER_AUTH, .ca = c->ca},
-	                                 .timeout_ms = tmo(c),
-	                                 .connect_timeout_ms = tmo(c)};
+	struct sg_http_client_conf hc = {
+	    .tls = {.mode = SG_TLS_SERVER_AUTH, .ca = c->ca, .crl = c->crl},
+	    .timeout_ms = tmo(c),
+	    .connect_timeout_ms = tmo(c)};
 	struct sg_http_client *cl = NULL;
 	sg_err e = sg_http_client_new(&hc, &cl, err, errlen);
 	if (e != SG_OK)
@@ -1005,6 +1006,7 @@ sg_err sg_sddc_connect(const struct sg_sddc_conf *c, const char *host, unsigned 
 	/* the TLS profile (T1-T3), narrowed to TLS 1.3 for the user plane */
 	struct sg_tls_conf tc = {.mode = SG_TLS_SERVER_AUTH,
 	                         .ca = c->ca,
+	                         .crl = c->crl,
 	                         .min_version = "TLS1.3",
 	                         .max_version = "TLS1.3"};
 	if ((e = sg_tls_client_ctx_new(&tc, &s->ctx, err, errlen)) != SG_OK)

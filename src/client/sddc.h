@@ -14,6 +14,7 @@
 struct sg_sddc_conf {
 	const char *url;   /* SEALDD-UU base URL, e.g. https://localhost:9443 */
 	const char *ca;    /* trust anchors for the SEALDD server's certificate (required) */
+	const char *crl;   /* CRLs checked for its chain (T5), one for every CA of it; NULL: none */
 	const char *token; /* access token, aud sealguard:sdd, scope sdd (borrowed) */
 	long timeout_ms;   /* per operation; default 10000 */
 	/* bytes of a flow's data held for sg_sddc_recv before the session stops reading its

@@ -4,7 +4,8 @@
 # notification client for the notifUri's server; a renewed CRL reaches both within a second,
 # without a restart. A revoked endpoint certificate ends the flow with VAL_SERVER_IDENTITY (the
 # log names the reason), a revoked notification endpoint gets nothing. The data endpoint's own
-# certificate is re-read when it is renewed on disk, as the listeners' are.
+# certificate is re-read when it is renewed on disk, as the listeners' are, and the SEALDD
+# client (dd) refuses a server whose certificate is revoked.
 . "$(dirname "$0")/lib/common.sh"
 
 ECHO=$(free_port)
@@ -79,6 +80,12 @@ NEW=$(openssl x509 -in "$PKI/server.crt" -noout -serial)
 renewed() { [ "$(serial "$DATA")" = "$NEW" ]; }
 expect "... the data endpoint presents the renewed one within 2 s ($OLD -> $NEW)" wait_for 2 renewed
 expect "... and carries data with it (the relay presents it too)" SG dd send --flow "$F3" --in "$T/data" --echo "${DA[@]}"
+
+# --- the SEALDD client checks the server's chain against the CRL too (dd --crl; default the
+# state dir's crl.pem with its CA) ---
+expect "the renewed server certificate is revoked" SG pki revoke "$PKI/server.crt" --dir "$PKI"
+expect_match "dd send refuses the SEALDD server: certificate revoked" "certificate revoked" "$(SG dd send --flow "$F3" --in "$T/data" --echo "${DA[@]}" 2>&1)"
+expect "... with --crl \"\" it checks none: echoed" SG dd send --flow "$F3" --in "$T/data" --echo --crl "" "${DA[@]}"
 
 expect "server stops cleanly" sg_stop
 sg_done

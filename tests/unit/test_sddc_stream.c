@@ -984,6 +984,32 @@ static void test_server_name(void **state)
 	peer_end(&pe, s);
 }
 
+/* crl (T5): the data endpoint's certificate revoked, the handshake fails (last: it revokes the
+ * certificate every peer of this file presents) */
+static void test_server_revoked(void **state)
+{
+	(void)state;
+	char err[256] = "", crt[128], crl[128];
+	snprintf(crt, sizeof crt, "%s/server.crt", g_dir);
+	snprintf(crl, sizeof crl, "%s/crl.pem", g_dir);
+	assert_int_equal(sg_pki_revoke(g_dir, crt, err, sizeof err), SG_OK);
+	struct peer pe = {.sc = SC_SINK, .nconn = 1, .sink = SINK_CLOSE};
+	peer_listen(&pe);
+	assert_int_equal(pthread_create(&pe.th, NULL, accept_one, &pe), 0);
+	char url[64];
+	snprintf(url, sizeof url, "https://localhost:%d", pe.port);
+	struct sg_sddc_conf c = {.url = url, .ca = g_ca, .crl = crl, .token = "t", .timeout_ms = 5000};
+	struct sg_sddc *s = NULL;
+	assert_int_equal(
+	    sg_sddc_connect(&c, "127.0.0.1", (unsigned)pe.port, 1, &s, err, sizeof err),
+	    SG_ERR_TLS);
+	assert_non_null(strstr(err, "certificate revoked"));
+	assert_null(s);
+	pthread_join(pe.th, NULL);
+	close(pe.lfd);
+	assert_true(pe.ok);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -1033,6 +1059,7 @@ int main(void)
 	    cmocka_unit_test(test_urllc_reauth_one_dead),
 	    cmocka_unit_test(test_closed_channel_no_sigpipe),
 	    cmocka_unit_test(test_server_name),
+	    cmocka_unit_test(test_server_revoked), /* last: revokes the server certificate */
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
