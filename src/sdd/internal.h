@@ -139,6 +139,11 @@ struct chan {
 
 /* The VAL servers of the registry (name = client_id -> VAL services), sorted by name; immutable
  * once built, swapped whole under mu by the refresh job (a store pool thread). */
+/* The END reasons of a flow on the data plane (docs/sdd-protocol.md §4), counted by
+ * sealguard_sdd_flow_ends_total; the last counts any other. */
+#define SDD_N_ENDS 9
+extern const char *const SDD_END_REASONS[SDD_N_ENDS];
+
 struct sg_sdd {
 	const struct sg_conf *conf;
 	struct sg_policy *policy;
@@ -184,6 +189,7 @@ struct sg_sdd {
 	unsigned long long ndrop_unlogged; /* drops since the last warning */
 	int64_t ndrop_next_log_ms;
 	atomic_ullong dup_dropped;
+	atomic_ullong flow_ends[SDD_N_ENDS]; /* flows ended on the data plane, by END reason */
 	/* data-plane counters for /metrics (sg_sdd_metrics) */
 	atomic_ullong bytes_up, bytes_down; /* VAL payload relayed: client->VAL, VAL->client */
 	atomic_ullong chans_open;

@@ -392,12 +392,32 @@ static void frt_detach_chan(struct frt *rt, struct chan *c)
 
 /* Ends a flow: END to its channels, relay closed, flow marked released (the sweep frees it).
  * Call without mu. */
+const char *const SDD_END_REASONS[SDD_N_ENDS] = {"FLOW_RELEASED",
+                                                 "FLOW_EXPIRED",
+                                                 "FLOW_RELOCATED",
+                                                 "VAL_SERVER_UNREACHABLE",
+                                                 "VAL_SERVER_IDENTITY",
+                                                 "VAL_SERVER_CLOSED",
+                                                 "VAL_SERVER_STALLED",
+                                                 "TRANSMISSION_NOT_REQUESTED",
+                                                 "OTHER"};
+
+static void count_end(struct sg_sdd *s, const char *reason)
+{
+	size_t n = strcspn(reason, ":"), i = 0;
+	while (i < SDD_N_ENDS - 1 &&
+	       (strlen(SDD_END_REASONS[i]) != n || strncmp(SDD_END_REASONS[i], reason, n) != 0))
+		i++;
+	atomic_fetch_add_explicit(&s->flow_ends[i], 1, memory_order_relaxed);
+}
+
 static void frt_end(struct frt *rt, const char *reason)
 {
 	if (rt->ended)
 		return;
 	rt->ended = 1;
 	struct sg_sdd *s = rt->s;
+	count_end(s, reason);
 	while (rt->nch) {
 		struct chan *c = rt->ch[0];
 		send_text(c->pc, SG_SDD_END, rt->f->id, reason, NULL);

@@ -345,7 +345,7 @@ sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out)
 	size_t pending = s->nq.n;
 	pthread_mutex_unlock(&s->nmu);
 #define C(x) ((unsigned long long)atomic_load_explicit(&s->x, memory_order_relaxed))
-	return sg_buf_printf(
+	sg_err e = sg_buf_printf(
 	    out,
 	    "# HELP sealguard_sdd_channels_open SEALDD-UU data channels open.\n"
 	    "# TYPE sealguard_sdd_channels_open gauge\n"
@@ -406,6 +406,15 @@ sg_err sg_sdd_metrics(struct sg_sdd *s, struct sg_buf *out)
 	    C(chans_stalled), C(out_queued), C(relay_queued), C(accept_failed), flows, trans,
 	    C(bytes_up), C(bytes_down), C(dup_dropped), C(notif_sent), C(notif_failed),
 	    C(notif_dropped), C(notif_cancelled), pending);
+	if (e == SG_OK)
+		e = sg_buf_printf(out,
+		                  "# HELP sealguard_sdd_flow_ends_total Flows ended on the data "
+		                  "plane after their first ATTACH, by the END reason sent.\n"
+		                  "# TYPE sealguard_sdd_flow_ends_total counter\n");
+	for (size_t i = 0; e == SG_OK && i < SDD_N_ENDS; i++)
+		e = sg_buf_printf(out, "sealguard_sdd_flow_ends_total{reason=\"%s\"} %llu\n",
+		                  SDD_END_REASONS[i], C(flow_ends[i]));
+	return e;
 #undef C
 }
 

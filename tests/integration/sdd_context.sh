@@ -239,6 +239,7 @@ sleep 1
 REL=$(SG dd relocate --flow "$F" --to "https://127.0.0.1:$EB/")
 expect_eq "dd relocate: the flow went to B's data endpoint" "$F 127.0.0.1 $DATAB" "$(jget "$REL" sddFlowId) $(jget "$REL" endPoint ipv4Addr) $(jget "$REL" endPoint port)"
 for _ in $(seq 1 100); do grep -q "going on" "$T/recv.err" && break; sleep 0.1; done
+expect_eq "... A counts the flow's END as FLOW_RELOCATED" 1 "$(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '$1=="sealguard_sdd_flow_ends_total{reason=\"FLOW_RELOCATED\"}"{print $2}')"
 expect_match "dd recv follows: END FLOW_RELOCATED at A, attached at B" "FLOW_RELOCATED: 127\.0\.0\.1:$DATAB.*attached at 127\.0\.0\.1:$DATAB, going on" "$(cat "$T/recv.err")"
 refuse "... and holds the flow there: another session of alice's cannot attach at B" SG dd send --flow "$F" --url "https://127.0.0.1:$UUB" --in "$T/data.bin" "${DA[@]}"
 expect_match "... BUSY" "BUSY" "$(cat "$T/last.out")"

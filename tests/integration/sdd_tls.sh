@@ -55,9 +55,12 @@ sleep 1.5
 F2=$(jget "$(SG dd open --service v2x "${DA[@]}")" sddFlowId)
 OUT=$(SG dd send --flow "$F2" --in "$T/data" --echo "${DA[@]}" 2>&1)
 expect_match "a new flow to the endpoint whose certificate is revoked: VAL_SERVER_IDENTITY" "VAL_SERVER_IDENTITY" "$OUT"
+expect_eq "... counted by END reason in /metrics" 1 "$(metric 'sealguard_sdd_flow_ends_total{reason="VAL_SERVER_IDENTITY"}')"
 expect_match "... the log names the reason" "VAL server endpoint 127\.0\.0\.1:$ECHO: certificate refused \(certificate revoked\)" "$(cat "$T/server.log")"
 # F1's release is notified: to a server whose certificate is revoked, nothing is sent
 expect "alice releases the first flow" SG dd close --flow "$F1" "${DA[@]}"
+released1() { [ "$(metric 'sealguard_sdd_flow_ends_total{reason="FLOW_RELEASED"}')" = 1 ]; }
+expect "... counted as FLOW_RELEASED" wait_for 2 released1
 failed1() { [ "$(nmetric failed)" = 1 ]; }
 expect "... its RELEASED notification fails after its tries (the notifUri's certificate is revoked)" wait_for 10 failed1
 expect_eq "... nothing more reached the revoked endpoint" 1 "$(wc -l <"$T/notif")"
