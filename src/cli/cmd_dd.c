@@ -546,9 +546,7 @@ static int dd_recv(const struct sg_cli_global *g, const struct dd_args *a)
 			sg_sddc_close(s);
 			s = NULL;
 			follows++;
-			/* the target is verified as the server the source named, not as the source
-			 */
-			x.sc.server_name = host;
+			x.sc.server_name = host; /* the target's name, not the source's */
 			rc = attach_at(&x, host, port, nchan, a->flow, 0, &s);
 			if (!rc)
 				fprintf(stderr,

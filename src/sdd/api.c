@@ -660,7 +660,7 @@ static int owner_in(const char *owner, char *const *owners, size_t n)
 
 /* Called with mu held: unlinks what sg_store_sdd_subsc_purge(now_ms, owner, identity) deleted
  * (expired at now_ms; owner given: owner's of another identity), and every subscription of the
- * removed VAL servers gone[0..ngone) (sg_store_sdd_subsc_delete_owner), and returns them as a
+ * removed VAL servers removed[0..nremoved) (sg_store_sdd_subsc_delete_owner), and returns them as a
  * list to free with subsc_free_list. */
 static struct subsc *subsc_unlink_purged_locked(struct sg_sdd *s, int64_t now_ms, const char *owner,
                                                 const char *identity, char *const *removed,

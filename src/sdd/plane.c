@@ -390,8 +390,6 @@ static void frt_detach_chan(struct frt *rt, struct chan *c)
 	relay_wake(rt);
 }
 
-/* Ends a flow: END to its channels, relay closed, flow marked released (the sweep frees it).
- * Call without mu. */
 const char *const SDD_END_REASONS[SDD_N_ENDS] = {"FLOW_RELEASED",
                                                  "FLOW_EXPIRED",
                                                  "FLOW_RELOCATED",
@@ -411,6 +409,8 @@ static void count_end(struct sg_sdd *s, const char *reason)
 	atomic_fetch_add_explicit(&s->flow_ends[i], 1, memory_order_relaxed);
 }
 
+/* Ends a flow: END to its channels, relay closed, flow marked released (the sweep frees it).
+ * Call without mu. */
 static void frt_end(struct frt *rt, const char *reason)
 {
 	if (rt->ended)

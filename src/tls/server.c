@@ -389,7 +389,7 @@ void sg_tls_server_free(struct sg_tls_server *srv)
 /* ---- reloadable client contexts: the same endpoint, built with sg_tls_client_ctx_new ---- */
 
 struct sg_tls_client {
-	struct sg_tls_server e;
+	struct sg_tls_server e; /* first: sg_tls_server_free(&c->e) frees c */
 };
 
 sg_err sg_tls_client_new(const struct sg_tls_conf *conf, struct sg_tls_client **out, char *err,
