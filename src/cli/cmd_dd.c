@@ -65,8 +65,9 @@ static const char USAGE[] =
     "  --timeout-ms MS      per operation (default 10000)\n"
     "\n"
     "echo-server: a VAL server endpoint that accepts mutual TLS (client certificate verified\n"
-    "against --cacert) and echoes; runs until SIGTERM/SIGINT. Defaults: --cert/--key the\n"
-    "state dir's server certificate, --cacert STATE/pki/ca.crt. A connection must finish its\n"
+    "against --cacert and --crl, re-read when they change) and echoes; runs until\n"
+    "SIGTERM/SIGINT. Defaults: --cert/--key the state dir's server certificate, --cacert\n"
+    "STATE/pki/ca.crt, --crl as above. A connection must finish its\n"
     "handshake within --timeout-ms, and one that takes no echo for six times that is closed;\n"
     "at most 256 connections at once.\n"
     "\n"
@@ -278,6 +279,19 @@ static char *read_token(const struct dd_args *a)
 	return tok;
 }
 
+/* T5: the CRL the SEALDD server's chain is checked against: --crl, or the state dir's with its
+ * CA (when there is one); "" (--crl "") checks none. */
+static void default_crl(const struct dd_args *a, const struct sg_conf *conf, char *out,
+                        size_t outlen)
+{
+	out[0] = '\0';
+	if (a->crl)
+		snprintf(out, outlen, "%s", a->crl);
+	else if (!a->cacert && (sg_path_join(out, outlen, conf->pki_dir, "crl.pem") != SG_OK ||
+	                        access(out, R_OK) != 0))
+		out[0] = '\0';
+}
+
 static int ctx_open(const struct sg_cli_global *g, const struct dd_args *a, struct dd_ctx *x)
 {
 	memset(x, 0, sizeof *x);
@@ -303,14 +317,7 @@ static int ctx_open(const struct sg_cli_global *g, const struct dd_args *a, stru
 		snprintf(x->ca, sizeof x->ca, "%s", a->cacert);
 	else if (sg_path_join(x->ca, sizeof x->ca, x->conf->pki_dir, "ca.crt") != SG_OK)
 		return sg_cli_fail("path too long");
-	/* T5: the SEALDD server's chain is checked against the CRL: --crl, or the state dir's
-	 * with its CA (when there is one); --crl "" checks none */
-	if (a->crl)
-		snprintf(x->crl, sizeof x->crl, "%s", a->crl);
-	else if (!a->cacert &&
-	         (sg_path_join(x->crl, sizeof x->crl, x->conf->pki_dir, "crl.pem") != SG_OK ||
-	          access(x->crl, R_OK) != 0))
-		x->crl[0] = '\0';
+	default_crl(a, x->conf, x->crl, sizeof x->crl);
 	if (!(x->token = read_token(a)))
 		return 1;
 	x->sc = (struct sg_sddc_conf){.url = x->url,
@@ -659,7 +666,7 @@ static int dd_echo(const struct sg_cli_global *g, const struct dd_args *a)
 	struct sg_conf *conf = NULL;
 	if (sg_cli_load_conf(g, NULL, &conf))
 		return 1;
-	char cert[4096], key[4096], ca[4096], err[512];
+	char cert[4096], key[4096], ca[4096], crl[4096], err[512];
 	snprintf(cert, sizeof cert, "%s", a->cert ? a->cert : "");
 	snprintf(key, sizeof key, "%s", a->key ? a->key : "");
 	snprintf(ca, sizeof ca, "%s", a->cacert ? a->cacert : "");
@@ -669,9 +676,12 @@ static int dd_echo(const struct sg_cli_global *g, const struct dd_args *a)
 		sg_conf_free(conf);
 		return sg_cli_fail("path too long");
 	}
+	default_crl(a, conf, crl, sizeof crl);
 	sg_conf_free(conf);
-	/* SEALDD-S user plane (R3): mutual TLS with the profile */
-	struct sg_tls_conf tc = {.mode = SG_TLS_MUTUAL, .cert = cert, .key = key, .ca = ca};
+	/* SEALDD-S user plane (R3): mutual TLS with the profile; the SEALDD server's certificate
+	 * checked against the CRL too (T5) */
+	struct sg_tls_conf tc = {
+	    .mode = SG_TLS_MUTUAL, .cert = cert, .key = key, .ca = ca, .crl = crl[0] ? crl : NULL};
 	struct sg_tls_server *ts = NULL;
 	if (sg_tls_server_new(&tc, 0, &ts, err, sizeof err) != SG_OK)
 		return sg_cli_fail("echo-server TLS: %s", err);
@@ -712,6 +722,7 @@ static int dd_echo(const struct sg_cli_global *g, const struct dd_args *a)
 			}
 			continue;
 		}
+		sg_tls_server_reload_if_changed(ts, err, sizeof err); /* a renewed CRL (logged) */
 		struct echo_conn *ec = calloc(1, sizeof *ec);
 		SSL *ssl = ec ? sg_tls_server_ssl_new(ts) : NULL;
 		pthread_t th;

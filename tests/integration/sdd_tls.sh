@@ -5,7 +5,8 @@
 # without a restart. A revoked endpoint certificate ends the flow with VAL_SERVER_IDENTITY (the
 # log names the reason), a revoked notification endpoint gets nothing. The data endpoint's own
 # certificate is re-read when it is renewed on disk, as the listeners' are, and the SEALDD
-# client (dd) refuses a server whose certificate is revoked.
+# client (dd) and the echo endpoint (dd echo-server) refuse a server whose certificate is
+# revoked.
 . "$(dirname "$0")/lib/common.sh"
 
 ECHO=$(free_port)
@@ -69,7 +70,7 @@ expect_match "... the log says why" "not delivered after 4 tries.*certificate re
 # --- the endpoint gets a new certificate: relayed again, no restart ---
 kill "$ECHO_PID" && wait "$ECHO_PID" 2>/dev/null
 expect "a new endpoint certificate for DNS:v2x-app" SG pki issue --dir "$PKI" --san DNS:v2x-app --server-auth --client-auth --out "$T/ep2"
-"$SG_BIN" --config "$T/sg.yaml" dd echo-server --bind "127.0.0.1:$ECHO" --cert "$T/ep2.crt" --key "$T/ep2.key" --cacert "$CA" 2>>"$T/echo.log" &
+"$SG_BIN" --config "$T/sg.yaml" dd echo-server --bind "127.0.0.1:$ECHO" --cert "$T/ep2.crt" --key "$T/ep2.key" --cacert "$CA" --crl "$PKI/crl.pem" 2>>"$T/echo.log" &
 ECHO_PID=$!
 sg_wait_port "$ECHO"
 F3=$(jget "$(SG dd open --service v2x "${DA[@]}")" sddFlowId)
@@ -84,11 +85,12 @@ renewed() { [ "$(serial "$DATA")" = "$NEW" ]; }
 expect "... the data endpoint presents the renewed one within 2 s ($OLD -> $NEW)" wait_for 2 renewed
 expect "... and carries data with it (the relay presents it too)" SG dd send --flow "$F3" --in "$T/data" --echo "${DA[@]}"
 
-# --- the SEALDD client checks the server's chain against the CRL too (dd --crl; default the
-# state dir's crl.pem with its CA) ---
+# --- the SEALDD client and the echo endpoint check the SEALDD server's chain against the CRL
+# too (dd --crl; default the state dir's crl.pem with its CA) ---
 expect "the renewed server certificate is revoked" SG pki revoke "$PKI/server.crt" --dir "$PKI"
 expect_match "dd send refuses the SEALDD server: certificate revoked" "certificate revoked" "$(SG dd send --flow "$F3" --in "$T/data" --echo "${DA[@]}" 2>&1)"
-expect "... with --crl \"\" it checks none: echoed" SG dd send --flow "$F3" --in "$T/data" --echo --crl "" "${DA[@]}"
+F4=$(jget "$(SG dd open --service v2x --crl "" "${DA[@]}")" sddFlowId)
+expect_match "... with --crl \"\" the client checks none, and the echo endpoint refuses a new relay's revoked client certificate (TLS 1.3: after the relay's handshake)" "VAL_SERVER_(CLOSED|UNREACHABLE)" "$(SG dd send --flow "$F4" --in "$T/data" --echo --crl "" "${DA[@]}" 2>&1)"
 
 expect "server stops cleanly" sg_stop
 sg_done
