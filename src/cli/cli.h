@@ -36,7 +36,7 @@ int sg_cli_key(int argc, char **argv, const struct sg_cli_global *g);
  * credentials, by default from the state dir's PKI (val-servers/NAME.crt|key, ca.crt), and
  * where its tokens come from (by default discovery at the configuration's issuer). */
 struct sg_cli_valsrv_args {
-	const char *name, *scope, *resource, *cert, *key, *cacert, *token_url, *issuer;
+	const char *name, *scope, *resource, *cert, *key, *cacert, *crl, *token_url, *issuer;
 };
 enum {
 	SG_CLI_OPT_NAME = 1900,
@@ -45,6 +45,7 @@ enum {
 	SG_CLI_OPT_CERT,
 	SG_CLI_OPT_KEY,
 	SG_CLI_OPT_CACERT,
+	SG_CLI_OPT_CRL,
 	SG_CLI_OPT_TOKEN_URL,
 	SG_CLI_OPT_ISSUER
 };
@@ -55,6 +56,7 @@ enum {
 	    {"cert", required_argument, NULL, SG_CLI_OPT_CERT},                                    \
 	    {"key", required_argument, NULL, SG_CLI_OPT_KEY},                                      \
 	    {"cacert", required_argument, NULL, SG_CLI_OPT_CACERT},                                \
+	    {"crl", required_argument, NULL, SG_CLI_OPT_CRL},                                      \
 	    {"token-url", required_argument, NULL, SG_CLI_OPT_TOKEN_URL},                          \
 	{                                                                                          \
 		"issuer", required_argument, NULL, SG_CLI_OPT_ISSUER                               \
@@ -67,6 +69,8 @@ enum {
 	"  --resource AUD       RFC 8707 audience, e.g. sealguard:gm (call: from the URL path)\n"  \
 	"  --cert F --key F     its certificate and key (default STATE/pki/val-servers/NAME.*)\n"  \
 	"  --cacert F           trust anchors for the SEAL servers (default STATE/pki/ca.crt)\n"   \
+	"  --crl F              CRLs checked for their chains (default STATE/pki/crl.pem when\n"   \
+	"                       it exists and --cacert is not given; \"\" checks none)\n"          \
 	"  --token-url URL      the token endpoint on SEAL-S, e.g. https://localhost:9444/oauth2/" \
 	"token\n"                                                                                  \
 	"  --issuer URL         else discover it there (mtls_endpoint_aliases); default: the\n"    \
@@ -83,6 +87,11 @@ struct sg_conf;
 /* Loads --config (or the embedded default) and finishes it with --state-dir and roles (may be
  * NULL). Prints the error and returns 1 on failure; *out is the caller's (sg_conf_free). */
 int sg_cli_load_conf(const struct sg_cli_global *g, const char *roles, struct sg_conf **out);
+/* T5 for the CLI's clients: the CRL to check the servers' chains against into out: crl_opt
+ * (--crl) when given ("" checks none), else, when no cacert_opt (--cacert) was given, the state
+ * dir's crl.pem when it exists, else "" (none). */
+void sg_cli_crl(const struct sg_conf *c, const char *crl_opt, const char *cacert_opt, char *out,
+                size_t outlen);
 
 /* Prints "sealguard: " + message to stderr; returns 1 (for `return sg_cli_fail(...)`). */
 int sg_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -103,6 +103,9 @@ int sg_cli_valsrv_opt(struct sg_cli_valsrv_args *a, int opt, const char *arg)
 	case SG_CLI_OPT_CACERT:
 		a->cacert = arg;
 		return 1;
+	case SG_CLI_OPT_CRL:
+		a->crl = arg;
+		return 1;
 	case SG_CLI_OPT_TOKEN_URL:
 		a->token_url = arg;
 		return 1;
@@ -160,11 +163,14 @@ int sg_cli_valsrv_open(const struct sg_cli_global *g, const struct sg_cli_valsrv
 		rc = sg_cli_fail("no token endpoint: give --token-url or --issuer");
 		goto out;
 	}
+	char crl[4096]; /* T5: as the SEAL servers check the VAL server's chain */
+	sg_cli_crl(c, a->crl, a->cacert, crl, sizeof crl);
 	struct sg_valsrv_conf vc = {
 	    .name = name,
 	    .cert = cp,
 	    .key = kp,
 	    .ca = ap,
+	    .crl = crl[0] ? crl : NULL,
 	    .token_url = a->token_url,
 	    .issuer = a->token_url ? NULL : (a->issuer ? a->issuer : issuer),
 	    .scope = a->scope,

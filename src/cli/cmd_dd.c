@@ -279,19 +279,6 @@ static char *read_token(const struct dd_args *a)
 	return tok;
 }
 
-/* T5: the CRL the SEALDD server's chain is checked against: --crl, or the state dir's with its
- * CA (when there is one); "" (--crl "") checks none. */
-static void default_crl(const struct dd_args *a, const struct sg_conf *conf, char *out,
-                        size_t outlen)
-{
-	out[0] = '\0';
-	if (a->crl)
-		snprintf(out, outlen, "%s", a->crl);
-	else if (!a->cacert && (sg_path_join(out, outlen, conf->pki_dir, "crl.pem") != SG_OK ||
-	                        access(out, R_OK) != 0))
-		out[0] = '\0';
-}
-
 static int ctx_open(const struct sg_cli_global *g, const struct dd_args *a, struct dd_ctx *x)
 {
 	memset(x, 0, sizeof *x);
@@ -317,7 +304,7 @@ static int ctx_open(const struct sg_cli_global *g, const struct dd_args *a, stru
 		snprintf(x->ca, sizeof x->ca, "%s", a->cacert);
 	else if (sg_path_join(x->ca, sizeof x->ca, x->conf->pki_dir, "ca.crt") != SG_OK)
 		return sg_cli_fail("path too long");
-	default_crl(a, x->conf, x->crl, sizeof x->crl);
+	sg_cli_crl(x->conf, a->crl, a->cacert, x->crl, sizeof x->crl); /* T5 */
 	if (!(x->token = read_token(a)))
 		return 1;
 	x->sc = (struct sg_sddc_conf){.url = x->url,
@@ -676,7 +663,7 @@ static int dd_echo(const struct sg_cli_global *g, const struct dd_args *a)
 		sg_conf_free(conf);
 		return sg_cli_fail("path too long");
 	}
-	default_crl(a, conf, crl, sizeof crl);
+	sg_cli_crl(conf, a->crl, a->cacert, crl, sizeof crl);
 	sg_conf_free(conf);
 	/* SEALDD-S user plane (R3): mutual TLS with the profile; the SEALDD server's certificate
 	 * checked against the CRL too (T5) */

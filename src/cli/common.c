@@ -1,10 +1,12 @@
-/* cli/common.c: what the subcommands share: error printing and configuration loading. */
+/* cli/common.c: what the subcommands share: error printing, configuration loading, the CRL. */
 #include "cli/cli.h"
+#include "base/file.h"
 #include "conf/conf.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 int sg_cli_fail(const char *fmt, ...)
 {
@@ -33,6 +35,17 @@ int sg_cli_load_conf(const struct sg_cli_global *g, const char *roles, struct sg
 	}
 	*out = c;
 	return 0;
+}
+
+void sg_cli_crl(const struct sg_conf *c, const char *crl_opt, const char *cacert_opt, char *out,
+                size_t outlen)
+{
+	out[0] = '\0';
+	if (crl_opt)
+		snprintf(out, outlen, "%s", crl_opt);
+	else if (!cacert_opt && (sg_path_join(out, outlen, c->pki_dir, "crl.pem") != SG_OK ||
+	                         access(out, R_OK) != 0))
+		out[0] = '\0';
 }
 
 int sg_cli_dispatch(int argc, char **argv, const struct sg_cli_global *g, const char *cmd,

@@ -17,7 +17,7 @@
 #define RENEW_MAX_MS 60000 /* renew at most this long before expiry */
 
 struct sg_valsrv {
-	char *name, *cert, *key, *ca, *token_url, *issuer, *scope, *resource;
+	char *name, *cert, *key, *ca, *crl, *token_url, *issuer, *scope, *resource;
 	struct sg_http_client *http;
 	char *token;        /* the cached access token (secret) */
 	char *granted;      /* its scope */
@@ -59,14 +59,16 @@ sg_err sg_valsrv_new(const struct sg_valsrv_conf *conf, struct sg_valsrv **out, 
 		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
 	if (!dup_opt(&v->name, conf->name) || !dup_opt(&v->cert, conf->cert) ||
 	    !dup_opt(&v->key, conf->key) || !dup_opt(&v->ca, conf->ca) ||
-	    !dup_opt(&v->token_url, conf->token_url) || !dup_opt(&v->issuer, conf->issuer) ||
-	    !dup_opt(&v->scope, conf->scope) || !dup_opt(&v->resource, conf->resource)) {
+	    !dup_opt(&v->crl, conf->crl) || !dup_opt(&v->token_url, conf->token_url) ||
+	    !dup_opt(&v->issuer, conf->issuer) || !dup_opt(&v->scope, conf->scope) ||
+	    !dup_opt(&v->resource, conf->resource)) {
 		sg_valsrv_free(v);
 		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
 	}
 	/* R3: the T profile with the VAL server's certificate on every connection */
 	struct sg_http_client_conf hc = {
-	    .tls = {.mode = SG_TLS_MUTUAL, .cert = v->cert, .key = v->key, .ca = v->ca},
+	    .tls =
+	        {.mode = SG_TLS_MUTUAL, .cert = v->cert, .key = v->key, .ca = v->ca, .crl = v->crl},
 	    .http2 = conf->http2,
 	    .timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : 30000,
 	};
@@ -100,6 +102,7 @@ void sg_valsrv_free(struct sg_valsrv *v)
 	free(v->cert);
 	free(v->key);
 	free(v->ca);
+	free(v->crl);
 	free(v->token_url);
 	free(v->issuer);
 	free(v->scope);

@@ -24,6 +24,7 @@ struct sg_valsrv_conf {
 	const char *cert;      /* its client certificate (PEM), SAN = its registered identity */
 	const char *key;       /* its private key (PEM) */
 	const char *ca;        /* trust anchors for the SEAL servers' certificates (PEM) */
+	const char *crl;       /* CRLs checked for their chains (T5); NULL: none */
 	const char *token_url; /* the token endpoint on SEAL-S (https), or NULL to discover */
 	const char *issuer;    /* the SIM-S issuer, for discovery when token_url is NULL */
 	const char *scope;     /* scopes to ask for (NULL: what the VAL server is registered for) */

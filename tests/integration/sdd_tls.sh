@@ -5,8 +5,8 @@
 # without a restart. A revoked endpoint certificate ends the flow with VAL_SERVER_IDENTITY (the
 # log names the reason), a revoked notification endpoint gets nothing. The data endpoint's own
 # certificate is re-read when it is renewed on disk, as the listeners' are, and the SEALDD
-# client (dd) and the echo endpoint (dd echo-server) refuse a server whose certificate is
-# revoked.
+# client (dd), the echo endpoint (dd echo-server) and a VAL server's client (call) refuse a
+# server whose certificate is revoked.
 . "$(dirname "$0")/lib/common.sh"
 
 ECHO=$(free_port)
@@ -91,6 +91,10 @@ expect "the renewed server certificate is revoked" SG pki revoke "$PKI/server.cr
 expect_match "dd send refuses the SEALDD server: certificate revoked" "certificate revoked" "$(SG dd send --flow "$F3" --in "$T/data" --echo "${DA[@]}" 2>&1)"
 F4=$(jget "$(SG dd open --service v2x --crl "" "${DA[@]}")" sddFlowId)
 expect_match "... with --crl \"\" the client checks none, and the echo endpoint refuses a new relay's revoked client certificate (TLS 1.3: after the relay's handshake)" "VAL_SERVER_(CLOSED|UNREACHABLE)" "$(SG dd send --flow "$F4" --in "$T/data" --echo --crl "" "${DA[@]}" 2>&1)"
+# ... and so does a VAL server's client (sealguard call, the VAL server SDK) on SEAL-S
+SUBX=https://localhost:$S/sdd-trans/v1/subscriptions/AAAAAAAAAAAAAAAAAAAAAA
+expect_match "sealguard call refuses SEAL-S with the revoked certificate" "certificate revoked" "$(SG call GET "$SUBX" --name v2x-app "${VAL[@]}" 2>&1)"
+expect_match "... with --crl \"\" it checks none: SEAL-S answers" "^HTTP/[0-9.]+ 404" "$(SG call GET "$SUBX" --name v2x-app "${VAL[@]}" --crl "" 2>&1)"
 
 expect "server stops cleanly" sg_stop
 sg_done
