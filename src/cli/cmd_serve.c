@@ -53,7 +53,70 @@ struct serve_state {
 	struct sg_gm *gm;         /* group management (ss-gm) when the gm role runs */
 	struct sg_km *km;         /* key management (SKM-S) when the km role runs */
 	struct sg_policy *policy; /* auth/: the pre-handler of every reference point */
+	unsigned reload_ticks; /* reload_tick's count: the CRLs' next update is looked at hourly */
 };
+
+#define CRL_FILES_MAX 16
+
+/* T5: the CRL files this process checks chains against (the listeners', resource.crl), each
+ * once; returns how many. */
+static size_t crl_files(const struct sg_conf *c, const char **out)
+{
+	size_t n = 0;
+	for (unsigned i = 0; i <= c->n_refpoints && n < CRL_FILES_MAX; i++) {
+		const char *f = i < c->n_refpoints ? c->refpoints[i].crl : c->resource.crl;
+		int seen = !f;
+		for (size_t k = 0; k < n && !seen; k++)
+			seen = !strcmp(out[k], f);
+		if (!seen)
+			out[n++] = f;
+	}
+	return n;
+}
+
+/* The seconds left until each CRL's next update (sealguard_tls_crl_seconds_left). */
+static sg_err crl_metrics(const struct sg_conf *c, struct sg_buf *b)
+{
+	const char *f[CRL_FILES_MAX];
+	size_t n = crl_files(c, f);
+	sg_err e = sg_buf_printf(b, "# HELP sealguard_tls_crl_seconds_left Seconds until the CRL "
+	                            "file's earliest next update; past it (negative), chains "
+	                            "checked against it are refused.\n"
+	                            "# TYPE sealguard_tls_crl_seconds_left gauge\n");
+	for (size_t i = 0; e == SG_OK && i < n; i++) {
+		int64_t left;
+		char err[256];
+		if (!strpbrk(f[i], "\"\\\n") &&
+		    sg_tls_crl_seconds_left(f[i], &left, err, sizeof err) == SG_OK)
+			e = sg_buf_printf(b, "sealguard_tls_crl_seconds_left{file=\"%s\"} %lld\n",
+			                  f[i], (long long)left);
+	}
+	return e;
+}
+
+/* Hourly (and at the first tick): a CRL near or past its next update is logged, as every
+ * chain checked against it will be refused once it passes. */
+static void crl_check(const struct sg_conf *c)
+{
+	const char *f[CRL_FILES_MAX];
+	size_t n = crl_files(c, f);
+	for (size_t i = 0; i < n; i++) {
+		int64_t left;
+		char err[256];
+		if (sg_tls_crl_seconds_left(f[i], &left, err, sizeof err) != SG_OK)
+			sg_log_warn("%s", err);
+		else if (left < 0)
+			sg_log_error(
+			    "CRL %s is past its next update (%lld s ago): every certificate "
+			    "chain checked against it is refused until it is renewed",
+			    f[i], (long long)-left);
+		else if (left < 7 * 86400)
+			sg_log_warn(
+			    "CRL %s reaches its next update in %lld h: renew it before then "
+			    "(sealguard pki revoke re-signs the development CA's)",
+			    f[i], (long long)(left / 3600));
+	}
+}
 
 static enum sg_http_result h_healthz(struct sg_http_req *r, void *arg)
 {
@@ -87,7 +150,7 @@ static enum sg_http_result h_metrics(struct sg_http_req *r, void *arg)
 	struct serve_state *st = arg;
 	struct sg_buf b = SG_BUF_INIT;
 	if (sg_server_metrics(st->server, &b) != SG_OK || sg_sdd_metrics(st->sdd, &b) != SG_OK ||
-	    sg_policy_metrics(st->policy, &b) != SG_OK) {
+	    sg_policy_metrics(st->policy, &b) != SG_OK || crl_metrics(st->conf, &b) != SG_OK) {
 		sg_buf_free(&b);
 		sg_http_resp_problem(r, 500, NULL, "metrics unavailable");
 		return SG_HTTP_DONE;
@@ -173,6 +236,8 @@ static void reload_tick(void *arg)
 			            st->conf->refpoints[i].name, err);
 	}
 	sg_sdd_tls_reload(st->sdd);
+	if (st->reload_ticks++ % 3600 == 0)
+		crl_check(st->conf);
 }
 
 /* Creates the development PKI when the state dir has none: "dev PKI created on first start". */

@@ -599,6 +599,34 @@ static sg_err load_crls(X509_STORE *st, const char *path, char *err, size_t errl
 	return SG_OK;
 }
 
+sg_err sg_tls_crl_seconds_left(const char *path, int64_t *left, char *err, size_t errlen)
+{
+	X509_STORE *st = X509_STORE_new();
+	if (!st)
+		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+	sg_err e = load_crls(st, path, err, errlen);
+	int found = 0;
+	int64_t min = 0;
+	STACK_OF(X509_OBJECT) *objs = e ? NULL : X509_STORE_get0_objects(st);
+	for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+		X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+		const ASN1_TIME *next = crl ? X509_CRL_get0_nextUpdate(crl) : NULL;
+		int days, secs;
+		if (!next || !ASN1_TIME_diff(&days, &secs, NULL, next))
+			continue;
+		int64_t l = (int64_t)days * 86400 + secs;
+		if (!found || l < min)
+			min = l;
+		found = 1;
+	}
+	if (!e && !found)
+		e = sg_fail(err, errlen, SG_ERR_CONFIG, "tls crl \"%s\": no next update", path);
+	X509_STORE_free(st);
+	if (!e)
+		*left = min;
+	return e;
+}
+
 static sg_err ossl_fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static sg_err ossl_fail(char *err, size_t errlen, const char *fmt, ...)

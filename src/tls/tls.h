@@ -9,6 +9,7 @@
 
 #include <openssl/ssl.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum sg_tls_mode {
 	SG_TLS_SERVER_AUTH = 0, /* server certificate only (SEAL-UU, IM-UU, KM-UU, SEALDD-UU) */
@@ -76,6 +77,10 @@ void sg_tls_server_free(struct sg_tls_server *srv);
  * client certificate (mutual), optional PSK (psk_file + psk_identity). Caller frees it. */
 sg_err sg_tls_client_ctx_new(const struct sg_tls_conf *conf, SSL_CTX **out, char *err,
                              size_t errlen);
+
+/* The seconds until the earliest next update of the CRLs in path (PEM or DER; negative: past
+ * it, and chains checked against it are refused). */
+sg_err sg_tls_crl_seconds_left(const char *path, int64_t *left, char *err, size_t errlen);
 
 /* A long-lived client context (the profile as sg_tls_client_ctx_new) whose certificate, key,
  * CA and CRL files are reloaded like a server endpoint's: a renewed CRL or certificate applies

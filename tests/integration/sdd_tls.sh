@@ -43,6 +43,9 @@ VT=$(jget "$("${C[@]}" "${VAL[@]}" -d grant_type=client_credentials -d resource=
 code=$("${C[@]}" "${VAL[@]}" -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $VT" -H 'Content-Type: application/json' -d "{\"events\":[\"ESTABLISHED\",\"RELEASED\"],\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO},\"notifUri\":\"https://localhost:$NOTIF/n\"}" "https://localhost:$S/sdd-trans/v1/subscriptions")
 expect_eq "v2x-app subscribes to connection status: 201" 201 "$code"
 
+LEFT=$(metric "sealguard_tls_crl_seconds_left{file=\"$PKI/crl.pem\"}")
+expect_match "/metrics: the CRL's next update is 30 days away ($LEFT s)" '^25[0-9]{5}$' "$LEFT"
+
 F1=$(jget "$(SG dd open --service v2x "${DA[@]}")" sddFlowId)
 expect "the endpoint's certificate verifies: 200 kB echoed through SEALDD" SG dd send --flow "$F1" --in "$T/data" --echo "${DA[@]}"
 one_notif() { [ -s "$T/notif" ]; }

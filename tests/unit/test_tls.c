@@ -734,6 +734,53 @@ static void test_client_crl_reload(void **state)
 	sg_tls_server_free(srv);
 }
 
+/* The time left until a CRL's next update (the /metrics gauge and the hourly warning): the
+ * development CA's 30 days; a CRL past it negative; a file without a CRL an error. */
+static void test_crl_seconds_left(void **state)
+{
+	(void)state;
+	char err[512] = "", cakey[512], old[512];
+	int64_t left = 0;
+	assert_int_equal(sg_tls_crl_seconds_left(crl, &left, err, sizeof err), SG_OK);
+	assert_true(left > 29 * 86400 && left <= 30 * 86400);
+
+	/* a CRL of the same CA whose next update was an hour ago */
+	path(cakey, dir, "ca.key");
+	path(old, dir, "old-crl.pem");
+	FILE *f = fopen(ca, "r");
+	X509 *cax = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	if (f)
+		fclose(f);
+	f = fopen(cakey, "r");
+	EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+	if (f)
+		fclose(f);
+	assert_non_null(cax);
+	assert_non_null(k);
+	X509_CRL *c = X509_CRL_new();
+	ASN1_TIME *last = X509_gmtime_adj(NULL, -7200), *next = X509_gmtime_adj(NULL, -3600);
+	assert_int_equal(X509_CRL_set_version(c, 1), 1);
+	assert_int_equal(X509_CRL_set_issuer_name(c, X509_get_subject_name(cax)), 1);
+	assert_int_equal(X509_CRL_set1_lastUpdate(c, last), 1);
+	assert_int_equal(X509_CRL_set1_nextUpdate(c, next), 1);
+	assert_true(X509_CRL_sign(c, k, EVP_sha256()) > 0);
+	f = fopen(old, "w");
+	assert_non_null(f);
+	assert_int_equal(PEM_write_X509_CRL(f, c), 1);
+	fclose(f);
+	ASN1_TIME_free(last);
+	ASN1_TIME_free(next);
+	X509_CRL_free(c);
+	EVP_PKEY_free(k);
+	X509_free(cax);
+	assert_int_equal(sg_tls_crl_seconds_left(old, &left, err, sizeof err), SG_OK);
+	assert_true(left <= -3600 && left > -3700);
+
+	path(old, dir, "psk_ok"); /* no CRL in it */
+	assert_int_equal(sg_tls_crl_seconds_left(old, &left, err, sizeof err), SG_ERR_CONFIG);
+	assert_non_null(strstr(err, "no CRL"));
+}
+
 static void psk_case(const char *maxv, const char *pskfile, int expect_ok)
 {
 	char err[512] = "";
@@ -819,6 +866,7 @@ int main(void)
 	    cmocka_unit_test(test_ticket_rotation),
 	    cmocka_unit_test(test_crl_reload),
 	    cmocka_unit_test(test_client_crl_reload),
+	    cmocka_unit_test(test_crl_seconds_left),
 	    cmocka_unit_test(test_psk13),
 	    cmocka_unit_test(test_psk12),
 	    cmocka_unit_test(test_psk_conf),
