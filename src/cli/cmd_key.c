@@ -55,7 +55,10 @@ static const char USAGE[] =
     "options:\n"
     "  --url URL            KM-UU origin (default: the issuer in the token cache) or KM-S origin\n"
     "                       (default: the first mtls+bearer reference point serving km)\n"
-    "  --json               print the records as JSON\n" SG_CLI_VALSRV_OPTIONS;
+    "  --json               print the records as JSON\n"
+    "  --cacert F, --crl F  UE: the KM-UU server's trust anchors and CRLs (default: those\n"
+    "                       of `sealguard login`, in the token cache; --crl \"\" checks "
+    "none)\n" SG_CLI_VALSRV_OPTIONS;
 
 enum {
 	OPT_CACHE = 1,
@@ -204,9 +207,16 @@ static int ue_cmd(const char *sub, struct key_args *a)
 	const char *at = json_string_value(json_object_get(cache, "access_token"));
 	json_int_t exp = json_integer_value(json_object_get(cache, "expires_at"));
 	const char *url = a->url ? a->url : json_string_value(json_object_get(cache, "issuer"));
-	struct sg_skmc_ue c = {.base_url = url,
-	                       .ca = json_string_value(json_object_get(cache, "cacert")),
-	                       .access_token = at};
+	/* T5: login's trust anchors and CRL (the token cache's) unless --cacert / --crl say
+	 * otherwise, as for `token refresh` */
+	const char *crl =
+	    a->vs.crl ? a->vs.crl
+	              : (a->vs.cacert ? NULL : json_string_value(json_object_get(cache, "crl")));
+	struct sg_skmc_ue c = {
+	    .base_url = url,
+	    .ca = a->vs.cacert ? a->vs.cacert : json_string_value(json_object_get(cache, "cacert")),
+	    .crl = crl && crl[0] ? crl : NULL,
+	    .access_token = at};
 	if (!at || !url) {
 		sg_cli_fail("the token cache has no access token or issuer");
 		goto out;

@@ -26,7 +26,7 @@
 static const char USAGE_LOGIN[] =
     "usage: sealguard login --client-id ID --client-secret-file F --username U\n"
     "                       [--issuer URL] [--password-file F] [--scope S] [--cacert FILE]\n"
-    "                       [--redirect-uri URI] [--token-cache FILE]\n"
+    "                       [--crl FILE] [--redirect-uri URI] [--token-cache FILE]\n"
     "\n"
     "Logs a VAL user in to the identity management server (SIM-S) as a SIM-C would\n"
     "(TS 33.434 Annex A): discovery, authorization request with PKCE S256, state, nonce and\n"
@@ -47,6 +47,9 @@ static const char USAGE_LOGIN[] =
     "                           openid is always added\n"
     "  --cacert FILE            trust anchors for the SIM-S certificate (default:\n"
     "                           STATE/pki/ca.crt when it exists)\n"
+    "  --crl FILE               CRLs checked for its chain (default: STATE/pki/crl.pem when\n"
+    "                           it exists and --cacert is not given; \"\" checks none).\n"
+    "                           The cache keeps both for `token refresh` and `key`.\n"
     "  --redirect-uri URI       a redirect URI registered for the client (default\n"
     "                           " DEFAULT_REDIRECT_URI "). The SIM-C reads the code from the\n"
     "                           redirect itself: nothing needs to listen there.\n"
@@ -56,7 +59,7 @@ static const char USAGE_LOGIN[] =
 static const char USAGE_TOKEN[] =
     "usage: sealguard token show [--raw] [--token-cache FILE]\n"
     "       sealguard token refresh [--scope S] [--client-secret-file F] [--cacert FILE]\n"
-    "                               [--token-cache FILE]\n"
+    "                               [--crl FILE] [--token-cache FILE]\n"
     "\n"
     "show      prints the claims of the cached ID token and access token and their expiry;\n"
     "          --raw also prints the tokens themselves (they are bearer credentials:\n"
@@ -64,7 +67,9 @@ static const char USAGE_TOKEN[] =
     "refresh   trades the cached refresh token for new tokens (grant_type=refresh_token,\n"
     "          I9); the SIM-S rotates the refresh token and the new one replaces the old.\n"
     "          --scope may narrow the scope, never widen it. The client secret is read from\n"
-    "          the file given at login unless --client-secret-file says otherwise.\n";
+    "          the file given at login unless --client-secret-file says otherwise, and\n"
+    "          the SIM-S is checked with login's trust anchors and CRL unless --cacert or\n"
+    "          --crl (\"\" checks none) say otherwise.\n";
 
 enum {
 	OPT_ISSUER = 1000,
@@ -74,6 +79,7 @@ enum {
 	OPT_PWF,
 	OPT_SCOPE,
 	OPT_CA,
+	OPT_CRL,
 	OPT_RURI,
 	OPT_CACHE,
 	OPT_RAW
@@ -268,15 +274,18 @@ static void print_expiry(const char *what, int64_t exp)
 		printf("%s expired %s (%lld s ago)\n", what, when, (long long)-left);
 }
 
-static int default_cacert(const struct sg_cli_global *g, char *out, size_t outlen)
+/* The SIM-S trust anchors and CRL when --cacert is not given: the state dir's ca.crt when it
+ * exists, with its crl.pem when that exists (T5); "" when not. --crl (crl_opt) wins. */
+static int default_pki(const struct sg_cli_global *g, const char *crl_opt, char *ca, char *crl,
+                       size_t len)
 {
-	out[0] = '\0';
+	ca[0] = '\0';
 	struct sg_conf *conf = NULL;
 	if (sg_cli_load_conf(g, NULL, &conf))
 		return 1;
-	char p[PATH_MAX];
-	if (sg_path_join(p, sizeof p, conf->pki_dir, "ca.crt") == SG_OK && sg_file_exists(p))
-		snprintf(out, outlen, "%s", p);
+	if (sg_path_join(ca, len, conf->pki_dir, "ca.crt") != SG_OK || !sg_file_exists(ca))
+		ca[0] = '\0';
+	sg_cli_crl(conf, crl_opt, ca[0] ? NULL : "", crl, len);
 	sg_conf_free(conf);
 	return 0;
 }
@@ -293,6 +302,7 @@ int sg_cli_login(int argc, char **argv, const struct sg_cli_global *g)
 	    {"password-file", required_argument, NULL, OPT_PWF},
 	    {"scope", required_argument, NULL, OPT_SCOPE},
 	    {"cacert", required_argument, NULL, OPT_CA},
+	    {"crl", required_argument, NULL, OPT_CRL},
 	    {"redirect-uri", required_argument, NULL, OPT_RURI},
 	    {"token-cache", required_argument, NULL, OPT_CACHE},
 	    {"help", no_argument, NULL, 'h'},
@@ -300,7 +310,7 @@ int sg_cli_login(int argc, char **argv, const struct sg_cli_global *g)
 	};
 	const char *issuer = NULL, *cid = NULL, *csf = NULL, *user = NULL, *pwf = NULL,
 	           *scope = "openid seal:gm seal:km sdd", *ca = NULL, *ruri = DEFAULT_REDIRECT_URI,
-	           *cache_opt = NULL;
+	           *cache_opt = NULL, *crl_opt = NULL;
 	int ch;
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -325,6 +335,9 @@ int sg_cli_login(int argc, char **argv, const struct sg_cli_global *g)
 			break;
 		case OPT_CA:
 			ca = optarg;
+			break;
+		case OPT_CRL:
+			crl_opt = optarg;
 			break;
 		case OPT_RURI:
 			ruri = optarg;
@@ -353,7 +366,9 @@ int sg_cli_login(int argc, char **argv, const struct sg_cli_global *g)
 		return sg_cli_fail("no --password-file and standard input is not a terminal "
 		                   "(use --password-file -)"),
 		       2;
-	char cachef[PATH_MAX], cabuf[PATH_MAX] = "";
+	char cachef[PATH_MAX], cabuf[PATH_MAX] = "", crl[PATH_MAX] = "";
+	if (crl_opt) /* T5 */
+		snprintf(crl, sizeof crl, "%s", crl_opt);
 	if (cache_path(cache_opt, cachef, sizeof cachef))
 		return 1;
 	struct sg_conf *conf = NULL;
@@ -366,7 +381,7 @@ int sg_cli_login(int argc, char **argv, const struct sg_cli_global *g)
 		sg_conf_free(conf);
 		if (!issuer)
 			return sg_cli_fail("no --issuer and no idm.issuer in the configuration"), 2;
-		if (!ca && default_cacert(g, cabuf, sizeof cabuf)) {
+		if (!ca && default_pki(g, crl_opt, cabuf, crl, sizeof crl)) {
 			free(issuer_conf);
 			return 1;
 		}
@@ -386,7 +401,8 @@ int sg_cli_login(int argc, char **argv, const struct sg_cli_global *g)
 		                          .client_id = cid,
 		                          .client_secret = secret,
 		                          .redirect_uri = ruri,
-		                          .ca = ca};
+		                          .ca = ca,
+		                          .crl = crl[0] ? crl : NULL};
 		if (sg_simc_new(&sc, &c, err, sizeof err) != SG_OK ||
 		    sg_simc_login(c, scope, user, password, &t, err, sizeof err) != SG_OK)
 			rc = sg_cli_fail("login failed: %s", err);
@@ -395,14 +411,17 @@ int sg_cli_login(int argc, char **argv, const struct sg_cli_global *g)
 	sg_cli_secret_free(secret);
 	if (rc == 0) {
 		json_t *cache = json_object();
-		char *ca_abs = abs_path(ca), *csf_abs = abs_path(csf);
+		char *ca_abs = abs_path(ca), *csf_abs = abs_path(csf),
+		     *crl_abs = crl[0] ? abs_path(crl) : NULL;
 		set_str(cache, "issuer", issuer);
 		set_str(cache, "client_id", cid);
 		set_str(cache, "redirect_uri", ruri);
 		set_str(cache, "username", user);
 		set_str(cache, "cacert", ca_abs);
+		set_str(cache, "crl", crl_abs);
 		set_str(cache, "client_secret_file", csf_abs);
 		free(ca_abs);
+		free(crl_abs);
 		free(csf_abs);
 		cache_put_tokens(cache, &t);
 		rc = cache_write(cachef, cache);
@@ -501,11 +520,12 @@ static int cmd_refresh(int argc, char **argv)
 	    {"scope", required_argument, NULL, OPT_SCOPE},
 	    {"client-secret-file", required_argument, NULL, OPT_CSF},
 	    {"cacert", required_argument, NULL, OPT_CA},
+	    {"crl", required_argument, NULL, OPT_CRL},
 	    {"token-cache", required_argument, NULL, OPT_CACHE},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *cache_opt = NULL, *scope = NULL, *csf = NULL, *ca = NULL;
+	const char *cache_opt = NULL, *scope = NULL, *csf = NULL, *ca = NULL, *crl = NULL;
 	int ch;
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -518,6 +538,9 @@ static int cmd_refresh(int argc, char **argv)
 			break;
 		case OPT_CA:
 			ca = optarg;
+			break;
+		case OPT_CRL:
+			crl = optarg;
 			break;
 		case OPT_CACHE:
 			cache_opt = optarg;
@@ -540,6 +563,8 @@ static int cmd_refresh(int argc, char **argv)
 	const char *rt = cstr(cache, "refresh_token");
 	if (!csf)
 		csf = cstr(cache, "client_secret_file");
+	if (!crl && !ca) /* T5: login's CRL goes with login's trust anchors */
+		crl = cstr(cache, "crl");
 	if (!ca)
 		ca = cstr(cache, "cacert");
 	if (!rt)
@@ -558,7 +583,8 @@ static int cmd_refresh(int argc, char **argv)
 		                          .client_id = cstr(cache, "client_id"),
 		                          .client_secret = secret,
 		                          .redirect_uri = cstr(cache, "redirect_uri"),
-		                          .ca = ca};
+		                          .ca = ca,
+		                          .crl = crl && crl[0] ? crl : NULL};
 		if (sg_simc_new(&sc, &c, err, sizeof err) != SG_OK ||
 		    sg_simc_refresh(c, rt, scope, cstr(old_id, "sub"), &t, err, sizeof err) !=
 		        SG_OK)

@@ -20,7 +20,7 @@
 #include <strings.h>
 
 struct sg_simc {
-	char *issuer, *client_id, *client_secret, *redirect_uri, *ca;
+	char *issuer, *client_id, *client_secret, *redirect_uri, *ca, *crl;
 	struct sg_http_client *http;
 	json_t *meta;               /* provider metadata, after discovery */
 	struct sg_jws_keyset *keys; /* the JWKS, after discovery */
@@ -491,13 +491,14 @@ sg_err sg_simc_new(const struct sg_simc_conf *conf, struct sg_simc **out, char *
 	c->client_secret = strdup(conf->client_secret);
 	c->redirect_uri = strdup(conf->redirect_uri);
 	c->ca = xstrdup(conf->ca);
+	c->crl = xstrdup(conf->crl);
 	if (!c->issuer || !c->client_id || !c->client_secret || !c->redirect_uri ||
-	    (conf->ca && !c->ca)) {
+	    (conf->ca && !c->ca) || (conf->crl && !c->crl)) {
 		sg_simc_free(c);
 		return sg_fail(err, errlen, SG_ERR_NOMEM, "SIM-C: out of memory");
 	}
 	struct sg_http_client_conf hc = {
-	    .tls = {.mode = SG_TLS_SERVER_AUTH, .ca = c->ca},
+	    .tls = {.mode = SG_TLS_SERVER_AUTH, .ca = c->ca, .crl = c->crl}, /* I12, T5 */
 	    .http2 = 1,
 	    .timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : 30000,
 	    .max_response_bytes = 1 << 20,
@@ -523,6 +524,7 @@ void sg_simc_free(struct sg_simc *c)
 	free_secret(c->client_secret);
 	free(c->redirect_uri);
 	free(c->ca);
+	free(c->crl);
 	free(c);
 }
 

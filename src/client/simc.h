@@ -116,6 +116,7 @@ struct sg_simc_conf {
 	const char *client_secret; /* its secret (copied, wiped on free) */
 	const char *redirect_uri;  /* a registered redirect URI (exact match, I2) */
 	const char *ca;            /* PEM trust anchors for the SIM-S certificate (I12) */
+	const char *crl;           /* CRLs checked for its chain (T5); NULL: none */
 	long timeout_ms;           /* per HTTP request; 0 = 30000 */
 };
 

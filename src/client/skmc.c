@@ -257,7 +257,7 @@ static sg_err ue_call(const struct sg_skmc_ue *c, const char *path, const json_t
 	if (!c->access_token)
 		return sg_fail(err, errlen, SG_ERR_INVALID, "no access token");
 	struct sg_http_client_conf hc = {
-	    .tls = {.mode = SG_TLS_SERVER_AUTH, .ca = c->ca},
+	    .tls = {.mode = SG_TLS_SERVER_AUTH, .ca = c->ca, .crl = c->crl},
 	    .timeout_ms = c->timeout_ms ? c->timeout_ms : 30000,
 	};
 	struct sg_http_client *h = NULL;

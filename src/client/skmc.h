@@ -50,6 +50,7 @@ void sg_skmc_records_free(json_t *records);
 struct sg_skmc_ue {
 	const char *base_url;     /* the KM-UU (SEAL-UU) origin, e.g. https://localhost:9443 */
 	const char *ca;           /* trust anchors for its certificate (PEM file) */
+	const char *crl;          /* CRLs checked for its chain (T5); NULL: none */
 	const char *access_token; /* the SIM-C's access token with seal:km */
 	long timeout_ms;          /* 0 = 30000 */
 };

@@ -5,8 +5,8 @@
 # without a restart. A revoked endpoint certificate ends the flow with VAL_SERVER_IDENTITY (the
 # log names the reason), a revoked notification endpoint gets nothing. The data endpoint's own
 # certificate is re-read when it is renewed on disk, as the listeners' are, and the SEALDD
-# client (dd), the echo endpoint (dd echo-server) and a VAL server's client (call) refuse a
-# server whose certificate is revoked.
+# client (dd), the echo endpoint (dd echo-server), a VAL server's client (call) and the UE's
+# SIM-C and SKM-C (login, token refresh, key) refuse a server whose certificate is revoked.
 . "$(dirname "$0")/lib/common.sh"
 
 ECHO=$(free_port)
@@ -90,7 +90,20 @@ expect "... and carries data with it (the relay presents it too)" SG dd send --f
 
 # --- the SEALDD client and the echo endpoint check the SEALDD server's chain against the CRL
 # too (dd --crl; default the state dir's crl.pem with its CA) ---
+# the UE's SIM-C and SKM-C (login, token refresh, key) do too: login without --cacert takes the
+# state dir's CA with its CRL and keeps both in the token cache
+AC=(--token-cache "$T/alice-crl.tokens")
+LOGIN=(login --issuer "https://localhost:$UU" --client-id ue-app --client-secret-file "$T/ue.secret" --username alice --password-file "$T/alice.pw" --scope "openid seal:km")
+expect "alice logs in with the state dir's CA and CRL" SG "${LOGIN[@]}" "${AC[@]}"
+expect_eq "... the token cache names the CRL" "$(realpath "$PKI/crl.pem")" "$(jget "$(cat "$T/alice-crl.tokens")" crl)"
+expect "... token refresh checks it and passes" SG token refresh "${AC[@]}"
+expect "... the SKM-C registers over KM-UU with it" SG key register "${AC[@]}"
 expect "the renewed server certificate is revoked" SG pki revoke "$PKI/server.crt" --dir "$PKI"
+sleep 1.2
+expect_match "login refuses the SIM-S: certificate revoked" "certificate revoked" "$(SG "${LOGIN[@]}" --token-cache "$T/alice-crl2.tokens" 2>&1)"
+expect_match "token refresh refuses it with the cached CRL" "certificate revoked" "$(SG token refresh "${AC[@]}" 2>&1)"
+expect_match "key list refuses the KM-UU server with the cached CRL" "certificate revoked" "$(SG key list --val-service v2x "${AC[@]}" 2>&1)"
+expect "... with --crl \"\" token refresh checks none and passes" SG token refresh --crl "" "${AC[@]}"
 expect_match "dd send refuses the SEALDD server: certificate revoked" "certificate revoked" "$(SG dd send --flow "$F3" --in "$T/data" --echo "${DA[@]}" 2>&1)"
 F4=$(jget "$(SG dd open --service v2x --crl "" "${DA[@]}")" sddFlowId)
 expect_match "... with --crl \"\" the client checks none, and the echo endpoint refuses a new relay's revoked client certificate (TLS 1.3: after the relay's handshake)" "VAL_SERVER_(CLOSED|UNREACHABLE)" "$(SG dd send --flow "$F4" --in "$T/data" --echo --crl "" "${DA[@]}" 2>&1)"
