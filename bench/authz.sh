@@ -9,6 +9,8 @@ set -uo pipefail
 SG=$(realpath "${1:?usage: authz.sh PATH/TO/sealguard [DURATION_S]}")
 DUR=${2:-10}
 T=$(mktemp -d /tmp/sg-bench-authz.XXXXXX)
+. "$(dirname "$0")/../scripts/lib/python.sh"
+sg_debian_python "$T/bin"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; sleep 0.5; rm -rf "$T"; }
 trap cleanup EXIT

@@ -31,6 +31,8 @@ SG_CODES=${SG_CODES:-20000}; OP_CODES=${OP_CODES:-3000}; GL_CODES=${GL_CODES:-60
 LOGINS=${LOGINS:-240}; LOGIN_CONNS=${LOGIN_CONNS:-8}
 HERE=$(cd "$(dirname "$0")" && pwd)
 T=$(mktemp -d /tmp/sg-idm-bench.XXXXXX)
+. "$(dirname "$0")/../scripts/lib/python.sh"
+sg_debian_python "$T/bin"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; sleep 0.5; rm -rf "$T"; }
 trap cleanup EXIT

@@ -16,6 +16,8 @@ NC=${3:-32}
 SG=$B/sealguard
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 T=$(mktemp -d /tmp/sg-bench-km.XXXXXX)
+. "$(dirname "$0")/../scripts/lib/python.sh"
+sg_debian_python "$T/bin"
 SGPID=""
 cleanup() { [ -n "$SGPID" ] && kill "$SGPID" 2>/dev/null; sleep 0.3; rm -rf "$T"; }
 trap cleanup EXIT

@@ -31,6 +31,8 @@ BYTES64=${BYTES64:-$((8 * 1024 * 1024))} # per flow, 64 flows
 LATN=${LATN:-10000}
 WRITE=${WRITE:-16384} # bytes per application write in (a)
 T=$(mktemp -d /tmp/sg-bench-sdd.XXXXXX)
+. "$(dirname "$0")/../scripts/lib/python.sh"
+sg_debian_python "$T/bin"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; sleep 0.3; rm -rf "$T"; }
 trap cleanup EXIT

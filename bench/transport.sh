@@ -12,6 +12,8 @@ DUR=${2:-10}
 IDLE=${IDLE_CONNS:-10000}
 HERE=$(cd "$(dirname "$0")" && pwd)
 T=$(mktemp -d /tmp/sg-bench.XXXXXX)
+. "$(dirname "$0")/../scripts/lib/python.sh"
+sg_debian_python "$T/bin"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; sleep 0.5; rm -rf "$T"; }
 trap cleanup EXIT

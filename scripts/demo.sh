@@ -11,6 +11,8 @@ STATE=$(mktemp -d /tmp/sealguard-demo.XXXXXX)
 PKI=$STATE/pki
 PID=""
 . "$(dirname "$0")/lib/wait-ready.sh"
+. "$(dirname "$0")/lib/python.sh"
+sg_debian_python "$STATE/bin"
 B_PID=""    # the second SEALDD server (section 8)
 ECHO_PID="" # dd-app's data endpoint (section 8)
 RECV_PID="" # a SEALDD client waiting on a flow (section 8)

@@ -5,6 +5,8 @@ set -uo pipefail
 SG_BIN=${SG_BIN:?SG_BIN must name the sealguard binary}
 SG_SOURCE_DIR=${SG_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}
 T=$(mktemp -d /tmp/sg-it.XXXXXX)
+. "$SG_SOURCE_DIR/scripts/lib/python.sh"
+sg_debian_python "$T/bin"
 SG_PID=""
 PASSED=0
 FAILED=0
