@@ -12,6 +12,7 @@
 #include "km/km.h"
 #include "net/server.h"
 #include "sdd/sdd.h"
+#include "store/store.h"
 #include "tls/pki.h"
 #include "tls/tls.h"
 
@@ -54,6 +55,7 @@ struct serve_state {
 	struct sg_km *km;         /* key management (SKM-S) when the km role runs */
 	struct sg_policy *policy; /* auth/: the pre-handler of every reference point */
 	unsigned reload_ticks; /* reload_tick's count: the CRLs' next update is looked at hourly */
+	struct sg_store_upkeep *upkeep; /* expired rows and audit retention, hourly */
 };
 
 #define CRL_FILES_MAX 16
@@ -145,12 +147,28 @@ static enum sg_http_result h_readyz(struct sg_http_req *r, void *arg)
 	return SG_HTTP_DONE;
 }
 
+static sg_err upkeep_metrics(struct sg_store_upkeep *u, struct sg_buf *b)
+{
+	uint64_t expired, audit;
+	sg_store_upkeep_totals(u, &expired, &audit);
+	return sg_buf_printf(
+	    b,
+	    "# HELP sealguard_store_deleted_rows_total Rows the store upkeep "
+	    "deleted: codes, refresh tokens and revocations past their expiry; "
+	    "audit rows past audit.retention_days or audit.max_rows.\n"
+	    "# TYPE sealguard_store_deleted_rows_total counter\n"
+	    "sealguard_store_deleted_rows_total{reason=\"expired\"} %llu\n"
+	    "sealguard_store_deleted_rows_total{reason=\"audit_retention\"} %llu\n",
+	    (unsigned long long)expired, (unsigned long long)audit);
+}
+
 static enum sg_http_result h_metrics(struct sg_http_req *r, void *arg)
 {
 	struct serve_state *st = arg;
 	struct sg_buf b = SG_BUF_INIT;
 	if (sg_server_metrics(st->server, &b) != SG_OK || sg_sdd_metrics(st->sdd, &b) != SG_OK ||
-	    sg_policy_metrics(st->policy, &b) != SG_OK || crl_metrics(st->conf, &b) != SG_OK) {
+	    sg_policy_metrics(st->policy, &b) != SG_OK || crl_metrics(st->conf, &b) != SG_OK ||
+	    upkeep_metrics(st->upkeep, &b) != SG_OK) {
 		sg_buf_free(&b);
 		sg_http_resp_problem(r, 500, NULL, "metrics unavailable");
 		return SG_HTTP_DONE;
@@ -270,6 +288,8 @@ static void raise_nofile(void)
 
 static void serve_state_free(struct serve_state *st)
 {
+	sg_store_upkeep_stop(st->upkeep);
+	st->upkeep = NULL;
 	/* before the server: queued store jobs complete while the loops still exist */
 	sg_idm_free(st->idm);
 	st->idm = NULL;
@@ -396,6 +416,18 @@ static int build(struct serve_state *st)
 		return sg_cli_fail("SEALDD: %s", err);
 	if (sg_server_add_timer(st->server, 1000, reload_tick, st) != SG_OK)
 		return sg_cli_fail("cannot start the reload timer");
+	/* expired codes, refresh tokens and revocations, and the audit's retention: without it
+	 * they grow with every login and token (G4: a disk that fills stops every function) */
+	struct sg_store_upkeep_conf uc = {
+	    .driver = c->store_driver,
+	    .path = c->store_path,
+	    .audit_retention_ms = (int64_t)c->audit.retention_days * 86400000,
+	    .audit_max_rows = c->audit.max_rows,
+	    .first_ms = 1000,
+	    .interval_ms = 3600 * 1000,
+	};
+	if (c->store_path && sg_store_upkeep_start(&uc, &st->upkeep, err, sizeof err) != SG_OK)
+		return sg_cli_fail("%s", err);
 	/* registry caches follow the store (CLI changes on a running server) within 0.5 s */
 	if (st->idm && sg_server_add_timer(st->server, 500, idm_tick, st->idm) != SG_OK)
 		return sg_cli_fail("cannot start the identity management timer");

@@ -56,6 +56,10 @@ struct y_store {
 	char *driver, *path, *url;
 };
 
+struct y_audit {
+	uint32_t *retention_days, *max_rows;
+};
+
 struct y_admin {
 	char *bind;
 };
@@ -109,6 +113,7 @@ struct y_conf {
 	struct y_resource *resource;
 	struct y_km *km;
 	struct y_sdd *sdd;
+	struct y_audit *audit;
 };
 
 /* --- the schema --- */
@@ -182,6 +187,12 @@ static const cyaml_schema_field_t store_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t audit_fields[] = {
+    CYAML_FIELD_UINT_PTR("retention_days", OPT, struct y_audit, retention_days),
+    CYAML_FIELD_UINT_PTR("max_rows", OPT, struct y_audit, max_rows),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t admin_fields[] = {
     STR("bind", OPT, struct y_admin, bind),
     CYAML_FIELD_END,
@@ -252,6 +263,7 @@ static const cyaml_schema_field_t top_fields[] = {
                             resource_fields),
     CYAML_FIELD_MAPPING_PTR("km", CYAML_FLAG_POINTER | OPT, struct y_conf, km, km_fields),
     CYAML_FIELD_MAPPING_PTR("sdd", CYAML_FLAG_POINTER | OPT, struct y_conf, sdd, sdd_fields),
+    CYAML_FIELD_MAPPING_PTR("audit", CYAML_FLAG_POINTER | OPT, struct y_conf, audit, audit_fields),
     CYAML_FIELD_END,
 };
 
@@ -712,6 +724,10 @@ static sg_err check(struct ctx *x, const struct y_conf *y)
 			    x, "sdd.data_advertise",
 			    "'%s' must be a host name or address, with an optional :port", a);
 	}
+	if (y->audit && y->audit->retention_days && *y->audit->retention_days > 36500)
+		return fail_path(x, "audit.retention_days", "must be from 0 (keep) to 36500");
+	if (y->audit && y->audit->max_rows && *y->audit->max_rows && *y->audit->max_rows < 1000)
+		return fail_path(x, "audit.max_rows", "must be 0 (no cap) or at least 1000");
 	if (y->sdd && y->sdd->flow_lifetime_s &&
 	    (*y->sdd->flow_lifetime_s < 60 || *y->sdd->flow_lifetime_s > 86400))
 		return fail_path(x, "sdd.flow_lifetime_s", "must be from 60 to 86400");
@@ -902,6 +918,10 @@ static int copy_conf(struct sg_conf *c, const struct y_conf *y)
 		return 0;
 	c->sdd.flow_lifetime_s =
 	    y->sdd && y->sdd->flow_lifetime_s ? *y->sdd->flow_lifetime_s : 3600;
+	/* an explicit 0 keeps every row (no age limit, no cap) */
+	c->audit.retention_days =
+	    y->audit && y->audit->retention_days ? *y->audit->retention_days : 365;
+	c->audit.max_rows = y->audit && y->audit->max_rows ? *y->audit->max_rows : 10000000;
 #define SDD_LIMIT(field, def) (y->sdd && y->sdd->field ? *y->sdd->field : (def))
 	c->sdd.channel_stall_s = SDD_LIMIT(channel_stall_s, 30);
 	c->sdd.subscription_lifetime_s = SDD_LIMIT(subscription_lifetime_s, 86400);

@@ -120,6 +120,10 @@ struct sg_conf {
 	struct sg_conf_resource resource;
 	struct sg_conf_km km;
 	struct sg_conf_sdd sdd;
+	struct {
+		unsigned retention_days; /* audit rows older than this are deleted; 0: kept */
+		uint64_t max_rows;       /* the newest this many are kept; 0: no cap */
+	} audit;
 	const char *source; /* file name, or "<embedded default>" */
 };
 

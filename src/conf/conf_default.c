@@ -139,4 +139,10 @@ const char SG_CONF_DEFAULT_YAML[] =
     "#   # SEALDD-E (DD context relocation, sdd-ddc/v1 on SEAL-E): the certificate identities\n"
     "#   # of the peer SEALDD servers that may push/pull flows here and to which flows may be\n"
     "#   # relocated. Empty (the default): SEALDD-E is refused.\n"
-    "#   peers: [\"DNS:sdd2.example.com\"]\n";
+    "#   peers: [\"DNS:sdd2.example.com\"]\n"
+    "\n"
+    "# The audit trail's retention: serve deletes older rows and those beyond the newest\n"
+    "# max_rows hourly, with expired codes, refresh tokens and revocations. 0 keeps them.\n"
+    "# audit:\n"
+    "#   retention_days: 365              # 0..36500\n"
+    "#   max_rows: 10000000               # 0 (no cap) or at least 1000\n";

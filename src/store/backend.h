@@ -63,11 +63,13 @@ struct sg_store_ops {
 	sg_err (*jti_revoke)(struct sg_store *st, const char *jti, int64_t now, int64_t expires_at);
 	sg_err (*revoked_list)(struct sg_store *st, int64_t since, int64_t now,
 	                       struct sg_store_revoked **out, size_t *n);
-	sg_err (*purge)(struct sg_store *st, int64_t now, uint64_t *deleted);
+	sg_err (*purge)(struct sg_store *st, int64_t now, size_t batch, uint64_t *deleted);
 
 	sg_err (*audit_append)(struct sg_store *st, const struct sg_store_audit *a);
 	sg_err (*audit_list)(struct sg_store *st, int64_t after_id, size_t limit,
 	                     struct sg_store_audit **out, size_t *n);
+	sg_err (*audit_prune)(struct sg_store *st, int64_t before, uint64_t max_rows, size_t batch,
+	                      uint64_t *deleted);
 };
 
 /* Every backend's connection struct starts with this. */

@@ -170,6 +170,15 @@ static const char *const sg_store_sqlite_migrations[] = {
     "  WHERE v.name = sdd_subsc.owner), '');"
     "DELETE FROM sdd_subsc WHERE identity = '';"
     "CREATE INDEX sdd_subsc_expires ON sdd_subsc (expires_at);",
+    /* 8: audit retention (sg_store_audit_prune). The audit stays append-only for every other
+     * path: its delete trigger refuses unless a row in audit_prune says a prune runs, which
+     * the prune inserts and deletes inside its own transaction (no other connection ever
+     * sees it). */
+    "DROP TRIGGER audit_no_delete;"
+    "CREATE TABLE audit_prune (active INTEGER NOT NULL);"
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+    "  WHEN NOT EXISTS (SELECT 1 FROM audit_prune)"
+    "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;",
 };
 
 #define SG_STORE_SQLITE_NMIGRATIONS                                                                \

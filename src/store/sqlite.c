@@ -1214,19 +1214,29 @@ static sg_err op_revoked_list(struct sg_store *st, int64_t since, int64_t now,
 	return SG_OK;
 }
 
-static sg_err op_purge(struct sg_store *st, int64_t now, uint64_t *deleted)
+/* LIMIT of a batch: -1 is none in SQLite. */
+static int64_t sq_batch(size_t batch)
+{
+	return batch && batch <= INT64_MAX ? (int64_t)batch : -1;
+}
+
+static sg_err op_purge(struct sg_store *st, int64_t now, size_t batch, uint64_t *deleted)
 {
 	struct sq_store *s = SQ(st);
+	/* each through its expires_at index, at most batch rows */
 	static const char *const sql[] = {
-	    "DELETE FROM auth_codes WHERE expires_at <= ?",
-	    "DELETE FROM refresh_tokens WHERE expires_at <= ?",
-	    "DELETE FROM revoked WHERE expires_at <= ?",
+	    "DELETE FROM auth_codes WHERE rowid IN"
+	    "  (SELECT rowid FROM auth_codes WHERE expires_at <= ? LIMIT ?)",
+	    "DELETE FROM refresh_tokens WHERE rowid IN"
+	    "  (SELECT rowid FROM refresh_tokens WHERE expires_at <= ? LIMIT ?)",
+	    "DELETE FROM revoked WHERE (kind, id) IN"
+	    "  (SELECT kind, id FROM revoked WHERE expires_at <= ? LIMIT ?)",
 	};
 	uint64_t total = 0;
 	WRITE_BEGIN(s);
 	sg_err e = SG_OK;
 	for (size_t i = 0; e == SG_OK && i < sizeof sql / sizeof sql[0]; i++) {
-		e = sq_run(s, "purge", sql[i], "i", now);
+		e = sq_run(s, "purge", sql[i], "ii", now, sq_batch(batch));
 		if (e == SG_OK)
 			total += (uint64_t)sqlite3_changes(s->db);
 	}
@@ -1285,6 +1295,34 @@ static sg_err op_audit_list(struct sg_store *st, int64_t after_id, size_t limit,
 	return SG_OK;
 }
 
+static sg_err op_audit_prune(struct sg_store *st, int64_t before, uint64_t max_rows, size_t batch,
+                             uint64_t *deleted)
+{
+	struct sq_store *s = SQ(st);
+	/* The cut: the first row not older than before (found scanning from the oldest, so it
+	 * reads what it deletes and one more), or the one past every row when all are older;
+	 * and the oldest of the newest max_rows (max(id) - max_rows + 1: ids may have gaps, so
+	 * this keeps at most max_rows). Everything before the further of the two goes. */
+	int64_t cap = max_rows && max_rows < INT64_MAX ? (int64_t)max_rows : INT64_MAX;
+	WRITE_BEGIN(s);
+	sg_err e = sq_run(s, "audit prune", "INSERT INTO audit_prune (active) VALUES (1)", NULL);
+	if (e == SG_OK)
+		e = sq_run(s, "audit prune",
+		           "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE id < max("
+		           "  coalesce((SELECT id FROM audit WHERE ts >= ?1 ORDER BY id LIMIT 1),"
+		           "           (SELECT coalesce(max(id), 0) + 1 FROM audit)),"
+		           "  (SELECT coalesce(max(id), 0) FROM audit) - ?2 + 1)"
+		           " ORDER BY id LIMIT ?3)",
+		           "iii", before > 0 ? before : INT64_MIN, cap, sq_batch(batch));
+	uint64_t n = e == SG_OK ? (uint64_t)sqlite3_changes(s->db) : 0;
+	if (e == SG_OK)
+		e = sq_run(s, "audit prune", "DELETE FROM audit_prune", NULL);
+	e = tx_end(s, e);
+	if (deleted)
+		*deleted = e == SG_OK ? n : 0;
+	return e;
+}
+
 /* ---- open / close ---- */
 
 static void op_close(struct sg_store *st)
@@ -1340,6 +1378,7 @@ static const struct sg_store_ops sq_ops = {
     .purge = op_purge,
     .audit_append = op_audit_append,
     .audit_list = op_audit_list,
+    .audit_prune = op_audit_prune,
 };
 
 /* Applies the missing migrations in one transaction; refuses a database from a newer build. */

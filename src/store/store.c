@@ -523,13 +523,20 @@ void sg_store_revoked_list_free(struct sg_store_revoked *v, size_t n)
 	free(v);
 }
 
-sg_err sg_store_purge(struct sg_store *st, int64_t now, uint64_t *deleted)
+sg_err sg_store_purge(struct sg_store *st, int64_t now, size_t batch, uint64_t *deleted)
 {
 	CHECK_ST(st);
-	return st->ops->purge(st, now, deleted);
+	return st->ops->purge(st, now, batch, deleted);
 }
 
 /* ---- audit ---- */
+
+sg_err sg_store_audit_prune(struct sg_store *st, int64_t before, uint64_t max_rows, size_t batch,
+                            uint64_t *deleted)
+{
+	CHECK_ST(st);
+	return st->ops->audit_prune(st, before, max_rows, batch, deleted);
+}
 
 sg_err sg_store_audit_append(struct sg_store *st, const struct sg_store_audit *a)
 {

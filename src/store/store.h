@@ -29,7 +29,7 @@
 struct sg_store;
 struct event_base;
 
-#define SG_STORE_SCHEMA_VERSION 7  /* the newest schema this build knows */
+#define SG_STORE_SCHEMA_VERSION 8  /* the newest schema this build knows */
 #define SG_STORE_DIGEST_MAX     64 /* bytes of a code / refresh token / client secret digest */
 #define SG_STORE_SUB_LEN        22 /* base64url of 128 random bits, without NUL */
 
@@ -299,9 +299,9 @@ sg_err sg_store_jti_revoke(struct sg_store *st, const char *jti, int64_t now, in
 sg_err sg_store_revoked_list(struct sg_store *st, int64_t since, int64_t now,
                              struct sg_store_revoked **out, size_t *n);
 void sg_store_revoked_list_free(struct sg_store_revoked *v, size_t n);
-/* Deletes what expired before now: codes, refresh tokens, revocations. *deleted (may be NULL)
- * receives the number of rows removed. */
-sg_err sg_store_purge(struct sg_store *st, int64_t now, uint64_t *deleted);
+/* Deletes what expired at or before now: codes, refresh tokens, revocations, at most batch rows
+ * of each (0: all). *deleted (may be NULL) receives the number of rows removed. */
+sg_err sg_store_purge(struct sg_store *st, int64_t now, size_t batch, uint64_t *deleted);
 
 /* ---- audit ------------------------------------------------------------------------------ */
 
@@ -315,13 +315,40 @@ struct sg_store_audit {
 	char *detail;   /* never a secret */
 };
 
-/* Appends an audit row (append-only: there is no update or delete). a->id is ignored. */
+/* Appends an audit row (append-only: no update, and no delete but sg_store_audit_prune). a->id
+ * is ignored. */
 sg_err sg_store_audit_append(struct sg_store *st, const struct sg_store_audit *a);
 /* Rows with id > after_id in id order, at most limit; *out owned by the caller:
  * sg_store_audit_list_free(). */
 sg_err sg_store_audit_list(struct sg_store *st, int64_t after_id, size_t limit,
                            struct sg_store_audit **out, size_t *n);
 void sg_store_audit_list_free(struct sg_store_audit *v, size_t n);
+/* Audit retention: deletes the oldest rows, in id order, up to the first one with ts >= before
+ * (ms; 0: no age limit) or beyond the newest max_rows (0: no cap), whichever reaches further;
+ * at most batch rows (0: all). Rows are taken as a prefix of the id order, so a row older than
+ * before behind a newer one (another host's clock) goes with the rows around it. *deleted (may
+ * be NULL) receives the number of rows removed. */
+sg_err sg_store_audit_prune(struct sg_store *st, int64_t before, uint64_t max_rows, size_t batch,
+                            uint64_t *deleted);
+
+/* ---- upkeep: expired rows and audit retention (store/upkeep.c; `sealguard serve`) -------- */
+
+struct sg_store_upkeep_conf {
+	const char *driver, *path;  /* the store, as for sg_store_open */
+	int64_t audit_retention_ms; /* audit rows older than this go; 0: none for their age */
+	uint64_t audit_max_rows;    /* at most this many audit rows stay; 0: no cap */
+	unsigned first_ms;          /* the first run this long after the start */
+	unsigned interval_ms;       /* then one every interval_ms */
+};
+struct sg_store_upkeep;
+/* Starts the upkeep thread: sg_store_purge and sg_store_audit_prune in batches, each run until
+ * nothing is left to delete. *out owned by the caller: sg_store_upkeep_stop(). */
+sg_err sg_store_upkeep_start(const struct sg_store_upkeep_conf *c, struct sg_store_upkeep **out,
+                             char *err, size_t errlen);
+/* The rows deleted so far: expired codes, refresh tokens and revocations; audit rows. */
+void sg_store_upkeep_totals(struct sg_store_upkeep *u, uint64_t *expired, uint64_t *audit);
+/* Stops it (a run in progress stops after its current batch) and frees it; NULL is fine. */
+void sg_store_upkeep_stop(struct sg_store_upkeep *u);
 
 /* ---- worker pool: store work off the event loop ----------------------------------------- */
 

@@ -96,6 +96,8 @@ static void test_default(void **state)
 	assert_int_equal(c->sdd.user_output_mib, 64);
 	assert_int_equal(c->sdd.max_subsc, 10000);
 	assert_int_equal(c->sdd.max_subsc_per_server, 1000);
+	assert_int_equal(c->audit.retention_days, 365);
+	assert_int_equal(c->audit.max_rows, 10000000);
 	assert_int_equal(c->sdd.max_channels, 10000);
 	assert_int_equal(c->sdd.max_channels_per_user, 512);
 	assert_int_equal(c->sdd.max_unauth_per_addr, 256);
@@ -310,6 +312,9 @@ static const struct bad BAD[] = {
      "bad.yaml:2: sdd.data_bind:", "expected host:port"},
     {1, "state_dir: ./var\nsdd: {flow_lifetime_s: 5}",
      "bad.yaml:2: sdd.flow_lifetime_s:", "from 60 to 86400"},
+    {1, "state_dir: ./var\naudit: {retention_days: 36501}",
+     "bad.yaml:2: audit.retention_days:", "from 0 (keep) to 36500"},
+    {1, "state_dir: ./var\naudit: {max_rows: 999}", "bad.yaml:2: audit.max_rows:", "at least 1000"},
     {1, "state_dir: ./var\nsdd: {data_advertise: 'sdd host'}",
      "bad.yaml:2: sdd.data_advertise:", "must be a host name or address"},
     {1, "state_dir: ./var\nsdd: {data_bind: '0.0.0.0:9446'}",

@@ -464,7 +464,7 @@ static void test_code_single_use(void **state)
 	assert_int_equal(sg_store_code_put(st, &orphan), SG_ERR_NOTFOUND);
 
 	uint64_t purged = 0;
-	assert_int_equal(sg_store_purge(st, now, &purged), SG_OK);
+	assert_int_equal(sg_store_purge(st, now, 0, &purged), SG_OK);
 	assert_int_equal(purged, 1); /* the expired code */
 	sg_store_close(st);
 }
@@ -548,7 +548,7 @@ static void test_refresh_rotation_and_revocation(void **state)
 	sg_store_revoked_list_free(rl, n);
 
 	uint64_t purged = 0;
-	assert_int_equal(sg_store_purge(st, now, &purged), SG_OK);
+	assert_int_equal(sg_store_purge(st, now, 0, &purged), SG_OK);
 	assert_int_equal(purged, 2); /* r4 and jti-old */
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM revoked", NULL), 2);
 	sg_store_close(st);
@@ -959,6 +959,56 @@ static void test_audit_append_only(void **state)
 	sg_store_close(st);
 }
 
+/* Retention: the oldest rows by age or beyond a cap, in batches; no other delete gets through. */
+static void test_audit_prune(void **state)
+{
+	struct fx *f = *state;
+	struct sg_store *st = open_ok(f->path);
+	struct sg_store_audit a = {.actor = "cli", .action = "user.add"};
+	for (int i = 1; i <= 10; i++) {
+		a.ts = i * 1000;
+		assert_int_equal(sg_store_audit_append(st, &a), SG_OK);
+	}
+	uint64_t n = 99;
+	assert_int_equal(sg_store_audit_prune(st, 0, 0, 0, &n), SG_OK);
+	assert_int_equal(n, 0); /* no rule: nothing */
+	assert_int_equal(sg_store_audit_prune(st, 4000, 0, 0, &n), SG_OK);
+	assert_int_equal(n, 3); /* ts 1000..3000 */
+	assert_int_equal(sg_store_audit_prune(st, 0, 5, 1, &n), SG_OK);
+	assert_int_equal(n, 1); /* 7 rows over a cap of 5, one batch of 1 */
+	assert_int_equal(sg_store_audit_prune(st, 0, 5, 0, &n), SG_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit", NULL), 5);
+	assert_int_equal(raw_int(f->path, "SELECT min(ts) FROM audit", NULL), 6000);
+	/* both rules: the further cut wins */
+	assert_int_equal(sg_store_audit_prune(st, 7000, 4, 0, &n), SG_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(sg_store_audit_prune(st, 8000, 0, 0, &n), SG_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(raw_int(f->path, "SELECT min(ts) FROM audit", NULL), 8000);
+	/* everything older: all go; new rows go on with higher ids */
+	assert_int_equal(sg_store_audit_prune(st, 20000, 0, 0, &n), SG_OK);
+	assert_int_equal(n, 3);
+	int64_t last =
+	    raw_int(f->path, "SELECT seq FROM sqlite_sequence WHERE name = 'audit'", NULL);
+	/* a prefix of the id order: a row older than the cut behind a newer one stays with it */
+	const int64_t ts[] = {100000, 5000, 200000};
+	for (size_t i = 0; i < 3; i++) {
+		a.ts = ts[i];
+		assert_int_equal(sg_store_audit_append(st, &a), SG_OK);
+	}
+	assert_int_equal(raw_int(f->path, "SELECT min(id) FROM audit", NULL), last + 1);
+	assert_int_equal(sg_store_audit_prune(st, 50000, 0, 0, &n), SG_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(sg_store_audit_prune(st, 150000, 0, 0, &n), SG_OK);
+	assert_int_equal(n, 2);
+	/* the flag never outlives the prune, and other deletes are still refused */
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit_prune", NULL), 0);
+	assert_int_not_equal(raw_exec(f->path, "DELETE FROM audit"), SQLITE_OK);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit", NULL), 1);
+	sg_store_close(st);
+}
+
 static void test_transactions(void **state)
 {
 	struct fx *f = *state;
@@ -1057,6 +1107,9 @@ static void test_migration_6_keeps_codes_and_refresh_tokens(void **state)
 	        "DROP TABLE refresh_tokens; ALTER TABLE rt5 RENAME TO refresh_tokens;"
 	        "DROP INDEX sdd_subsc_expires; ALTER TABLE sdd_subsc DROP COLUMN identity;"
 	        "ALTER TABLE sdd_subsc DROP COLUMN expires_at;"
+	        "DROP TRIGGER audit_no_delete; DROP TABLE audit_prune;"
+	        "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+	        " BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"
 	        "UPDATE schema_version SET version = 5; COMMIT;"),
 	    SQLITE_OK);
 	assert_int_equal(
@@ -1090,6 +1143,15 @@ static void test_migration_6_keeps_codes_and_refresh_tokens(void **state)
 	            " 'refresh_tokens_client')",
 	            NULL),
 	    5);
+	/* migration 8: the audit's rows stay, deletes are refused but for a prune */
+	st = open_ok(f->path);
+	struct sg_store_audit a = {.ts = 1, .actor = "cli", .action = "user.add"};
+	assert_int_equal(sg_store_audit_append(st, &a), SG_OK);
+	assert_int_not_equal(raw_exec(f->path, "DELETE FROM audit"), SQLITE_OK);
+	uint64_t pruned = 0;
+	assert_int_equal(sg_store_audit_prune(st, 2, 0, 0, &pruned), SG_OK);
+	assert_int_equal(pruned, 1);
+	sg_store_close(st);
 }
 
 static void test_generation_sees_other_connection(void **state)
@@ -1645,6 +1707,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_grants_revoke_of_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_audit_append_only, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_audit_prune, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrations_idempotent_and_newer_refused, setup,
 	                                    teardown),
