@@ -13,12 +13,15 @@
 #include "tls/tls.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -68,8 +71,8 @@ static const char USAGE[] =
     "against --cacert and --crl, re-read when they change) and echoes; runs until\n"
     "SIGTERM/SIGINT. Defaults: --cert/--key the state dir's server certificate, --cacert\n"
     "STATE/pki/ca.crt, --crl as above. A connection must finish its\n"
-    "handshake within --timeout-ms, and one that takes no echo for six times that is closed;\n"
-    "at most 256 connections at once.\n"
+    "handshake within --timeout-ms, and take each echo (up to 64 KiB) within six times that,\n"
+    "or it is closed; at most 256 connections at once.\n"
     "\n"
     "transmissions: the SEALDD-S transmissions the state dir's store holds (one per VAL\n"
     "service, kept across restarts), and whether the registry still lets each authorize\n"
@@ -101,7 +104,7 @@ enum {
 	O_KEY,
 	O_TO,
 	O_VIA,
-	O_NOFOLLOW,
+	O_NO_FOLLOW,
 	O_HELP
 };
 
@@ -134,7 +137,7 @@ static int parse(int argc, char **argv, struct dd_args *a)
 	    {"key", required_argument, NULL, O_KEY},
 	    {"to", required_argument, NULL, O_TO},
 	    {"via", required_argument, NULL, O_VIA},
-	    {"no-follow", no_argument, NULL, O_NOFOLLOW},
+	    {"no-follow", no_argument, NULL, O_NO_FOLLOW},
 	    {"help", no_argument, NULL, O_HELP},
 	    {0, 0, 0, 0},
 	};
@@ -161,7 +164,7 @@ static int parse(int argc, char **argv, struct dd_args *a)
 		case O_ECHO:
 			a->echo = 1;
 			break;
-		case O_NOFOLLOW:
+		case O_NO_FOLLOW:
 			a->no_follow = 1;
 			break;
 		case O_BYTES:
@@ -596,17 +599,35 @@ static void sock_timeout(int fd, int opt, long ms)
 	setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
 }
 
+/* After a non-blocking SSL call returned r <= 0: waits for what it wants until deadline
+ * (sg_mono_ms; 0: none). 1 to call again, 0 when the connection is done (closed, failed, or
+ * the deadline passed). */
+static int echo_wait(struct echo_conn *c, int r, int64_t deadline)
+{
+	int e = SSL_get_error(c->ssl, r);
+	if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+		return 0;
+	struct pollfd pfd = {.fd = c->fd, .events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT};
+	int64_t left = deadline ? deadline - sg_mono_ms() : -1;
+	if (deadline && left <= 0)
+		return 0;
+	int n;
+	while ((n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left)) < 0 && errno == EINTR)
+		;
+	return n > 0;
+}
+
 static void *echo_thread(void *arg)
 {
 	struct echo_conn *c = arg;
-	/* blocking I/O with deadlines: a connection that sends nothing cannot hold its slot and
-	 * thread past the handshake deadline (no certificate is needed for that), nor one that
-	 * reads nothing past the write deadline; an authenticated connection may then idle as
-	 * long as its flow does */
+	/* A connection that sends nothing cannot hold its slot and thread past the handshake
+	 * deadline (no certificate is needed for that), nor one that takes the echo of what it
+	 * sent slower than 64 KiB per write deadline (6 x --timeout-ms, for the whole of each
+	 * echo: a reader that trickles its window open cannot stretch it); an authenticated
+	 * connection may then idle as long as its flow does. */
 	sock_timeout(c->fd, SO_RCVTIMEO, echo_timeout_ms);
-	sock_timeout(c->fd, SO_SNDTIMEO, echo_timeout_ms * 6);
-	if (SSL_accept(c->ssl) == 1) {
-		sock_timeout(c->fd, SO_RCVTIMEO, 0);
+	sock_timeout(c->fd, SO_SNDTIMEO, echo_timeout_ms);
+	if (SSL_accept(c->ssl) == 1 && fcntl(c->fd, F_SETFL, O_NONBLOCK) == 0) {
 		struct sg_tls_principal p;
 		if (sg_tls_principal_from_ssl(c->ssl, &p) == SG_OK) {
 			fprintf(stderr, "echo-server: connection from %s (%s)\n",
@@ -614,20 +635,20 @@ static void *echo_thread(void *arg)
 			sg_tls_principal_clear(&p);
 		}
 		char buf[65536];
-		for (;;) {
+		for (int ok = 1; ok;) {
 			int n = SSL_read(c->ssl, buf, sizeof buf);
-			if (n <= 0)
-				break;
-			for (int off = 0; off < n;) {
-				int w = SSL_write(c->ssl, buf + off, n - off);
-				if (w <= 0) {
-					n = -1;
-					break;
-				}
-				off += w;
+			if (n <= 0) {
+				ok = echo_wait(c, n, 0);
+				continue;
 			}
-			if (n < 0)
-				break;
+			int64_t deadline = sg_mono_ms() + echo_timeout_ms * 6;
+			for (int off = 0; ok && off < n;) {
+				int w = SSL_write(c->ssl, buf + off, n - off);
+				if (w > 0)
+					off += w;
+				else
+					ok = echo_wait(c, w, deadline);
+			}
 		}
 		SSL_shutdown(c->ssl);
 	}

@@ -164,7 +164,8 @@ expect_match "... saying why" "/dev/full: No space left on device" "$OUT"
 
 # the echo endpoint holds at most 256 connections; one that does not finish its handshake within
 # --timeout-ms (1 s here) is closed, so silent TCP connections (no certificate needed) hold it
-# that long only, and one that takes no echo is closed after 6 x --timeout-ms
+# that long only, and one that takes no echo is closed once an echo (up to 64 KiB) has waited
+# 6 x --timeout-ms in all (a receive window that trickles open does not stretch it)
 ECHO3=$(free_port)
 "$SG_BIN" --config "$T/sg.yaml" dd echo-server --bind "127.0.0.1:$ECHO3" "${VAL[@]}" --cacert "$CA" --timeout-ms 1000 2>>"$T/echo3.log" &
 E3=$!
