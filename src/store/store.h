@@ -299,8 +299,11 @@ sg_err sg_store_jti_revoke(struct sg_store *st, const char *jti, int64_t now, in
 sg_err sg_store_revoked_list(struct sg_store *st, int64_t since, int64_t now,
                              struct sg_store_revoked **out, size_t *n);
 void sg_store_revoked_list_free(struct sg_store_revoked *v, size_t n);
-/* Deletes what expired at or before now: codes, refresh tokens, revocations, at most batch rows
- * of each (0: all). *deleted (may be NULL) receives the number of rows removed. */
+/* Deletes what expired at or before now and is no longer needed: unused codes and access token
+ * revocations once expired; used codes, refresh tokens and grant revocations a day after every
+ * refresh token of their grant has expired (until then a replay still revokes the grant's
+ * tokens, and a revoked grant's tokens stay refused). At most batch rows of each (0: all).
+ * *deleted (may be NULL) receives the number of rows removed. */
 sg_err sg_store_purge(struct sg_store *st, int64_t now, size_t batch, uint64_t *deleted);
 
 /* ---- audit ------------------------------------------------------------------------------ */

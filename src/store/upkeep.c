@@ -1,6 +1,6 @@
 /* store/upkeep.c: what `sealguard serve` deletes on its own (store.h, "upkeep"): authorization
- * codes, refresh tokens and revocations past their expiry (nothing reads them any more; a
- * replayed expired code or refresh token is refused as unknown, as it was as expired), and
+ * codes, refresh tokens and revocations no longer needed (sg_store_purge: once expired, and
+ * those whose replay still revokes a grant a day after its last refresh token expired), and
  * audit rows past the retention (audit.retention_days, audit.max_rows).
  *
  * Runs on a thread of its own with its own connection, hourly (the first run shortly after the

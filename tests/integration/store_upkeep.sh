@@ -33,15 +33,16 @@ expect "... and refreshes (the rotated refresh token stays, for replay detection
 expect "... and logs in again" SG login "${LOGIN[@]}" --token-cache "$T/b.tokens"
 expect "server stops" sg_stop
 
-# the first login's rows expire; a revocation has expired, another has not; 1,700 audit rows:
-# 500 from 40 days ago, then 1,200 of today
+# the first login's rows expire; so does the second login's code, but its grant's refresh
+# token lives (a replay of the code would still revoke it); a revocation has expired, another
+# has not; 1,700 audit rows: 500 from 40 days ago, then 1,200 of today
 NOW=$(($(date +%s) * 1000))
-q "UPDATE auth_codes SET expires_at = 1000 WHERE id = (SELECT min(id) FROM auth_codes);
+q "UPDATE auth_codes SET expires_at = 1000;
    UPDATE refresh_tokens SET expires_at = 1000 WHERE grant_id = (SELECT grant_id FROM refresh_tokens ORDER BY id LIMIT 1);
    INSERT INTO revoked VALUES (1, 'old-jti', 1000, 2000), (1, 'live-jti', $NOW, $((NOW + 3600000)));"
-EXPIRED=$(q "SELECT (SELECT count(*) FROM auth_codes WHERE expires_at <= 1000) + (SELECT count(*) FROM refresh_tokens WHERE expires_at <= 1000) + 1")
+EXPIRED=$(q "SELECT (SELECT count(*) FROM auth_codes c WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = c.grant_id AND r.expires_at > 1000)) + (SELECT count(*) FROM refresh_tokens WHERE expires_at <= 1000) + 1")
 LIVE_RT=$(q "SELECT count(*) FROM refresh_tokens WHERE expires_at > $NOW")
-expect_match "the first login's code, its two refresh tokens and a revocation have expired ($EXPIRED rows)" '^4$' "$EXPIRED"
+expect_match "the first login's code and two refresh tokens, and a revocation, are past any use ($EXPIRED rows)" '^4$' "$EXPIRED"
 q "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1700)
    INSERT INTO audit (ts, actor, action) SELECT CASE WHEN i <= 500 THEN $((NOW - 40 * 86400000)) ELSE $NOW END, 'test', 'row' || i FROM n;"
 AUDIT0=$(q "SELECT count(*) FROM audit")
@@ -55,8 +56,9 @@ expect "the upkeep runs shortly after the start: $((AUDIT0 - 1000)) audit rows d
 expect_eq "... and the $EXPIRED expired codes, refresh tokens and revocations" "$EXPIRED" "$(metric expired)"
 expect_eq "the newest 1000 audit rows stay (audit.max_rows)" "1000 $NEWEST" "$(q "SELECT count(*) || ' ' || max(id) FROM audit")"
 expect_eq "... none older than 30 days (audit.retention_days)" 0 "$(q "SELECT count(*) FROM audit WHERE ts < $((NOW - 30 * 86400000))")"
-expect_eq "no expired code, refresh token or revocation is left" "0 0 0" "$(q "SELECT (SELECT count(*) FROM auth_codes WHERE expires_at <= 1000) || ' ' || (SELECT count(*) FROM refresh_tokens WHERE expires_at <= 1000) || ' ' || (SELECT count(*) FROM revoked WHERE expires_at <= 2000)")"
+expect_eq "no expired refresh token or revocation is left" "0 0" "$(q "SELECT (SELECT count(*) FROM refresh_tokens WHERE expires_at <= 1000) || ' ' || (SELECT count(*) FROM revoked WHERE expires_at <= 2000)")"
 expect_eq "... the live ones stay (the second login's refresh token, the live revocation)" "$LIVE_RT 1" "$(q "SELECT count(*) FROM refresh_tokens") $(q "SELECT count(*) FROM revoked")"
+expect_eq "... and the second login's expired code, as its grant's refresh token lives" 1 "$(q "SELECT count(*) FROM auth_codes")"
 expect_match "... the log says what went" "store upkeep: deleted $EXPIRED expired codes, refresh tokens and revocations, and $((AUDIT0 - 1000)) audit rows \(retention 30 days, at most 1000 rows\)" "$(cat "$T/server.log")"
 expect_match "the first login's refresh token, deleted, is refused: invalid_grant" "invalid_grant" "$(SG token refresh --token-cache "$T/a-old.tokens" 2>&1)"
 expect "the second login's refreshes" SG token refresh --token-cache "$T/b.tokens"

@@ -465,7 +465,25 @@ static void test_code_single_use(void **state)
 
 	uint64_t purged = 0;
 	assert_int_equal(sg_store_purge(st, now, 0, &purged), SG_OK);
-	assert_int_equal(purged, 1); /* the expired code */
+	assert_int_equal(purged, 1); /* the expired unused code */
+	/* the used one stays while a replay would still revoke: a day past its expiry, and while
+	 * its grant has a refresh token alive */
+	struct sg_store_refresh rt = {.digest_len = 32,
+	                              .grant_id = "grant-A",
+	                              .client_id = "simc",
+	                              .sub = "SUB",
+	                              .scope = "openid",
+	                              .expires_at = code.expires_at + 2 * 86400000LL};
+	memset(rt.digest, 0x71, 32);
+	assert_int_equal(sg_store_refresh_put(st, &rt), SG_OK);
+	int64_t day = 86400000;
+	assert_int_equal(sg_store_purge(st, code.expires_at + day, 0, &purged), SG_OK);
+	assert_int_equal(purged, 0);
+	assert_int_equal(sg_store_purge(st, rt.expires_at + day - 1, 0, &purged), SG_OK);
+	assert_int_equal(purged, 0);
+	assert_int_equal(sg_store_purge(st, rt.expires_at + day, 0, &purged), SG_OK);
+	assert_int_equal(purged, 2); /* the code and its grant's refresh token */
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM auth_codes", NULL), 0);
 	sg_store_close(st);
 }
 
@@ -549,8 +567,24 @@ static void test_refresh_rotation_and_revocation(void **state)
 
 	uint64_t purged = 0;
 	assert_int_equal(sg_store_purge(st, now, 0, &purged), SG_OK);
-	assert_int_equal(purged, 2); /* r4 and jti-old */
+	assert_int_equal(purged, 1); /* jti-old; r4 stays a day, for replay detection */
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM revoked", NULL), 2);
+	assert_int_equal(sg_store_purge(st, now - 1 + 86400000, 0, &purged), SG_OK);
+	assert_int_equal(purged, 2); /* r4 (fam-2 has no other token) and jti-1 */
+	assert_int_equal(
+	    raw_int(f->path, "SELECT count(*) FROM refresh_tokens WHERE grant_id = 'fam-2'", NULL),
+	    0);
+	/* fam-1's tokens live: they and the grant's revocation (which refuses r3) stay */
+	assert_int_equal(
+	    raw_int(f->path, "SELECT count(*) FROM refresh_tokens WHERE grant_id = 'fam-1'", NULL),
+	    3);
+	assert_int_equal(
+	    sg_store_refresh_consume(st, r3.digest, 32, now + 86400000 - 2, &out, &use), SG_OK);
+	assert_int_equal(use, SG_STORE_USE_REVOKED);
+	sg_store_refresh_clear(&out);
+	assert_int_equal(sg_store_purge(st, now + 2 * 86400000, 0, &purged), SG_OK);
+	assert_int_equal(purged, 4); /* fam-1's three tokens, then its revocation */
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM revoked", NULL), 0);
 	sg_store_close(st);
 }
 
