@@ -167,7 +167,11 @@ req "${VAL[@]}" "${AV[@]}" -X DELETE "$HLOC"
 expect_eq "v2x-app deletes its subscription: 204" 204 "$CODE"
 drained() { [ "$(metric sealguard_sdd_notifications_pending)" = 0 ]; }
 expect "... its 8 pending notifications are gone within one try's timeout (5 s) + backoff" wait_for 9 drained
-expect_eq "... cancelled, not delivered nor failed after retries" "8 0 4" "$(($(nmetric cancelled) - C0)) $(($(nmetric failed) - F0)) $(nmetric sent)"
+# the one in delivery may have been on its last try when the delete came (a slow machine): it
+# then ends as failed; every other one is cancelled, and none is delivered
+CN=$(($(nmetric cancelled) - C0))
+FN=$(($(nmetric failed) - F0))
+expect_match "... cancelled (the one in delivery on its last try may fail instead), none delivered: $CN cancelled, $FN failed" "^(8 0|7 1) 4$" "$CN $FN $(nmetric sent)"
 
 # --- the server stops promptly while a notification waits on the blackhole ---
 req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "$(sub '' "$ECHO" "https://localhost:$HOLE/n")" "$RT/subscriptions"
