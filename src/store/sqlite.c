@@ -1308,20 +1308,21 @@ static sg_err op_audit_prune(struct sg_store *st, int64_t before, uint64_t max_r
                              uint64_t *deleted)
 {
 	struct sq_store *s = SQ(st);
-	/* The cut: the first row not older than before (found scanning from the oldest, so it
-	 * reads what it deletes and one more), or the one past every row when all are older;
-	 * and the oldest of the newest max_rows (max(id) - max_rows + 1: ids may have gaps, so
-	 * this keeps at most max_rows). Everything before the further of the two goes. */
+	/* Within the oldest batch rows (w, read in id order: a batch reads what it deletes and
+	 * no more, whatever the table holds), the cut is the first row not older than before (or
+	 * the one past w when all are older), or the oldest of the newest max_rows (max(id) -
+	 * max_rows + 1: ids may have gaps, so this keeps at most max_rows), whichever is further.
+	 * The rows of w before it go. */
 	int64_t cap = max_rows && max_rows < INT64_MAX ? (int64_t)max_rows : INT64_MAX;
 	WRITE_BEGIN(s);
 	sg_err e = sq_run(s, "audit prune", "INSERT INTO audit_prune (active) VALUES (1)", NULL);
 	if (e == SG_OK)
 		e = sq_run(s, "audit prune",
-		           "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE id < max("
-		           "  coalesce((SELECT id FROM audit WHERE ts >= ?1 ORDER BY id LIMIT 1),"
-		           "           (SELECT coalesce(max(id), 0) + 1 FROM audit)),"
-		           "  (SELECT coalesce(max(id), 0) FROM audit) - ?2 + 1)"
-		           " ORDER BY id LIMIT ?3)",
+		           "WITH w AS (SELECT id, ts FROM audit ORDER BY id LIMIT ?3)"
+		           " DELETE FROM audit WHERE id IN (SELECT id FROM w WHERE id < max("
+		           "  coalesce((SELECT min(id) FROM w WHERE ts >= ?1),"
+		           "           (SELECT coalesce(max(id), 0) + 1 FROM w)),"
+		           "  (SELECT coalesce(max(id), 0) FROM audit) - ?2 + 1))",
 		           "iii", before > 0 ? before : INT64_MIN, cap, sq_batch(batch));
 	uint64_t n = e == SG_OK ? (uint64_t)sqlite3_changes(s->db) : 0;
 	if (e == SG_OK)
