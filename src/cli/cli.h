@@ -24,6 +24,8 @@ int sg_cli_valserver(int argc, char **argv, const struct sg_cli_global *g);
 int sg_cli_login(int argc, char **argv, const struct sg_cli_global *g);
 int sg_cli_token(int argc, char **argv, const struct sg_cli_global *g);
 int sg_cli_keys(int argc, char **argv, const struct sg_cli_global *g); /* cmd_keys.c */
+/* `sealguard audit list` (cmd_audit.c): the audit trail, as text or JSON Lines. */
+int sg_cli_audit_cmd(int argc, char **argv, const struct sg_cli_global *g);
 
 /* `sealguard call` (cmd_call.c): one SEAL API request as a VAL server, over SEAL-S. */
 int sg_cli_call(int argc, char **argv, const struct sg_cli_global *g);

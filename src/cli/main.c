@@ -21,6 +21,7 @@ static const char USAGE[] =
     "  login        log a VAL user in as a SIM-C (OIDC code flow + PKCE), cache the tokens\n"
     "  token        show or refresh the cached tokens\n"
     "  keys         identity management signing keys (rotate, list)\n"
+    "  audit        the audit trail, as text or JSON Lines (list)\n"
     "  call         one SEAL API request as a VAL server (mutual TLS + its access token)\n"
     "  key          SKM-C: register a key, get/list keys (UE); provision, rotate, info,\n"
     "               revoke (VAL server)\n"
@@ -105,10 +106,11 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(int, char **, const struct sg_cli_global *);
 	} cmds[] = {
-	    {"serve", sg_cli_serve}, {"pki", sg_cli_pki},       {"config", sg_cli_config},
-	    {"user", sg_cli_user},   {"client", sg_cli_client}, {"valserver", sg_cli_valserver},
-	    {"login", sg_cli_login}, {"token", sg_cli_token},   {"keys", sg_cli_keys},
-	    {"call", sg_cli_call},   {"key", sg_cli_key},       {"dd", sg_cli_dd},
+	    {"serve", sg_cli_serve},     {"pki", sg_cli_pki},       {"config", sg_cli_config},
+	    {"user", sg_cli_user},       {"client", sg_cli_client}, {"valserver", sg_cli_valserver},
+	    {"login", sg_cli_login},     {"token", sg_cli_token},   {"keys", sg_cli_keys},
+	    {"call", sg_cli_call},       {"key", sg_cli_key},       {"dd", sg_cli_dd},
+	    {"audit", sg_cli_audit_cmd},
 	};
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		if (strcmp(cmd, cmds[i].name) == 0)

@@ -3,7 +3,7 @@
 # authorization codes, refresh tokens and revocations past their expiry are deleted, and audit
 # rows past audit.retention_days or beyond the newest audit.max_rows, shortly after the start
 # and hourly. Live rows stay; the audit's delete trigger still refuses any other delete; 0 keeps
-# every audit row; out-of-range settings are refused.
+# every audit row; out-of-range settings are refused. `sealguard audit list` exports what is kept.
 . "$(dirname "$0")/lib/common.sh"
 
 sg_ports
@@ -64,6 +64,19 @@ expect_match "the first login's refresh token, deleted, is refused: invalid_gran
 expect "the second login's refreshes" SG token refresh --token-cache "$T/b.tokens"
 refuse "the audit is still append-only after a prune" q "DELETE FROM audit"
 expect_eq "... and the prune flag is not left set" 0 "$(q "SELECT count(*) FROM audit_prune")"
+
+# sealguard audit list: what the store keeps, oldest first, as JSON Lines to export it
+SG audit list --limit 0 --json >"$T/audit.jsonl"
+expect_eq "audit list --limit 0 --json: one line per row the store keeps" "$(q "SELECT count(*) FROM audit")" "$(wc -l <"$T/audit.jsonl")"
+expect_eq "... oldest first, every field, the same as the store" \
+	"$(q "SELECT id || ' ' || ts || ' ' || actor || ' ' || action FROM audit ORDER BY id LIMIT 1")" \
+	"$(head -1 "$T/audit.jsonl" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["id"], r["ts"], r["actor"], r["action"], sorted(r) == sorted(["id","ts","time","actor","action","object","refpoint","detail"]))' | sed 's/ True$//')"
+MID=$(sed -n 500p "$T/audit.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+expect_eq "... --after-id continues an export: the next 3 rows" "$(q "SELECT group_concat(id, ' ') FROM (SELECT id FROM audit WHERE id > $MID ORDER BY id LIMIT 3)")" \
+	"$(SG audit list --after-id "$MID" --limit 3 --json | python3 -c 'import json,sys; print(" ".join(str(json.loads(l)["id"]) for l in sys.stdin))')"
+expect_match "... as text with a header" "^ID  TIME  ACTOR  ACTION" "$(SG audit list --limit 1)"
+SG audit list --limit -1 >/dev/null 2>&1
+expect_eq "... --limit -1: refused (exit 2)" 2 "$?"
 expect "server stops cleanly" sg_stop
 
 # retention_days 0 and max_rows 0: every audit row stays
