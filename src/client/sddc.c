@@ -209,7 +209,10 @@ struct cflow {
 	 * flow, ERROR detaching it there, or the channel's end since): sg_sddc_attach sends ATTACH
 	 * on every live channel where this is 0 */
 	int attached[2];
-	int ended;
+	/* ended: END, or an ERROR that left the flow attached on no channel (sends and receives
+	 * fail with reason); refused: an ERROR that took it off one channel while another still
+	 * carries it (the attach in progress fails with reason, the flow goes on) */
+	int ended, refused;
 	char reason[200];
 };
 
@@ -450,17 +453,29 @@ static void handle(struct sg_sddc *s, unsigned ci, const struct sg_sdd_frame *f)
 		if (!fl)
 			break;
 		/* where the server holds the flow attached now (src/sdd/plane.c): END detaches it
-		 * from every channel; a flow's ERROR (UNKNOWN_FLOW, BUSY, LIMIT, INTERNAL on
-		 * ATTACH, UNKNOWN_FLOW on DATA) means it is not attached on this channel, but for
-		 * ALREADY_ATTACHED, which says it is. A later sg_sddc_attach asks again. */
+		 * from every channel; ALREADY_ATTACHED says it is attached on this one (an ATTACH
+		 * repeated after a late ATTACHED): nothing failed. Any other flow ERROR
+		 * (UNKNOWN_FLOW, BUSY, LIMIT, INTERNAL on ATTACH, UNKNOWN_FLOW on DATA) means it is
+		 * not attached on this channel; the flow ends only when no live channel carries
+		 * it any more (URLLC: a refusal on one channel leaves the other's data flowing). A
+		 * later sg_sddc_attach asks again. */
+		if (f->type == SG_SDD_ERROR && err_code_is(text, "ALREADY_ATTACHED")) {
+			fl->attached[ci] = 1;
+			break;
+		}
 		if (f->type == SG_SDD_END)
 			fl->attached[0] = fl->attached[1] = 0;
 		else
-			fl->attached[ci] = err_code_is(text, "ALREADY_ATTACHED");
-		if (!fl->ended) {
-			fl->ended = 1;
+			fl->attached[ci] = 0;
+		int elsewhere = 0;
+		for (unsigned i = 0; i < s->n; i++)
+			elsewhere |= fl->attached[i] && !s->ch[i].dead;
+		if (!fl->ended && !fl->refused)
 			snprintf(fl->reason, sizeof fl->reason, "%s", text);
-		}
+		if (elsewhere)
+			fl->refused = 1;
+		else
+			fl->ended = 1;
 		break;
 	default:
 		chan_dead(c, "the server sent a frame a client does not take");
@@ -1074,7 +1089,7 @@ sg_err sg_sddc_attach(struct sg_sddc *s, const char *flow_id, unsigned flags, ch
 	/* ATTACH goes on every live channel the flow is not attached on: after an END of the
 	 * flow on all of them, so the server answers for an ended flow (ERROR UNKNOWN_FLOW once
 	 * it is released), and this call fails with that answer */
-	f->ended = 0;
+	f->ended = f->refused = 0;
 	f->reason[0] = '\0';
 	for (unsigned i = 0; i < s->n; i++)
 		if (!s->ch[i].dead && !f->attached[i] &&
@@ -1083,7 +1098,7 @@ sg_err sg_sddc_attach(struct sg_sddc *s, const char *flow_id, unsigned flags, ch
 			return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
 	int64_t end = sg_mono_ms() + s->timeout_ms;
 	for (;;) {
-		if (f->ended)
+		if (f->ended || f->refused)
 			return sg_fail(err, errlen, SG_ERR_DENIED, "%s", f->reason);
 		if (!live(s))
 			return dead_err(s, err, errlen);
@@ -1162,6 +1177,11 @@ sg_err sg_sddc_send_ex(struct sg_sddc *s, const char *flow_id, const void *data,
 		if (!live(s))
 			return dead_err(s, err, errlen);
 		while (len && max_out(s) < OUT_HWM) {
+			/* an ATTACHED read while this send waited may have moved the numbers up
+			 * to the end of their space: never a frame numbered 0 */
+			if (!f->next_seq)
+				return sg_fail(err, errlen, SG_ERR_PROTO,
+				               "the flow's uplink sequence numbers are used up");
 			/* one frame, in as few TLS records as its bytes allow (frame_headn); the
 			 * same records on every channel (URLLC) */
 			size_t n = len > SG_SDD_MAX_PAYLOAD ? FRAME_FULL : len;
@@ -1233,9 +1253,14 @@ sg_err sg_sddc_recv(struct sg_sddc *s, const char *flow_id, void *buf, size_t ca
 		s->rx_cap = cap;
 		s->rx_got = 0;
 		pump(s, left > 0 ? left : 0);
+		/* no receive waits any more: reads outside a receive (sends, attach, AUTH) must
+		 * not stop at the end of a frame for it */
+		size_t got = s->rx_got;
 		s->rx_flow = NULL;
-		if (s->rx_got) {
-			*n = s->rx_got;
+		s->rx_buf = NULL;
+		s->rx_cap = s->rx_got = 0;
+		if (got) {
+			*n = got;
 			return SG_OK;
 		}
 		if (left <= 0 && !queued(f) && !f->ended && live(s))

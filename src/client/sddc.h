@@ -54,7 +54,9 @@ sg_err sg_sddc_connect(const struct sg_sddc_conf *c, const char *host, unsigned 
  * is up (ATTACHED). A refusal (UNKNOWN_FLOW, BUSY, VAL_SERVER_UNREACHABLE, ...) is an error
  * (SG_ERR_DENIED with the server's reason). Only a channel the flow is attached on is skipped:
  * after the flow's END (or an ERROR that detached it) the server is asked again, and for a
- * flow it has released answers UNKNOWN_FLOW. */
+ * flow it has released answers UNKNOWN_FLOW. With two channels (URLLC), a refusal on one while
+ * the other carries the flow fails the attach with that refusal, but the flow goes on over the
+ * other channel (a later attach asks again); ERROR ALREADY_ATTACHED is no refusal. */
 #define SG_SDDC_SEND_ONLY                                                                          \
 	1u /* this session only sends: what the VAL server sends back                              \
 	    * waits in the SEALDD server for a session that receives */
@@ -64,8 +66,9 @@ sg_err sg_sddc_attach(struct sg_sddc *s, const char *flow_id, unsigned flags, ch
  * frame, each frame in as few TLS records as its bytes allow). Returns once the data is handed
  * to TLS; data arriving meanwhile is queued for sg_sddc_recv, up to rx_queue_max: a peer that
  * echoes must be read from, or a long send waits for it and times out as a full socket would.
- * SG_ERR_PROTO with the reason once the flow ended (END / ERROR, or an attach the server
- * refused), or when its uplink sequence numbers (up to 2^64 - 1) cannot number the frames. */
+ * SG_ERR_PROTO with the reason once the flow ended (END, or an ERROR or refused attach that
+ * left it on no channel), or when its uplink sequence numbers (up to 2^64 - 1) cannot number the
+ * frames. */
 sg_err sg_sddc_send(struct sg_sddc *s, const char *flow_id, const void *data, size_t len, char *err,
                     size_t errlen);
 /* sg_sddc_send that also tells how many bytes from the start of data it handed to TLS as whole
@@ -76,8 +79,8 @@ sg_err sg_sddc_send_ex(struct sg_sddc *s, const char *flow_id, const void *data,
                        size_t *taken, char *err, size_t errlen);
 /* Receives up to cap bytes of the flow: waits up to timeout_ms for the first byte.
  * *n = 0 with SG_ERR_TIMEOUT when nothing came; SG_ERR_PROTO with the reason when the flow or
- * the channel ended (END / ERROR frame, an attach the server refused, token expiry, server
- * gone); what came before an END is delivered first. */
+ * the channel ended (END, an ERROR or refused attach that left the flow on no channel, token
+ * expiry, server gone); what came before an END is delivered first. */
 sg_err sg_sddc_recv(struct sg_sddc *s, const char *flow_id, void *buf, size_t cap, long timeout_ms,
                     size_t *n, char *err, size_t errlen);
 /* Renews the channel authentication with a fresh token of the same user (before exp). */

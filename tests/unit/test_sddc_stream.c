@@ -44,9 +44,11 @@ enum scenario {
 	SC_AFTER_END,
 	SC_REATTACH,
 	SC_SEQ_END,
-	SC_FLOOD, /* flood_main */
-	SC_HTTP,  /* http_main */
-	SC_SINK,  /* sink_main */
+	SC_AFTER_RECV,
+	SC_FLOOD,  /* flood_main */
+	SC_HTTP,   /* http_main */
+	SC_SINK,   /* sink_main */
+	SC_REFUSE, /* refuse_main */
 };
 
 /* SC_SINK: what the peer does with the channels once the flow is attached on them */
@@ -141,6 +143,24 @@ static void *peer_main(void *arg)
 	pe->count = pe->sc == SC_ECHO; /* from here on the client sends DATA only */
 	if (peer_wr(ssl, buf, n))
 		goto out;
+	if (pe->sc == SC_AFTER_RECV) {
+		/* DATA for a receive; ATTACH of the second flow and AUTH answered after it; an
+		 * ERROR ALREADY_ATTACHED of the first flow (an ATTACH repeated after a late
+		 * ATTACHED) followed by more of its DATA; then an echo as SC_ECHO's */
+		n = frame(buf, SG_SDD_DATA, 1, g_flow, "hi", 2);
+		if (peer_wr(ssl, buf, n) || peer_rd_frame(ssl, &f, pl, sizeof pl) ||
+		    f.type != SG_SDD_ATTACH || memcmp(f.flow, g_flow2, sizeof g_flow2))
+			goto out;
+		n = frame(buf, SG_SDD_ATTACHED, 1, g_flow2, NULL, 0);
+		n += frame(buf + n, SG_SDD_ERROR, 0, g_flow, "ALREADY_ATTACHED", 16);
+		n += frame(buf + n, SG_SDD_DATA, 2, g_flow, "after", 5);
+		if (peer_wr(ssl, buf, n) || peer_rd_frame(ssl, &f, pl, sizeof pl) ||
+		    f.type != SG_SDD_AUTH)
+			goto out;
+		n = frame(buf, SG_SDD_AUTH_OK, 4000000000u, NULL, NULL, 0);
+		if (peer_wr(ssl, buf, n))
+			goto out;
+	}
 	if (pe->sc == SC_AFTER_END) { /* the second flow */
 		n = frame(buf, SG_SDD_ATTACHED, 1, g_flow2, NULL, 0);
 		if (peer_rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_ATTACH ||
@@ -242,8 +262,8 @@ static void *peer_main(void *arg)
 			    f.len != want[i].len)
 				goto out;
 		pe->ok = 1;
-	} else { /* SC_ECHO: every DATA payload comes back, until 0-length DATA */
-		uint64_t seq = 0;
+	} else { /* SC_ECHO, SC_AFTER_RECV: every DATA payload comes back, until 0-length DATA */
+		uint64_t seq = pe->sc == SC_AFTER_RECV ? 2 : 0;
 		for (;;) {
 			if (peer_rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_DATA ||
 			    memcmp(f.flow, g_flow, sizeof g_flow))
@@ -335,6 +355,51 @@ static void *flood_main(void *arg)
 out:
 	peer_close(fd, ssl);
 	free(data);
+	return NULL;
+}
+
+/* SC_REFUSE: two channels (URLLC); ATTACH of g_flow answered ATTACHED on the first and, 200 ms
+ * later, ERROR BUSY on the second; then DATA "u1" on the first, and the client's DATA "up"
+ * read there. */
+static void *refuse_main(void *arg)
+{
+	struct peer *pe = arg;
+	int fd[2] = {-1, -1};
+	SSL *ssl[2] = {NULL, NULL};
+	static uint8_t buf[SG_SDD_HDR_LEN + SG_SDD_MAX_PAYLOAD], pl[SG_SDD_MAX_PAYLOAD];
+	struct sg_sdd_frame f;
+	for (unsigned i = 0; i < 2; i++)
+		if ((fd[i] = accept(pe->lfd, NULL, NULL)) < 0 ||
+		    !(ssl[i] = sg_tls_server_ssl_new(g_tls)) || SSL_set_fd(ssl[i], fd[i]) != 1 ||
+		    SSL_accept(ssl[i]) != 1)
+			goto out;
+	for (unsigned i = 0; i < 2; i++) {
+		size_t n = frame(buf, SG_SDD_AUTH_OK, 1, NULL, NULL, 0);
+		if (peer_rd_frame(ssl[i], &f, pl, sizeof pl) || f.type != SG_SDD_AUTH ||
+		    peer_wr(ssl[i], buf, n))
+			goto out;
+	}
+	for (unsigned i = 0; i < 2; i++)
+		if (peer_rd_frame(ssl[i], &f, pl, sizeof pl) || f.type != SG_SDD_ATTACH ||
+		    memcmp(f.flow, g_flow, sizeof g_flow))
+			goto out;
+	static const char busy[] = "BUSY: the flow has two channels already";
+	size_t n = frame(buf, SG_SDD_ATTACHED, 1, g_flow, NULL, 0);
+	if (peer_wr(ssl[0], buf, n))
+		goto out;
+	usleep(200000);
+	n = frame(buf, SG_SDD_ERROR, 0, g_flow, busy, sizeof busy - 1);
+	if (peer_wr(ssl[1], buf, n))
+		goto out;
+	n = frame(buf, SG_SDD_DATA, 1, g_flow, "u1", 2);
+	if (peer_wr(ssl[0], buf, n) || peer_rd_frame(ssl[0], &f, pl, sizeof pl) ||
+	    f.type != SG_SDD_DATA || f.len != 2 || memcmp(pl, "up", 2))
+		goto out;
+	pe->ok = 1;
+	while (SSL_read_ex(ssl[0], buf, sizeof buf, &n) == 1)
+		;
+out:
+	peer_close(fd, ssl);
 	return NULL;
 }
 
@@ -476,10 +541,11 @@ static void peer_start(struct peer *pe)
 {
 	peer_listen(pe);
 	assert_int_equal(pthread_create(&pe->th, NULL,
-	                                pe->sc == SC_FLOOD  ? flood_main
-	                                : pe->sc == SC_HTTP ? http_main
-	                                : pe->sc == SC_SINK ? sink_main
-	                                                    : peer_main,
+	                                pe->sc == SC_FLOOD    ? flood_main
+	                                : pe->sc == SC_HTTP   ? http_main
+	                                : pe->sc == SC_SINK   ? sink_main
+	                                : pe->sc == SC_REFUSE ? refuse_main
+	                                                      : peer_main,
 	                                pe),
 	                 0);
 }
@@ -772,6 +838,78 @@ static void test_reattach_after_end(void **state)
 	peer_end(&pe, s);
 }
 
+/* After a receive that got data, reads outside receives go on: the answers to ATTACH and AUTH
+ * are taken (before, the session stopped reading at every frame's end once one receive had got
+ * data: attach and reauth timed out, and a send that had to wait while the peer echoed spun on
+ * poll() without reading, until its timeout). An ERROR ALREADY_ATTACHED says the flow is
+ * attached: nothing ends, and its DATA after it is delivered. */
+static void test_after_recv(void **state)
+{
+	(void)state;
+	struct peer pe = {.sc = SC_AFTER_RECV};
+	peer_start(&pe);
+	struct sg_sddc *s = open_session_t(&pe, 1, 16u << 20, 3000);
+	char buf[16], err[256] = "";
+	size_t n = 0;
+	if (sg_sddc_recv(s, g_flow_text, buf, sizeof buf, 3000, &n, err, sizeof err) != SG_OK)
+		fail_msg("recv: %s", err);
+	assert_int_equal(n, 2);
+	assert_memory_equal(buf, "hi", 2);
+	if (sg_sddc_attach(s, g_flow2_text, 0, err, sizeof err) != SG_OK)
+		fail_msg("attach after a receive: %s", err);
+	if (sg_sddc_recv(s, g_flow_text, buf, sizeof buf, 3000, &n, err, sizeof err) != SG_OK)
+		fail_msg("recv after ALREADY_ATTACHED: %s", err);
+	assert_int_equal(n, 5);
+	assert_memory_equal(buf, "after", 5);
+	if (sg_sddc_reauth(s, "t2", err, sizeof err) != SG_OK)
+		fail_msg("reauth after a receive: %s", err);
+	/* 8 MiB to a peer that echoes everything: the send reads the echo while it waits */
+	size_t total = 8u << 20;
+	uint8_t *out = malloc(total), *in = malloc(total);
+	assert_non_null(out);
+	assert_non_null(in);
+	pattern(out, total, 17);
+	if (sg_sddc_send(s, g_flow_text, out, total, err, sizeof err) != SG_OK)
+		fail_msg("send to an echoing peer: %s", err);
+	for (size_t got = 0; got < total; got += n)
+		if (sg_sddc_recv(s, g_flow_text, in + got, total - got, 3000, &n, err,
+		                 sizeof err) != SG_OK)
+			fail_msg("recv after %zu of %zu: %s", got, total, err);
+	assert_memory_equal(in, out, total);
+	uint8_t end[SG_SDD_HDR_LEN]; /* the peer's end marker */
+	sg_sdd_frame_header(end, SG_SDD_DATA, 0, 99, g_flow);
+	assert_int_equal(sg_sddc_send_raw(s, end, sizeof end, err, sizeof err), SG_OK);
+	peer_end(&pe, s);
+	free(out);
+	free(in);
+}
+
+/* URLLC: ATTACH refused on one channel (BUSY) while the other carries the flow: the attach
+ * fails with the refusal, and the flow goes on over the channel that has it (before, any
+ * flow ERROR ended the flow: its DATA was read and dropped, sends and receives failed). */
+static void test_urllc_refused_one(void **state)
+{
+	(void)state;
+	struct peer pe = {.sc = SC_REFUSE};
+	peer_start(&pe);
+	char url[64], buf[16], err[256] = "";
+	snprintf(url, sizeof url, "https://localhost:%d", pe.port);
+	struct sg_sddc_conf c = {.url = url, .ca = g_ca, .token = "t", .timeout_ms = 3000};
+	struct sg_sddc *s = NULL;
+	if (sg_sddc_connect(&c, "127.0.0.1", (unsigned)pe.port, 2, &s, err, sizeof err) != SG_OK)
+		fail_msg("connect: %s", err);
+	assert_int_equal(sg_sddc_attach(s, g_flow_text, 0, err, sizeof err), SG_ERR_DENIED);
+	assert_string_equal(err, "BUSY: the flow has two channels already");
+	size_t n = 0;
+	if (sg_sddc_recv(s, g_flow_text, buf, sizeof buf, 3000, &n, err, sizeof err) != SG_OK)
+		fail_msg("recv: %s", err);
+	assert_int_equal(n, 2);
+	assert_memory_equal(buf, "u1", 2);
+	if (sg_sddc_send(s, g_flow_text, "up", 2, err, sizeof err) != SG_OK)
+		fail_msg("send: %s", err);
+	peer_end(&pe, s);
+}
+
 /* Uplink sequence numbers end at 2^64 - 1 (an ATTACHED may start them near there): a send that
  * needs more frames than are left fails before sending any (numbered 0 after the wrap, the
  * server would drop them and every later one, while the send reported success); one that fits
@@ -1057,6 +1195,8 @@ int main(void)
 	    cmocka_unit_test(test_data_after_end),
 	    cmocka_unit_test(test_reattach_after_end),
 	    cmocka_unit_test(test_seq_end),
+	    cmocka_unit_test(test_after_recv),
+	    cmocka_unit_test(test_urllc_refused_one),
 	    cmocka_unit_test(test_flow_answer_host),
 	    cmocka_unit_test(test_slow_peer_memory),
 	    cmocka_unit_test(test_urllc_stalled_channel),
