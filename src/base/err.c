@@ -45,8 +45,19 @@ sg_err sg_fail(char *err, unsigned long errlen, sg_err code, const char *fmt, ..
 		va_start(ap, fmt);
 		vsnprintf(err, errlen, fmt, ap);
 		va_end(ap);
+		sg_str_printable(err);
 	}
 	return code;
+}
+
+char *sg_str_printable(char *s)
+{
+	/* an error may quote a peer (a server's ProblemDetails, a SEALDD END reason): its
+	 * control bytes must not reach a terminal or split a log line */
+	for (unsigned char *p = (unsigned char *)s; p && *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return s;
 }
 
 void sg_fail_append_openssl(char *err, unsigned long errlen)

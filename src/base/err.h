@@ -28,5 +28,8 @@ sg_err sg_fail(char *err, unsigned long errlen, sg_err code, const char *fmt, ..
 
 /* Appends OpenSSL's queued errors (most recent last) to err as "; reason", and clears them. */
 void sg_fail_append_openssl(char *err, unsigned long errlen);
+/* Replaces every control byte of s (below 0x20, and 0x7f) with '?', in place; returns s. sg_fail
+ * does this to every message it writes. */
+char *sg_str_printable(char *s);
 
 #endif

@@ -1,5 +1,6 @@
 /* cli/common.c: what the subcommands share: error printing, configuration loading, the CRL. */
 #include "cli/cli.h"
+#include "base/err.h"
 #include "base/file.h"
 #include "conf/conf.h"
 
@@ -10,12 +11,13 @@
 
 int sg_cli_fail(const char *fmt, ...)
 {
+	/* one line of printable text whatever a peer put in what it quotes (sg_str_printable) */
+	char msg[4096];
 	va_list ap;
-	fputs("sealguard: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "sealguard: %s\n", sg_str_printable(msg));
 	return 1;
 }
 

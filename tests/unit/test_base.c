@@ -93,6 +93,22 @@ static void test_json_escape(void **state)
 	assert_string_equal(small, "ab");
 }
 
+/* sg_fail writes one printable line whatever the quoted text holds (a server's ProblemDetails
+ * or END reason with terminal escapes, newlines, DEL); UTF-8 passes unchanged. */
+static void test_fail_printable(void **state)
+{
+	(void)state;
+	char err[64];
+	assert_int_equal(sg_fail(err, sizeof err, SG_ERR_PROTO, "403 %s",
+	                         "a\x1b]0;t\x07"
+	                         "b\nc\x7f\xc3\xa9"),
+	                 SG_ERR_PROTO);
+	assert_string_equal(err, "403 a?]0;t?b?c?\xc3\xa9");
+	char s[] = "\t x";
+	assert_string_equal(sg_str_printable(s), "? x");
+	assert_null(sg_str_printable(NULL));
+}
+
 static void test_file_atomic(void **state)
 {
 	(void)state;
@@ -367,6 +383,7 @@ int main(void)
 	    cmocka_unit_test(test_b64url_rejects),
 	    cmocka_unit_test(test_buf),
 	    cmocka_unit_test(test_json_escape),
+	    cmocka_unit_test(test_fail_printable),
 	    cmocka_unit_test(test_file_atomic),
 	    cmocka_unit_test(test_random_token),
 	    cmocka_unit_test(test_addrtab),
