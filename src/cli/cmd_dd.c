@@ -593,12 +593,6 @@ static unsigned echo_live;
 
 static long echo_timeout_ms; /* --timeout-ms: the handshake deadline; writes: 6 times that */
 
-static void sock_timeout(int fd, int opt, long ms)
-{
-	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-	setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
-}
-
 /* After a non-blocking SSL call returned r <= 0: waits for what it wants until deadline
  * (sg_mono_ms; 0: none). 1 to call again, 0 when the connection is done (closed, failed, or
  * the deadline passed). */
@@ -620,14 +614,18 @@ static int echo_wait(struct echo_conn *c, int r, int64_t deadline)
 static void *echo_thread(void *arg)
 {
 	struct echo_conn *c = arg;
-	/* A connection that sends nothing cannot hold its slot and thread past the handshake
-	 * deadline (no certificate is needed for that), nor one that takes the echo of what it
+	/* A connection cannot hold its slot and thread past the handshake deadline, for the
+	 * whole handshake (no certificate is needed for that: a peer that trickles its
+	 * ClientHello a byte at a time cannot stretch it), nor one that takes the echo of what it
 	 * sent slower than 64 KiB per write deadline (6 x --timeout-ms, for the whole of each
 	 * echo: a reader that trickles its window open cannot stretch it); an authenticated
 	 * connection may then idle as long as its flow does. */
-	sock_timeout(c->fd, SO_RCVTIMEO, echo_timeout_ms);
-	sock_timeout(c->fd, SO_SNDTIMEO, echo_timeout_ms);
-	if (SSL_accept(c->ssl) == 1 && fcntl(c->fd, F_SETFL, O_NONBLOCK) == 0) {
+	int hs = fcntl(c->fd, F_SETFL, O_NONBLOCK) == 0 ? -1 : 0;
+	for (int64_t deadline = sg_mono_ms() + echo_timeout_ms; hs < 0;) {
+		int r = SSL_accept(c->ssl);
+		hs = r == 1 ? 1 : echo_wait(c, r, deadline) ? -1 : 0;
+	}
+	if (hs == 1) {
 		struct sg_tls_principal p;
 		if (sg_tls_principal_from_ssl(c->ssl, &p) == SG_OK) {
 			fprintf(stderr, "echo-server: connection from %s (%s)\n",
@@ -699,7 +697,7 @@ static int dd_echo(const struct sg_cli_global *g, const struct dd_args *a)
 		sg_tls_server_free(ts);
 		return sg_cli_fail("--bind '%s': expected host:port", a->bind), 2;
 	}
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&ss, (socklen_t)sl) != 0 ||
 	    listen(fd, SOMAXCONN) != 0) {
@@ -714,10 +712,25 @@ static int dd_echo(const struct sg_cli_global *g, const struct dd_args *a)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	fprintf(stderr, "echo-server: listening on %s (mutual TLS)\n", a->bind);
+	/* SIGTERM and SIGINT are taken only while waiting for a connection (ppoll), so one that
+	 * comes between the check of echo_stop and the wait is not lost until the next
+	 * connection; the connection threads inherit the mask and never take them */
+	sigset_t stopsigs, waitmask;
+	sigemptyset(&stopsigs);
+	sigaddset(&stopsigs, SIGTERM);
+	sigaddset(&stopsigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stopsigs, &waitmask);
+	sigdelset(&waitmask, SIGTERM);
+	sigdelset(&waitmask, SIGINT);
 	int rc = 0;
 	while (!echo_stop) {
-		int c = accept(fd, NULL, NULL);
+		struct pollfd lp = {.fd = fd, .events = POLLIN};
+		if (ppoll(&lp, 1, NULL, &waitmask) < 0)
+			continue; /* EINTR: echo_stop is looked at again */
+		int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
 		if (c < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				continue; /* the connection went away before it was taken */
 			/* out of descriptors or memory: wait for connections to end; a connection
 			 * that failed before it was taken (ECONNABORTED, EPROTO, ...): the next */
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||

@@ -210,12 +210,38 @@ while time.time() - t0 < 15:
     except OSError:
         res = "closed"; break
 print("nonreader=%s" % res)
+# a ClientHello trickled one byte every 0.4 s: the deadline is the whole handshake's (it was
+# each read's, so this held its slot for as long as it went on)
+inb, outb = ssl.MemoryBIO(), ssl.MemoryBIO()
+try:
+    ctx.wrap_bio(inb, outb, server_hostname="v2x-app").do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = outb.read()
+t = socket.create_connection(("127.0.0.1", port)); t.settimeout(0.4)
+t0, res = time.time(), "open"
+for b in hello:
+    try:
+        t.send(bytes([b]))
+        if t.recv(1) == b"":
+            res = "closed"; break
+    except socket.timeout:
+        pass
+    except OSError:
+        res = "closed"; break
+    if time.time() - t0 > 10:
+        break
+print("trickle=%s after %.1f s" % (res, time.time() - t0))
 PY
 )
 kill "$E3" 2>/dev/null
+for _ in $(seq 1 30); do kill -0 "$E3" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$E3" 2>/dev/null && E3_LEFT=running || E3_LEFT=exited
 wait "$E3" 2>/dev/null
 expect_match "echo-server: 256 silent TCP connections take every slot" "held=refused" "$R"
 expect_match "... each is closed after the handshake deadline" "silent_closed=256" "$R"
 expect_match "... and a VAL server's connection gets its echo again" "after=echo" "$R"
 expect_match "... a peer that takes no echo is closed" "nonreader=closed" "$R"
+expect_match "... a ClientHello trickled a byte at a time is closed at the handshake deadline" "trickle=closed after [1-3]\.[0-9] s" "$R"
+expect_match "... SIGTERM stops it within 3 s" "exited" "$E3_LEFT"
 sg_done
