@@ -1223,20 +1223,21 @@ static int64_t sq_batch(size_t batch)
 static sg_err op_purge(struct sg_store *st, int64_t now, size_t batch, uint64_t *deleted)
 {
 	struct sq_store *s = SQ(st);
-	/* Each through its expires_at index, at most batch rows (?2). A used code and a rotated
-	 * refresh token stay while their replay would still revoke something (RFC 6749 §4.1.2,
-	 * RFC 9700 §4.14.2): until every refresh token of their grant has expired, and a day
-	 * longer, the longest an access token lives (idm.access_token_ttl_s). A grant's
-	 * revocation (kind 2) stays as long: it also refuses a token of the grant stored after
-	 * it (op_refresh_consume). */
+	/* Each walks its expires_at index and reads only rows it may delete (at most batch of
+	 * them, ?2), whatever else the table holds. A used code and a rotated refresh token stay
+	 * a day past their own expiry, the longest an access token lives
+	 * (idm.access_token_ttl_s): until then their replay still revokes the grant (RFC 6749
+	 * §4.1.2, RFC 9700 §4.14.2); after that it finds nothing and is refused as unknown, as it
+	 * was refused as expired. Not the grant's lifetime: a grant that keeps refreshing would
+	 * keep every token it ever rotated, a row per refresh and device for ever. A grant's
+	 * revocation (kind 2) stays while a refresh token of the grant is in the table: it also
+	 * refuses a token of the grant stored after it (op_refresh_consume); that lookup is one
+	 * seek in refresh_tokens_grant (grant_id, expires_at). */
 	static const char *const sql[] = {
-	    "DELETE FROM auth_codes WHERE rowid IN (SELECT rowid FROM auth_codes c"
-	    "  WHERE expires_at <= ?1 AND (used_at = 0 OR (expires_at <= ?1 - 86400000"
-	    "  AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = c.grant_id"
-	    "  AND r.expires_at > ?1 - 86400000))) LIMIT ?2)",
-	    "DELETE FROM refresh_tokens WHERE rowid IN (SELECT rowid FROM refresh_tokens r"
-	    "  WHERE expires_at <= ?1 - 86400000 AND NOT EXISTS (SELECT 1 FROM refresh_tokens f"
-	    "  WHERE f.grant_id = r.grant_id AND f.expires_at > ?1 - 86400000) LIMIT ?2)",
+	    "DELETE FROM auth_codes WHERE rowid IN (SELECT rowid FROM auth_codes"
+	    "  WHERE expires_at <= ?1 AND (used_at = 0 OR expires_at <= ?1 - 86400000) LIMIT ?2)",
+	    "DELETE FROM refresh_tokens WHERE rowid IN (SELECT rowid FROM refresh_tokens"
+	    "  WHERE expires_at <= ?1 - 86400000 LIMIT ?2)",
 	    "DELETE FROM revoked WHERE (kind, id) IN (SELECT kind, id FROM revoked v"
 	    "  WHERE expires_at <= ?1 AND (kind != 2 OR NOT EXISTS (SELECT 1 FROM refresh_tokens r"
 	    "  WHERE r.grant_id = v.id AND r.expires_at > ?1 - 86400000)) LIMIT ?2)",

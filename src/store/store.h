@@ -29,7 +29,7 @@
 struct sg_store;
 struct event_base;
 
-#define SG_STORE_SCHEMA_VERSION 8  /* the newest schema this build knows */
+#define SG_STORE_SCHEMA_VERSION 9  /* the newest schema this build knows */
 #define SG_STORE_DIGEST_MAX     64 /* bytes of a code / refresh token / client secret digest */
 #define SG_STORE_SUB_LEN        22 /* base64url of 128 random bits, without NUL */
 
@@ -300,9 +300,11 @@ sg_err sg_store_revoked_list(struct sg_store *st, int64_t since, int64_t now,
                              struct sg_store_revoked **out, size_t *n);
 void sg_store_revoked_list_free(struct sg_store_revoked *v, size_t n);
 /* Deletes what expired at or before now and is no longer needed: unused codes and access token
- * revocations once expired; used codes, refresh tokens and grant revocations a day after every
- * refresh token of their grant has expired (until then a replay still revokes the grant's
- * tokens, and a revoked grant's tokens stay refused). At most batch rows of each (0: all).
+ * revocations once expired; used codes and refresh tokens (rotated or not) a day after their
+ * own expiry (until then a replay still revokes the grant's tokens); a grant's revocation once
+ * it expired and no refresh token of the grant is left (a revoked grant's tokens stay
+ * refused). Reads only rows it deletes, but for the used codes of the last day and the grants'
+ * revocations whose grant still has tokens. At most batch rows of each table (0: all).
  * *deleted (may be NULL) receives the number of rows removed. */
 sg_err sg_store_purge(struct sg_store *st, int64_t now, size_t batch, uint64_t *deleted);
 

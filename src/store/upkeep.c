@@ -1,7 +1,7 @@
 /* store/upkeep.c: what `sealguard serve` deletes on its own (store.h, "upkeep"): authorization
  * codes, refresh tokens and revocations no longer needed (sg_store_purge: once expired, and
- * those whose replay still revokes a grant a day after its last refresh token expired), and
- * audit rows past the retention (audit.retention_days, audit.max_rows).
+ * those whose replay still revokes a grant a day after their own expiry), and audit rows past
+ * the retention (audit.retention_days, audit.max_rows).
  *
  * Runs on a thread of its own with its own connection, hourly (the first run shortly after the
  * start), in transactions of at most UPKEEP_BATCH rows with a pause between them, so that the

@@ -297,7 +297,7 @@ sqlite3 "$DBF" "DROP TABLE sdd_trans; DROP TABLE sdd_subsc; DROP TRIGGER audit_n
   CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
   UPDATE schema_version SET version = 4"
 sg_start "$T/sg.yaml" || { not_ok "start on a schema 4 state dir"; sg_done; }
-expect_eq "a schema 4 state dir is migrated to the current schema (8) at start" 8 "$(sqlite3 "$DBF" 'SELECT version FROM schema_version')"
+expect_eq "a schema 4 state dir is migrated to the current schema (9) at start" 9 "$(sqlite3 "$DBF" 'SELECT version FROM schema_version')"
 expect "... its users are kept (alice logs in)" login alice2.tokens
 tokens
 req "${EVIL[@]}" "${AE[@]}" "${JS[@]}" -d "{\"valServiceId\":\"evil\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO}}" "$RT_URL/regular/request-trans"

@@ -31,18 +31,22 @@ expect "alice logs in (an authorization code and a refresh token stored)" SG log
 cp "$T/a.tokens" "$T/a-old.tokens"
 expect "... and refreshes (the rotated refresh token stays, for replay detection)" SG token refresh --token-cache "$T/a.tokens"
 expect "... and logs in again" SG login "${LOGIN[@]}" --token-cache "$T/b.tokens"
+cp "$T/b.tokens" "$T/b-old.tokens"
+expect "... and refreshes that grant" SG token refresh --token-cache "$T/b.tokens"
 expect "server stops" sg_stop
 
-# the first login's rows expire; so does the second login's code, but its grant's refresh
-# token lives (a replay of the code would still revoke it); a revocation has expired, another
-# has not; 1,700 audit rows: 500 from 40 days ago, then 1,200 of today
+# the first login's rows expire; so do the second login's code and its rotated refresh token,
+# but its grant lives on (a day past their own expiry, their replay no longer revokes it: a
+# grant that keeps refreshing must not keep every token it rotated); a revocation has expired,
+# another has not; 1,700 audit rows: 500 from 40 days ago, then 1,200 of today
 NOW=$(($(date +%s) * 1000))
 q "UPDATE auth_codes SET expires_at = 1000;
    UPDATE refresh_tokens SET expires_at = 1000 WHERE grant_id = (SELECT grant_id FROM refresh_tokens ORDER BY id LIMIT 1);
+   UPDATE refresh_tokens SET expires_at = 1000 WHERE rotated_at != 0;
    INSERT INTO revoked VALUES (1, 'old-jti', 1000, 2000), (1, 'live-jti', $NOW, $((NOW + 3600000)));"
-EXPIRED=$(q "SELECT (SELECT count(*) FROM auth_codes c WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = c.grant_id AND r.expires_at > 1000)) + (SELECT count(*) FROM refresh_tokens WHERE expires_at <= 1000) + 1")
+EXPIRED=$(q "SELECT (SELECT count(*) FROM auth_codes) + (SELECT count(*) FROM refresh_tokens WHERE expires_at <= 1000) + 1")
 LIVE_RT=$(q "SELECT count(*) FROM refresh_tokens WHERE expires_at > $NOW")
-expect_match "the first login's code and two refresh tokens, and a revocation, are past any use ($EXPIRED rows)" '^4$' "$EXPIRED"
+expect_match "both logins' codes, the first login's two refresh tokens, the second's rotated one, and a revocation, are past any use ($EXPIRED rows)" '^6$' "$EXPIRED"
 q "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1700)
    INSERT INTO audit (ts, actor, action) SELECT CASE WHEN i <= 500 THEN $((NOW - 40 * 86400000)) ELSE $NOW END, 'test', 'row' || i FROM n;"
 AUDIT0=$(q "SELECT count(*) FROM audit")
@@ -58,10 +62,11 @@ expect_eq "the newest 1000 audit rows stay (audit.max_rows)" "1000 $NEWEST" "$(q
 expect_eq "... none older than 30 days (audit.retention_days)" 0 "$(q "SELECT count(*) FROM audit WHERE ts < $((NOW - 30 * 86400000))")"
 expect_eq "no expired refresh token or revocation is left" "0 0" "$(q "SELECT (SELECT count(*) FROM refresh_tokens WHERE expires_at <= 1000) || ' ' || (SELECT count(*) FROM revoked WHERE expires_at <= 2000)")"
 expect_eq "... the live ones stay (the second login's refresh token, the live revocation)" "$LIVE_RT 1" "$(q "SELECT count(*) FROM refresh_tokens") $(q "SELECT count(*) FROM revoked")"
-expect_eq "... and the second login's expired code, as its grant's refresh token lives" 1 "$(q "SELECT count(*) FROM auth_codes")"
+expect_eq "... and no code: the second login's too, although its grant lives on" 0 "$(q "SELECT count(*) FROM auth_codes")"
 expect_match "... the log says what went" "store upkeep: deleted $EXPIRED expired codes, refresh tokens and revocations, and $((AUDIT0 - 1000)) audit rows \(retention 30 days, at most 1000 rows\)" "$(cat "$T/server.log")"
 expect_match "the first login's refresh token, deleted, is refused: invalid_grant" "invalid_grant" "$(SG token refresh --token-cache "$T/a-old.tokens" 2>&1)"
-expect "the second login's refreshes" SG token refresh --token-cache "$T/b.tokens"
+expect_match "the second login's rotated refresh token, deleted, is refused: invalid_grant" "invalid_grant" "$(SG token refresh --token-cache "$T/b-old.tokens" 2>&1)"
+expect "... and its grant is not revoked by that: the second login refreshes" SG token refresh --token-cache "$T/b.tokens"
 refuse "the audit is still append-only after a prune" q "DELETE FROM audit"
 expect_eq "... and the prune flag is not left set" 0 "$(q "SELECT count(*) FROM audit_prune")"
 

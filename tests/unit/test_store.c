@@ -466,8 +466,8 @@ static void test_code_single_use(void **state)
 	uint64_t purged = 0;
 	assert_int_equal(sg_store_purge(st, now, 0, &purged), SG_OK);
 	assert_int_equal(purged, 1); /* the expired unused code */
-	/* the used one stays while a replay would still revoke: a day past its expiry, and while
-	 * its grant has a refresh token alive */
+	/* the used one stays while a replay still revokes: a day past its own expiry, however
+	 * long its grant lives on */
 	struct sg_store_refresh rt = {.digest_len = 32,
 	                              .grant_id = "grant-A",
 	                              .client_id = "simc",
@@ -477,13 +477,21 @@ static void test_code_single_use(void **state)
 	memset(rt.digest, 0x71, 32);
 	assert_int_equal(sg_store_refresh_put(st, &rt), SG_OK);
 	int64_t day = 86400000;
-	assert_int_equal(sg_store_purge(st, code.expires_at + day, 0, &purged), SG_OK);
+	assert_int_equal(sg_store_purge(st, code.expires_at + day - 1, 0, &purged), SG_OK);
 	assert_int_equal(purged, 0);
+	assert_int_equal(
+	    sg_store_code_consume(st, code.digest, 32, code.expires_at + day - 1, &out, &use),
+	    SG_OK);
+	assert_int_equal(use, SG_STORE_USE_REPLAY);
+	sg_store_code_clear(&out);
+	assert_int_equal(sg_store_purge(st, code.expires_at + day, 0, &purged), SG_OK);
+	assert_int_equal(purged, 1); /* the code; its grant's refresh token lives on */
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM auth_codes", NULL), 0);
 	assert_int_equal(sg_store_purge(st, rt.expires_at + day - 1, 0, &purged), SG_OK);
 	assert_int_equal(purged, 0);
 	assert_int_equal(sg_store_purge(st, rt.expires_at + day, 0, &purged), SG_OK);
-	assert_int_equal(purged, 2); /* the code and its grant's refresh token */
-	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM auth_codes", NULL), 0);
+	assert_int_equal(purged, 1);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM refresh_tokens", NULL), 0);
 	sg_store_close(st);
 }
 
@@ -565,6 +573,19 @@ static void test_refresh_rotation_and_revocation(void **state)
 	assert_int_equal(n, 1);
 	sg_store_revoked_list_free(rl, n);
 
+	/* fam-3 refreshes on: rA rotated (its own expiry is near), rB alive for three days */
+	struct sg_store_refresh ra = r1, rb = r1;
+	ra.digest[0] = 0xa;
+	ra.grant_id = rb.grant_id = "fam-3";
+	ra.expires_at = now + 1000;
+	rb.digest[0] = 0xb;
+	rb.expires_at = now + 3 * 86400000LL;
+	assert_int_equal(sg_store_refresh_put(st, &ra), SG_OK);
+	assert_int_equal(sg_store_refresh_consume(st, ra.digest, 32, now, &out, &use), SG_OK);
+	assert_int_equal(use, SG_STORE_USE_OK);
+	sg_store_refresh_clear(&out);
+	assert_int_equal(sg_store_refresh_put(st, &rb), SG_OK);
+
 	uint64_t purged = 0;
 	assert_int_equal(sg_store_purge(st, now, 0, &purged), SG_OK);
 	assert_int_equal(purged, 1); /* jti-old; r4 stays a day, for replay detection */
@@ -582,8 +603,28 @@ static void test_refresh_rotation_and_revocation(void **state)
 	    sg_store_refresh_consume(st, r3.digest, 32, now + 86400000 - 2, &out, &use), SG_OK);
 	assert_int_equal(use, SG_STORE_USE_REVOKED);
 	sg_store_refresh_clear(&out);
+	/* rA's replay is detected up to a day past its own expiry; then it is deleted although
+	 * its grant lives on (a grant that keeps refreshing does not keep every token it
+	 * rotated), and a replay finds nothing */
+	assert_int_equal(
+	    sg_store_refresh_consume(st, ra.digest, 32, now + 1000 + 86400000 - 1, &out, &use),
+	    SG_OK);
+	assert_int_equal(use, SG_STORE_USE_REPLAY);
+	sg_store_refresh_clear(&out);
+	assert_int_equal(sg_store_purge(st, now + 1000 + 86400000, 0, &purged), SG_OK);
+	assert_int_equal(purged, 1);
+	assert_int_equal(
+	    sg_store_refresh_consume(st, ra.digest, 32, now + 1000 + 86400000, &out, &use),
+	    SG_ERR_NOTFOUND);
+	assert_int_equal(
+	    raw_int(f->path, "SELECT count(*) FROM refresh_tokens WHERE grant_id = 'fam-3'", NULL),
+	    1);
 	assert_int_equal(sg_store_purge(st, now + 2 * 86400000, 0, &purged), SG_OK);
 	assert_int_equal(purged, 4); /* fam-1's three tokens, then its revocation */
+	assert_int_equal(
+	    sg_store_refresh_consume(st, rb.digest, 32, now + 2 * 86400000, &out, &use), SG_OK);
+	assert_int_equal(use, SG_STORE_USE_OK);
+	sg_store_refresh_clear(&out);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM revoked", NULL), 0);
 	sg_store_close(st);
 }
