@@ -15,6 +15,7 @@
 #define RECORD  16384u                        /* TLS plaintext per record */
 #define DCHUNK  (2 * RECORD - SG_SDD_HDR_LEN) /* downlink payload: frame = 2 records */
 #define IBUF    (SG_SDD_HDR_LEN + SG_SDD_MAX_PAYLOAD + 2 * RECORD) /* channel input */
+#define IBUF0   (SG_SDD_HDR_LEN + SG_SDD_MAX_TOKEN) /* ... before AUTH_OK: one AUTH frame */
 #define RBUDGET (1u << 20)  /* bytes read per callback before other connections get a turn */
 #define CLOSE_S 2           /* an ERROR frame's flush before the channel is closed anyway */
 #define MIN_HWM (64u << 10) /* a channel's share of sdd.user_output_mib is at least this */
@@ -28,6 +29,7 @@ struct pconn {
 	struct evbuffer *out;       /* what the socket could not take yet */
 	const struct timeval *wtmo; /* write stall bound (relay): no write progress in this long */
 	uint8_t *ib;                /* channel input: frames parsed in place; NULL when empty */
+	size_t icap;                /* its size: IBUF0 before AUTH_OK, then IBUF */
 	size_t ioff, ilen;
 	struct evdns_getaddrinfo_request *dnsreq; /* relay: resolving */
 	int up;                                   /* handshake done */
@@ -1212,12 +1214,21 @@ static void chan_read(struct chan *c)
 			pc_read_on(pc, 0); /* backpressure from a relay */
 			break;
 		}
-		if (!pc->ib && !(pc->ib = malloc(IBUF))) {
-			chan_fail(c, "INTERNAL", "out of memory");
-			break;
+		/* before AUTH_OK only an AUTH frame is taken (chan_parse), so a client that has
+		 * not authenticated makes the server hold that much at most, not a whole DATA
+		 * frame's buffer per channel; what follows AUTH grows it (kept bytes included) */
+		size_t cap = c->authed ? IBUF : IBUF0;
+		if (pc->icap < cap || !pc->ib) {
+			uint8_t *b = realloc(pc->ib, cap);
+			if (!b) {
+				chan_fail(c, "INTERNAL", "out of memory");
+				break;
+			}
+			pc->ib = b;
+			pc->icap = cap;
 		}
 		size_t before = pc->ilen;
-		int st = pc_fill(pc, pc->ib, IBUF, &pc->ilen);
+		int st = pc_fill(pc, pc->ib, pc->icap, &pc->ilen);
 		total += pc->ilen - before;
 		chan_parse(c);
 		if (st == 2) {
@@ -1234,6 +1245,7 @@ static void chan_read(struct chan *c)
 	if (pc->ib && !pc->ilen) { /* an idle channel holds no input buffer */
 		free(pc->ib);
 		pc->ib = NULL;
+		pc->icap = 0;
 	}
 	pc->in_read = 0;
 }

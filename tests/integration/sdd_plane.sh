@@ -126,6 +126,16 @@ elif mode=="answers":
             rbuf=rbuf[32+n:]
     print("stalled after", stalled, "of", total)
     print("answers", errors, "of", total//32, "other", other)
+elif mode=="pipelined":
+    # AUTH, ATTACH and 50,000 bytes of DATA in one write: the server reads a channel that
+    # has not authenticated into a buffer of one AUTH frame, then grows it for the rest
+    data=bytes((i*7+3)%251 for i in range(50000))
+    s.sendall(fr(1,tok.encode())+fr(3,flow=fid)+fr(5,data,1,fid))
+    got=b""; end=time.time()+10
+    while len(got)<len(data) and time.time()<end:
+        for t,p in frames(1,2):
+            if t==5: got+=p
+    print("echoed", len(got), "equal" if got==data else "different")
 elif mode=="preauth":
     # a DATA header before AUTH, its payload never sent: refused from the header alone
     h=fr(5,b"",1,fid)
@@ -408,6 +418,7 @@ fi
 # a DATA header before AUTH: refused from the header alone, its 60,000-byte payload not awaited
 OUT=$(raw preauth "$F2")
 expect_eq "a DATA header before AUTH: ERROR UNAUTHENTICATED at once" "8 UNAUTHENTICATED" "$OUT"
+expect_eq "AUTH, ATTACH and 50,000 bytes of DATA in one write: echoed whole (the input buffer grows after AUTH)" "echoed 50000 equal" "$(raw pipelined "$(flow)")"
 
 # DATA sent with ATTACH, before ATTACHED, past the relay's high-water mark: it flows on once
 # the relay is up (the channel once stopped reading for good)
