@@ -28,6 +28,7 @@ struct pconn {
 	struct event *tmo;          /* deadline: handshake/AUTH, relay connect, close flush */
 	struct evbuffer *out;       /* what the socket could not take yet */
 	const struct timeval *wtmo; /* write stall bound (relay): no write progress in this long */
+	int64_t wstall_ms;          /* relay: since when no write progress (0: progress since) */
 	uint8_t *ib;                /* channel input: frames parsed in place; NULL when empty */
 	size_t icap;                /* its size: IBUF0 before AUTH_OK, then IBUF */
 	size_t ioff, ilen;
@@ -182,6 +183,8 @@ static int pc_flush(struct pconn *pc)
 		return -1;
 	}
 	int want = evbuffer_get_length(pc->out) && !pc->wr_on_r;
+	if (progress)
+		pc->wstall_ms = 0;
 	if (want && progress && pc->wr_on && pc->wtmo)
 		event_add(pc->wev, pc->wtmo); /* progress: the stall bound starts again */
 	pc_write_on(pc, want);
@@ -590,9 +593,19 @@ static void relay_cb(evutil_socket_t fd, short what, void *arg)
 		/* no write progress in VAL_TIMEOUT_S. While the relay does not read the VAL server
 		 * (no receiving channel, or one over its mark) the VAL server may well be blocked
 		 * writing to us and so have stopped reading: that is this side's backpressure, not
-		 * its stall. The wait then goes on; the client's side is bounded by the channel
-		 * stall (sdd.channel_stall_s) and the flow's lifetime. */
-		if (rt->down_blocked || !frt_nrx(rt))
+		 * its stall, and the wait goes on (bounded by the flow's lifetime). But not past
+		 * sdd.channel_stall_s while the relay holds a channel's input (up_blocked): that
+		 * channel's other flows and its AUTH renewals would wait as long, and no channel
+		 * stall bound sees it (the channel's output is not what is stuck). A send-only
+		 * flow to a VAL server that answers everything ends so once the buffers on the way
+		 * are full. (With a receiving channel over its mark, it is that channel's client
+		 * that does not read: the channel stall bound closes it, the flow lives on.) */
+		int64_t now = sg_mono_ms(),
+		        bound = (int64_t)rt->s->conf->sdd.channel_stall_s * 1000;
+		if (!pc->wstall_ms)
+			pc->wstall_ms = now - VAL_TIMEOUT_S * 1000;
+		int held = rt->down_blocked || !frt_nrx(rt);
+		if (held && !(rt->up_blocked && !rt->down_blocked && now - pc->wstall_ms >= bound))
 			event_add(pc->wev, pc->wtmo);
 		else
 			frt_end(rt, "VAL_SERVER_STALLED");

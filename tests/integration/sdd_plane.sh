@@ -136,6 +136,38 @@ elif mode=="pipelined":
         for t,p in frames(1,2):
             if t==5: got+=p
     print("echoed", len(got), "equal" if got==data else "different")
+elif mode=="sendonly":
+    # flow A attached send-only, flow B to receive, on one channel. The DATA of A is echoed by
+    # the VAL endpoint, nobody receives it, so the endpoint blocks writing and stops reading,
+    # and the relay of A holds the input of the channel: the DATA of B waits behind. A must end
+    # (VAL_SERVER_STALLED) after channel_stall_s without relay progress, and B goes on.
+    fa=fid; fb=base64.urlsafe_b64decode(sys.argv[6]+"==")
+    s.sendall(fr(1,tok.encode())+fr(3,b"",1,fa)+fr(3,flow=fb))
+    print(" ".join(str(t) for t,_ in frames(3)))
+    s.setblocking(False); pl=b"s"*16384; seq=1; out=fr(5,pl,seq,fa); last=time.time(); t0=last
+    while time.time()-last<2 and time.time()-t0<30:
+        try: s.send(out); seq+=1; out=fr(5,pl,seq,fa); last=time.time()
+        except (ssl.SSLWantWriteError,ssl.SSLWantReadError,BlockingIOError): time.sleep(0.01)
+        except OSError as e: print("send:", e); break
+    # the frame the last try could not send goes first (a TLS write is retried as it was)
+    held=time.time(); todo=[out,fr(5,b"b-probe",1,fb)]; ended=None; echo=b""; rbuf=b""
+    while time.time()-held<40 and not (ended and echo):
+        if todo:
+            try: s.send(todo[0]); todo.pop(0)
+            except (ssl.SSLWantWriteError,ssl.SSLWantReadError,BlockingIOError): pass
+            except OSError as e: print("probe:", e); break
+        try:
+            d=s.recv(1<<16)
+            if not d: break
+            rbuf+=d
+        except (ssl.SSLWantReadError,ssl.SSLWantWriteError,BlockingIOError): time.sleep(0.01)
+        except OSError as e: print("recv:", e); break
+        while len(rbuf)>=32 and len(rbuf)>=32+struct.unpack(">I",rbuf[4:8])[0]:
+            n=struct.unpack(">I",rbuf[4:8])[0]; t=rbuf[1]; fl=rbuf[16:32]; p=rbuf[32:32+n]; rbuf=rbuf[32+n:]
+            if t==7 and fl==fa and ended is None: ended=(p.split(b":")[0].decode(),time.time()-held)
+            if t==5 and fl==fb: echo+=p
+    print("A", ended[0] if ended else "open", "B", echo.decode(errors="replace") or "-")
+    print("%.1f s" % (ended[1] if ended else -1))
 elif mode=="preauth":
     # a DATA header before AUTH, its payload never sent: refused from the header alone
     h=fr(5,b"",1,fid)
@@ -454,6 +486,18 @@ if [ "$(printf '%s\n' "$OUT" | sed -n 2p)" != closed ]; then # what to look at i
 fi
 expect_eq "... counted in /metrics" "1" "$(metric sealguard_sdd_channels_stalled_total)"
 expect_eq "... the flow can be attached again" "2 4" "$(raw attach "$F5")"
+
+# a send-only flow whose VAL endpoint echoes: nobody takes the echo, the endpoint stops reading,
+# and the relay holds the channel's input; the flow ends after channel_stall_s (10 s) without
+# relay progress, and the other flow on the channel goes on (it waited until the flow's lifetime)
+OUT=$(raw sendonly "$(flow)" "$(flow)")
+expect_eq "send-only flow A and flow B on one channel: AUTH_OK, ATTACHED, ATTACHED" "2 4 4" "$(printf '%s
+' "$OUT" | sed -n 1p)"
+expect_eq "... A, held by its VAL endpoint, ends VAL_SERVER_STALLED; B's DATA behind it is echoed" "A VAL_SERVER_STALLED B b-probe" "$(printf '%s
+' "$OUT" | sed -n 2p)"
+expect_match "... within 25 s of the channel being held ($(printf '%s
+' "$OUT" | sed -n 3p))" '^([0-9]|1[0-9]|2[0-4])\.[0-9] s$' "$(printf '%s
+' "$OUT" | sed -n 3p)"
 
 # URLLC: one channel of the two stops reading, then resets; the other gets everything
 UVT=$(jget "$("${C[@]}" "${VAL[@]}" -d grant_type=client_credentials -d resource=sealguard:sdd -d client_id=v2x-app "https://localhost:$S/oauth2/token")" access_token)
