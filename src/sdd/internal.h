@@ -107,8 +107,9 @@ struct frt {
 	int vstate;       /* 0 none, 1 connecting, 2 up */
 	int ended;
 	int up_blocked, down_blocked;
-	size_t up_lwm; /* up_blocked until its output is at most this (plane.c, G4) */
-	int corked;    /* small uplink payloads queued, to be written as one record (plane.c) */
+	int attached_once; /* a channel attached it: its end counts in flow_ends (plane.c) */
+	size_t up_lwm;     /* up_blocked until its output is at most this (plane.c, G4) */
+	int corked;        /* small uplink payloads queued, to be written as one record (plane.c) */
 	struct chan *ch[2];
 	int rx[2]; /* 0: the channel only sends (ATTACH seq bit 0): no downlink to it */
 	int nch;

@@ -422,7 +422,8 @@ static void frt_end(struct frt *rt, const char *reason)
 		return;
 	rt->ended = 1;
 	struct sg_sdd *s = rt->s;
-	count_end(s, reason);
+	if (rt->attached_once) /* a flow released or expired unused is no data-plane end */
+		count_end(s, reason);
 	while (rt->nch) {
 		struct chan *c = rt->ch[0];
 		send_text(c->pc, SG_SDD_END, rt->f->id, reason, NULL);
@@ -1092,6 +1093,7 @@ static void chan_attach(struct chan *c, const struct sg_sdd_frame *f)
 		c->capatt = cap;
 	}
 	c->att[c->natt++] = rt;
+	rt->attached_once = 1;
 	rt->rx[rt->nch] = !(f->seq & 1);
 	rt->ch[rt->nch++] = c;
 	user_rebalance(c); /* one more relay shares the user's budget */

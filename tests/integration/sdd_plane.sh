@@ -485,6 +485,11 @@ if [ "$(printf '%s\n' "$OUT" | sed -n 2p)" != closed ]; then # what to look at i
 	grep -E 'sdd: (data channel|flow)' "$T/server.log" | tail -5 | sed 's/^/# /'
 fi
 expect_eq "... counted in /metrics" "1" "$(metric sealguard_sdd_channels_stalled_total)"
+RELEASED='sealguard_sdd_flow_ends_total{reason="FLOW_RELEASED"}'
+N0=$(metric "$RELEASED")
+expect "a flow opened and released before any ATTACH" SG dd close --flow "$(flow)" --token-cache "$T/alice.tokens"
+sleep 0.6 # the data plane's sweep (250 ms) ends released flows
+expect_eq "... is not counted as a data-plane end in /metrics (FLOW_RELEASED stays $N0)" "$N0" "$(metric "$RELEASED")"
 expect_eq "... the flow can be attached again" "2 4" "$(raw attach "$F5")"
 
 # a send-only flow whose VAL endpoint echoes: nobody takes the echo, the endpoint stops reading,
