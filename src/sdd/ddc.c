@@ -424,14 +424,16 @@ static int push_verify_cb(int ok, X509_STORE_CTX *sctx)
 	if (!ok || X509_STORE_CTX_get_error_depth(sctx) != 0)
 		return ok;
 	X509 *x = X509_STORE_CTX_get_current_cert(sctx);
-	GENERAL_NAMES *gens = x ? X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL) : NULL;
 	int found = 0;
+	/* the match as everywhere else (a SAN with an embedded NUL matches nothing); the SANs'
+	 * text only for the log */
+	for (unsigned k = 0; x && k < p->conf->sdd.n_peers && !found; k++)
+		found = sg_tls_cert_has_san(x, p->conf->sdd.peers[k]);
+	GENERAL_NAMES *gens = x ? X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL) : NULL;
 	p->seen[0] = '\0';
 	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens) && !found; i++) {
 		char t[300];
 		san_text(sk_GENERAL_NAME_value(gens, i), t, sizeof t);
-		for (unsigned k = 0; t[0] && k < p->conf->sdd.n_peers && !found; k++)
-			found = strcmp(t, p->conf->sdd.peers[k]) == 0;
 		size_t l = strlen(p->seen);
 		if (t[0])
 			snprintf(p->seen + l, sizeof p->seen - l, "%s%s", l ? ", " : "", t);

@@ -626,7 +626,12 @@ static void relay_cb(evutil_socket_t fd, short what, void *arg)
 	if (!pc->up) {
 		int h = pc_handshake(pc);
 		long vr = h < 0 ? SSL_get_verify_result(pc->ssl) : X509_V_OK;
-		if (vr != X509_V_OK) {
+		if (vr == X509_V_ERR_APPLICATION_VERIFICATION) {
+			sg_log_warn("sdd: VAL server endpoint %s:%u does not present %s: relay "
+			            "refused in the handshake",
+			            rt->tgt.host, rt->tgt.port, rt->identity);
+			frt_end(rt, "VAL_SERVER_IDENTITY");
+		} else if (vr != X509_V_OK) {
 			/* T5: the endpoint's certificate does not verify (revoked by the CRL,
 			 * expired, another CA): it is not the VAL server, whatever its SAN */
 			sg_log_warn(
@@ -650,6 +655,35 @@ static void relay_cb(evutil_socket_t fd, short what, void *arg)
 		relay_read(rt);
 	if (rt->vc == pc && pc->dead)
 		frt_end(rt, rt->vstate == 2 ? "VAL_SERVER_CLOSED" : "VAL_SERVER_UNREACHABLE");
+}
+
+/* SEALDD-S user plane (R3): the endpoint's leaf must carry the identity of the VAL server that
+ * requested the transmission, checked inside the handshake after the profile's own checks, so
+ * that an endpoint that is not that VAL server never receives this server's client certificate
+ * (TLS 1.3 sends it only after the server's Finished). relay_up checks the principal again. */
+static int relay_ex_idx = -1;
+static pthread_once_t relay_ex_once = PTHREAD_ONCE_INIT;
+static void relay_ex_init(void)
+{
+	relay_ex_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+static int relay_verify_cb(int ok, X509_STORE_CTX *sctx)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(sctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+	const char *id = ssl ? SSL_get_ex_data(ssl, relay_ex_idx) : NULL;
+	SSL_verify_cb prev = ssl ? SSL_CTX_get_verify_callback(SSL_get_SSL_CTX(ssl)) : NULL;
+	if (!id)
+		return 0;
+	if (prev)
+		ok = prev(ok, sctx);
+	if (!ok || X509_STORE_CTX_get_error_depth(sctx) != 0)
+		return ok;
+	if (!sg_tls_cert_has_san(X509_STORE_CTX_get_current_cert(sctx), id)) {
+		X509_STORE_CTX_set_error(sctx, X509_V_ERR_APPLICATION_VERIFICATION);
+		return 0;
+	}
+	return 1;
 }
 
 static void relay_resolved(int result, struct evutil_addrinfo *res, void *arg)
@@ -678,11 +712,14 @@ static void relay_resolved(int result, struct evutil_addrinfo *res, void *arg)
 		return;
 	}
 	SSL *ssl = sg_tls_client_ssl_new(rt->s->val_tls);
-	if (!ssl) {
+	pthread_once(&relay_ex_once, relay_ex_init);
+	if (!ssl || relay_ex_idx < 0 || !SSL_set_ex_data(ssl, relay_ex_idx, rt->identity)) {
+		SSL_free(ssl);
 		evutil_closesocket(fd);
 		frt_end(rt, "VAL_SERVER_UNREACHABLE");
 		return;
 	}
+	SSL_set_verify(ssl, SSL_VERIFY_PEER, relay_verify_cb);
 	if (pc_bind(rt->s, pc, fd, ssl, relay_cb, rt) != 0) {
 		frt_end(rt, "VAL_SERVER_UNREACHABLE");
 		return;

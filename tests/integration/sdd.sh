@@ -227,7 +227,10 @@ t0=$(date +%s)
 expect_match "VAL endpoint refuses connections: the client is told (VAL_SERVER_UNREACHABLE)" "VAL_SERVER_UNREACHABLE" "$(DD send --flow "$DEADF" --in "$T/sa" "${DA[@]}" 2>&1)"
 expect_match "... without hanging" '^[0-5]$' "$(($(date +%s) - t0))"
 EVF=$(jget "$(DD open --service evil "${DA[@]}")" sddFlowId)
+N0=$(grep -c "connection from" "$T/echo.log")
 expect_match "VAL endpoint without the requesting VAL server's identity: VAL_SERVER_IDENTITY" "VAL_SERVER_IDENTITY" "$(DD send --flow "$EVF" --in "$T/sa" "${DA[@]}" 2>&1)"
+expect_eq "... refused inside the handshake: that endpoint never got the SEALDD server's certificate (no new mutual TLS connection)" "$N0" "$(grep -c "connection from" "$T/echo.log")"
+expect_match "... the log says so" "does not present DNS:evil-app: relay refused in the handshake" "$(cat "$T/server.log")"
 F2=$(jget "$(DD open --service v2x "${DA[@]}")" sddFlowId)
 DD recv --flow "$F2" --bytes 1000000 --timeout-ms 60000 --out /dev/null "${DA[@]}" >"$T/recv2.out" 2>&1 &
 RP=$!
