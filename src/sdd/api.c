@@ -1353,6 +1353,7 @@ static enum sg_http_result h_flow_create(struct sg_http_req *r, void *arg)
 	struct frt *rt = status ? NULL : calloc(1, sizeof *rt);
 	if (rt) {
 		rt->s = s;
+		rt->from_trans = 1;
 		rt->tgt = t->tgt;
 		rt->identity = strdup(t->identity);
 		rt->owner = strdup(t->client_id);

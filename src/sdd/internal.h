@@ -108,6 +108,8 @@ struct frt {
 	int ended;
 	int up_blocked, down_blocked;
 	int attached_once; /* a channel attached it: its end counts in flow_ends (plane.c) */
+	int from_trans;    /* created under this server's transmission of its VAL service (not
+	                    * relocated from a peer): relayed only while that is unchanged */
 	size_t up_lwm;     /* up_blocked until its output is at most this (plane.c, G4) */
 	int corked;        /* small uplink payloads queued, to be written as one record (plane.c) */
 	struct chan *ch[2];

@@ -1099,6 +1099,20 @@ static void chan_attach(struct chan *c, const struct sg_sdd_frame *f)
 		if (!v->identity || strcmp(v->identity, rt->identity) != 0)
 			why = "the VAL server is registered with another certificate identity";
 	}
+	/* ... and the transmission the flow was created under must still be the VAL service's:
+	 * one replaced since (another VAL server took the VAL service over, or its VAL server
+	 * moved its endpoint) relays no flow that had no relay yet to the old target */
+	if (rt && !rt->ended && rt->vstate == 0 && rt->from_trans && !why) {
+		const struct trans *t = s->trans;
+		while (t && strcmp(t->svc, fl->val_service_id) != 0)
+			t = t->next;
+		if (!t || strcmp(t->client_id, rt->owner) != 0 ||
+		    strcmp(t->identity, rt->identity) != 0 || t->tgt.port != rt->tgt.port ||
+		    strcmp(t->tgt.host, rt->tgt.host) != 0)
+			why =
+			    "the transmission for this VAL service was replaced since the flow was "
+			    "created";
+	}
 	pthread_mutex_unlock(&s->mu);
 	/* another user's flow looks exactly like no flow: no oracle for guessing ids */
 	if (!rt || rt->ended) {
@@ -1107,8 +1121,8 @@ static void chan_attach(struct chan *c, const struct sg_sdd_frame *f)
 	}
 	if (why) {
 		sg_log_warn(
-		    "sdd: VAL server %s is no longer registered for VAL service %s: flow ended",
-		    rt->owner, fl->val_service_id);
+		    "sdd: flow of VAL service %s (VAL server %s) ended at its first ATTACH: %s",
+		    fl->val_service_id, rt->owner, why);
 		send_text(c->pc, SG_SDD_ERROR, f->flow, "TRANSMISSION_NOT_REQUESTED", why);
 		frt_end(rt, "TRANSMISSION_NOT_REQUESTED");
 		return;

@@ -231,6 +231,19 @@ N0=$(grep -c "connection from" "$T/echo.log")
 expect_match "VAL endpoint without the requesting VAL server's identity: VAL_SERVER_IDENTITY" "VAL_SERVER_IDENTITY" "$(DD send --flow "$EVF" --in "$T/sa" "${DA[@]}" 2>&1)"
 expect_eq "... refused inside the handshake: that endpoint never got the SEALDD server's certificate (no new mutual TLS connection)" "$N0" "$(grep -c "connection from" "$T/echo.log")"
 expect_match "... the log says so" "does not present DNS:evil-app: relay refused in the handshake" "$(cat "$T/server.log")"
+# a flow is relayed under the transmission it was created under: a request-trans that repeats
+# it changes nothing, one that replaces it (another endpoint) ends the flows not relayed yet
+DF1=$(jget "$(DD open --service dead "${DA[@]}")" sddFlowId)
+DF2=$(jget "$(DD open --service dead "${DA[@]}")" sddFlowId)
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "{\"valServiceId\":\"dead\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":1}}" "$RT_URL/regular/request-trans"
+expect_eq "v2x-app repeats its request-trans for dead: 200" 200 "$CODE"
+expect_match "... a flow created before is relayed as before (VAL_SERVER_UNREACHABLE, port 1)" "VAL_SERVER_UNREACHABLE" "$(DD send --flow "$DF1" --in "$T/sa" "${DA[@]}" 2>&1)"
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "{\"valServiceId\":\"dead\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO}}" "$RT_URL/regular/request-trans"
+expect_eq "v2x-app moves dead to its echo endpoint: 200" 200 "$CODE"
+expect_match "... a flow created before and never attached is not relayed to the old target: TRANSMISSION_NOT_REQUESTED" "TRANSMISSION_NOT_REQUESTED" "$(DD send --flow "$DF2" --in "$T/sa" --echo "${DA[@]}" 2>&1)"
+expect_match "... the log says why" "flow of VAL service dead \(VAL server v2x-app\) ended at its first ATTACH: the transmission for this VAL service was replaced" "$(cat "$T/server.log")"
+DF3=$(jget "$(DD open --service dead "${DA[@]}")" sddFlowId)
+expect "... a new flow goes to the new endpoint (echoed)" DD send --flow "$DF3" --in "$T/sa" --echo "${DA[@]}"
 F2=$(jget "$(DD open --service v2x "${DA[@]}")" sddFlowId)
 DD recv --flow "$F2" --bytes 1000000 --timeout-ms 60000 --out /dev/null "${DA[@]}" >"$T/recv2.out" 2>&1 &
 RP=$!
