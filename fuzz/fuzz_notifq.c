@@ -2,7 +2,9 @@
  * sg_sdd_notifq_*) driven by a script of pushes, takes at a moving clock, deliveries done
  * (answered, not answered, not tried), retries at a due time and clears, against a model.
  * Properties, besides no crash, leak or undefined behaviour:
- *  - push and admits refuse exactly at the bounds, in all and per owner, with the right reason;
+ *  - push and admits refuse exactly at the bounds, in all and per owner, with the right reason,
+ *    but for a full queue taking an owner that is not suspect by dropping the newest of the
+ *    suspect owner with the most queued (at least two; ties to the smallest id);
  *  - take hands out only an owner's oldest outstanding notification (a retried one first), of an
  *    owner with none in delivery, not waiting for a retry that is not yet due, and suspect only
  *    while fewer than max_suspect_busy suspect owners are in delivery; among those, of the
@@ -31,6 +33,7 @@ struct mowner {
 struct model {
 	struct mowner o[OWNERS];
 	size_t total, max_total, max_per, max_suspect, suspect_busy;
+	uint64_t evicted;
 	struct sg_sdd_notif *held[HELD];
 	int held_suspect[HELD];
 	size_t nheld;
@@ -70,10 +73,29 @@ static void check_due(const struct model *m, const struct sg_sdd_notifq *q)
 	FUZZ_CHECK(q->suspect_busy == m->suspect_busy);
 }
 
+/* The owner a full queue drops the newest of for an owner that is not suspect: suspect, at
+ * least two queued, the most queued, ties to the smallest id (the names sort as the indexes);
+ * -1 when none. */
+static int victim(const struct model *m)
+{
+	int v = -1;
+	for (int j = 0; j < OWNERS; j++)
+		if (m->o[j].suspect && m->o[j].n >= 2 && (v < 0 || m->o[j].n > m->o[v].n))
+			v = j;
+	return v;
+}
+
 static void push(struct model *m, struct sg_sdd_notifq *q, int i)
 {
 	struct mowner *o = &m->o[i];
-	int want = m->total >= m->max_total ? 1 : o->count >= m->max_per ? 2 : 0;
+	int want = 0, v = -1;
+	if (m->total >= m->max_total) {
+		if (!o->suspect && o->count < m->max_per)
+			v = victim(m);
+		want = v < 0 ? 1 : 0;
+	} else if (o->count >= m->max_per) {
+		want = 2;
+	}
 	FUZZ_CHECK(sg_sdd_notifq_admits(q, name(i)) == (want == 0));
 	char *body = malloc(24);
 	FUZZ_CHECK(body != NULL);
@@ -86,6 +108,12 @@ static void push(struct model *m, struct sg_sdd_notifq *q, int i)
 		FUZZ_CHECK(strcmp(why, want == 1 ? "max_total" : "max_per_owner") == 0);
 		free(body);
 		return;
+	}
+	if (v >= 0) { /* the victim's newest went */
+		m->o[v].n--;
+		m->o[v].count--;
+		m->total--;
+		FUZZ_CHECK(q->evicted == ++m->evicted);
 	}
 	FUZZ_CHECK(o->n < sizeof o->fifo / sizeof o->fifo[0]);
 	if (!o->n && !o->busy && !o->due) /* it becomes ready */

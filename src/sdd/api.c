@@ -55,8 +55,9 @@ static int notif_admits_locked(struct sg_sdd *s, const char *owner)
 	return ok;
 }
 
-/* Called with mu held. O(1) under nmu: the queue is never scanned (proto.h). The entry holds
- * the body and the subscription id only: the notifUri is read at each try. */
+/* Called with mu held. O(1) under nmu while the queue has room (a full one looks through its
+ * owners for a suspect one's notification to drop, proto.h). The entry holds the body and the
+ * subscription id only: the notifUri is read at each try. */
 static void notif_enqueue_locked(struct sg_sdd *s, const struct subsc *sub, json_t *reports)
 {
 	json_t *n = json_pack("{s:s, s:O}", "subscriptionId", sub->id, "reports", reports);
@@ -68,7 +69,13 @@ static void notif_enqueue_locked(struct sg_sdd *s, const struct subsc *sub, json
 	}
 	const char *why = NULL;
 	pthread_mutex_lock(&s->nmu);
+	uint64_t evicted = s->nq.evicted;
 	int rc = sg_sdd_notifq_push(&s->nq, sub->owner, sub->id, text, &why);
+	if (rc == 0 && s->nq.evicted != evicted)
+		notif_drop_nlocked(
+		    s, s->nq.evicted_owner,
+		    "max_total, room made by dropping a notification of a VAL server "
+		    "whose endpoint does not answer");
 	if (rc == 0)
 		pthread_cond_broadcast(&s->ncv); /* idle workers wait on ncv */
 	else if (rc > 0)

@@ -1049,30 +1049,72 @@ void sg_sdd_notifq_init(struct sg_sdd_notifq *q, size_t max_total, size_t max_pe
 	q->max_suspect_busy = max_suspect_busy;
 }
 
+/* When the queue is full, the suspect owner whose notifications may make room for an owner that
+ * is not suspect: the one with the most queued (not in delivery), at least two, so that its
+ * oldest and its place in the lists stay; ties go to the smallest id. NULL when none. */
+static struct sg_sdd_nowner *evictable(const struct sg_sdd_notifq *q)
+{
+	struct sg_sdd_nowner *best = NULL;
+	size_t most = 0;
+	for (size_t b = 0; b < SG_SDD_NOTIF_OWNER_BUCKETS; b++)
+		for (struct sg_sdd_nowner *o = q->b[b]; o; o = o->next) {
+			size_t queued = o->n - (o->busy ? 1 : 0);
+			if (!o->suspect || queued < 2)
+				continue;
+			if (!best || queued > most ||
+			    (queued == most && strcmp(o->id, best->id) < 0)) {
+				best = o;
+				most = queued;
+			}
+		}
+	return best;
+}
+
+/* Whether a notification for o (NULL: an owner with none) may be queued: 0 yes, else the bound
+ * that refuses it. A full queue still takes one for an owner that is not suspect when a suspect
+ * owner's newest can make room (*victim), so VAL servers whose endpoints do not answer cannot
+ * keep the others' notifications out for as long as their retries last. */
+static const char *notifq_refuses(const struct sg_sdd_notifq *q, const struct sg_sdd_nowner *o,
+                                  struct sg_sdd_nowner **victim)
+{
+	*victim = NULL;
+	if (q->n >= q->max_total) {
+		if ((o && (o->suspect || o->n >= q->max_per_owner)) || !(*victim = evictable(q)))
+			return "max_total";
+		return NULL;
+	}
+	return o && o->n >= q->max_per_owner ? "max_per_owner" : NULL;
+}
+
 int sg_sdd_notifq_admits(const struct sg_sdd_notifq *q, const char *owner)
 {
-	if (q->n >= q->max_total)
-		return 0;
-	const struct sg_sdd_nowner *o = owner_find(q, owner, owner_bucket(owner));
-	return !o || o->n < q->max_per_owner;
+	struct sg_sdd_nowner *victim;
+	return !notifq_refuses(q, owner_find(q, owner, owner_bucket(owner)), &victim);
 }
 
 int sg_sdd_notifq_push(struct sg_sdd_notifq *q, const char *owner, const char *sid, char *body,
                        const char **why)
 {
 	size_t b = owner_bucket(owner);
-	struct sg_sdd_nowner *o = owner_find(q, owner, b);
-	if (q->n >= q->max_total) {
-		*why = "max_total";
+	struct sg_sdd_nowner *o = owner_find(q, owner, b), *victim;
+	if ((*why = notifq_refuses(q, o, &victim)))
 		return 1;
-	}
-	if (o && o->n >= q->max_per_owner) {
-		*why = "max_per_owner";
-		return 1;
-	}
 	struct sg_sdd_notif *x = calloc(1, sizeof *x);
 	if (!x)
 		return -1;
+	if (victim) { /* its newest goes (not its head: its place in the lists stays) */
+		struct sg_sdd_notif *p = victim->head;
+		while (p->next != victim->tail)
+			p = p->next;
+		free(victim->tail->body);
+		free(victim->tail);
+		p->next = NULL;
+		victim->tail = p;
+		victim->n--;
+		q->n--;
+		q->evicted++;
+		q->evicted_owner = victim->id;
+	}
 	if (!o) {
 		size_t len = strlen(owner);
 		if (!(o = calloc(1, sizeof *o + len + 1))) {

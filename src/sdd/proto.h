@@ -223,6 +223,8 @@ struct sg_sdd_notifq {
 	size_t n;                                   /* notifications, those in delivery too */
 	size_t suspect_busy;                        /* suspect owners in delivery */
 	size_t max_total, max_per_owner, max_suspect_busy;
+	uint64_t evicted;          /* suspect owners' notifications dropped to make room (push) */
+	const char *evicted_owner; /* whose was the last (valid until the next call) */
 };
 /* An empty queue with these bounds (each counts the notifications in delivery too). */
 void sg_sdd_notifq_init(struct sg_sdd_notifq *q, size_t max_total, size_t max_per_owner,
@@ -231,7 +233,10 @@ void sg_sdd_notifq_init(struct sg_sdd_notifq *q, size_t max_total, size_t max_pe
  * for a bound): lets the caller skip building one that would be dropped. */
 int sg_sdd_notifq_admits(const struct sg_sdd_notifq *q, const char *owner);
 /* Queues body (taken over on success) for subscription sid of owner: 0; 1 when a bound refuses
- * it (*why = "max_total" or "max_per_owner"; body stays the caller's); -1 out of memory. */
+ * it (*why = "max_total" or "max_per_owner"; body stays the caller's); -1 out of memory. When
+ * the queue is full, a notification of an owner that is not suspect still goes in if a suspect
+ * owner has at least two queued: the newest of the suspect owner with the most is dropped
+ * (ties: the smallest id), counted in q->evicted. */
 int sg_sdd_notifq_push(struct sg_sdd_notifq *q, const char *owner, const char *sid, char *body,
                        const char **why);
 /* The next notification to try at now_ms (monotonic), NULL when none may be tried now: owners

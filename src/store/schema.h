@@ -181,8 +181,8 @@ static const char *const sg_store_sqlite_migrations[] = {
     "  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;",
     /* 9: a grant's live refresh tokens found with one seek (the purge's check before it
      * deletes a grant's revocation; grant revocation itself) */
-    "DROP INDEX refresh_tokens_grant;"
-    "CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id, expires_at);",
+    ("DROP INDEX refresh_tokens_grant;"
+     "CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id, expires_at);"),
 };
 
 #define SG_STORE_SQLITE_NMIGRATIONS                                                                \

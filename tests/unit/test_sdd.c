@@ -688,6 +688,44 @@ static void test_notifq(void **state)
 	assert_int_equal(sg_sdd_notifq_clear(&q), 4096);
 	assert_int_equal(q.n, 0);
 	assert_null(sg_sdd_notifq_take(&q, 0));
+
+	/* a full queue still takes a notification of an owner that is not suspect: the newest of
+	 * the suspect owner with the most queued goes (never its last one, nor the one in
+	 * delivery); a suspect owner's own is refused */
+	sg_sdd_notifq_init(&q, 4, 4, 3);
+	assert_int_equal(sg_sdd_notifq_push(&q, "S", "s", body("s1"), &why), 0);
+	assert_int_equal(sg_sdd_notifq_push(&q, "S", "s", body("s2"), &why), 0);
+	assert_int_equal(sg_sdd_notifq_push(&q, "S", "s", body("s3"), &why), 0);
+	struct sg_sdd_notif *s1 = take_is(&q, "S", "s1");
+	sg_sdd_notifq_retry(&q, s1, 100); /* S is suspect: s1, s2, s3 queued */
+	assert_int_equal(sg_sdd_notifq_push(&q, "G", "s", body("g1"), &why), 0);
+	assert_int_equal(q.n, 4);
+	b = body("s4");
+	assert_int_equal(sg_sdd_notifq_push(&q, "S", "s", b, &why), 1);
+	assert_string_equal(why, "max_total");
+	free(b);
+	assert_true(sg_sdd_notifq_admits(&q, "H"));
+	assert_int_equal(sg_sdd_notifq_push(&q, "H", "s", body("h1"), &why), 0);
+	assert_int_equal(q.evicted, 1);
+	assert_string_equal(q.evicted_owner, "S");
+	assert_int_equal(sg_sdd_notifq_push(&q, "G", "s", body("g2"), &why), 0);
+	assert_int_equal(q.evicted, 2);
+	assert_int_equal(q.n, 4);
+	assert_false(sg_sdd_notifq_admits(&q, "K")); /* S holds one: nothing more to drop */
+	b = body("k1");
+	assert_int_equal(sg_sdd_notifq_push(&q, "K", "s", b, &why), 1);
+	assert_string_equal(why, "max_total");
+	free(b);
+	/* what is left is delivered: S kept its oldest (the retried s1), s2 and s3 went */
+	char got[64] = "";
+	for (struct sg_sdd_notif *x; (x = sg_sdd_notifq_take(&q, 100));) {
+		strcat(got, x->body);
+		strcat(got, " ");
+		sg_sdd_notifq_done(&q, x, 1);
+	}
+	assert_string_equal(got, "g1 h1 s1 g2 ");
+	assert_int_equal(q.n, 0);
+	assert_int_equal(sg_sdd_notifq_clear(&q), 0);
 }
 
 int main(void)
