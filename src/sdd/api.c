@@ -125,8 +125,13 @@ void sdd_notify_locked(struct sg_sdd *s, const struct frt *rt, const char *event
 	int64_t now = sg_now_ms();
 	const char *why = NULL;
 	const char *identity = registered_identity_locked(s, rt->owner, &why);
+	/* a flow relayed for another certificate identity of that name (removed and added again
+	 * with another one since) is not the registered principal's business */
+	if (identity && strcmp(identity, rt->identity) != 0)
+		identity = NULL;
 	for (struct subsc *sub = s->subs; sub && identity; sub = sub->next) {
-		/* only the live subscriptions of the VAL server as it is registered now */
+		/* only the live subscriptions of the VAL server as it is registered now, and as its
+		 * flow's transmission was bound */
 		if (strcmp(sub->owner, rt->owner) != 0 || sub->expires_ms <= now ||
 		    strcmp(sub->identity, identity) != 0)
 			continue;

@@ -251,6 +251,10 @@ expect_eq "... and the plain certificate reads the new one: 200" 200 "$CODE"
 req "${MULTI[@]}" "${AM[@]}" "${JS[@]}" -d "$TR2" "$RT_URL/urllc/request-trans"
 expect_eq "... its request-trans: 200, the transmission bound to DNS:v2x-app" "200 DNS:v2x-app" "$CODE $(sqlite3 "$DBF" "SELECT identity FROM sdd_trans WHERE val_service = 'v2x'")"
 expect_match "... so the relay still finds the VAL server's endpoint (DNS:v2x-app)" verified "$(DD send --flow "$(jget "$(DD open --service v2x "${DA[@]}")" sddFlowId)" --in "$T/p" --echo "${DA[@]}" 2>&1)"
+# a flow established now: its relay stays up while the VAL server is disabled, removed and
+# added again with another identity (below)
+FX=$(jget "$(DD open --service v2x "${DA[@]}")" sddFlowId)
+expect "a flow of v2x is established (echoed)" DD send --flow "$FX" --in "$T/p" --echo "${DA[@]}"
 kill "$ECHO2_PID" 2>/dev/null
 
 # --- the registry decides at every flow: a stored transmission of a disabled or removed VAL
@@ -287,6 +291,17 @@ expect_eq "... nor DELETE them: 404" 404 "$CODE"
 req "${OTHER[@]}" "${AO[@]}" "${JS[@]}" -d "$(SUB '"RELEASED"' other)" "$RT_URL/subscriptions"
 expect_eq "... it creates its own: 201" 201 "$CODE"
 expect_eq "... and only that one is stored" "1 DNS:other-app" "$(sqlite3 "$DBF" "SELECT count(*), max(identity) FROM sdd_subsc WHERE owner = 'v2x-app'" | tr '|' ' ')"
+# ... nor is it told about flows relayed for the old identity
+NOTIF2=$(free_port)
+NOTIF1_PID=$NOTIF_PID
+expect "a notification endpoint of DNS:other-app starts" sg_notif_start "$NOTIF2" DNS:localhost,DNS:other-app "$T/notifs2"
+NOTIF2_PID=$NOTIF_PID NOTIF_PID=$NOTIF1_PID
+req "${OTHER[@]}" "${AO[@]}" "${JS[@]}" -d "$(SUB '"RELEASED"' other2 | sed "s/:$NOTIF\//:$NOTIF2\//")" "$RT_URL/subscriptions"
+expect_eq "... a subscription of the new identity to RELEASED at its own endpoint: 201" 201 "$CODE"
+expect "the flow established for DNS:v2x-app is released" DD close --flow "$FX" "${DA[@]}"
+sleep 2
+expect_eq "... its RELEASED does not reach the name's new identity" 0 "$(grep -c . "$T/notifs2" 2>/dev/null || echo 0)"
+kill "$NOTIF2_PID" 2>/dev/null
 sg_kill
 sg_start "$T/sg.yaml" || { not_ok "third restart"; sg_done; }
 expect_match "... nor after a restart" "404 TRANSMISSION_NOT_REQUESTED" "$(DD open --service v2x "${DA[@]}" 2>&1)"
