@@ -723,13 +723,6 @@ static void collection_uri(struct gm_mount *m, struct sg_http_req *r, char *out,
 	snprintf(out, len, "https://%s" GM_BASE, host);
 }
 
-static int ctype_is(const char *ct, const char *want)
-{
-	size_t n = strlen(want);
-	return ct && strncasecmp(ct, want, n) == 0 &&
-	       (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
-}
-
 /* CreateValGroupDoc (POST), UpdateIndValGroupDoc (PUT), ModifyIndValGroupDoc (PATCH),
  * DeleteIndValGroupDoc (DELETE). */
 static enum sg_http_result h_write(struct sg_http_req *r, void *arg)
@@ -760,16 +753,10 @@ static enum sg_http_result h_write(struct sg_http_req *r, void *arg)
 		goto done;
 	}
 	if (j->op != GM_DELETE) {
-		const char *want =
-		    j->op == GM_PATCH ? "application/merge-patch+json" : "application/json";
-		if (!ctype_is(sg_http_req_header(r, "content-type"), want)) {
-			problem(r, 415, "UNSUPPORTED_MEDIA_TYPE", NULL, "the body must be %s",
-			        want);
-			goto done;
-		}
-		json_t *b = sg_http_req_json(r);
+		json_t *b = sg_http_req_json_as(
+		    r, j->op == GM_PATCH ? "application/merge-patch+json" : "application/json");
 		if (!b)
-			goto done; /* answered: 400 */
+			goto done; /* answered: 415 or 400 */
 		if (j->op == GM_PATCH) {
 			j->body = b;
 		} else {

@@ -31,9 +31,15 @@ const char *sg_http_req_peer_addr(const struct sg_http_req *r); /* "127.0.0.1:53
 /* Authenticated principal set by the auth/ policy before the handler runs (opaque here). */
 void *sg_http_req_auth(const struct sg_http_req *r);
 void sg_http_req_set_auth(struct sg_http_req *r, void *auth, void (*free_fn)(void *));
-/* Parses the body as JSON (only for Content-Type application/json or *+json). On failure it
- * has already answered 400/415 with a ProblemDetails and returns NULL. Caller owns the json_t. */
+/* Parses the body as JSON when its Content-Type is media (the OpenAPI operation's request
+ * media type; parameters such as charset allowed). On failure it has already answered 415 (any
+ * other media type) or 400 (malformed JSON) with a ProblemDetails and returns NULL. Caller owns
+ * the json_t. sg_http_req_json: media application/json. */
+json_t *sg_http_req_json_as(struct sg_http_req *r, const char *media);
 json_t *sg_http_req_json(struct sg_http_req *r);
+/* 1 when the Content-Type value ct names media type want (case-insensitive; whitespace before
+ * it and parameters after it allowed), else 0. */
+int sg_http_ctype_is(const char *ct, const char *want);
 
 /* --- response --- */
 void sg_http_resp_status(struct sg_http_req *r, int status);

@@ -381,17 +381,10 @@ enum sg_http_result idm_h_ipp(struct sg_http_req *r, void *arg)
 		j->op = !strcmp(method, "POST")  ? IPP_CREATE
 		        : !strcmp(method, "PUT") ? IPP_PUT
 		                                 : IPP_PATCH;
-		const char *ct = sg_http_req_header(r, "content-type");
-		const char *want =
-		    j->op == IPP_PATCH ? "application/merge-patch+json" : "application/json";
-		if (!ct || strncasecmp(ct, want, strlen(want)) != 0) {
-			sg_http_resp_problem(r, 415, "UNSUPPORTED_MEDIA_TYPE",
-			                     "the body must be %s", want);
-			goto done;
-		}
-		json_t *b = sg_http_req_json(r);
+		json_t *b = sg_http_req_json_as(
+		    r, j->op == IPP_PATCH ? "application/merge-patch+json" : "application/json");
 		if (!b)
-			goto done; /* answered */
+			goto done; /* answered: 415 or 400 */
 		if (j->op == IPP_PATCH) {
 			/* VALServicesConfigPatch: only valSvcConf may change */
 			const char *k;

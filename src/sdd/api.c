@@ -1134,16 +1134,10 @@ static enum sg_http_result subsc_change(struct sg_http_req *r, struct sg_sdd *s,
 			return SG_HTTP_DONE;
 		}
 	}
-	if (op == W_SUB_PATCH) {
-		const char *ct = sg_http_req_header(r, "content-type");
-		if (!ct || strncasecmp(ct, "application/merge-patch+json", 28) != 0) {
-			problem(r, 415, "UNSUPPORTED_MEDIA_TYPE",
-			        "PATCH takes application/merge-patch+json", NULL);
-			return SG_HTTP_DONE;
-		}
-	}
 	json_t *body = NULL;
-	if (op != W_SUB_DELETE && !(body = sg_http_req_json(r)))
+	if (op != W_SUB_DELETE &&
+	    !(body = sg_http_req_json_as(r, op == W_SUB_PATCH ? "application/merge-patch+json"
+	                                                      : "application/json")))
 		return SG_HTTP_DONE;
 	struct sg_sdd_check chk = {0};
 	if (op == W_SUB_PATCH && !json_is_object(body)) {

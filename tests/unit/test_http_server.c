@@ -10,6 +10,7 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "http/http.h"
 #include "net/server.h"
 #include "tls/pki.h"
 
@@ -580,13 +581,30 @@ static void test_drain(void **state)
 	free(log);
 }
 
+/* The request media type of an operation: exactly it, whatever the case, with whitespace before
+ * and parameters after it; never a prefix, another +json type or nothing. */
+static void test_ctype(void **state)
+{
+	(void)state;
+	assert_true(sg_http_ctype_is("application/json", "application/json"));
+	assert_true(sg_http_ctype_is(" Application/JSON; charset=utf-8", "application/json"));
+	assert_true(sg_http_ctype_is("\tapplication/merge-patch+json ;x=1",
+	                             "application/merge-patch+json"));
+	assert_false(sg_http_ctype_is("application/jsonx", "application/json"));
+	assert_false(sg_http_ctype_is("application/merge-patch+json", "application/json"));
+	assert_false(sg_http_ctype_is("application/problem+json", "application/json"));
+	assert_false(sg_http_ctype_is("application/json", "application/merge-patch+json"));
+	assert_false(sg_http_ctype_is("", "application/json"));
+	assert_false(sg_http_ctype_is(NULL, "application/json"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_get_h1_h2), cmocka_unit_test(test_keepalive_and_bodies),
 	    cmocka_unit_test(test_errors),    cmocka_unit_test(test_malformed),
 	    cmocka_unit_test(test_slowloris), cmocka_unit_test(test_max_connections),
-	    cmocka_unit_test(test_drain),
+	    cmocka_unit_test(test_drain),     cmocka_unit_test(test_ctype),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
