@@ -714,13 +714,7 @@ static void job_done(sg_err rc, void *arg)
  * listener's bind address. */
 static void collection_uri(struct gm_mount *m, struct sg_http_req *r, char *out, size_t len)
 {
-	const char *host = sg_http_req_header(r, "host");
-	size_t hl = host ? strlen(host) : 0;
-	if (!hl || hl > 255 ||
-	    strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") !=
-	        hl)
-		host = m->rp->bind;
-	snprintf(out, len, "https://%s" GM_BASE, host);
+	snprintf(out, len, "https://%s" GM_BASE, sg_http_req_authority(r, m->rp->bind));
 }
 
 /* CreateValGroupDoc (POST), UpdateIndValGroupDoc (PUT), ModifyIndValGroupDoc (PATCH),

@@ -40,6 +40,9 @@ json_t *sg_http_req_json(struct sg_http_req *r);
 /* 1 when the Content-Type value ct names media type want (case-insensitive; whitespace before
  * it and parameters after it allowed), else 0. */
 int sg_http_ctype_is(const char *ct, const char *want);
+/* The authority the client addressed (Host, or :authority on HTTP/2) when it is a plain
+ * host[:port] of at most 255 bytes, else fallback: for the apiRoot of a Location. */
+const char *sg_http_req_authority(const struct sg_http_req *r, const char *fallback);
 
 /* --- response --- */
 void sg_http_resp_status(struct sg_http_req *r, int status);

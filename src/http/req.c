@@ -355,6 +355,17 @@ int sg_http_ctype_is(const char *ct, const char *want)
 	return n == strlen(want) && strncasecmp(ct, want, n) == 0;
 }
 
+const char *sg_http_req_authority(const struct sg_http_req *r, const char *fallback)
+{
+	const char *host = sg_http_req_header(r, "host");
+	size_t hl = host ? strlen(host) : 0;
+	if (!hl || hl > 255 ||
+	    strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") !=
+	        hl)
+		return fallback;
+	return host;
+}
+
 json_t *sg_http_req_json(struct sg_http_req *r)
 {
 	return sg_http_req_json_as(r, "application/json");

@@ -1087,9 +1087,11 @@ static enum sg_http_result h_subsc_create(struct sg_http_req *r, void *arg)
 		problem(r, 503, "SERVICE_UNAVAILABLE", "out of memory", NULL);
 		return SG_HTTP_DONE;
 	}
-	const char *host = sg_http_req_header(r, "host");
+	/* {apiRoot}: the authority the VAL server addressed when it is a plain host[:port] of
+	 * at most 255 bytes, so the id always fits (a long Host cut it off: the VAL server
+	 * could not learn the id of a subscription that was stored) */
 	snprintf(j->location, sizeof j->location, "https://%s/sdd-trans/v1/subscriptions",
-	         host ? host : "localhost");
+	         sg_http_req_authority(r, "localhost"));
 	return wjob_submit(j);
 }
 
@@ -1391,9 +1393,9 @@ static enum sg_http_result h_flow_create(struct sg_http_req *r, void *arg)
 		problem(r, status, cause, detail, NULL);
 		return SG_HTTP_DONE;
 	}
-	const char *host = sg_http_req_header(r, "host");
 	char loc[512];
-	snprintf(loc, sizeof loc, "https://%s/sdd-flows/v1/flows/%s", host ? host : "localhost",
+	snprintf(loc, sizeof loc, "https://%s/sdd-flows/v1/flows/%s",
+	         sg_http_req_authority(r, "localhost"),
 	         json_string_value(json_object_get(out, "sddFlowId")));
 	sg_http_resp_header(r, "Location", loc);
 	sg_http_resp_header(r, "Cache-Control", "no-store");

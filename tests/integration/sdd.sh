@@ -295,6 +295,12 @@ expect_eq "subscription whose valServerConnInfo has no port (schema-valid): 201"
 PL=$(tr -d '\r' <"$T/h" | awk 'tolower($1)=="location:"{print $2}')
 req "${VAL[@]}" "${AV[@]}" -X DELETE "$PL"
 expect_eq "... deleted: 204" 204 "$CODE"
+# the Location of a request with a 400-byte Host: the apiRoot falls back, the id is never cut
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -H "Host: $(printf 'h%.0s' $(seq 1 400))" -d '{"events":["RELEASED"],"valServerConnInfo":{"ipv4Addr":"127.0.0.1"},"notifUri":"https://localhost:1/n"}' "$RT_URL/subscriptions"
+PL=$(tr -d '\r' <"$T/h" | awk 'tolower($1)=="location:"{print $2}')
+expect_match "subscription created with a 400-byte Host: its Location has the whole id ($CODE)" "^https://localhost/sdd-trans/v1/subscriptions/[A-Za-z0-9_-]{22}$" "$PL"
+req "${VAL[@]}" "${AV[@]}" -X DELETE "$RT_URL/subscriptions/${PL##*/}"
+expect_eq "... and it deletes that subscription: 204" 204 "$CODE"
 NF=$(jget "$(DD open --service v2x "${DA[@]}")" sddFlowId)
 DD send --flow "$NF" --in "$T/sa" --echo "${DA[@]}" >/dev/null 2>&1
 DD close --flow "$NF" "${DA[@]}"
