@@ -49,9 +49,13 @@ int sdd_job_due(const struct sg_sdd *s, int64_t *next_ms, int64_t period_ms, ato
 	int64_t now = sg_now_ms();
 	if (!s->pool || now < *next_ms)
 		return 0;
-	*next_ms = now + period_ms;
+	/* the next one is a period after this one runs: while the last is still in flight it
+	 * stays due (the next tick tries again), not a whole period later */
 	int expected = 0;
-	return atomic_compare_exchange_strong(busy, &expected, 1);
+	if (!atomic_compare_exchange_strong(busy, &expected, 1))
+		return 0;
+	*next_ms = now + period_ms;
+	return 1;
 }
 
 /* From the data plane's tick: queues a refresh (one at a time), never waits for the store. */
