@@ -27,7 +27,11 @@ static const char USAGE[] =
     "  --after-id N   only rows with an id above N (default 0: from the oldest kept)\n"
     "  --limit N      at most N rows (default 1000; 0: all)\n"
     "  --json         one JSON object per line: id, ts (ms since the epoch), time, actor,\n"
-    "                 action, object, refpoint, detail (null when absent)\n";
+    "                 action, object, refpoint, detail (null when absent)\n"
+    "\n"
+    "Ids have no holes but where the retention deleted rows: when the first row after\n"
+    "--after-id N is not N + 1, the rows in between were deleted before this export. They are\n"
+    "named on stderr and the exit status is 3 (the rows that are kept are still printed).\n";
 
 #define PAGE 1000
 
@@ -94,7 +98,8 @@ static int audit_list(int argc, char **argv, const struct sg_cli_global *g)
 	struct sg_store *st = NULL;
 	if (sg_cli_open_store(g, &conf, &st) != 0)
 		return 1;
-	int rc = 0;
+	int rc = 0, gap = 0;
+	long long first_after = after;
 	if (!json)
 		printf("ID  TIME  ACTOR  ACTION  OBJECT  REFERENCE-POINT  DETAIL\n");
 	/* page by page: an export of millions of rows never holds more than a page */
@@ -104,6 +109,15 @@ static int audit_list(int argc, char **argv, const struct sg_cli_global *g)
 		if (sg_store_audit_list(st, after, want, &v, &n) != SG_OK) {
 			rc = sg_cli_fail("cannot read the audit trail: %s", sg_store_last_error());
 			break;
+		}
+		/* an incremental export that fell behind the retention: say what it missed */
+		if (n && after == first_after && first_after > 0 && v[0].id > first_after + 1) {
+			fprintf(stderr,
+			        "sealguard: audit rows %lld to %lld are no longer in the store "
+			        "(deleted "
+			        "by the retention before this export)\n",
+			        first_after + 1, (long long)v[0].id - 1);
+			gap = 1;
 		}
 		for (size_t i = 0; i < n && rc == 0; i++)
 			if (print_row(&v[i], json))
@@ -118,6 +132,8 @@ static int audit_list(int argc, char **argv, const struct sg_cli_global *g)
 	}
 	if (rc == 0 && fflush(stdout) != 0)
 		rc = sg_cli_fail("cannot write the output");
+	if (rc == 0 && gap)
+		rc = 3;
 	sg_store_close(st);
 	sg_conf_free(conf);
 	return rc;

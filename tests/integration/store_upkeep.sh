@@ -80,6 +80,13 @@ MID=$(sed -n 500p "$T/audit.jsonl" | python3 -c 'import json,sys; print(json.loa
 expect_eq "... --after-id continues an export: the next 3 rows" "$(q "SELECT group_concat(id, ' ') FROM (SELECT id FROM audit WHERE id > $MID ORDER BY id LIMIT 3)")" \
 	"$(SG audit list --after-id "$MID" --limit 3 --json | python3 -c 'import json,sys; print(" ".join(str(json.loads(l)["id"]) for l in sys.stdin))')"
 expect_match "... as text with a header" "^ID  TIME  ACTOR  ACTION" "$(SG audit list --limit 1)"
+OLDEST=$(q "SELECT min(id) FROM audit")
+GAPOUT=$(SG audit list --after-id 5 --limit 2 --json 2>"$T/gap.err")
+expect_eq "... an export that fell behind the retention (--after-id 5): exit 3" 3 "$?"
+expect_match "... stderr names the rows it missed" "audit rows 6 to $((OLDEST - 1)) are no longer in the store" "$(cat "$T/gap.err")"
+expect_eq "... and the kept rows are still printed" "$OLDEST $((OLDEST + 1))" "$(printf '%s\n' "$GAPOUT" | python3 -c 'import json,sys; print(" ".join(str(json.loads(l)["id"]) for l in sys.stdin))')"
+SG audit list --after-id "$MID" --limit 3 --json >/dev/null 2>"$T/nogap.err"
+expect_eq "... an export without a gap: exit 0, nothing on stderr" "0 " "$? $(cat "$T/nogap.err")"
 SG audit list --limit -1 >/dev/null 2>&1
 expect_eq "... --limit -1: refused (exit 2)" 2 "$?"
 expect "server stops cleanly" sg_stop
