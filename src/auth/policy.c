@@ -41,7 +41,9 @@ struct sg_policy {
 	struct sg_idm_remote *remote;
 	struct policy_listener *listeners;
 	unsigned n;
-	int need_remote; /* some listener takes tokens and a resource-server role runs */
+	int need_remote;    /* some listener takes tokens and a resource-server role runs */
+	char *const *peers; /* sdd.peers (the configuration's, which outlives the policy) */
+	unsigned n_peers;
 };
 
 /* What the pre-handler attaches to a request (sg_http_req_set_auth); the public part first. */
@@ -111,6 +113,8 @@ sg_err sg_policy_new(const struct sg_conf *conf, struct sg_policy **out, char *e
 		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
 	sg_err e = SG_ERR_NOMEM;
 	p->n = conf->n_refpoints;
+	p->peers = conf->sdd.peers;
+	p->n_peers = conf->sdd.n_peers;
 	p->listeners = calloc(p->n ? p->n : 1, sizeof *p->listeners);
 	p->ks = sg_jws_keyset_new();
 	if (!p->listeners || !p->ks)
@@ -230,12 +234,25 @@ void *sg_policy_listener_arg(struct sg_policy *p, const struct sg_conf_refpoint 
 
 /* ---- the pre-handler ---- */
 
-static const char *allowed_san(const struct sg_conf_refpoint *rp, const struct sg_tls_principal *tp)
+static const char *allowed_san(const struct policy_listener *l, const struct sg_tls_principal *tp)
 {
+	const struct sg_conf_refpoint *rp = l->rp;
 	if (!tp || !tp->authenticated || tp->is_psk)
 		return NULL;
-	if (rp->n_allowed_identities == 0)
-		return tp->nsans ? tp->sans[0] : "";
+	if (rp->n_allowed_identities == 0 && l->mode != SG_AUTH_MTLS)
+		return tp->nsans ? tp->sans[0] : ""; /* the token says who (mtls+bearer, RFC 8705) */
+	if (rp->n_allowed_identities == 0) {
+		/* R4 without a list: the SEAL servers this one knows, i.e. those presenting an
+		 * identity of its own certificate (the functions of one deployment share it) and
+		 * its SEALDD peers (sdd.peers). Not any certificate of the CA: the VAL servers'
+		 * come from it too, and SEAL-E hands out group documents and group keys. */
+		if (tp->own_san)
+			return tp->own_san;
+		for (unsigned i = 0; i < l->p->n_peers; i++)
+			if (sg_tls_principal_has_san(tp, l->p->peers[i]))
+				return l->p->peers[i];
+		return NULL;
+	}
 	for (unsigned i = 0; i < rp->n_allowed_identities; i++)
 		if (sg_tls_principal_has_san(tp, rp->allowed_identities[i]))
 			return rp->allowed_identities[i];
@@ -272,7 +289,7 @@ int sg_policy_pre(struct sg_http_req *r, void *listener_arg)
 	/* R3/R4: the identity in the peer's end-entity certificate is used for policy; when the
 	 * operator lists allowed identities, any other SAN is refused (health stays answerable) */
 	const struct sg_tls_principal *tp = sg_http_req_tls_principal(r);
-	const char *san = allowed_san(l->rp, tp);
+	const char *san = allowed_san(l, tp);
 	if (!san) {
 		if (strcmp(sg_http_req_path(r), "/healthz") == 0)
 			return -1;

@@ -48,6 +48,7 @@ const char SG_CONF_DEFAULT_YAML[] =
     "#   auth: none | bearer | mtls | mtls+bearer  (mtls needs tls.mode mutual)\n"
     "#   services: which functions answer on it (idm, gm, km, sdd)\n"
     "#   allowed_identities: optional allow-list of peer certificate SANs, e.g. \"DNS:val1\"\n"
+    "#     (auth: mtls without it: only this listener's own certificate SANs and sdd.peers)\n"
     "#   limits: max_header_bytes (16384), max_body_bytes (1048576), max_connections (20000),\n"
     "#     handshake_timeout_ms (10000), header_timeout_ms (10000), body_timeout_ms (30000),\n"
     "#     idle_timeout_ms (60000), h2_max_streams (100), max_handshakes_per_address (256:\n"

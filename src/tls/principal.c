@@ -126,6 +126,10 @@ sg_err sg_tls_principal_from_ssl(SSL *ssl, struct sg_tls_principal *p)
 		}
 		GENERAL_NAMES_free(gens);
 		p->authenticated = 1;
+		X509 *own = SSL_get_certificate(ssl);
+		for (size_t i = 0; own && i < p->nsans && !p->own_san; i++)
+			if (sg_tls_cert_has_san(own, p->sans[i]))
+				p->own_san = p->sans[i];
 	}
 	if (pskid) {
 		p->is_psk = 1;

@@ -103,6 +103,9 @@ struct sg_tls_principal {
 	 * "URI:uri" or "IP:addr" (TS 33.310: the identity is the SAN, never the CN). */
 	char *sans[SG_TLS_MAX_SANS];
 	size_t nsans;
+	/* the first of sans that this side's own certificate carries too (this deployment's
+	 * servers share their certificate identity), NULL when none */
+	const char *own_san;
 	char *psk_identity;            /* when is_psk */
 	unsigned char cert_sha256[32]; /* SHA-256 of the DER certificate (RFC 8705 x5t#S256) */
 	char version[16];              /* "TLSv1.3" */

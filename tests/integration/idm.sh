@@ -26,6 +26,7 @@ EISS=https://localhost:$E
 VAL=(--cert "$PKI/val-servers/v2x-app.crt" --key "$PKI/val-servers/v2x-app.key")
 OTHER=(--cert "$PKI/val-servers/other-app.crt" --key "$PKI/val-servers/other-app.key")
 GM=(--cert "$PKI/seal-servers/gm-1.crt" --key "$PKI/seal-servers/gm-1.key")
+SRV=(--cert "$PKI/server.crt" --key "$PKI/server.key") # this deployment's SEAL servers
 C=(curl -s --cacert "$CA")
 RURI=http://127.0.0.1:1/cb
 
@@ -145,8 +146,14 @@ out=$("${C[@]}" "${OTHER[@]}" -w ' %{http_code}' -d grant_type=client_credential
 expect_match "client_credentials with another VAL server's certificate -> 401 invalid_client" '"error":"invalid_client".* 401$' "$out"
 
 # --- introspection (SEAL-S / SEAL-E) and revocation ---
-in=$("${C[@]}" "${GM[@]}" --data-urlencode "token=$CCAT" "$EISS/oauth2/introspect")
+in=$("${C[@]}" "${SRV[@]}" --data-urlencode "token=$CCAT" "$EISS/oauth2/introspect")
 expect_eq "introspect on SEAL-E: active + client_id" "True v2x-app" "$(jget "$in" active) $(jget "$in" client_id)"
+# SEAL-E without allowed_identities admits the identities of the server's own certificate and
+# sdd.peers only: not every certificate of the CA (VAL servers' come from it too)
+in=$("${C[@]}" "${VAL[@]}" --data-urlencode "token=$CCAT" "$EISS/oauth2/introspect")
+expect_eq "SEAL-E without allowed_identities: a VAL server's certificate is refused (403)" "403 UNAUTHORIZED_IDENTITY" "$(jget "$in" status) $(jget "$in" cause)"
+in=$("${C[@]}" "${GM[@]}" --data-urlencode "token=$CCAT" "$EISS/oauth2/introspect")
+expect_eq "... so is another SEAL server's until it is listed (gm-1)" "403 UNAUTHORIZED_IDENTITY" "$(jget "$in" status) $(jget "$in" cause)"
 in=$("${C[@]}" "${VAL[@]}" --data-urlencode "token=not-a-token" "$SISS/oauth2/introspect")
 expect_eq "introspect garbage: inactive" "False" "$(jget "$in" active)"
 code=$("${C[@]}" -o /dev/null -w '%{http_code}' --data-urlencode "token=$CCAT" "$ISS/oauth2/introspect")
@@ -154,9 +161,9 @@ expect_eq "no introspection on SEAL-UU" 404 "$code"
 before=$(date +%s%3N)
 code=$("${C[@]}" "${VAL[@]}" -o /dev/null -w '%{http_code}' -d client_id=v2x-app --data-urlencode "token=$CCAT" "$SISS/oauth2/revoke")
 expect_eq "RFC 7009 revoke of an access token: 200" 200 "$code"
-in=$("${C[@]}" "${GM[@]}" --data-urlencode "token=$CCAT" "$EISS/oauth2/introspect")
+in=$("${C[@]}" "${SRV[@]}" --data-urlencode "token=$CCAT" "$EISS/oauth2/introspect")
 expect_eq "revoked access token is inactive" "False" "$(jget "$in" active)"
-rl=$("${C[@]}" "${GM[@]}" "$EISS/oauth2/revocations?since=$before")
+rl=$("${C[@]}" "${SRV[@]}" "$EISS/oauth2/revocations?since=$before")
 expect_eq "revocation list has the jti" "$(jget "$ccc" jti)" "$(py 'import sys,json;print(" ".join(x["id"] for x in json.loads(sys.argv[1])["jti"]))' "$rl")"
 code=$("${C[@]}" "${VAL[@]}" -o /dev/null -w '%{http_code}' "$SISS/oauth2/revocations")
 expect_eq "no revocation list on SEAL-S" 404 "$code"
