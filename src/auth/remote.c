@@ -19,6 +19,7 @@
 #define RETRY_MS           250    /* first fetches, and after a failure */
 #define JWKS_PERIOD_MS     300000 /* retired keys disappear within 5 minutes */
 #define REV_OVERLAP_MS     5000   /* a revocation committed late is not missed */
+#define REV_FULL_MS        60000  /* ... nor one stamped before the overlap: a whole list */
 #define REV_KEEP_AFTER_MS  (SG_JWS_MAX_LEEWAY * 1000 + 5000) /* exp + leeway */
 #define MAX_RESPONSE_BYTES (4u << 20)
 
@@ -43,12 +44,14 @@ struct sg_idm_remote {
 	pthread_mutex_t mu; /* guards the fields below and the condition */
 	pthread_cond_t cond;
 	int stop, started, want_jwks;
-	int64_t jwks_fetched_mono; /* last JWKS fetch attempt that succeeded (monotonic ms) */
+	int64_t jwks_fetched_mono; /* last JWKS fetch attempt (monotonic ms): unknown kids
+	                            * refetch at most every min_refresh_ms, failing or not */
 	pthread_t thread;
 
 	_Atomic int jwks_ok;
 	_Atomic int64_t rev_ok_mono; /* last successful revocation poll (monotonic ms), 0 never */
 	int64_t rev_since;           /* the `now` of the previous answer (thread only) */
+	int64_t rev_full_mono;       /* when the last whole list came (thread only) */
 };
 
 static size_t str_hash(const char *s)
@@ -253,7 +256,14 @@ static int fetch_jwks(struct sg_idm_remote *r, struct sg_http_client *hc)
 static int poll_revocations(struct sg_idm_remote *r, struct sg_http_client *hc)
 {
 	char url[1024], err[512] = "";
-	int64_t since = r->rev_since > REV_OVERLAP_MS ? r->rev_since - REV_OVERLAP_MS : 0;
+	/* revoked_at is stamped by whoever revoked, before the commit: a row that committed more
+	 * than the overlap after its stamp (a writer waiting for the store's lock), or stamped by a
+	 * clock set back, falls before every later `since`. So the whole list (kept small by
+	 * expiry) comes again every REV_FULL_MS: such a revocation takes that long at most. */
+	int full = sg_mono_ms() - r->rev_full_mono >= REV_FULL_MS;
+	int64_t since = full                            ? 0
+	                : r->rev_since > REV_OVERLAP_MS ? r->rev_since - REV_OVERLAP_MS
+	                                                : 0;
 	snprintf(url, sizeof url, "%s%lld", r->url_rev_base, (long long)since);
 	struct sg_http_response resp;
 	int64_t now = 0;
@@ -268,6 +278,8 @@ static int poll_revocations(struct sg_idm_remote *r, struct sg_http_client *hc)
 		return 0;
 	}
 	r->rev_since = now;
+	if (full)
+		r->rev_full_mono = sg_mono_ms();
 	atomic_store(&r->rev_ok_mono, sg_mono_ms());
 	rev_expire(r, sg_now_ms());
 	return 1;
@@ -303,11 +315,7 @@ static void *thread_main(void *arg)
 		if (do_jwks || do_rev) {
 			r->want_jwks = want ? 0 : r->want_jwks;
 			pthread_mutex_unlock(&r->mu);
-			int jok = 1;
-			if (do_jwks) {
-				jok = fetch_jwks(r, hc);
-				next_jwks = sg_mono_ms() + (jok ? JWKS_PERIOD_MS : RETRY_MS);
-			}
+			/* revocations first: a slow key set fetch must not hold them back */
 			if (do_rev) {
 				/* the period counts from the start of the poll: the bound of
 				 * remote.h */
@@ -315,8 +323,12 @@ static void *thread_main(void *arg)
 				int rok = poll_revocations(r, hc);
 				next_rev = started + (rok ? (int64_t)r->poll_ms : RETRY_MS);
 			}
+			if (do_jwks) {
+				int jok = fetch_jwks(r, hc);
+				next_jwks = sg_mono_ms() + (jok ? JWKS_PERIOD_MS : RETRY_MS);
+			}
 			pthread_mutex_lock(&r->mu);
-			if (do_jwks && jok)
+			if (do_jwks)
 				r->jwks_fetched_mono = sg_mono_ms();
 			continue;
 		}
@@ -384,7 +396,9 @@ sg_err sg_idm_remote_new(const struct sg_idm_remote_conf *conf, struct sg_jws_ke
 	r->cc.timeout_ms = 5000;
 	r->cc.max_response_bytes = MAX_RESPONSE_BYTES;
 	r->poll_ms = conf->revocation_poll_ms < 100 ? 100 : conf->revocation_poll_ms;
-	r->min_refresh_ms = conf->jwks_min_refresh_ms;
+	/* an unknown kid costs identity management a key set fetch: never more than one a
+	 * second, whatever the configuration says */
+	r->min_refresh_ms = conf->jwks_min_refresh_ms < 1000 ? 1000 : conf->jwks_min_refresh_ms;
 	r->ks = ks;
 	r->cache = cache;
 	r->jwks_fetched_mono = INT64_MIN / 2;

@@ -511,18 +511,23 @@ static void rev_expire(struct sg_idm *idm, int64_t now)
 
 static sg_err rev_poll(struct sg_idm *idm, struct sg_store *st)
 {
-	int64_t now = sg_now_ms();
+	int64_t now = sg_now_ms(), mono = sg_mono_ms();
 	struct sg_store_revoked *v = NULL;
 	size_t n = 0;
-	/* a little overlap: a revocation committed late with an earlier revoked_at is not lost */
-	sg_err e =
-	    sg_store_revoked_list(st, idm->rev_since ? idm->rev_since - 5000 : 0, now, &v, &n);
+	/* a little overlap: a revocation committed late with an earlier revoked_at is not lost;
+	 * and the whole list every minute, for one committed later still or stamped by a clock
+	 * set back (as the resource servers' poll, auth/remote.c) */
+	int full = mono - idm->rev_full_mono >= 60000;
+	sg_err e = sg_store_revoked_list(st, idm->rev_since && !full ? idm->rev_since - 5000 : 0,
+	                                 now, &v, &n);
 	if (e != SG_OK)
 		return e;
 	for (size_t i = 0; i < n; i++)
 		idm_revoked_add(idm, v[i].kind, v[i].id, v[i].expires_at);
 	sg_store_revoked_list_free(v, n);
 	idm->rev_since = now;
+	if (full)
+		idm->rev_full_mono = mono;
 	return SG_OK;
 }
 

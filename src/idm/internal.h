@@ -66,6 +66,7 @@ struct sg_idm {
 	struct sg_jws_cache *cache;
 	atomic_int busy; /* a refresh job is in flight */
 	int64_t rev_since;
+	int64_t rev_full_mono; /* when the whole revocation list was last read (rev_poll) */
 	int64_t last_upkeep;
 	pthread_mutex_t tx_mu;
 	struct idm_tx *tx[IDM_TX_BUCKETS];

@@ -607,9 +607,12 @@ enum sg_http_result idm_h_revoke(struct sg_http_req *r, void *arg)
 		goto out;
 	}
 	if (is_jwt) {
-		/* our own access token, issued to this client: its jti is revoked until exp */
+		/* our own access token, issued to this client: its jti is revoked until exp; with
+		 * the largest leeway a resource server may give (I7), so a token just past exp that
+		 * some of them still take can be revoked too */
 		json_t *claims = NULL;
-		struct sg_jws_policy pol = {.iss = idm->issuer, .typ = SG_JWS_TYP_AT, .leeway = 5};
+		struct sg_jws_policy pol = {
+		    .iss = idm->issuer, .typ = SG_JWS_TYP_AT, .leeway = SG_JWS_MAX_LEEWAY};
 		sg_jws_status s = sg_jws_verify(idm->keys, token, &pol, &claims, NULL, 0);
 		const char *jti = json_string_value(json_object_get(claims, "jti"));
 		const char *cid = json_string_value(json_object_get(claims, "client_id"));
