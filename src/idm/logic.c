@@ -483,19 +483,26 @@ int64_t sg_idm_throttle_begin(struct sg_idm_throttle *t, const char *key, int ex
                               int64_t now_ms)
 {
 	pthread_mutex_lock(&t->mu);
-	struct thr_entry *e = thr_find(t, key, exclusive);
+	struct thr_entry *e = thr_find(t, key, 1);
 	int64_t wait = 0;
-	if (!e && exclusive && t->n >= t->max_entries) {
-		/* table full (an attack spraying names): refuse for a short while rather than
-		 * run unthrottled */
+	if (!e) {
+		/* table full (an attack spraying names or addresses): refuse for a short while
+		 * rather than run unthrottled */
 		wait = t->base_ms;
-	} else if (e) {
-		if (e->until > now_ms)
-			wait = e->until - now_ms;
-		else if (exclusive && e->running)
+	} else if (e->until > now_ms) {
+		wait = e->until - now_ms;
+	} else {
+		/* attempts in flight count as failures to come: an account one at a time, an
+		 * address at most as many at once as it has free attempts left (one once they are
+		 * used up), so a burst of concurrent attempts cannot all run before the first
+		 * failure is counted */
+		unsigned cap = exclusive                        ? 1
+		               : e->failures < t->free_attempts ? t->free_attempts - e->failures
+		                                                : 1;
+		if ((unsigned)e->running >= cap)
 			wait = 1000;
-		else if (exclusive)
-			e->running = 1;
+		else
+			e->running++;
 	}
 	pthread_mutex_unlock(&t->mu);
 	return wait;
@@ -505,13 +512,20 @@ void sg_idm_throttle_end(struct sg_idm_throttle *t, const char *key, int exclusi
                          int64_t now_ms)
 {
 	pthread_mutex_lock(&t->mu);
-	struct thr_entry *e = thr_find(t, key, !success);
+	struct thr_entry *e = thr_find(t, key, success == 0);
 	if (e) {
-		if (exclusive)
-			e->running = 0;
-		if (success) {
+		if (e->running > 0)
+			e->running--;
+		if (success < 0) {
+			/* not tried: nothing counts */
+		} else if (success && exclusive) {
 			e->failures = 0;
 			e->until = 0;
+		} else if (success) {
+			/* an address's success is one account's: it takes back one failure, not
+			 * all (a valid account must not launder guesses at the others) */
+			if (e->failures)
+				e->failures--;
 		} else {
 			e->failures++;
 			e->last = now_ms;

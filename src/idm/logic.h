@@ -114,12 +114,15 @@ struct sg_idm_throttle;
 struct sg_idm_throttle *sg_idm_throttle_new(unsigned free_attempts, int64_t base_ms, int64_t max_ms,
                                             size_t max_entries);
 void sg_idm_throttle_free(struct sg_idm_throttle *t);
-/* Before an attempt: 0 when it may run now, else the milliseconds to wait. With exclusive set,
- * an attempt already running for key also makes it wait (one password check at a time per
- * account) and this one is then marked running. */
+/* Before an attempt: 0 when it may run now (it is then counted running until _end), else the
+ * milliseconds to wait. With exclusive set, an attempt already running for key makes it wait
+ * (one password check at a time per account); without (a source address), attempts may run at
+ * once only as many as the free attempts left (one once they are used up). */
 int64_t sg_idm_throttle_begin(struct sg_idm_throttle *t, const char *key, int exclusive,
                               int64_t now_ms);
-/* After the attempt: success resets the key; failure counts and schedules the backoff. */
+/* After the attempt: success (1) resets an exclusive key and takes one failure back from a shared
+ * one; failure (0) counts and schedules the backoff; -1: the attempt did not run (nothing
+ * counts). */
 void sg_idm_throttle_end(struct sg_idm_throttle *t, const char *key, int exclusive, int success,
                          int64_t now_ms);
 /* Drops idle entries (no failure for max_ms and nothing running). */

@@ -2,11 +2,14 @@
  * (TS 33.434 A.4.2.1, I2) and the login page with its POST (I3, G4). */
 #include "idm/internal.h"
 
+#include "base/addrtab.h"
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/rand.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -299,9 +302,22 @@ struct login_job {
 
 static void addr_of(const char *peer, char *out, size_t outlen)
 {
-	/* "1.2.3.4:5678" or "[::1]:5678" -> the address without the port */
+	/* "1.2.3.4:5678" or "[2001:db8::1]:5678" -> the client as every other limit sees it
+	 * (sg_addr_key: an IPv6 client by its /64, which a host holds whole) */
 	const char *colon = peer ? strrchr(peer, ':') : NULL;
 	size_t n = colon ? (size_t)(colon - peer) : (peer ? strlen(peer) : 0);
+	char a[INET6_ADDRSTRLEN + 2] = "";
+	if (n >= 2 && peer[0] == '[' && peer[n - 1] == ']' && n - 2 < sizeof a)
+		snprintf(a, sizeof a, "%.*s", (int)(n - 2), peer + 1);
+	struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
+	uint8_t key[16];
+	if (*a && inet_pton(AF_INET6, a, &s6.sin6_addr) == 1 &&
+	    sg_addr_key(&s6, sizeof s6, key) == 0) {
+		size_t o = (size_t)snprintf(out, outlen, "a6:");
+		for (int i = 0; i < 16 && o + 2 < outlen; i++)
+			o += (size_t)snprintf(out + o, outlen - o, "%02x", key[i]);
+		return;
+	}
 	snprintf(out, outlen, "a:%.*s", (int)n, peer ? peer : "");
 }
 
@@ -461,8 +477,8 @@ enum sg_http_result idm_h_login(struct sg_http_req *r, void *arg)
 	/* G4: exponential backoff per source address and per account */
 	int64_t now = sg_now_ms();
 	int64_t wait = sg_idm_throttle_begin(idm->thr_addr, j->addr_key, 0, now);
-	if (!wait)
-		wait = sg_idm_throttle_begin(idm->thr_user, j->user_key, 1, now);
+	if (!wait && (wait = sg_idm_throttle_begin(idm->thr_user, j->user_key, 1, now)))
+		sg_idm_throttle_end(idm->thr_addr, j->addr_key, 0, -1, now); /* did not run */
 	if (wait) {
 		char ra[24];
 		snprintf(ra, sizeof ra, "%lld", (long long)((wait + 999) / 1000));
@@ -476,7 +492,8 @@ enum sg_http_result idm_h_login(struct sg_http_req *r, void *arg)
 	/* scrypt runs on the pool, never on the event loop */
 	if (sg_store_pool_submit_read(idm->pool, login_job, j, login_done, j,
 	                              sg_http_req_loop(r)) != SG_OK) {
-		sg_idm_throttle_end(idm->thr_user, j->user_key, 1, 1, now);
+		sg_idm_throttle_end(idm->thr_user, j->user_key, 1, -1, now);
+		sg_idm_throttle_end(idm->thr_addr, j->addr_key, 0, -1, now);
 		login_job_free(j);
 		error_page(r, 503, "The server is busy. Try again later.");
 		return SG_HTTP_DONE;

@@ -184,9 +184,24 @@ static void test_throttle(void **state)
 	sg_idm_throttle_end(t, "u:a", 1, 1, now + 3000);
 	assert_int_equal(sg_idm_throttle_begin(t, "u:a", 1, now + 3000), 0);
 	sg_idm_throttle_end(t, "u:a", 1, 1, now + 3000);
-	/* non-exclusive keys (addresses) run concurrently */
+	/* non-exclusive keys (addresses) run concurrently, but no more at once than they have
+	 * free attempts left: a burst cannot run before its failures are counted */
 	assert_int_equal(sg_idm_throttle_begin(t, "a:1", 0, now), 0);
 	assert_int_equal(sg_idm_throttle_begin(t, "a:1", 0, now), 0);
+	assert_int_equal(sg_idm_throttle_begin(t, "a:1", 0, now), 1000); /* 2 in flight, 2 free */
+	sg_idm_throttle_end(t, "a:1", 0, 0, now);                        /* 1 failure, 1 running */
+	assert_int_equal(sg_idm_throttle_begin(t, "a:1", 0, now), 1000);
+	sg_idm_throttle_end(t, "a:1", 0, 0, now); /* 2 failures: the backoff */
+	assert_int_equal(sg_idm_throttle_begin(t, "a:1", 0, now), 1000);
+	/* a success from the address takes one failure back, not all */
+	assert_int_equal(sg_idm_throttle_begin(t, "a:1", 0, now + 1000), 0);
+	sg_idm_throttle_end(t, "a:1", 0, 1, now + 1000); /* 1 failure left: 1 free attempt */
+	assert_int_equal(sg_idm_throttle_begin(t, "a:1", 0, now + 1000), 0);
+	assert_int_equal(sg_idm_throttle_begin(t, "a:1", 0, now + 1000), 1000);
+	sg_idm_throttle_end(t, "a:1", 0, -1, now + 1000); /* not run: nothing counted */
+	assert_int_equal(sg_idm_throttle_begin(t, "a:1", 0, now + 1000), 0);
+	sg_idm_throttle_end(t, "a:1", 0, 0, now + 1000); /* 2 failures again: the backoff */
+	assert_int_equal(sg_idm_throttle_begin(t, "a:1", 0, now + 1000), 1000);
 	sg_idm_throttle_expire(t, now + 10 * 60000);
 	sg_idm_throttle_free(t);
 }
