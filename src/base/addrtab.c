@@ -3,7 +3,9 @@
 
 #include "base/rand.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -27,6 +29,25 @@ int sg_addr_key(const void *sockaddr, size_t len, uint8_t key[16])
 		static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 		memcpy(key, a, memcmp(a, mapped, 12) == 0 ? 16 : 8); /* v4-mapped whole, else /64 */
 		return 0;
+	}
+	return -1;
+}
+
+int sg_addr_key_text(const char *peer, uint8_t key[16])
+{
+	const char *colon = peer ? strrchr(peer, ':') : NULL;
+	size_t n = colon ? (size_t)(colon - peer) : 0;
+	char a[INET6_ADDRSTRLEN + 1];
+	if (n >= 2 && peer[0] == '[' && peer[n - 1] == ']' && n - 2 < sizeof a) {
+		struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
+		snprintf(a, sizeof a, "%.*s", (int)(n - 2), peer + 1);
+		if (inet_pton(AF_INET6, a, &s6.sin6_addr) == 1)
+			return sg_addr_key(&s6, sizeof s6, key);
+	} else if (n && n < sizeof a) {
+		struct sockaddr_in s4 = {.sin_family = AF_INET};
+		snprintf(a, sizeof a, "%.*s", (int)n, peer);
+		if (inet_pton(AF_INET, a, &s4.sin_addr) == 1)
+			return sg_addr_key(&s4, sizeof s4, key);
 	}
 	return -1;
 }

@@ -18,6 +18,8 @@ struct sg_addrtab {
 };
 /* The key of a socket address (AF_INET or AF_INET6); -1 for another family. */
 int sg_addr_key(const void *sockaddr, size_t len, uint8_t key[16]);
+/* The same from a peer's text, "1.2.3.4:5678" or "[2001:db8::1]:5678"; -1 when it is neither. */
+int sg_addr_key_text(const char *peer, uint8_t key[16]);
 uint64_t sg_addrtab_get(const struct sg_addrtab *t, const uint8_t key[16]); /* 0: none */
 /* Sets key's value; 0 removes the entry. -1 when out of memory (nothing changed). */
 int sg_addrtab_set(struct sg_addrtab *t, const uint8_t key[16], uint64_t v);

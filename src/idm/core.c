@@ -386,8 +386,12 @@ int idm_tx_put(struct sg_idm *idm, struct idm_tx *src)
 		idm_tx_free(t);
 		return -1;
 	}
+	t->has_addr = src->has_addr;
+	memcpy(t->addr, src->addr, sizeof t->addr);
 	pthread_mutex_lock(&idm->tx_mu);
-	if (idm->ntx >= IDM_TX_MAX) {
+	if (idm->ntx >= IDM_TX_MAX ||
+	    (t->has_addr && (sg_addrtab_get(&idm->tx_addr, t->addr) >= IDM_TX_PER_ADDR ||
+	                     !sg_addrtab_inc(&idm->tx_addr, t->addr)))) {
 		pthread_mutex_unlock(&idm->tx_mu);
 		idm_tx_free(t);
 		return -1;
@@ -412,6 +416,8 @@ struct idm_tx *idm_tx_take(struct sg_idm *idm, const char *id)
 			found = *pp;
 			*pp = found->next;
 			idm->ntx--;
+			if (found->has_addr)
+				sg_addrtab_dec(&idm->tx_addr, found->addr);
 			break;
 		}
 	pthread_mutex_unlock(&idm->tx_mu);
@@ -432,6 +438,8 @@ static void tx_expire(struct sg_idm *idm, int64_t now)
 			if (t->expires_ms <= now) {
 				*pp = t->next;
 				idm->ntx--;
+				if (t->has_addr)
+					sg_addrtab_dec(&idm->tx_addr, t->addr);
 				idm_tx_free(t);
 			} else {
 				pp = &t->next;
@@ -731,6 +739,7 @@ void sg_idm_free(struct sg_idm *idm)
 	sg_jws_keyset_free(idm->keys);
 	sg_jws_cache_free(idm->cache);
 	tx_expire(idm, INT64_MAX);
+	sg_addrtab_free(&idm->tx_addr);
 	rev_expire(idm, INT64_MAX);
 	sg_idm_throttle_free(idm->thr_user);
 	sg_idm_throttle_free(idm->thr_addr);

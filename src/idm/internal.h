@@ -5,6 +5,7 @@
 #define SG_IDM_INTERNAL_H
 
 #include "auth/jws.h"
+#include "base/addrtab.h"
 #include "auth/secret.h"
 #include "conf/conf.h"
 #include "http/http.h"
@@ -71,6 +72,7 @@ struct sg_idm {
 	pthread_mutex_t tx_mu;
 	struct idm_tx *tx[IDM_TX_BUCKETS];
 	size_t ntx;
+	struct sg_addrtab tx_addr; /* pending logins per client address (under tx_mu) */
 	pthread_mutex_t rev_mu;
 	struct idm_rev *rev[IDM_REV_BUCKETS];
 	struct sg_idm_throttle *thr_user, *thr_addr;
@@ -96,10 +98,14 @@ struct idm_tx {
 	char id[SG_SECRET_STR_LEN];
 	int64_t expires_ms;
 	char *client_id, *redirect_uri, *scope, *state, *nonce, *code_challenge;
+	uint8_t addr[16]; /* the client's address key (sg_addr_key: IPv6 by its /64) */
+	int has_addr;
 };
-#define IDM_TX_TTL_MS (10 * 60 * 1000)
-#define IDM_TX_MAX    100000
-/* Stores a copy of t under a fresh id (written to t->id). 0, or -1 (no memory / full). */
+#define IDM_TX_TTL_MS   (10 * 60 * 1000)
+#define IDM_TX_MAX      100000
+#define IDM_TX_PER_ADDR 256 /* G4: one client cannot fill the table and stop everyone's logins */
+/* Stores a copy of t under a fresh id (written to t->id). 0, or -1 (no memory, full, or its
+ * client address holds IDM_TX_PER_ADDR pending already). */
 int idm_tx_put(struct sg_idm *idm, struct idm_tx *t);
 /* Removes and returns the transaction (single use), or NULL when unknown or expired. */
 struct idm_tx *idm_tx_take(struct sg_idm *idm, const char *id);

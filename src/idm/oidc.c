@@ -8,8 +8,6 @@
 #include "base/log.h"
 #include "base/rand.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,6 +173,7 @@ static void error_page(struct sg_http_req *r, int status, const char *msg)
 static void login_page(struct sg_idm *idm, struct sg_http_req *r, struct idm_tx *t, int status,
                        const char *msg, const char *username)
 {
+	t->has_addr = sg_addr_key_text(sg_http_req_peer_addr(r), t->addr) == 0;
 	if (idm_tx_put(idm, t) != 0) {
 		error_page(r, 503, "The server is busy. Try again later.");
 		return;
@@ -304,21 +303,14 @@ static void addr_of(const char *peer, char *out, size_t outlen)
 {
 	/* "1.2.3.4:5678" or "[2001:db8::1]:5678" -> the client as every other limit sees it
 	 * (sg_addr_key: an IPv6 client by its /64, which a host holds whole) */
-	const char *colon = peer ? strrchr(peer, ':') : NULL;
-	size_t n = colon ? (size_t)(colon - peer) : (peer ? strlen(peer) : 0);
-	char a[INET6_ADDRSTRLEN + 2] = "";
-	if (n >= 2 && peer[0] == '[' && peer[n - 1] == ']' && n - 2 < sizeof a)
-		snprintf(a, sizeof a, "%.*s", (int)(n - 2), peer + 1);
-	struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
 	uint8_t key[16];
-	if (*a && inet_pton(AF_INET6, a, &s6.sin6_addr) == 1 &&
-	    sg_addr_key(&s6, sizeof s6, key) == 0) {
-		size_t o = (size_t)snprintf(out, outlen, "a6:");
-		for (int i = 0; i < 16 && o + 2 < outlen; i++)
-			o += (size_t)snprintf(out + o, outlen - o, "%02x", key[i]);
+	if (sg_addr_key_text(peer, key) != 0) {
+		snprintf(out, outlen, "a:%s", peer ? peer : "");
 		return;
 	}
-	snprintf(out, outlen, "a:%.*s", (int)n, peer ? peer : "");
+	size_t o = (size_t)snprintf(out, outlen, "a:");
+	for (int i = 0; i < 16 && o + 2 < outlen; i++)
+		o += (size_t)snprintf(out + o, outlen - o, "%02x", key[i]);
 }
 
 static sg_err login_job(struct sg_store *st, void *arg)

@@ -336,5 +336,16 @@ n=$(SG user list >/dev/null; sqlite3 "$T/state/sealguard.db" "SELECT count(*) FR
 [ "${n:-0}" -gt 10 ] && ok "logins, tokens, revocations and keys are audited ($n rows)" || not_ok "audit rows: $n"
 if grep -qF "$VERIFIER" "$T/server.log" || grep -qF "alice-pass-1" "$T/server.log" || grep -qF "$RT2" "$T/server.log"; then not_ok "no secret in the log"; else ok "no secret in the log"; fi
 
+# G4: one client address holds at most 256 pending logins (authorization requests whose login
+# page was not answered yet), so it cannot fill the table of all of them and stop every login
+U=$(authz_url)
+first=0
+for i in $(seq 1 300); do
+	c=$("${C[@]}" -o /dev/null -w '%{http_code}' "$U")
+	[ "$c" = 503 ] && { first=$i; break; }
+done
+expect_match "pending logins of one address stop at 256: a later authorization request is 503 (the ${first}th here)" '^([1-9][0-9]?|1[0-9][0-9]|2[0-5][0-9])$' "$first"
+expect_eq "... while another address gets its login page" 200 "$("${C[@]}" --interface 127.0.0.2 -o /dev/null -w '%{http_code}' "$U")"
+
 expect "graceful stop" sg_stop
 sg_done

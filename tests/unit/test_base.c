@@ -152,6 +152,25 @@ static void test_random_token(void **state)
 /* G4: the per-address counts of the pre-authentication limits (listeners, SEALDD), against a plain
  * array under random increments and decrements (few distinct keys, long probe runs, growth and
  * removals in the middle of runs). */
+/* A peer's text as every limit keys it: IPv4 whole, IPv6 by its /64, anything else refused. */
+static void test_addr_key_text(void **state)
+{
+	(void)state;
+	uint8_t a[16], b[16];
+	assert_int_equal(sg_addr_key_text("192.0.2.7:443", a), 0);
+	assert_int_equal(sg_addr_key_text("192.0.2.8:443", b), 0);
+	assert_memory_not_equal(a, b, 16);
+	assert_int_equal(sg_addr_key_text("[2001:db8:1:2::1]:5", a), 0);
+	assert_int_equal(sg_addr_key_text("[2001:db8:1:2:ffff::9]:6", b), 0);
+	assert_memory_equal(a, b, 16); /* the same /64 */
+	assert_int_equal(sg_addr_key_text("[2001:db8:1:3::1]:5", b), 0);
+	assert_memory_not_equal(a, b, 16);
+	assert_int_equal(sg_addr_key_text("example.com:443", a), -1);
+	assert_int_equal(sg_addr_key_text("[not-an-address]:1", a), -1);
+	assert_int_equal(sg_addr_key_text("192.0.2.7", a), -1);
+	assert_int_equal(sg_addr_key_text(NULL, a), -1);
+}
+
 static void test_addrtab(void **state)
 {
 	(void)state;
@@ -387,6 +406,7 @@ int main(void)
 	    cmocka_unit_test(test_file_atomic),
 	    cmocka_unit_test(test_random_token),
 	    cmocka_unit_test(test_addrtab),
+	    cmocka_unit_test(test_addr_key_text),
 	    cmocka_unit_test(test_addrtab_prune),
 	    cmocka_unit_test(test_ratelimit),
 	    cmocka_unit_test(test_time_parse),
