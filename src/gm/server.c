@@ -597,15 +597,23 @@ static sg_err load_writable(struct sg_store *st, struct gm_job *j, json_t **doc)
 
 static sg_err store_doc(struct sg_store *st, struct gm_job *j, json_t *doc, int create)
 {
+	/* one group document per valGroupId: the key management server keys a group by it
+	 * (docs/km-protocol.md), so a second document of the same id, of another VAL server's
+	 * services say, would take that group's members their key */
+	const char *vgid = json_string_value(json_object_get(doc, "valGroupId"));
+	int taken = 0;
+	sg_err e = sg_store_gm_group_taken(st, vgid, create ? "" : j->id, &taken);
+	if (e != SG_OK)
+		return e;
+	if (taken)
+		return job_refuse(j, 403, "OPERATION_NOT_ALLOWED",
+		                  "another group document has this valGroupId");
 	char *s = json_dumps(doc, JSON_COMPACT);
 	if (!s)
 		return SG_ERR_NOMEM;
 	struct sg_store_gm_doc row = {
-	    .doc_id = j->id,
-	    .owner = j->owner,
-	    .val_group_id = (char *)json_string_value(json_object_get(doc, "valGroupId")),
-	    .body = s};
-	sg_err e = sg_store_gm_put(st, &row, create);
+	    .doc_id = j->id, .owner = j->owner, .val_group_id = (char *)vgid, .body = s};
+	e = sg_store_gm_put(st, &row, create);
 	free(s);
 	if (e == SG_OK && !(j->out = doc_new(j->id, j->owner, json_incref(doc))))
 		e = SG_ERR_NOMEM;

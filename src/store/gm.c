@@ -46,6 +46,30 @@ sg_err sg_store_gm_put(struct sg_store *st, const struct sg_store_gm_doc *d, int
 	                    "tttti", d->doc_id, d->owner, d->val_group_id, d->body, sg_now_ms());
 }
 
+static sg_err read_nothing(void *ctx, sqlite3_stmt *q, void *elem)
+{
+	(void)ctx;
+	(void)q;
+	(void)elem;
+	return SG_OK;
+}
+
+sg_err sg_store_gm_group_taken(struct sg_store *st, const char *val_group_id, const char *doc_id,
+                               int *taken)
+{
+	*taken = 0;
+	if (!val_group_id || !doc_id)
+		return sg_store_fail(SG_ERR_INVALID, "store: valGroupId and doc_id required");
+	sg_err e =
+	    sg_sql_get(st, "ss-gm", "group document", "no other group document", read_nothing, NULL,
+	               "SELECT doc_id FROM gm_docs WHERE val_group_id = ?1 AND doc_id != ?2"
+	               " LIMIT 1",
+	               "tt", val_group_id, doc_id);
+	if (e == SG_OK)
+		*taken = 1;
+	return e == SG_ERR_NOTFOUND ? SG_OK : e;
+}
+
 sg_err sg_store_gm_get(struct sg_store *st, const char *doc_id, struct sg_store_gm_doc *out)
 {
 	if (!doc_id || !out)

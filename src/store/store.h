@@ -445,6 +445,9 @@ sg_err sg_store_gm_get(struct sg_store *st, const char *doc_id, struct sg_store_
 /* Every group document by doc_id; *out owned by the caller: sg_store_gm_list_free(). */
 sg_err sg_store_gm_list(struct sg_store *st, struct sg_store_gm_doc **out, size_t *n);
 sg_err sg_store_gm_delete(struct sg_store *st, const char *doc_id);
+/* *taken = 1 when a group document other than doc_id ("" for none) has val_group_id, else 0. */
+sg_err sg_store_gm_group_taken(struct sg_store *st, const char *val_group_id, const char *doc_id,
+                               int *taken);
 /* Like sg_store_generation, for group documents only: changes with every committed write to
  * them, by any connection of any process. */
 sg_err sg_store_gm_generation(struct sg_store *st, uint64_t *gen);

@@ -107,6 +107,8 @@ expect_eq "create with malformed JSON: 400" 400 "$CODE"
 py 'print("{\"valGroupId\":\"big\",\"valServiceIds\":[\"v2x\"],\"grpDesc\":\"" + "a"*1100000 + "\"}")' >"$T/big.json"
 req "${VAL[@]}" "${AV[@]}" "${JS[@]}" --data-binary @"$T/big.json" "$GMS"
 expect_eq "create larger than the listener's max_body_bytes: 413" 413 "$CODE"
+req "${KIOSK[@]}" "${AK[@]}" "${JS[@]}" -d '{"valGroupId":"fleet-1","members":[{"valUserId":"alice"}],"valServiceIds":["kiosk"]}' "$GMS"
+expect_eq "kiosk-app creates a group of v2x-app's valGroupId (fleet-1): 403, the group's key stays its members'" "403 OPERATION_NOT_ALLOWED" "$CODE $(jget "$BODY" cause)"
 expect_eq "refused creations wrote nothing" "$N0" "$(count)"
 
 # --- RetrieveValGroupDocs with its filters ---
@@ -155,6 +157,8 @@ req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -X PUT -d '{"valGroupId":"fleet-1","valSer
 expect_eq "put with members []: 400" 400 "$CODE"
 req "${KIOSK[@]}" "${AK[@]}" "${JS[@]}" -X PUT -d "$G3" "$LOC1"
 expect_eq "kiosk-app replaces a v2x group: 404" 404 "$CODE"
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -X PUT -d '{"valGroupId":"fleet-2","valServiceIds":["v2x"]}' "$LOC1"
+expect_eq "put taking another group's valGroupId (fleet-2): 403" "403 OPERATION_NOT_ALLOWED" "$CODE $(jget "$BODY" cause)"
 req "${VAL[@]}" "${AV[@]}" "$LOC1"
 expect_eq "refused puts changed nothing" "$(canon "$G1b")" "$(canon "$BODY")"
 
