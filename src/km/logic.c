@@ -194,15 +194,19 @@ int sg_km_parse_pp_req(const json_t *j, struct sg_km_pp_req *out, struct sg_km_i
 		char *u = malloc(n + 1);
 		if (!u)
 			return bad(why, "/payload", "out of memory");
-		size_t m = 0;
+		size_t m = 0, pad = 0;
 		for (size_t i = 0; i < n; i++) {
 			char c = s[i];
-			if (c == '=')
+			if (c == '=') { /* padding ends it: only more padding may follow */
+				pad = n - i;
 				break;
+			}
 			u[m++] = c == '+' ? '-' : c == '/' ? '_' : c;
 		}
-		sg_err e =
-		    sg_b64url_decode(u, m, out->payload, sizeof out->payload, &out->payload_len);
+		sg_err e = pad > 2 || strspn(s + m, "=") != pad
+		               ? SG_ERR_INVALID
+		               : sg_b64url_decode(u, m, out->payload, sizeof out->payload,
+		                                  &out->payload_len);
 		OPENSSL_cleanse(u, n + 1);
 		free(u);
 		if (e != SG_OK || out->payload_len < SG_KM_KEY_MIN) {

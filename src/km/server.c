@@ -1056,6 +1056,14 @@ static enum sg_http_result h_kpp(struct sg_http_req *r, void *arg)
 		problem(r, SG_KM_INVALID_MSG_FORMAT, &why, "not a valid VALKeyPpReq");
 		goto done;
 	}
+	if (j->pp.valid_until_ms && !j->pp.valid_from_ms && j->pp.valid_until_ms <= sg_now_ms()) {
+		/* valid from now (no validFrom) until a time already past: never releasable */
+		sg_km_pp_req_wipe(&j->pp);
+		snprintf(why.param, sizeof why.param, "/validUntil");
+		snprintf(why.reason, sizeof why.reason, "must be in the future");
+		problem(r, SG_KM_INVALID_MSG_FORMAT, &why, "not a valid VALKeyPpReq");
+		goto done;
+	}
 	if (reserved_service(r, j->pp.val_service))
 		goto done;
 	const struct sg_principal *p = sg_principal_of(r);

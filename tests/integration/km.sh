@@ -253,6 +253,8 @@ req -H "Authorization: Bearer $AT" "${JS[@]}" -d '{"valServiceId":"v2x","payload
 expect_eq "an expired key: 404 KEY_EXPIRED" "404 KEY_EXPIRED" "$CODE $(jget "$BODY" cause)"
 req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d '{"skmcUri":"urn:x","valServiceId":"v2x","validFrom":"2020-01-01","validUntil":"x"}' "$KPP"
 expect_eq "validFrom not an RFC 3339 date-time: 400 /validFrom" "400 /validFrom" "$CODE $(jget "$BODY" invalidParams 0 param)"
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d '{"skmcUri":"urn:x","valServiceId":"v2x","payloadId":"never","validUntil":"2020-02-01T00:00:00Z"}' "$KPP"
+expect_eq "validUntil in the past without validFrom (a key never releasable): 400 /validUntil" "400 /validUntil" "$CODE $(jget "$BODY" invalidParams 0 param)"
 out=$(SG key info --name v2x-app --val-service v2x --user alice@v2x --json 2>&1)
 expect_eq "ss-kir leaves revoked and expired keys out too" "alice-k1" "$(py 'import sys,json;print(" ".join(r["payloadId"] for r in json.loads(sys.argv[1])))' "$out")"
 expect_eq "the revoked and expired keys were never released" 0 "$(sql "SELECT count(*) FROM audit WHERE action='km.retrieve' AND object IN ('v2x/alice-k2','v2x/alice-old') AND id > (SELECT max(id) FROM audit WHERE action='km.revoke')")"

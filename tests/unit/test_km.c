@@ -139,6 +139,13 @@ static void test_pp_req_validation(void **state)
 	     "/payloadId"},
 	    {"{\"skmcUri\":\"urn:x\",\"valServiceId\":\"v\",\"payload\":\"AAEC\"}", 0, "/payload"},
 	    {"{\"skmcUri\":\"urn:x\",\"valServiceId\":\"v\",\"payload\":\"!!!!\"}", 0, "/payload"},
+	    /* nothing but padding after padding */
+	    {"{\"skmcUri\":\"urn:x\",\"valServiceId\":\"v\",\"payload\":"
+	     "\"AAECAwQFBgcICQoLDA0ODw=garbage\"}",
+	     0, "/payload"},
+	    {"{\"skmcUri\":\"urn:x\",\"valServiceId\":\"v\",\"payload\":"
+	     "\"AAECAwQFBgcICQoLDA0ODw===\"}",
+	     0, "/payload"},
 	    {"{\"skmcUri\":\"urn:x\",\"valServiceId\":\"v\",\"valTgtUe\":{}}", 0, "/valTgtUe"},
 	    {"{\"skmcUri\":\"urn:x\",\"valServiceId\":\"v\",\"valTgtUe\":{\"valUserId\":\"a\","
 	     "\"valUeId\":\"b\"}}",
