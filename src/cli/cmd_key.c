@@ -13,12 +13,14 @@
 #include "conf/conf.h"
 #include "km/logic.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char USAGE[] =
     "usage: sealguard key register [--token-cache FILE] [--skmc-key FILE] [--skmc-uri URI]\n"
@@ -101,11 +103,14 @@ static int default_cache(char *out, size_t len)
 	return n > 0 && (size_t)n < len ? 0 : sg_cli_fail("path too long");
 }
 
-/* The SKM-C key: loaded, or (create) generated and saved when absent or --new. */
-static int skmc_key(const char *path, int create, int replace, char **priv)
+/* The SKM-C key: loaded, or (create) generated when absent or --new and saved beside path as
+ * PATH.new (*fresh = 1): skmc_key_commit puts it in place once the SKM-S registered it, so a
+ * registration that fails leaves the key the SKM-S encrypts to where it was. */
+static int skmc_key(const char *path, int create, int replace, char **priv, int *fresh)
 {
-	char err[512] = "";
+	char err[512] = "", tmp[4200];
 	*priv = NULL;
+	*fresh = 0;
 	if (!replace && sg_file_exists(path))
 		return sg_skmc_key_load(path, priv, err, sizeof err) == SG_OK
 		           ? 0
@@ -114,11 +119,32 @@ static int skmc_key(const char *path, int create, int replace, char **priv)
 		return sg_cli_fail("no SKM-C key %s: run `sealguard key register` first", path);
 	if (sg_skmc_key_generate(priv) != SG_OK)
 		return sg_cli_fail("cannot generate a P-256 key");
-	if (sg_skmc_key_save(path, *priv, err, sizeof err) != SG_OK) {
+	if (snprintf(tmp, sizeof tmp, "%s.new", path) >= (int)sizeof tmp ||
+	    sg_skmc_key_save(tmp, *priv, err, sizeof err) != SG_OK) {
 		sg_skmc_secret_free(*priv);
 		*priv = NULL;
-		return sg_cli_fail("%s", err);
+		return *err ? sg_cli_fail("%s", err) : sg_cli_fail("path too long");
 	}
+	*fresh = 1;
+	return 0;
+}
+
+/* After the registration: a fresh key (skmc_key) replaces the old one (registered), or is
+ * removed (not). 0, or 1 with the reason printed. */
+static int skmc_key_commit(const char *path, int fresh, int registered)
+{
+	char tmp[4200];
+	if (!fresh || snprintf(tmp, sizeof tmp, "%s.new", path) >= (int)sizeof tmp)
+		return 0;
+	if (!registered) {
+		unlink(tmp);
+		return 0;
+	}
+	if (rename(tmp, path) != 0)
+		return sg_cli_fail(
+		    "the SKM-S registered the new key, but %s could not replace %s: %s "
+		    "(move it there by hand)",
+		    tmp, path, strerror(errno));
 	return 0;
 }
 
@@ -225,13 +251,17 @@ static int ue_cmd(const char *sub, struct key_args *a)
 		sg_cli_fail("the access token expired: run `sealguard token refresh`");
 		goto out;
 	}
-	int reg = !strcmp(sub, "register");
-	if (skmc_key(keypath, reg, reg && a->new_key, &priv))
+	int reg = !strcmp(sub, "register"), fresh = 0;
+	if (skmc_key(keypath, reg, reg && a->new_key, &priv, &fresh))
 		goto out;
 	if (reg) {
 		json_t *resp = NULL;
-		if (sg_skmc_ue_register(&c, priv, a->skmc_uri, &resp, err, sizeof err) != SG_OK) {
+		int ok =
+		    sg_skmc_ue_register(&c, priv, a->skmc_uri, &resp, err, sizeof err) == SG_OK;
+		if (!ok)
 			sg_cli_fail("register: %s", err);
+		if (skmc_key_commit(keypath, fresh, ok) || !ok) {
+			json_decref(resp);
 			goto out;
 		}
 		printf("registered SKM-C key %s (%s) over KM-UU; private key in %s (0600)\n",
@@ -355,16 +385,19 @@ static int vs_cmd(const struct sg_cli_global *g, const char *sub, struct key_arg
 	char *priv = NULL;
 	json_t *resp = NULL, *recs = NULL, *req = NULL;
 	rc = 1;
+	int fresh = 0;
 	if (reg || info) {
-		if (vs_key_path(g, a, keyp, sizeof keyp) || skmc_key(keyp, reg, a->new_key, &priv))
+		if (vs_key_path(g, a, keyp, sizeof keyp) ||
+		    skmc_key(keyp, reg, a->new_key, &priv, &fresh))
 			goto out;
 	}
 	if (reg) {
-		if (sg_skmc_vs_register(v, url, priv, a->skmc_uri, &resp, err, sizeof err) !=
-		    SG_OK) {
+		int ok =
+		    sg_skmc_vs_register(v, url, priv, a->skmc_uri, &resp, err, sizeof err) == SG_OK;
+		if (!ok)
 			sg_cli_fail("register: %s", err);
+		if (skmc_key_commit(keyp, fresh, ok) || !ok)
 			goto out;
-		}
 		printf("registered SKM-C key %s (%s) over KM-S; private key in %s (0600)\n",
 		       json_string_value(json_object_get(resp, "kid")),
 		       json_string_value(json_object_get(resp, "skmcUri")), keyp);

@@ -85,6 +85,11 @@ out=$(SG key register --token-cache "$T/alice.tokens" 2>&1)
 expect_match "alice's SKM-C registers over KM-UU" '^registered SKM-C key [A-Za-z0-9_-]{43} ' "$out"
 expect_eq "alice's private key file is 0600" 600 "$(stat -c %a "$T/alice.tokens.skmc.jwk")"
 expect_match "... and holds a private JWK" '"d"' "$(cat "$T/alice.tokens.skmc.jwk")"
+# a new key whose registration fails (here: a token the server refuses) replaces nothing
+py 'import json,sys;c=json.load(open(sys.argv[1]));c["access_token"]="x.y.z";json.dump(c,open(sys.argv[2],"w"))' "$T/alice.tokens" "$T/bad.tokens"
+cp "$T/alice.tokens.skmc.jwk" "$T/bad.tokens.skmc.jwk"
+refuse "key register --new with a token the SKM-S refuses fails" SG key register --new --token-cache "$T/bad.tokens"
+expect_eq "... and leaves the registered key in place, no new one beside it" "$(sha256sum <"$T/alice.tokens.skmc.jwk") absent" "$(sha256sum <"$T/bad.tokens.skmc.jwk") $([ -e "$T/bad.tokens.skmc.jwk.new" ] && echo present || echo absent)"
 out=$(SG key register --name v2x-app 2>&1)
 expect_match "v2x-app's SKM-C registers over KM-S" '^registered SKM-C key ' "$out"
 expect_eq "v2x-app's private key file is 0600" 600 "$(stat -c %a "$PKI/val-servers/v2x-app.skmc.jwk")"
@@ -201,6 +206,9 @@ expect_eq "the KM-UU request does not exist on KM-S: 404" 404 "$CODE"
 expect_eq "no key was released by the refused requests" "$R0" "$(nrel)"
 expect_eq "bob's SKM-C key file was never created by a refused request" no "$([ -e "$T/bob.tokens.skmc.jwk" ] && echo yes || echo no)"
 expect "bob registers his SKM-C key" SG key register --token-cache "$T/bob.tokens"
+OLDK=$(sha256sum <"$T/bob.tokens.skmc.jwk")
+expect "... and a new one (--new)" SG key register --new --token-cache "$T/bob.tokens"
+expect_eq "... which replaced the old one once registered, nothing left beside it" "changed absent" "$([ "$(sha256sum <"$T/bob.tokens.skmc.jwk")" != "$OLDK" ] && echo changed) $([ -e "$T/bob.tokens.skmc.jwk.new" ] && echo present || echo absent)"
 out=$(SG key get --token-cache "$T/bob.tokens" --val-service v2x --json 2>&1)
 expect_eq "bob gets his key" "bob-k1 $(b64u "$K2")" "$(jget "$out" 0 payloadId) $(jget "$out" 0 key)"
 
