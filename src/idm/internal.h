@@ -5,8 +5,8 @@
 #define SG_IDM_INTERNAL_H
 
 #include "auth/jws.h"
-#include "base/addrtab.h"
 #include "auth/secret.h"
+#include "base/addrtab.h"
 #include "conf/conf.h"
 #include "http/http.h"
 #include "idm/idm.h"
