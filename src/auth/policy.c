@@ -240,7 +240,8 @@ static const char *allowed_san(const struct policy_listener *l, const struct sg_
 	if (!tp || !tp->authenticated || tp->is_psk)
 		return NULL;
 	if (rp->n_allowed_identities == 0 && l->mode != SG_AUTH_MTLS)
-		return tp->nsans ? tp->sans[0] : ""; /* the token says who (mtls+bearer, RFC 8705) */
+		return tp->nsans ? tp->sans[0]
+		                 : ""; /* the token says who (mtls+bearer, RFC 8705) */
 	if (rp->n_allowed_identities == 0) {
 		/* R4 without a list: the SEAL servers this one knows, i.e. those presenting an
 		 * identity of its own certificate (the functions of one deployment share it) and
