@@ -148,7 +148,7 @@ static size_t header_cb(char *p, size_t size, size_t n, void *arg)
 	size_t len = size * n;
 	if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
 		/* a new response head (after 1xx, or a retry): forget the previous one */
-		r->content_type[0] = r->location[0] = r->www_authenticate[0] = '\0';
+		r->content_type[0] = r->location[0] = r->www_authenticate[0] = r->etag[0] = '\0';
 		return len;
 	}
 	static const struct {
@@ -160,6 +160,7 @@ static size_t header_cb(char *p, size_t size, size_t n, void *arg)
 	    {"location", offsetof(struct sg_http_response, location), sizeof r->location},
 	    {"www-authenticate", offsetof(struct sg_http_response, www_authenticate),
 	     sizeof r->www_authenticate},
+	    {"etag", offsetof(struct sg_http_response, etag), sizeof r->etag},
 	};
 	const char *colon = memchr(p, ':', len);
 	if (!colon)

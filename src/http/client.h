@@ -24,6 +24,7 @@ struct sg_http_response {
 	char content_type[128];
 	char location[512];
 	char www_authenticate[512];
+	char etag[128];
 	char http_version[8]; /* "1.1" or "2" */
 };
 void sg_http_response_free(struct sg_http_response *r);

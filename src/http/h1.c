@@ -331,11 +331,11 @@ void sg_h1_send(struct sg_conn *c, struct sg_http_req *r)
 	/* the head is assembled by hand: this runs once per response, and snprintf's format
 	 * interpretation was a measurable share of a keep-alive request */
 	char head[512], num[24];
-	size_t blen = r->rbody.len;
+	int st = r->status >= 100 && r->status <= 999 ? r->status : 500;
+	size_t blen = st == 204 || st == 304 ? 0 : r->rbody.len;
 	const char *ct = r->rctype;
 	if (!ct && blen)
 		ct = "application/octet-stream";
-	int st = r->status >= 100 && r->status <= 999 ? r->status : 500;
 	const char *reason = sg_http_reason(st);
 	size_t n = 0;
 	int fits = 1;
@@ -350,10 +350,12 @@ void sg_h1_send(struct sg_conn *c, struct sg_http_req *r)
 		n = head_put(head, n, sizeof head, ct, strlen(ct), &fits);
 		n = HEAD_LIT("\r\n");
 	}
-	n = HEAD_LIT("Content-Length: ");
-	d = fmt_u64(num, (unsigned long long)blen);
-	n = head_put(head, n, sizeof head, d, strlen(d), &fits);
-	n = HEAD_LIT("\r\n");
+	if (st != 204 && st != 304) { /* RFC 9110 §8.6: neither has Content-Length (nor a body) */
+		n = HEAD_LIT("Content-Length: ");
+		d = fmt_u64(num, (unsigned long long)blen);
+		n = head_put(head, n, sizeof head, d, strlen(d), &fits);
+		n = HEAD_LIT("\r\n");
+	}
 	if (!r->has_cache_control)
 		n = HEAD_LIT("Cache-Control: no-store\r\n");
 	if (c->close_after)

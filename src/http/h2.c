@@ -305,7 +305,8 @@ void sg_h2_send(struct sg_conn *c, struct sg_http_req *r)
 	const char *ct = r->rctype ? r->rctype : r->rbody.len ? "application/octet-stream" : NULL;
 	if (ct)
 		NV("content-type", ct, strlen(ct));
-	NV("content-length", clen, strlen(clen));
+	if (r->status != 204 && r->status != 304) /* RFC 9110 §8.6 */
+		NV("content-length", clen, strlen(clen));
 	if (!r->has_cache_control)
 		NV("cache-control", "no-store", 8);
 	/* RFC 9113 §8.2.1: field names in lowercase; copy "Name: value\r\n" lines */
@@ -336,7 +337,7 @@ void sg_h2_send(struct sg_conn *c, struct sg_http_req *r)
 	}
 #undef NV
 	nghttp2_data_provider dp = {.source.ptr = r, .read_callback = read_body};
-	int has_body = r->rbody.len && !r->head;
+	int has_body = r->rbody.len && !r->head && r->status != 204 && r->status != 304;
 	r->bytes_out = has_body ? r->rbody.len : 0;
 	if (nghttp2_submit_response(h->s, r->stream_id, nva, nn, has_body ? &dp : NULL) != 0)
 		nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, r->stream_id,
