@@ -19,7 +19,7 @@
 #define RETRY_MS           250    /* first fetches, and after a failure */
 #define JWKS_PERIOD_MS     300000 /* retired keys disappear within 5 minutes */
 #define REV_OVERLAP_MS     5000   /* a revocation committed late is not missed */
-#define REV_FULL_MS        60000  /* ... nor one stamped before the overlap: a whole list */
+#define REV_FULL_POLLS     30     /* ... nor one stamped before it: a whole list (60 s) */
 #define REV_KEEP_AFTER_MS  (SG_JWS_MAX_LEEWAY * 1000 + 5000) /* exp + leeway */
 #define MAX_RESPONSE_BYTES (4u << 20)
 
@@ -259,8 +259,9 @@ static int poll_revocations(struct sg_idm_remote *r, struct sg_http_client *hc)
 	/* revoked_at is stamped by whoever revoked, before the commit: a row that committed more
 	 * than the overlap after its stamp (a writer waiting for the store's lock), or stamped by a
 	 * clock set back, falls before every later `since`. So the whole list (kept small by
-	 * expiry) comes again every REV_FULL_MS: such a revocation takes that long at most. */
-	int full = sg_mono_ms() - r->rev_full_mono >= REV_FULL_MS;
+	 * expiry) comes again every REV_FULL_POLLS polls (a minute with the default
+	 * revocation_poll_ms): such a revocation takes that long at most. */
+	int full = sg_mono_ms() - r->rev_full_mono >= (int64_t)REV_FULL_POLLS * r->poll_ms;
 	int64_t since = full                            ? 0
 	                : r->rev_since > REV_OVERLAP_MS ? r->rev_since - REV_OVERLAP_MS
 	                                                : 0;
