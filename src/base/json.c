@@ -1,6 +1,30 @@
 /* base/json.c: JSON helpers shared by the services. */
 #include "base/json.h"
 
+#include <malloc.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void wipe_free(void *p)
+{
+	if (p) {
+		explicit_bzero(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
+static void wipe_install(void)
+{
+	json_set_alloc_funcs(malloc, wipe_free);
+}
+
+void sg_json_wipe_on_free(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, wipe_install);
+}
+
 json_t *sg_json_merge_patch(const json_t *target, const json_t *patch)
 {
 	/* RFC 7396 §2 */

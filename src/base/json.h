@@ -9,4 +9,12 @@
  * The recursion follows the patch's nesting, which jansson's parser bounds. */
 json_t *sg_json_merge_patch(const json_t *target, const json_t *patch);
 
+/* From now on jansson overwrites every buffer it frees (the whole allocation) first, so key
+ * material that passed through JSON (a key record before its encryption, a plaintext after its
+ * decryption, and the parser's and serializer's intermediate buffers, which the callers never
+ * see) does not stay behind in freed memory. Allocation is plain malloc, so what jansson hands
+ * out (json_dumps) is still released with free(): callers wipe those themselves. Once per
+ * process (later calls do nothing); call it before other threads use jansson. */
+void sg_json_wipe_on_free(void);
+
 #endif

@@ -1,6 +1,8 @@
 /* cli/main.c: the `sealguard` command: global options, then one subcommand. */
 #include "cli/cli.h"
 
+#include "base/json.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -86,6 +88,7 @@ static int take_globals(int argc, char **argv, struct sg_cli_global *g)
 int main(int argc, char **argv)
 {
 	struct sg_cli_global g = {.state_dir = "./var", .config = NULL};
+	sg_json_wipe_on_free(); /* before any thread: key material passes through JSON */
 	argc = take_globals(argc, argv, &g);
 	if (argc < 0)
 		return 2;

@@ -2,6 +2,7 @@
 #include "client/skmc.h"
 
 #include "base/file.h"
+#include "base/json.h"
 #include "client/valsrv.h"
 #include "http/client.h"
 #include "km/logic.h"
@@ -132,6 +133,7 @@ static json_t *decrypt_json(const char *priv, const char *jwe, char *err, size_t
 {
 	unsigned char *pt = NULL;
 	size_t n = 0;
+	sg_json_wipe_on_free(); /* the parser's buffers hold the plaintext */
 	*e = sg_km_jwe_decrypt(priv, jwe, &pt, &n, err, errlen);
 	if (*e != SG_OK)
 		return NULL;

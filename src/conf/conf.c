@@ -76,8 +76,13 @@ struct y_resource {
 	uint32_t *revocation_poll_ms, *jwks_min_refresh_ms, *token_cache_entries;
 };
 
+struct y_gm {
+	uint32_t *max_documents_per_server, *max_bytes_per_server, *max_members;
+};
+
 struct y_km {
 	char *gm_url;
+	uint32_t *gm_max_mib, *max_keys_per_service, *max_keys_per_target;
 };
 
 struct y_sdd {
@@ -111,6 +116,7 @@ struct y_conf {
 	unsigned reference_points_count;
 	struct y_idm *idm;
 	struct y_resource *resource;
+	struct y_gm *gm;
 	struct y_km *km;
 	struct y_sdd *sdd;
 	struct y_audit *audit;
@@ -220,8 +226,18 @@ static const cyaml_schema_field_t resource_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t gm_fields[] = {
+    CYAML_FIELD_UINT_PTR("max_documents_per_server", OPT, struct y_gm, max_documents_per_server),
+    CYAML_FIELD_UINT_PTR("max_bytes_per_server", OPT, struct y_gm, max_bytes_per_server),
+    CYAML_FIELD_UINT_PTR("max_members", OPT, struct y_gm, max_members),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t km_fields[] = {
     STR("gm_url", OPT, struct y_km, gm_url),
+    CYAML_FIELD_UINT_PTR("gm_max_mib", OPT, struct y_km, gm_max_mib),
+    CYAML_FIELD_UINT_PTR("max_keys_per_service", OPT, struct y_km, max_keys_per_service),
+    CYAML_FIELD_UINT_PTR("max_keys_per_target", OPT, struct y_km, max_keys_per_target),
     CYAML_FIELD_END,
 };
 
@@ -261,6 +277,7 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING_PTR("idm", CYAML_FLAG_POINTER | OPT, struct y_conf, idm, idm_fields),
     CYAML_FIELD_MAPPING_PTR("resource", CYAML_FLAG_POINTER | OPT, struct y_conf, resource,
                             resource_fields),
+    CYAML_FIELD_MAPPING_PTR("gm", CYAML_FLAG_POINTER | OPT, struct y_conf, gm, gm_fields),
     CYAML_FIELD_MAPPING_PTR("km", CYAML_FLAG_POINTER | OPT, struct y_conf, km, km_fields),
     CYAML_FIELD_MAPPING_PTR("sdd", CYAML_FLAG_POINTER | OPT, struct y_conf, sdd, sdd_fields),
     CYAML_FIELD_MAPPING_PTR("audit", CYAML_FLAG_POINTER | OPT, struct y_conf, audit, audit_fields),
@@ -737,6 +754,23 @@ static sg_err check(struct ctx *x, const struct y_conf *y)
 	if (y->sdd && y->sdd->subscription_lifetime_s &&
 	    (*y->sdd->subscription_lifetime_s < 60 || *y->sdd->subscription_lifetime_s > 31536000))
 		return fail_path(x, "sdd.subscription_lifetime_s", "must be from 60 to 31536000");
+	if (y->km && y->km->gm_max_mib && (*y->km->gm_max_mib < 1 || *y->km->gm_max_mib > 4096))
+		return fail_path(x, "km.gm_max_mib", "must be from 1 to 4096");
+	if (y->gm && y->gm->max_bytes_per_server &&
+	    (*y->gm->max_bytes_per_server < 4096 || *y->gm->max_bytes_per_server > (1u << 30)))
+		return fail_path(x, "gm.max_bytes_per_server", "must be from 4096 to 1073741824");
+	if (y->gm && y->gm->max_documents_per_server &&
+	    (*y->gm->max_documents_per_server < 1 || *y->gm->max_documents_per_server > 1000000))
+		return fail_path(x, "gm.max_documents_per_server", "must be from 1 to 1000000");
+	if (y->gm && y->gm->max_members &&
+	    (*y->gm->max_members < 1 || *y->gm->max_members > 1000000))
+		return fail_path(x, "gm.max_members", "must be from 1 to 1000000");
+	if (y->km && y->km->max_keys_per_service &&
+	    (*y->km->max_keys_per_service < 1 || *y->km->max_keys_per_service > 10000000))
+		return fail_path(x, "km.max_keys_per_service", "must be from 1 to 10000000");
+	if (y->km && y->km->max_keys_per_target &&
+	    (*y->km->max_keys_per_target < 1 || *y->km->max_keys_per_target > 100000))
+		return fail_path(x, "km.max_keys_per_target", "must be from 1 to 100000");
 	if (y->sdd && y->sdd->user_output_mib &&
 	    (*y->sdd->user_output_mib < 1 || *y->sdd->user_output_mib > 4096))
 		return fail_path(x, "sdd.user_output_mib", "must be from 1 to 4096");
@@ -912,6 +946,16 @@ static int copy_conf(struct sg_conf *c, const struct y_conf *y)
 	    rs && rs->token_cache_entries ? *rs->token_cache_entries : 100000;
 	if (!dup_opt(&c->km.gm_url, y->km ? y->km->gm_url : NULL))
 		return 0;
+#define KM_LIMIT(field, def) (y->km && y->km->field ? *y->km->field : (def))
+	c->km.gm_max_mib = KM_LIMIT(gm_max_mib, 64);
+	c->km.max_keys_per_service = KM_LIMIT(max_keys_per_service, 10000);
+	c->km.max_keys_per_target = KM_LIMIT(max_keys_per_target, 100);
+#undef KM_LIMIT
+#define GM_LIMIT(field, def) (y->gm && y->gm->field ? *y->gm->field : (def))
+	c->gm.max_docs_per_server = GM_LIMIT(max_documents_per_server, 1000);
+	c->gm.max_bytes_per_server = GM_LIMIT(max_bytes_per_server, 4u << 20);
+	c->gm.max_members = GM_LIMIT(max_members, 10000);
+#undef GM_LIMIT
 	if (!dup_opt(&c->sdd.data_advertise, y->sdd ? y->sdd->data_advertise : NULL))
 		return 0;
 	if (!dup_opt(&c->sdd.data_bind, y->sdd ? y->sdd->data_bind : NULL))

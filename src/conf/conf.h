@@ -62,11 +62,23 @@ struct sg_conf_resource {
 	char *client_cert, *client_key, *ca, *crl;
 };
 
+/* Group management (TS 23.434 §10.3), where the gm role runs: what one VAL server may keep
+ * (G4). Together they bound the membership the key management server reads (km.gm_max_mib). */
+struct sg_conf_gm {
+	unsigned max_docs_per_server;  /* group documents of one VAL server, default 1000 */
+	unsigned max_bytes_per_server; /* their JSON text together, default 4 MiB */
+	unsigned max_members;          /* members of one group document, default 10000 */
+};
+
 /* Key management (TS 33.434 §5.3), where the km role runs: where the group management server's
  * SEAL-E is, for VAL group membership and group keys (SEAL-X1, docs/km-protocol.md). */
 struct sg_conf_km {
-	char *gm_url; /* default https://localhost:PORT of the first mutual reference point
-	               * serving gm with auth mtls (SEAL-E); NULL: none (no group keys) */
+	char *gm_url;        /* default https://localhost:PORT of the first mutual reference point
+	                      * serving gm with auth mtls (SEAL-E); NULL: none (no group keys) */
+	unsigned gm_max_mib; /* largest membership answer read from it (MiB), default 64 */
+	/* G4: keys (current versions, until the upkeep deletes them) of one VAL service, and of
+	 * one target of it (a VAL user, a UE, or the service itself); default 10000 and 100 */
+	unsigned max_keys_per_service, max_keys_per_target;
 };
 
 /* SEALDD server (TS 23.433; TS 33.434 Rel-18 G6), where the sdd role runs: the SEALDD-UU
@@ -118,6 +130,7 @@ struct sg_conf {
 	unsigned n_refpoints;
 	struct sg_conf_idm idm;
 	struct sg_conf_resource resource;
+	struct sg_conf_gm gm;
 	struct sg_conf_km km;
 	struct sg_conf_sdd sdd;
 	struct {

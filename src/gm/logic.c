@@ -282,6 +282,35 @@ int sg_gm_doc_matches(const json_t *doc, const char *val_group_id, const char *v
 	return 1;
 }
 
+json_t *sg_gm_doc_membership(const json_t *doc)
+{
+	json_t *o = json_object(), *ms = NULL;
+	const json_t *v, *m;
+	size_t i;
+	int ok = o != NULL;
+	if (ok && (v = json_object_get(doc, "valGroupId")))
+		ok = !json_object_set_new(o, "valGroupId", json_deep_copy(v));
+	if (ok && (v = json_object_get(doc, "valServiceIds")))
+		ok = !json_object_set_new(o, "valServiceIds", json_deep_copy(v));
+	if (ok && (v = json_object_get(doc, "members")))
+		ok = !json_object_set_new(o, "members", ms = json_array());
+	json_array_foreach(json_object_get(doc, "members"), i, m)
+	{
+		if (!ok)
+			break;
+		const char *k = json_object_get(m, "valUserId") ? "valUserId" : "valUeId";
+		const json_t *id = json_object_get(m, k);
+		json_t *e = json_object();
+		ok = e && (!id || !json_object_set_new(e, k, json_deep_copy(id))) &&
+		     !json_array_append_new(ms, e);
+	}
+	if (!ok) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
 json_t *sg_gm_doc_project(const json_t *doc, int members, int configuration)
 {
 	if (!members && !configuration)

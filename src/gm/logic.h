@@ -43,6 +43,12 @@ int sg_gm_doc_matches(const json_t *doc, const char *val_group_id, const char *v
  * members and/or valGrpConf; with neither, the whole document. New reference. */
 json_t *sg_gm_doc_project(const json_t *doc, int members, int configuration);
 
+/* The membership view of a document: valGroupId, valServiceIds and members, each member by its
+ * valUserId or, without one, its valUeId (other member attributes left out). A partial
+ * VALGroupDocument; what the key management server keys groups by (K5). New reference, NULL
+ * when out of memory. */
+json_t *sg_gm_doc_membership(const json_t *doc);
+
 /* The VAL user id of the requesting UE for a VAL service (the token's val_user_ids), or NULL. */
 typedef const char *(*sg_gm_uid_fn)(void *ctx, const char *val_service_id);
 /* GM-UU read rule: 1 when one of doc's members has valUserId equal to the UE's VAL user id for

@@ -45,12 +45,15 @@ struct gm_doc {
 	json_t *body; /* canonical VALGroupDocument (read-only) */
 	char *text;   /* body serialized, served as is */
 	size_t len;
+	char *mtext; /* its membership view (sg_gm_doc_membership), serialized */
+	size_t mlen;
 };
 
 /* Every group document, by id. */
 struct gm_docs {
 	atomic_int refs;
-	uint64_t gen; /* group-document generation it was loaded at */
+	uint64_t gen;    /* group-document generation it was loaded at */
+	uint64_t serial; /* set when it becomes current: each current snapshot has its own */
 	struct gm_doc **v;
 	size_t n;
 };
@@ -68,6 +71,8 @@ struct sg_gm {
 	struct gm_docs *docs;
 	struct sg_store_vals *vals; /* the VAL servers of the registry */
 	uint64_t epoch;             /* bumped (under mu) whenever a write of ours changes docs */
+	uint64_t serials;           /* the last snapshot serial handed out (under mu) */
+	char etag_base[24];         /* random per start: ETags never repeat across restarts */
 	atomic_int busy;
 	struct gm_mount **mounts;
 	size_t nmounts;
@@ -80,6 +85,7 @@ static void doc_put(struct gm_doc *d)
 		free(d->owner);
 		json_decref(d->body);
 		free(d->text);
+		free(d->mtext);
 		free(d);
 	}
 }
@@ -97,11 +103,15 @@ static struct gm_doc *doc_new(const char *id, const char *owner, json_t *body)
 	d->id = strdup(id);
 	d->owner = strdup(owner);
 	d->text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	if (!d->id || !d->owner || !d->text) {
+	json_t *m = body ? sg_gm_doc_membership(body) : NULL;
+	d->mtext = m ? json_dumps(m, JSON_COMPACT) : NULL;
+	json_decref(m);
+	if (!d->id || !d->owner || !d->text || !d->mtext) {
 		doc_put(d);
 		return NULL;
 	}
 	d->len = strlen(d->text);
+	d->mlen = strlen(d->mtext);
 	return d;
 }
 
@@ -191,6 +201,7 @@ static void docs_apply(struct sg_gm *gm, const char *id, struct gm_doc *d)
 		s->v[pos] = d;
 		s->n++;
 	}
+	s->serial = ++gm->serials;
 	gm->docs = s;
 	gm->epoch++;
 	pthread_mutex_unlock(&gm->mu);
@@ -262,6 +273,7 @@ static sg_err upkeep(struct sg_gm *gm, struct sg_store *st)
 	pthread_mutex_lock(&gm->mu);
 	if (d && gm->epoch == epoch) {
 		old_d = gm->docs;
+		d->serial = ++gm->serials;
 		gm->docs = d;
 		d = NULL;
 	} /* else a write of ours landed meanwhile: keep it, reload on the next tick */
@@ -458,17 +470,44 @@ static int query_bool(struct sg_http_req *r, const char *name, int *out)
 	return -1;
 }
 
-/* RetrieveValGroupDocs: GET /group-documents[?val-group-id=&val-service-id=] */
+/* RFC 9110 §13.1.2: If-None-Match names etag (or is "*"). */
+static int etag_matches(const char *inm, const char *etag)
+{
+	if (!inm)
+		return 0;
+	while (*inm == ' ' || *inm == '\t')
+		inm++;
+	return !strcmp(inm, "*") || strstr(inm, etag) != NULL;
+}
+
+/* RetrieveValGroupDocs: GET /group-documents[?val-group-id=&val-service-id=]. sealguard also
+ * takes group-members=true here, as on one document: each document then as its membership
+ * view (valGroupId, valServiceIds, members by valUserId / valUeId only), which is what the key
+ * management server reads over SEAL-X1 (K5). There the answer carries an ETag of the snapshot,
+ * and a poll naming it in If-None-Match gets 304 while nothing changed (docs/gm.md). */
 static enum sg_http_result h_list(struct sg_http_req *r, void *arg)
 {
 	struct gm_mount *m = arg;
 	const char *gid, *sid;
-	if (query_opt(r, "val-group-id", &gid) || query_opt(r, "val-service-id", &sid))
+	int members;
+	if (query_opt(r, "val-group-id", &gid) || query_opt(r, "val-service-id", &sid) ||
+	    query_bool(r, "group-members", &members))
 		return SG_HTTP_DONE;
 	struct gm_reader rd;
 	if (reader_init(m, r, &rd))
 		return SG_HTTP_DONE;
 	struct gm_docs *s = docs_get(m->gm);
+	char etag[64] = "";
+	if (m->ue == 2 && s)
+		snprintf(etag, sizeof etag, "\"%s-%llu\"", m->gm->etag_base,
+		         (unsigned long long)s->serial);
+	if (*etag && etag_matches(sg_http_req_header(r, "if-none-match"), etag)) {
+		docs_put(s);
+		sg_http_resp_header(r, "ETag", etag);
+		sg_http_resp_status(r, 304);
+		sg_http_resp_body(r, NULL, 0, NULL);
+		return SG_HTTP_DONE;
+	}
 	struct sg_buf b = SG_BUF_INIT;
 	sg_err e = sg_buf_appends(&b, "[");
 	size_t cnt = 0;
@@ -479,7 +518,8 @@ static enum sg_http_result h_list(struct sg_http_req *r, void *arg)
 		if (cnt++)
 			e = sg_buf_append(&b, ",", 1);
 		if (e == SG_OK)
-			e = sg_buf_append(&b, d->text, d->len);
+			e = members ? sg_buf_append(&b, d->mtext, d->mlen)
+			            : sg_buf_append(&b, d->text, d->len);
 	}
 	if (e == SG_OK)
 		e = sg_buf_append(&b, "]", 1);
@@ -488,6 +528,8 @@ static enum sg_http_result h_list(struct sg_http_req *r, void *arg)
 	if (e != SG_OK) {
 		problem(r, 503, "SERVICE_UNAVAILABLE", NULL, "out of memory");
 	} else {
+		if (*etag)
+			sg_http_resp_header(r, "ETag", etag);
 		sg_http_resp_status(r, 200);
 		sg_http_resp_body(r, b.data, b.len, "application/json");
 	}
@@ -608,9 +650,33 @@ static sg_err store_doc(struct sg_store *st, struct gm_job *j, json_t *doc, int 
 	if (taken)
 		return job_refuse(j, 403, "OPERATION_NOT_ALLOWED",
 		                  "another group document has this valGroupId");
+	/* G4: what one VAL server keeps here is bounded, and with it what the key management
+	 * server reads of every group's membership at once (km.gm_max_mib; docs/gm.md) */
+	const struct sg_conf_gm *q = &j->m->gm->conf->gm;
+	size_t nm = json_array_size(json_object_get(doc, "members"));
+	if (nm > q->max_members) {
+		memset(&j->chk, 0, sizeof j->chk);
+		snprintf(j->chk.v[0].param, sizeof j->chk.v[0].param, "/members");
+		snprintf(j->chk.v[0].reason, sizeof j->chk.v[0].reason,
+		         "at most %u members per group document here", q->max_members);
+		j->chk.n = 1;
+		return job_refuse(j, 400, "INVALID_MSG_FORMAT", "the group has too many members");
+	}
 	char *s = json_dumps(doc, JSON_COMPACT);
 	if (!s)
 		return SG_ERR_NOMEM;
+	uint64_t docs = 0, bytes = 0;
+	e = sg_store_gm_owner_usage(st, j->owner, create ? "" : j->id, &docs, &bytes);
+	if (e == SG_OK && docs >= q->max_docs_per_server)
+		e = job_refuse(j, 429, "TOO_MANY_REQUESTS",
+		               "this VAL server has as many group documents as it may have");
+	else if (e == SG_OK && bytes + strlen(s) > q->max_bytes_per_server)
+		e = job_refuse(j, 429, "TOO_MANY_REQUESTS",
+		               "this VAL server's group documents would exceed its size quota");
+	if (e != SG_OK) {
+		free(s);
+		return e;
+	}
 	struct sg_store_gm_doc row = {
 	    .doc_id = j->id, .owner = j->owner, .val_group_id = (char *)vgid, .body = s};
 	e = sg_store_gm_put(st, &row, create);
@@ -800,6 +866,10 @@ sg_err sg_gm_new(const struct sg_conf *conf, struct sg_gm **out, char *err, size
 	if (!gm)
 		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
 	gm->conf = conf;
+	if (sg_random_token(gm->etag_base, sizeof gm->etag_base, 9) != SG_OK) {
+		free(gm);
+		return sg_fail(err, errlen, SG_ERR_INTERNAL, "gm: no random bytes");
+	}
 	pthread_mutex_init(&gm->mu, NULL);
 	atomic_init(&gm->busy, 0);
 	const char *driver = conf->store_driver ? conf->store_driver : "sqlite";

@@ -17,9 +17,9 @@
 #include <string.h>
 #include <time.h>
 
-#define RETRY_MS        250
-#define MIN_POLL_MS     100
-#define MAX_GROUP_BYTES (8u << 20)
+#define RETRY_MS    250
+#define MIN_POLL_MS 100
+#define GM_PATH     "/ss-gm/v1/group-documents?group-members=true"
 
 /* ---- snapshots -------------------------------------------------------------------------- */
 
@@ -281,6 +281,7 @@ struct km_gm_reader {
 	int stop, poke, started;
 	pthread_t thread;
 	_Atomic int64_t ok_mono; /* last successful fetch (monotonic ms), 0 never */
+	char etag[128];          /* of snap, "" none (the reader thread's) */
 };
 
 unsigned km_gm_reader_stale_ms(const struct km_gm_reader *g)
@@ -310,23 +311,36 @@ void km_gm_reader_poke(struct km_gm_reader *g)
 	pthread_mutex_unlock(&g->mu);
 }
 
-/* One fetch; publishes and notifies on success. */
+/* One fetch; publishes and notifies on success. The membership view (GM_PATH) is read again
+ * only when it changed: a poll naming the snapshot's ETag gets 304 while nothing did. */
 static int fetch(struct km_gm_reader *g, struct sg_http_client *hc, int *warned)
 {
 	struct sg_http_response resp = {0};
-	char err[512] = "";
-	const char *hdr[] = {"Accept: application/json", NULL};
+	char err[512] = "", inm[160] = "";
+	if (*g->etag)
+		snprintf(inm, sizeof inm, "If-None-Match: %s", g->etag);
+	const char *hdr[] = {"Accept: application/json", *inm ? inm : NULL, NULL};
 	sg_err e = sg_http_client_request(hc, "GET", g->url, hdr, NULL, 0, &resp, err, sizeof err);
 	struct km_groups *s = NULL;
+	if (e == SG_OK && resp.status == 304 && *g->etag) {
+		sg_http_response_free(&resp);
+		*warned = 0;
+		atomic_store(&g->ok_mono, sg_mono_ms());
+		return 0;
+	}
 	if (e == SG_OK && resp.status == 200 &&
 	    km_groups_parse(resp.body.data ? (const char *)resp.body.data : "", resp.body.len,
 	                    &s) == 0) {
+		snprintf(g->etag, sizeof g->etag, "%s", resp.etag);
 		sg_http_response_free(&resp);
 	} else {
 		if (!*warned)
 			sg_log_warn(
-			    "km: reading VAL groups from %s failed (%s%ld): group keys wait",
-			    g->url, e == SG_OK ? "HTTP " : err, e == SG_OK ? resp.status : 0L);
+			    "km: reading VAL groups from %s failed (%s%ld)%s: group keys wait",
+			    g->url, e == SG_OK ? "HTTP " : err, e == SG_OK ? resp.status : 0L,
+			    e == SG_ERR_LIMIT ? "; raise km.gm_max_mib, or lower the gm "
+			                        "quotas (docs/configuration.md)"
+			                      : "");
 		*warned = 1;
 		sg_http_response_free(&resp);
 		return -1;
@@ -387,8 +401,8 @@ static char *dup_or_null(const char *s)
 }
 
 sg_err km_gm_reader_new(const char *gm_url, const struct sg_tls_conf *tls, unsigned poll_ms,
-                        km_gm_changed_fn cb, void *cb_arg, struct km_gm_reader **out, char *err,
-                        size_t errlen)
+                        size_t max_bytes, km_gm_changed_fn cb, void *cb_arg,
+                        struct km_gm_reader **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	struct km_gm_reader *g = calloc(1, sizeof *g);
@@ -397,10 +411,9 @@ sg_err km_gm_reader_new(const char *gm_url, const struct sg_tls_conf *tls, unsig
 	size_t ul = strlen(gm_url);
 	while (ul > 8 && gm_url[ul - 1] == '/')
 		ul--;
-	g->url = malloc(ul + sizeof "/ss-gm/v1/group-documents");
+	g->url = malloc(ul + sizeof GM_PATH);
 	if (g->url)
-		snprintf(g->url, ul + sizeof "/ss-gm/v1/group-documents",
-		         "%.*s/ss-gm/v1/group-documents", (int)ul, gm_url);
+		snprintf(g->url, ul + sizeof GM_PATH, "%.*s" GM_PATH, (int)ul, gm_url);
 	g->cert = dup_or_null(tls->cert);
 	g->key = dup_or_null(tls->key);
 	g->ca = dup_or_null(tls->ca);
@@ -420,7 +433,7 @@ sg_err km_gm_reader_new(const char *gm_url, const struct sg_tls_conf *tls, unsig
 	g->cc.tls.crl = g->crl;
 	g->cc.connect_timeout_ms = 2000;
 	g->cc.timeout_ms = 5000;
-	g->cc.max_response_bytes = MAX_GROUP_BYTES;
+	g->cc.max_response_bytes = max_bytes;
 	g->poll_ms = poll_ms < MIN_POLL_MS ? MIN_POLL_MS : poll_ms;
 	g->cb = cb;
 	g->cb_arg = cb_arg;

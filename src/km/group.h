@@ -61,11 +61,12 @@ struct km_gm_reader;
 typedef void (*km_gm_changed_fn)(void *arg, const struct km_groups *s, const size_t *changed,
                                  size_t n);
 /* gm_url: https://host:port of the group management server's SEAL-E; tls: mode mutual with
- * this server's certificate, key and trust anchors (copied). Nothing is fetched before
+ * this server's certificate, key and trust anchors (copied); max_bytes: the largest membership
+ * answer read (larger: the fetch fails, the previous snapshot ages). Nothing is fetched before
  * km_gm_reader_start(). */
 sg_err km_gm_reader_new(const char *gm_url, const struct sg_tls_conf *tls, unsigned poll_ms,
-                        km_gm_changed_fn cb, void *cb_arg, struct km_gm_reader **out, char *err,
-                        size_t errlen);
+                        size_t max_bytes, km_gm_changed_fn cb, void *cb_arg,
+                        struct km_gm_reader **out, char *err, size_t errlen);
 sg_err km_gm_reader_start(struct km_gm_reader *g, char *err, size_t errlen);
 void km_gm_reader_free(struct km_gm_reader *g);
 /* The current snapshot (a reference: km_groups_put), or NULL when none was fetched yet or the

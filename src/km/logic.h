@@ -43,6 +43,7 @@ enum sg_km_error {
 	SG_KM_KEY_NOT_FOUND,               /* 404: no current key matches */
 	SG_KM_KEY_REVOKED,                 /* 404: the named key is revoked (never released) */
 	SG_KM_KEY_EXPIRED,                 /* 404: the named key is outside its validity */
+	SG_KM_TOO_MANY_KEYS,               /* 429: the VAL service / target has its most keys */
 	SG_KM_SERVICE_UNAVAILABLE,         /* 503: the store failed */
 	SG_KM_NERRORS
 };

@@ -15,6 +15,7 @@
 #include "auth/policy.h"
 #include "base/b64.h"
 #include "base/clock.h"
+#include "base/json.h"
 #include "base/log.h"
 #include "base/rand.h"
 #include "conf/conf.h"
@@ -307,6 +308,25 @@ static sg_err run_provision(struct sg_store *st, struct km_job *j)
 		} else if (e != SG_ERR_NOTFOUND) {
 			return e;
 		}
+	}
+	if (version == 1) {
+		/* G4: a new key; a rotation replaces one. Every retrieval of the target (or of
+		 * the service, ss-kir) opens and encrypts each of its keys. */
+		uint64_t nsvc = 0, ntgt = 0;
+		if ((e = sg_store_km_key_count(st, p->val_service, tk, p->tgt.id, &nsvc, &ntgt)) !=
+		    SG_OK)
+			return e;
+		const struct sg_conf_km *q = &km->conf->km;
+		if (ntgt >= q->max_keys_per_target)
+			return refuse(j, SG_KM_TOO_MANY_KEYS,
+			              "the target has %u keys of VAL service %s, the most it may "
+			              "have (a key counts until a day after its validUntil): "
+			              "rotate one instead",
+			              q->max_keys_per_target, p->val_service);
+		if (nsvc >= q->max_keys_per_service)
+			return refuse(j, SG_KM_TOO_MANY_KEYS,
+			              "VAL service %s has %u keys, the most it may have",
+			              p->val_service, q->max_keys_per_service);
 	}
 	unsigned char gen[SG_KM_GEN_KEY_LEN];
 	const unsigned char *key = p->payload;
@@ -1282,8 +1302,8 @@ static sg_err group_reader(struct sg_km *km, char *err, size_t errlen)
 	                          .key = km->conf->resource.client_key,
 	                          .ca = km->conf->resource.ca,
 	                          .crl = km->conf->resource.crl};
-	sg_err e =
-	    km_gm_reader_new(url, &tls, KM_GM_POLL_MS, groups_changed, km, &km->gmr, err, errlen);
+	sg_err e = km_gm_reader_new(url, &tls, KM_GM_POLL_MS, (size_t)km->conf->km.gm_max_mib << 20,
+	                            groups_changed, km, &km->gmr, err, errlen);
 	if (e == SG_OK)
 		e = km_gm_reader_start(km->gmr, err, errlen);
 	if (e == SG_OK)
@@ -1295,6 +1315,7 @@ static sg_err group_reader(struct sg_km *km, char *err, size_t errlen)
 sg_err sg_km_new(const struct sg_conf *conf, struct sg_km **out, char *err, size_t errlen)
 {
 	*out = NULL;
+	sg_json_wipe_on_free(); /* key records pass through JSON (main() did it already) */
 	struct sg_km *km = calloc(1, sizeof *km);
 	if (!km)
 		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");

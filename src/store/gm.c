@@ -37,13 +37,15 @@ sg_err sg_store_gm_put(struct sg_store *st, const struct sg_store_gm_doc *d, int
 	    (create && (!d->owner || !*d->owner)))
 		return sg_store_fail(SG_ERR_INVALID,
 		                     "store: a group document needs id, owner, valGroupId, body");
-	return sg_sql_write(st, "ss-gm", "group document", create ? NULL : "no such group document",
-	                    create
-	                        ? "INSERT INTO gm_docs (doc_id, owner, val_group_id, body,"
-	                          " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
-	                        : "UPDATE gm_docs SET val_group_id = ?3, body = ?4, updated_at = ?5"
-	                          " WHERE doc_id = ?1",
-	                    "tttti", d->doc_id, d->owner, d->val_group_id, d->body, sg_now_ms());
+	return sg_sql_write(
+	    st, "ss-gm", "group document", create ? NULL : "no such group document",
+	    create ? "INSERT INTO gm_docs (doc_id, owner, val_group_id, body,"
+	             " created_at, updated_at, size)"
+	             " VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)"
+	           : "UPDATE gm_docs SET val_group_id = ?3, body = ?4, updated_at = ?5,"
+	             " size = ?6 WHERE doc_id = ?1",
+	    "ttttii", d->doc_id, d->owner, d->val_group_id, d->body, sg_now_ms(),
+	    (int64_t)strlen(d->body));
 }
 
 static sg_err read_nothing(void *ctx, sqlite3_stmt *q, void *elem)
@@ -68,6 +70,35 @@ sg_err sg_store_gm_group_taken(struct sg_store *st, const char *val_group_id, co
 	if (e == SG_OK)
 		*taken = 1;
 	return e == SG_ERR_NOTFOUND ? SG_OK : e;
+}
+
+struct usage {
+	uint64_t docs, bytes;
+};
+
+static sg_err read_usage(void *ctx, sqlite3_stmt *q, void *elem)
+{
+	struct usage *u = elem;
+	(void)ctx;
+	u->docs = (uint64_t)sqlite3_column_int64(q, 0);
+	u->bytes = (uint64_t)sqlite3_column_int64(q, 1);
+	return SG_OK;
+}
+
+sg_err sg_store_gm_owner_usage(struct sg_store *st, const char *owner, const char *doc_id,
+                               uint64_t *docs, uint64_t *bytes)
+{
+	*docs = *bytes = 0;
+	if (!owner || !doc_id)
+		return sg_store_fail(SG_ERR_INVALID, "store: owner and doc_id required");
+	struct usage u = {0};
+	sg_err e = sg_sql_get(st, "ss-gm", "group document usage", "no usage", read_usage, &u,
+	                      "SELECT count(*), coalesce(sum(size), 0) FROM gm_docs"
+	                      " WHERE owner = ?1 AND doc_id != ?2",
+	                      "tt", owner, doc_id);
+	*docs = u.docs;
+	*bytes = u.bytes;
+	return e;
 }
 
 sg_err sg_store_gm_get(struct sg_store *st, const char *doc_id, struct sg_store_gm_doc *out)

@@ -29,7 +29,7 @@
 struct sg_store;
 struct event_base;
 
-#define SG_STORE_SCHEMA_VERSION 9  /* the newest schema this build knows */
+#define SG_STORE_SCHEMA_VERSION 10 /* the newest schema this build knows */
 #define SG_STORE_DIGEST_MAX     64 /* bytes of a code / refresh token / client secret digest */
 #define SG_STORE_SUB_LEN        22 /* base64url of 128 random bits, without NUL */
 
@@ -303,8 +303,9 @@ void sg_store_revoked_list_free(struct sg_store_revoked *v, size_t n);
  * revocations once expired; used codes and refresh tokens (rotated or not) a day after their
  * own expiry (until then a replay still revokes the grant's tokens); a grant's revocation once
  * it expired and no refresh token of the grant is left (a revoked grant's tokens stay
- * refused). Reads only rows it deletes, but for the used codes of the last day and the grants'
- * revocations whose grant still has tokens. At most batch rows of each table (0: all).
+ * refused); key versions (km_keys) a day after they were superseded or after their
+ * validUntil. Reads only rows it deletes, but for the used codes of the last day and the grants'
+ * revocations whose grant still has tokens. At most batch rows of each kind (0: all).
  * *deleted (may be NULL) receives the number of rows removed. */
 sg_err sg_store_purge(struct sg_store *st, int64_t now, size_t batch, uint64_t *deleted);
 
@@ -448,6 +449,10 @@ sg_err sg_store_gm_delete(struct sg_store *st, const char *doc_id);
 /* *taken = 1 when a group document other than doc_id ("" for none) has val_group_id, else 0. */
 sg_err sg_store_gm_group_taken(struct sg_store *st, const char *val_group_id, const char *doc_id,
                                int *taken);
+/* The group documents of owner other than doc_id ("" for none): how many, and their JSON text
+ * in bytes together (the VAL server's quota, gm/server.c). */
+sg_err sg_store_gm_owner_usage(struct sg_store *st, const char *owner, const char *doc_id,
+                               uint64_t *docs, uint64_t *bytes);
 /* Like sg_store_generation, for group documents only: changes with every committed write to
  * them, by any connection of any process. */
 sg_err sg_store_gm_generation(struct sg_store *st, uint64_t *gen);
@@ -496,6 +501,11 @@ sg_err sg_store_km_key_add(struct sg_store *st, const struct sg_store_km_key *k)
 /* The highest version of (val_service, key_id); *out owned by the caller. SG_ERR_NOTFOUND. */
 sg_err sg_store_km_key_latest(struct sg_store *st, const char *val_service, const char *key_id,
                               struct sg_store_km_key *out);
+/* How many keys (their current, not superseded, versions; revoked and expired ones included
+ * until the upkeep deletes them) a VAL service has: in all (*service) and of target_kind/target
+ * (*target; "", "" for the service's own keys). */
+sg_err sg_store_km_key_count(struct sg_store *st, const char *val_service, const char *target_kind,
+                             const char *target, uint64_t *service, uint64_t *target_n);
 /* The current (not superseded) versions of a VAL service's keys, by key_id; target_kind NULL:
  * every target, else only that target_kind/target. Revoked and expired ones are included (the
  * caller decides: it never releases them). *out owned by the caller: sg_store_km_key_list_free.

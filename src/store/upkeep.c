@@ -1,7 +1,7 @@
 /* store/upkeep.c: what `sealguard serve` deletes on its own (store.h, "upkeep"): authorization
  * codes, refresh tokens and revocations no longer needed (sg_store_purge: once expired, and
- * those whose replay still revokes a grant a day after their own expiry), and audit rows past
- * the retention (audit.retention_days, audit.max_rows).
+ * those whose replay still revokes a grant a day after their own expiry), key versions never
+ * released again, and audit rows past the retention (audit.retention_days, audit.max_rows).
  *
  * Runs on a thread of its own with its own connection, hourly (the first run shortly after the
  * start), in transactions of at most UPKEEP_BATCH rows with a pause between them, so that the
@@ -69,7 +69,7 @@ static int drain(struct sg_store_upkeep *u, struct sg_store *st, int audit, uint
 		}
 		*total += n;
 		atomic_fetch_add(audit ? &u->audit : &u->expired, n);
-		/* purge deletes up to a batch from each of its three tables */
+		/* purge deletes up to a batch of each kind: n < a batch, all were drained */
 		if (n < UPKEEP_BATCH)
 			return 0;
 		if (pause_ms(u, UPKEEP_PAUSE_MS))
@@ -91,13 +91,13 @@ static void *upkeep_main(void *arg)
 		uint64_t expired = 0, audit = 0;
 		int stopped = drain(u, st, 0, &expired) || drain(u, st, 1, &audit);
 		if (expired || audit)
-			sg_log_info(
-			    "store upkeep: deleted %llu expired codes, refresh tokens and "
-			    "revocations, and %llu audit rows (retention %lld days, at most "
-			    "%llu rows)",
-			    (unsigned long long)expired, (unsigned long long)audit,
-			    (long long)(u->c.audit_retention_ms / 86400000),
-			    (unsigned long long)u->c.audit_max_rows);
+			sg_log_info("store upkeep: deleted %llu expired codes, refresh tokens, "
+			            "revocations and key versions, and %llu audit rows (retention "
+			            "%lld days, at most "
+			            "%llu rows)",
+			            (unsigned long long)expired, (unsigned long long)audit,
+			            (long long)(u->c.audit_retention_ms / 86400000),
+			            (unsigned long long)u->c.audit_max_rows);
 		if (stopped)
 			break;
 	}

@@ -13,6 +13,10 @@ sg_write_config "$T/sg.yaml"
 cat >>"$T/sg.yaml" <<YAML
 idm:
   scrypt_ln: 10
+gm:
+  max_documents_per_server: 3
+  max_bytes_per_server: 4096
+  max_members: 3
 YAML
 PKI=$T/state/pki
 SG() { "$SG_BIN" --config "$T/sg.yaml" "$@"; }
@@ -110,6 +114,37 @@ expect_eq "create larger than the listener's max_body_bytes: 413" 413 "$CODE"
 req "${KIOSK[@]}" "${AK[@]}" "${JS[@]}" -d '{"valGroupId":"fleet-1","members":[{"valUserId":"alice"}],"valServiceIds":["kiosk"]}' "$GMS"
 expect_eq "kiosk-app creates a group of v2x-app's valGroupId (fleet-1): 403, the group's key stays its members'" "403 OPERATION_NOT_ALLOWED" "$CODE $(jget "$BODY" cause)"
 expect_eq "refused creations wrote nothing" "$N0" "$(count)"
+
+# --- quotas of one VAL server (gm.max_documents_per_server 3, max_bytes_per_server 4096,
+# max_members 3 here): clear refusals, nothing written; the others' share untouched ---
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d '{"valGroupId":"crowd","members":[{"valUserId":"a"},{"valUserId":"b"},{"valUserId":"c"},{"valUeId":"d"}],"valServiceIds":["v2x"]}' "$GMS"
+expect_eq "create with 4 members (max_members 3): 400 /members" "400 INVALID_MSG_FORMAT /members" "$CODE $(jget "$BODY" cause) $(jget "$BODY" invalidParams 0 param)"
+expect "... as a ProblemDetails" problem "$BODY"
+BIG=$(py 'print("d"*3800)')
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d "{\"valGroupId\":\"bulky\",\"grpDesc\":\"$BIG\",\"valServiceIds\":[\"v2x\"]}" "$GMS"
+expect_eq "create taking v2x-app past 4096 bytes of documents: 429 TOO_MANY_REQUESTS" "429 TOO_MANY_REQUESTS" "$CODE $(jget "$BODY" cause)"
+expect "... as a ProblemDetails" problem "$BODY"
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d '{"valGroupId":"third","valServiceIds":["v2x"]}' "$GMS"
+expect_eq "a third document (max_documents_per_server 3): 201" 201 "$CODE"
+LOCT=$(printf '%s\n' "$HDRS" | awk 'tolower($1)=="location:"{print $2}')
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d '{"valGroupId":"fourth","valServiceIds":["v2x"]}' "$GMS"
+expect_eq "a fourth: 429 TOO_MANY_REQUESTS" "429 TOO_MANY_REQUESTS" "$CODE $(jget "$BODY" cause)"
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -X PUT -d '{"valGroupId":"third","grpDesc":"replaced in place","valServiceIds":["v2x"]}' "$LOCT"
+expect_eq "replacing one of the three (its own size not counted twice): 200" 200 "$CODE"
+req "${VAL[@]}" "${AV[@]}" "${MP[@]}" -X PATCH -d "{\"grpDesc\":\"$BIG\"}" "$LOCT"
+expect_eq "a merge patch growing it past the size quota: 429" 429 "$CODE"
+req "${VAL[@]}" "${AV[@]}" "${MP[@]}" -X PATCH -d '{"members":[{"valUserId":"a"},{"valUserId":"b"},{"valUserId":"c"},{"valUserId":"d"}]}' "$LOCT"
+expect_eq "a merge patch to 4 members: 400 /members" "400 /members" "$CODE $(jget "$BODY" invalidParams 0 param)"
+req "${KIOSK[@]}" "${AK[@]}" "${JS[@]}" -d '{"valGroupId":"kiosk-2","valServiceIds":["kiosk"]}' "$GMS"
+expect_eq "kiosk-app still creates (its own quota): 201" 201 "$CODE"
+KLOC=$(printf '%s\n' "$HDRS" | awk 'tolower($1)=="location:"{print $2}')
+req "${VAL[@]}" "${AV[@]}" "$LOCT"
+expect_eq "the refused writes changed nothing" "third replaced in place" "$(jget "$BODY" valGroupId) $(jget "$BODY" grpDesc)"
+req "${VAL[@]}" "${AV[@]}" -X DELETE "$LOCT"
+expect_eq "deleting the third: 204" 204 "$CODE"
+req "${KIOSK[@]}" "${AK[@]}" -X DELETE "$KLOC"
+expect_eq "kiosk-app deletes kiosk-2: 204" 204 "$CODE"
+expect_eq "after the quota section v2x-app has its two documents again" "$N0" "$(count)"
 
 # --- RetrieveValGroupDocs with its filters ---
 req "${VAL[@]}" "${AV[@]}" "$GMS"

@@ -17,6 +17,9 @@ cat >>"$T/sg.yaml" <<YAML
     allowed_identities: ["DNS:localhost"]
 idm:
   scrypt_ln: 10
+km:
+  max_keys_per_service: 2
+  max_keys_per_target: 1
 YAML
 PKI=$T/state/pki
 DB=$T/state/sealguard.db
@@ -35,6 +38,7 @@ GREQ=$ISS/km/v1/group-key-requests
 X1=$EISS/km/v1/group-keys
 
 req() {
+	: >"$T/b" # curl leaves the file alone when there is no body
 	"${C[@]}" -D "$T/h" -o "$T/b" "$@"
 	CODE=$(awk 'NR==1{print $2}' "$T/h")
 	BODY=$(cat "$T/b")
@@ -65,7 +69,7 @@ printf 'bob-pass-2\n' >"$T/bob.pw"
 expect "user add alice (v2x=alice@v2x)" SG user add alice --password-file "$T/alice.pw" --val-user-id v2x=alice@v2x
 expect "user add bob (v2x=bob@v2x)" SG user add bob --password-file "$T/bob.pw" --val-user-id v2x=bob@v2x
 expect "client add ue-app" SG client add ue-app --redirect-uri http://127.0.0.1/callback --secret-file "$T/ue.secret"
-expect "valserver add v2x-app (v2x)" SG valserver add v2x-app --identity DNS:v2x-app --val-service v2x
+expect "valserver add v2x-app (v2x, key provisioning)" SG valserver add v2x-app --identity DNS:v2x-app --val-service v2x --key-provisioning
 sleep 1.2
 login() { SG login --issuer "$ISS" --client-id ue-app --client-secret-file "$T/ue.secret" --username "$1" --password-file "$T/$1.pw" --cacert "$CA" --token-cache "$T/$1.tokens" --scope "openid seal:km" >/dev/null; }
 expect "alice logs in with seal:km" login alice
@@ -103,7 +107,7 @@ waitfor() {
 }
 
 # --- the VAL server creates a group with alice -----------------------------------------------
-req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d '{"valGroupId":"fleet-7","members":[{"valUserId":"alice@v2x"}],"valServiceIds":["v2x"]}' "$GMS"
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d '{"valGroupId":"fleet-7","grpDesc":"seventh","members":[{"valUserId":"alice@v2x"}],"valGrpConf":"c-7","valServiceIds":["v2x"]}' "$GMS"
 expect_eq "v2x-app creates VAL group fleet-7 with alice: 201" 201 "$CODE"
 DOC=$(jget "$BODY" resUri 2>/dev/null)
 LOC=$(awk 'tolower($1)=="location:"{print $2}' "$T/h" | tr -d '\r')
@@ -134,6 +138,14 @@ expect_eq "a KM-UU request for the reserved namespace: 403" "403 VAL_SERVICE_NOT
 # --- SEAL-X1: the GM server's reads -----------------------------------------------------------
 req "${SRV[@]}" "$EISS/ss-gm/v1/group-documents?val-group-id=fleet-7"
 expect_eq "SEAL-E read of the group documents with the SEAL server certificate: 200, fleet-7" "200 fleet-7" "$CODE $(jget "$BODY" 0 valGroupId)"
+MV=$EISS/ss-gm/v1/group-documents?group-members=true
+req "${SRV[@]}" "$MV"
+expect_eq "SEAL-E membership view (what the KM server reads): valGroupId, valServiceIds, members by id" '[{"members": [{"valUserId": "alice@v2x"}], "valGroupId": "fleet-7", "valServiceIds": ["v2x"]}]' "$(py 'import sys,json;print(json.dumps(json.loads(sys.argv[1]),sort_keys=True))' "$BODY")"
+ET=$(awk 'tolower($1)=="etag:"{print $2}' "$T/h" | tr -d '\r')
+expect_match "... with an ETag" '^"[A-Za-z0-9_-]+-[0-9]+"$' "$ET"
+req "${SRV[@]}" -H "If-None-Match: $ET" "$MV"
+expect_eq "... polled with that ETag in If-None-Match: 304 without a body" "304 " "$CODE $BODY"
+expect_eq "... and without Content-Length (RFC 9110)" 0 "$(grep -ci '^content-length' "$T/h")"
 req "${VAL[@]}" "$EISS/ss-gm/v1/group-documents"
 expect_eq "... with a VAL server's certificate: 403 UNAUTHORIZED_IDENTITY" "403 UNAUTHORIZED_IDENTITY" "$CODE $(jget "$BODY" cause)"
 req "${SRV[@]}" "${JS[@]}" -d '{"valGroupId":"x","valServiceIds":["v2x"]}' "$EISS/ss-gm/v1/group-documents"
@@ -150,6 +162,8 @@ expect_eq "SEAL-X1 for an unknown group: 403 TARGET_NOT_ALLOWED" "403 TARGET_NOT
 # --- adding bob rotates the key ---------------------------------------------------------------
 req "${VAL[@]}" "${AV[@]}" "${MP[@]}" -X PATCH -d '{"members":[{"valUserId":"alice@v2x"},{"valUserId":"bob@v2x"}]}' "$LOC"
 expect_eq "v2x-app adds bob: 200" 200 "$CODE"
+req "${SRV[@]}" -H "If-None-Match: $ET" "$MV"
+expect_eq "the membership view after the change: 200 with a new ETag, bob in it" "200 new 2" "$CODE $([ "$(awk 'tolower($1)=="etag:"{print $2}' "$T/h" | tr -d '\r')" != "$ET" ] && echo new) $(py 'import sys,json;print(len(json.loads(sys.argv[1])[0]["members"]))' "$BODY")"
 out=$(waitfor 2 "$BT" bob)
 expect_match "bob, now a member, gets version 2" '^200 2 [A-Za-z0-9_-]{43} fleet-7$' "$out"
 KB2=$(echo "$out" | awk '{print $3}'); KEYS+=("$KB2")
@@ -170,6 +184,25 @@ req "${SRV[@]}" "$X1/fleet-7"
 expect_eq "SEAL-X1: the GM server reads version 3" "200 3 $KB3" "$CODE $(jget "$BODY" version) $(jget "$BODY" key)"
 expect_eq "only the current version is in force (older ones superseded)" "3 1" "$(sql "SELECT count(*) FROM km_keys WHERE target_kind='group'") $(sql "SELECT count(*) FROM km_keys WHERE target_kind='group' AND superseded_at=0")"
 expect_eq "audit: alice's retrievals on KM-UU, the GM server's on SEAL-X1" "3 2" "$(sql "SELECT count(*) FROM audit WHERE action='km.group.retrieve' AND actor=(SELECT actor FROM audit WHERE action='km.group.retrieve' ORDER BY id LIMIT 1)") $(sql "SELECT count(*) FROM audit WHERE action='km.group.x1' AND refpoint='SEAL-X1/SEAL-E'")"
+
+# --- key quotas (km.max_keys_per_service 2, max_keys_per_target 1 here): group keys are the
+# KM server's own and count in neither ---
+PT=$(jget "$("${C[@]}" "${VAL[@]}" -d grant_type=client_credentials -d client_id=v2x-app -d "scope=seal:km seal:kp" -d resource=sealguard:km "$SISS/oauth2/token")" access_token)
+kpp() { req "${VAL[@]}" -H "Authorization: Bearer $PT" "${JS[@]}" -d "$1" "$SISS/ss-kpp/v1/request"; }
+nk() { sql "SELECT count(*) FROM km_keys WHERE val_service = 'v2x'"; }
+kpp '{"skmcUri":"urn:x","valServiceId":"v2x","payloadId":"svc-a"}'
+expect_eq "a service key of v2x: 200" 200 "$CODE"
+kpp '{"skmcUri":"urn:x","valServiceId":"v2x","payloadId":"svc-b"}'
+expect_eq "a second service key (max_keys_per_target 1): 429 TOO_MANY_REQUESTS" "429 TOO_MANY_REQUESTS" "$CODE $(jget "$BODY" cause)"
+expect_match "... the detail names the limit" 'the most it may have' "$(jget "$BODY" detail)"
+kpp '{"skmcUri":"urn:x","valServiceId":"v2x","payloadId":"alice-a","valTgtUe":{"valUserId":"alice@v2x"}}'
+expect_eq "a key of alice@v2x: 200" 200 "$CODE"
+kpp '{"skmcUri":"urn:x","valServiceId":"v2x","payloadId":"bob-a","valTgtUe":{"valUserId":"bob@v2x"}}'
+expect_eq "a key of bob@v2x, the service's third (max_keys_per_service 2): 429" "429 TOO_MANY_REQUESTS" "$CODE $(jget "$BODY" cause)"
+expect_eq "the refused ones stored nothing" 2 "$(nk)"
+kpp '{"skmcUri":"urn:x","valServiceId":"v2x","payloadId":"svc-a"}'
+expect_eq "rotating svc-a (a new version of a key, not a new key): 200" 200 "$CODE"
+expect_eq "... 3 versions stored, 2 current" "3 2" "$(nk) $(sql "SELECT count(*) FROM km_keys WHERE val_service = 'v2x' AND superseded_at = 0")"
 
 # --- deleting the group: nobody gets its key --------------------------------------------------
 req "${VAL[@]}" "${AV[@]}" -X DELETE "$LOC"
@@ -193,4 +226,7 @@ expect_eq "scanned ${#KEYS[@]} group keys: none in the database, its WAL or the 
 expect_eq "sealed group keys are 60 bytes (32 + nonce + tag)" 60 "$(sql "SELECT max(length(sealed)) FROM km_keys WHERE target_kind='group'")"
 
 expect "server stops cleanly" sg_stop
+# the KM server's polls of the membership view: answered 304 while nothing changed
+N304=$(grep -c '"path":"/ss-gm/v1/group-documents","status":304' "$T/server.log")
+expect_match "the KM server's polls of unchanged membership get 304 ($N304 of them)" '^[1-9]' "$N304"
 sg_done

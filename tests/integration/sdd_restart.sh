@@ -314,9 +314,14 @@ sg_stop >/dev/null
 # --- a state dir of schema version 4 (without the SEALDD tables, the audit's first trigger) ---
 sqlite3 "$DBF" "DROP TABLE sdd_trans; DROP TABLE sdd_subsc; DROP TRIGGER audit_no_delete; DROP TABLE audit_prune;
   CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+  DROP INDEX gm_docs_owner; ALTER TABLE gm_docs DROP COLUMN size;
+  DROP INDEX km_keys_superseded; DROP INDEX km_keys_not_after;
+  INSERT INTO gm_docs (doc_id, owner, val_group_id, body, created_at, updated_at)
+    VALUES ('m1', 'v2x-app', 'mg', '{\"valGroupId\":\"mg\",\"grpDesc\":\"é\"}', 0, 0);
   UPDATE schema_version SET version = 4"
 sg_start "$T/sg.yaml" || { not_ok "start on a schema 4 state dir"; sg_done; }
-expect_eq "a schema 4 state dir is migrated to the current schema (9) at start" 9 "$(sqlite3 "$DBF" 'SELECT version FROM schema_version')"
+expect_eq "a schema 4 state dir is migrated to the current schema (10) at start" 10 "$(sqlite3 "$DBF" 'SELECT version FROM schema_version')"
+expect_eq "... its group documents get their size in bytes (the gm quotas)" 34 "$(sqlite3 "$DBF" "SELECT size FROM gm_docs WHERE doc_id = 'm1'")"
 expect "... its users are kept (alice logs in)" login alice2.tokens
 tokens
 req "${EVIL[@]}" "${AE[@]}" "${JS[@]}" -d "{\"valServiceId\":\"evil\",\"valServerConnInfo\":{\"ipv4Addr\":\"127.0.0.1\",\"port\":$ECHO}}" "$RT_URL/regular/request-trans"

@@ -63,7 +63,7 @@ expect_eq "... none older than 30 days (audit.retention_days)" 0 "$(q "SELECT co
 expect_eq "no expired refresh token or revocation is left" "0 0" "$(q "SELECT (SELECT count(*) FROM refresh_tokens WHERE expires_at <= 1000) || ' ' || (SELECT count(*) FROM revoked WHERE expires_at <= 2000)")"
 expect_eq "... the live ones stay (the second login's refresh token, the live revocation)" "$LIVE_RT 1" "$(q "SELECT count(*) FROM refresh_tokens") $(q "SELECT count(*) FROM revoked")"
 expect_eq "... and no code: the second login's too, although its grant lives on" 0 "$(q "SELECT count(*) FROM auth_codes")"
-expect_match "... the log says what went" "store upkeep: deleted $EXPIRED expired codes, refresh tokens and revocations, and $((AUDIT0 - 1000)) audit rows \(retention 30 days, at most 1000 rows\)" "$(cat "$T/server.log")"
+expect_match "... the log says what went" "store upkeep: deleted $EXPIRED expired codes, refresh tokens, revocations and key versions, and $((AUDIT0 - 1000)) audit rows \(retention 30 days, at most 1000 rows\)" "$(cat "$T/server.log")"
 expect_match "the first login's refresh token, deleted, is refused: invalid_grant" "invalid_grant" "$(SG token refresh --token-cache "$T/a-old.tokens" 2>&1)"
 expect_match "the second login's rotated refresh token, deleted, is refused: invalid_grant" "invalid_grant" "$(SG token refresh --token-cache "$T/b-old.tokens" 2>&1)"
 expect "... and its grant is not revoked by that: the second login refreshes" SG token refresh --token-cache "$T/b.tokens"

@@ -98,6 +98,10 @@ static void test_default(void **state)
 	assert_int_equal(c->sdd.max_subsc_per_server, 1000);
 	assert_int_equal(c->audit.retention_days, 365);
 	assert_int_equal(c->audit.max_rows, 10000000);
+	assert_int_equal(c->km.gm_max_mib, 64);
+	assert_int_equal(c->gm.max_docs_per_server, 1000);
+	assert_int_equal(c->gm.max_bytes_per_server, 4u << 20);
+	assert_int_equal(c->gm.max_members, 10000);
 	assert_int_equal(c->sdd.max_channels, 10000);
 	assert_int_equal(c->sdd.max_channels_per_user, 512);
 	assert_int_equal(c->sdd.max_unauth_per_addr, 256);
@@ -323,6 +327,14 @@ static const struct bad BAD[] = {
      "bad.yaml:2: sdd.data_bind:", "listens on every address"},
     {1, "state_dir: ./var\nsdd: {data_advertise: ''}",
      "bad.yaml:2: sdd.data_advertise:", "must be a host name or address"},
+    {1, "state_dir: ./var\nkm: {gm_max_mib: 0}", "bad.yaml:2: km.gm_max_mib:", "from 1 to 4096"},
+    {1, "state_dir: ./var\ngm: {max_bytes_per_server: 4095}",
+     "bad.yaml:2: gm.max_bytes_per_server:", "from 4096 to 1073741824"},
+    {1, "state_dir: ./var\ngm: {max_documents_per_server: 0}",
+     "bad.yaml:2: gm.max_documents_per_server:", "from 1 to 1000000"},
+    {1, "state_dir: ./var\ngm: {max_members: 1000001}",
+     "bad.yaml:2: gm.max_members:", "from 1 to 1000000"},
+    {1, "state_dir: ./var\ngm: {max_member: 5}", "bad.yaml", "max_member"},
     {1, "state_dir: ./var\nsdd: {channel_stall_s: 0}",
      "bad.yaml:2: sdd.channel_stall_s:", "from 1 to 3600"},
     {1, "state_dir: ./var\nsdd: {subscription_lifetime_s: 59}",

@@ -247,6 +247,23 @@ static void test_filters_projection(void **state)
 	json_decref(p);
 	json_decref(w);
 	json_decref(d);
+
+	/* the membership view: ids only, the rest of each member and document left out */
+	d = J("{\"valGroupId\":\"g1\",\"grpDesc\":\"x\",\"valServiceIds\":[\"v2x\"],"
+	      "\"members\":[{\"valUserId\":\"a\",\"note\":\"big\"},{\"valUeId\":\"ue-1\"}],"
+	      "\"valGrpConf\":\"conf\"}");
+	p = sg_gm_doc_membership(d);
+	w = J("{\"valGroupId\":\"g1\",\"valServiceIds\":[\"v2x\"],"
+	      "\"members\":[{\"valUserId\":\"a\"},{\"valUeId\":\"ue-1\"}]}");
+	assert_true(json_equal(p, w));
+	json_decref(p);
+	json_decref(w);
+	json_decref(d);
+	d = J("{\"valGroupId\":\"g2\"}");
+	p = sg_gm_doc_membership(d);
+	assert_true(json_equal(p, d)); /* nothing added */
+	json_decref(p);
+	json_decref(d);
 }
 
 /* A UE's val_user_ids claim stands in for the principal. */
@@ -393,6 +410,28 @@ static void test_store(void **state)
 	assert_int_equal(sg_store_gm_get(st, "d1", &out), SG_ERR_NOTFOUND);
 	struct sg_store_gm_doc bad = {.doc_id = "x", .val_group_id = "g", .body = "{}"};
 	assert_int_equal(sg_store_gm_put(st, &bad, 1), SG_ERR_INVALID); /* no owner */
+	/* a VAL server's usage (its quota): documents and bytes, one of them left out */
+	struct sg_store_gm_doc q1 = {
+	    .doc_id = "q1", .owner = "q", .val_group_id = "gq1", .body = "{\"valGroupId\":\"é\"}"};
+	struct sg_store_gm_doc q2 = {.doc_id = "q2",
+	                             .owner = "q",
+	                             .val_group_id = "gq2",
+	                             .body = "{\"valGroupId\":\"gq2\"}"};
+	assert_int_equal(sg_store_gm_put(st, &q1, 1), SG_OK);
+	assert_int_equal(sg_store_gm_put(st, &q2, 1), SG_OK);
+	uint64_t docs = 9, bytes = 9;
+	assert_int_equal(sg_store_gm_owner_usage(st, "q", "", &docs, &bytes), SG_OK);
+	assert_int_equal(docs, 2);
+	assert_int_equal(bytes, strlen(q1.body) + strlen(q2.body)); /* bytes, not characters */
+	assert_int_equal(sg_store_gm_owner_usage(st, "q", "q1", &docs, &bytes), SG_OK);
+	assert_int_equal(docs, 1);
+	assert_int_equal(bytes, strlen(q2.body));
+	assert_int_equal(sg_store_gm_owner_usage(st, "nobody", "", &docs, &bytes), SG_OK);
+	assert_int_equal(docs + bytes, 0);
+	q2.body = "{}";
+	assert_int_equal(sg_store_gm_put(st, &q2, 0), SG_OK); /* a replace updates the size */
+	assert_int_equal(sg_store_gm_owner_usage(st, "q", "q1", &docs, &bytes), SG_OK);
+	assert_int_equal(bytes, 2);
 	sg_store_close(st);
 	/* reopening finds the documents (durable) */
 	assert_int_equal(sg_store_open("sqlite", path, &st, err, sizeof err), SG_OK);
@@ -404,12 +443,37 @@ static void test_store(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* base/json.c: jansson frees through the wiping free from then on, and everything else works
+ * as before */
+static void test_json_wipe_on_free(void **state)
+{
+	(void)state;
+	json_malloc_t m0 = NULL, m1 = NULL;
+	json_free_t f0 = NULL, f1 = NULL;
+	json_get_alloc_funcs(&m0, &f0);
+	sg_json_wipe_on_free();
+	sg_json_wipe_on_free(); /* once */
+	json_get_alloc_funcs(&m1, &f1);
+	assert_ptr_equal(f0, free);
+	assert_ptr_not_equal(f1, free);
+	assert_ptr_equal(m1, malloc); /* json_dumps output is still free()d by its callers */
+	json_t *j = json_pack("{s:s,s:[i,i]}", "key", "c2VjcmV0LWtleS1ieXRlcw", "v", 1, 2);
+	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(s, "{\"key\":\"c2VjcmV0LWtleS1ieXRlcw\",\"v\":[1,2]}");
+	json_t *back = json_loads(s, 0, NULL);
+	assert_true(json_equal(j, back));
+	free(s);
+	json_decref(back);
+	json_decref(j);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_validate_table),
 	    cmocka_unit_test(test_validate_unknown_ignored),
 	    cmocka_unit_test(test_merge_patch_rfc7396),
+	    cmocka_unit_test(test_json_wipe_on_free),
 	    cmocka_unit_test(test_doc_patch),
 	    cmocka_unit_test(test_filters_projection),
 	    cmocka_unit_test(test_membership),

@@ -2,6 +2,7 @@
  * (client/skmc.h) and the key records of the store (store/km.c): JWE to a P-256 key and its
  * refusal with another key, sealing at rest bound to record id and version, validation of
  * VALKeyPpReq / SEAL KM Request / ValTargetUe / SKM-C JWKs, the ErrorCode mapping. */
+#include "base/clock.h"
 #include "client/skmc.h"
 #include "km/logic.h"
 #include "store/store.h"
@@ -235,6 +236,7 @@ static void test_error_codes(void **state)
 	    {SG_KM_KEY_NOT_FOUND, 404, "KEY_NOT_FOUND"},
 	    {SG_KM_KEY_REVOKED, 404, "KEY_REVOKED"},
 	    {SG_KM_KEY_EXPIRED, 404, "KEY_EXPIRED"},
+	    {SG_KM_TOO_MANY_KEYS, 429, "TOO_MANY_REQUESTS"},
 	    {SG_KM_SERVICE_UNAVAILABLE, 503, "SERVICE_UNAVAILABLE"},
 	};
 	assert_int_equal(sizeof want / sizeof want[0], SG_KM_NERRORS - 1);
@@ -366,6 +368,42 @@ static void test_store_versions(void **state)
 	assert_string_equal(got.kid, "kid2");
 	sg_store_km_client_clear(&got);
 	assert_int_equal(sg_store_km_client_get(st, "ue:abc", "other", &got), SG_ERR_NOTFOUND);
+
+	/* the key quotas' counts: current versions, of the service and of one target */
+	uint64_t nsvc = 9, ntgt = 9;
+	struct sg_store_km_key s1 = k;
+	s1.key_id = "svc-1";
+	s1.version = 1;
+	s1.target_kind = "";
+	s1.target = "";
+	s1.not_after = INT64_MAX / 2;
+	assert_int_equal(sg_store_km_key_add(st, &s1), SG_OK);
+	assert_int_equal(sg_store_km_key_count(st, "v2x", "user", "alice", &nsvc, &ntgt), SG_OK);
+	assert_int_equal(nsvc, 2); /* k1 (version 2; version 1 superseded) and svc-1 */
+	assert_int_equal(ntgt, 1);
+	assert_int_equal(sg_store_km_key_count(st, "v2x", "", "", &nsvc, &ntgt), SG_OK);
+	assert_int_equal(nsvc * 10 + ntgt, 21);
+	assert_int_equal(sg_store_km_key_count(st, "kiosk", "", "", &nsvc, &ntgt), SG_OK);
+	assert_int_equal(nsvc + ntgt, 0);
+
+	/* the upkeep deletes key versions a day after they were superseded or expired (k1: both
+	 * versions expired at 2, version 1 superseded now), never a current valid one (svc-1) */
+	int64_t now = sg_now_ms(), day = 86400000;
+	uint64_t purged = 0;
+	assert_int_equal(sg_store_purge(st, 2 + day - 1, 0, &purged), SG_OK);
+	assert_int_equal(purged, 0);
+	assert_int_equal(sg_store_purge(st, 2 + day, 0, &purged), SG_OK);
+	assert_int_equal(purged, 2); /* k1 versions 1 and 2: past validUntil for a day */
+	assert_int_equal(sg_store_km_key_latest(st, "v2x", "k1", &cur), SG_ERR_NOTFOUND);
+	s1.version = 2; /* a rotation of svc-1: version 1 superseded now, valid for ever */
+	assert_int_equal(sg_store_km_key_add(st, &s1), SG_OK);
+	assert_int_equal(sg_store_purge(st, now + day - 1000, 0, &purged), SG_OK);
+	assert_int_equal(purged, 0);
+	assert_int_equal(sg_store_purge(st, now + day + 1000, 0, &purged), SG_OK);
+	assert_int_equal(purged, 1);
+	assert_int_equal(sg_store_km_key_latest(st, "v2x", "svc-1", &cur), SG_OK);
+	assert_int_equal(cur.version, 2); /* the current version stays */
+	sg_store_km_key_clear(&cur);
 	sg_store_close(st);
 	char cmd[256];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
