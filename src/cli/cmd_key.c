@@ -12,6 +12,7 @@
 #include "client/valsrv.h"
 #include "conf/conf.h"
 #include "km/logic.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -36,6 +37,7 @@ static const char USAGE[] =
     "       sealguard key rotate --name NAME --val-service S --payload-id ID [...as provision]\n"
     "       sealguard key info --name NAME --val-service S [--user ID | --ue ID] [--json]\n"
     "       sealguard key revoke --name NAME --val-service S --payload-id ID\n"
+    "       sealguard key forget (--username USER --client-id ID | --name NAME)  (operator)\n"
     "\n"
     "The SEAL key management client, SKM-C (TS 33.434 clauses 5.3 and 5.8; docs/km-protocol.md).\n"
     "register  generates a P-256 key pair (kept in a 0600 file; --new replaces it) and registers\n"
@@ -53,6 +55,11 @@ static const char USAGE[] =
     "rotate    a new version of --payload-id (older versions are no longer released).\n"
     "info      TS 29.549 ss-kir: the current keys of the VAL service, decrypted.\n"
     "revoke    revokes every version of a key; it is never released again.\n"
+    "forget    removes the SKM-C key registered for a user's client (--username, --client-id)\n"
+    "          or a VAL server (--name), in the store of this configuration, when its private\n"
+    "          half is lost: a registered key is replaced only with a proof that the caller\n"
+    "          holds it (register --new does that), so a stolen token cannot redirect key\n"
+    "          material. The next registration is then taken as it comes.\n"
     "\n"
     "options:\n"
     "  --url URL            KM-UU origin (default: the issuer in the token cache) or KM-S origin\n"
@@ -76,10 +83,13 @@ enum {
 	OPT_KEY_FILE,
 	OPT_VALID_FOR,
 	OPT_GROUP,
+	OPT_USERNAME,
+	OPT_CLIENT_ID,
 };
 
 struct key_args {
 	const char *cache, *skmc_key, *skmc_uri, *url, *svc, *user, *ue, *key_file, *group;
+	const char *username, *client_id;
 	const char *ids[SG_KM_MAX_IDS];
 	size_t nids;
 	long valid_for;
@@ -105,16 +115,22 @@ static int default_cache(char *out, size_t len)
 
 /* The SKM-C key: loaded, or (create) generated when absent or --new and saved beside path as
  * PATH.new (*fresh = 1): skmc_key_commit puts it in place once the SKM-S registered it, so a
- * registration that fails leaves the key the SKM-S encrypts to where it was. */
-static int skmc_key(const char *path, int create, int replace, char **priv, int *fresh)
+ * registration that fails leaves the key the SKM-S encrypts to where it was. With --new the
+ * key kept until now goes to *prev (may be NULL when not wanted): it proves the replacement. */
+static int skmc_key(const char *path, int create, int replace, char **priv, char **prev, int *fresh)
 {
 	char err[512] = "", tmp[4200];
 	*priv = NULL;
 	*fresh = 0;
+	if (prev)
+		*prev = NULL;
 	if (!replace && sg_file_exists(path))
 		return sg_skmc_key_load(path, priv, err, sizeof err) == SG_OK
 		           ? 0
 		           : sg_cli_fail("%s", err);
+	if (replace && prev && sg_file_exists(path) &&
+	    sg_skmc_key_load(path, prev, err, sizeof err) != SG_OK)
+		return sg_cli_fail("%s", err);
 	if (!create)
 		return sg_cli_fail("no SKM-C key %s: run `sealguard key register` first", path);
 	if (sg_skmc_key_generate(priv) != SG_OK)
@@ -229,7 +245,7 @@ static int ue_cmd(const char *sub, struct key_args *a)
 	if (!cache)
 		return sg_cli_fail("%s is not a token cache", cache_p);
 	int rc = 1;
-	char *priv = NULL;
+	char *priv = NULL, *prev = NULL;
 	const char *at = json_string_value(json_object_get(cache, "access_token"));
 	json_int_t exp = json_integer_value(json_object_get(cache, "expires_at"));
 	const char *url = a->url ? a->url : json_string_value(json_object_get(cache, "issuer"));
@@ -252,12 +268,12 @@ static int ue_cmd(const char *sub, struct key_args *a)
 		goto out;
 	}
 	int reg = !strcmp(sub, "register"), fresh = 0;
-	if (skmc_key(keypath, reg, reg && a->new_key, &priv, &fresh))
+	if (skmc_key(keypath, reg, reg && a->new_key, &priv, &prev, &fresh))
 		goto out;
 	if (reg) {
 		json_t *resp = NULL;
-		int ok =
-		    sg_skmc_ue_register(&c, priv, a->skmc_uri, &resp, err, sizeof err) == SG_OK;
+		int ok = sg_skmc_ue_register(&c, priv, prev, a->skmc_uri, &resp, err, sizeof err) ==
+		         SG_OK;
 		if (!ok)
 			sg_cli_fail("register: %s", err);
 		if (skmc_key_commit(keypath, fresh, ok) || !ok) {
@@ -303,6 +319,7 @@ static int ue_cmd(const char *sub, struct key_args *a)
 	rc = 0;
 out:
 	sg_skmc_secret_free(priv);
+	sg_skmc_secret_free(prev);
 	/* the cache holds tokens: overwrite them before release */
 	const char *k;
 	json_t *v;
@@ -382,18 +399,18 @@ static int vs_cmd(const struct sg_cli_global *g, const char *sub, struct key_arg
 	int rc = sg_cli_valsrv_open(g, &a->vs, 0, &v);
 	if (rc)
 		return rc;
-	char *priv = NULL;
+	char *priv = NULL, *prev = NULL;
 	json_t *resp = NULL, *recs = NULL, *req = NULL;
 	rc = 1;
 	int fresh = 0;
 	if (reg || info) {
 		if (vs_key_path(g, a, keyp, sizeof keyp) ||
-		    skmc_key(keyp, reg, a->new_key, &priv, &fresh))
+		    skmc_key(keyp, reg, a->new_key, &priv, &prev, &fresh))
 			goto out;
 	}
 	if (reg) {
-		int ok =
-		    sg_skmc_vs_register(v, url, priv, a->skmc_uri, &resp, err, sizeof err) == SG_OK;
+		int ok = sg_skmc_vs_register(v, url, priv, prev, a->skmc_uri, &resp, err,
+		                             sizeof err) == SG_OK;
 		if (!ok)
 			sg_cli_fail("register: %s", err);
 		if (skmc_key_commit(keyp, fresh, ok) || !ok)
@@ -477,7 +494,52 @@ out:
 	json_decref(resp);
 	json_decref(req);
 	sg_skmc_secret_free(priv);
+	sg_skmc_secret_free(prev);
 	sg_valsrv_free(v);
+	return rc;
+}
+
+/* `key forget`: the operator removes an SKM-C key registration (R2 key continuity: the way back
+ * for a client that lost its private key), in the store, with an audit row. */
+static int forget_cmd(const struct sg_cli_global *g, const struct key_args *a)
+{
+	const char *name = a->username ? a->username : a->vs.name;
+	const char *client = a->client_id ? a->client_id : a->username ? NULL : a->vs.name;
+	if (!name || !client || (a->username && a->vs.name))
+		return sg_cli_fail("key forget takes --username USER --client-id ID, or --name "
+		                   "VAL_SERVER"),
+		       2;
+	struct sg_conf *conf = NULL;
+	struct sg_store *st = NULL;
+	if (sg_cli_open_store(g, &conf, &st))
+		return 1;
+	char owner[200], object[400];
+	struct sg_store_user u = {0};
+	sg_err e = sg_store_tx_begin(st);
+	if (e == SG_OK && a->username) {
+		e = sg_store_user_get_by_name(st, a->username, &u);
+		snprintf(owner, sizeof owner, "ue:%s", u.sub);
+		sg_store_user_clear(&u);
+	} else {
+		snprintf(owner, sizeof owner, "vs:%s", name);
+	}
+	snprintf(object, sizeof object, "%s/%s", owner, client);
+	int rc;
+	if (e == SG_ERR_NOTFOUND) {
+		sg_store_tx_rollback(st);
+		rc = sg_cli_fail("no user '%s'", a->username);
+	} else {
+		if (e == SG_OK)
+			e = sg_store_km_client_delete(st, owner, client);
+		rc = sg_cli_tx_finish(st, e, "SKM-C key registration", "key forget",
+		                      "km.skmc.forget", object, NULL);
+	}
+	if (!rc)
+		printf("removed the SKM-C key registration of %s%s, client %s: its next "
+		       "registration is taken as it comes\n",
+		       a->username ? "user " : "VAL server ", name, client);
+	sg_store_close(st);
+	sg_conf_free(conf);
 	return rc;
 }
 
@@ -497,6 +559,8 @@ int sg_cli_key(int argc, char **argv, const struct sg_cli_global *g)
 	    {"key-file", required_argument, NULL, OPT_KEY_FILE},
 	    {"valid-for", required_argument, NULL, OPT_VALID_FOR},
 	    {"group", required_argument, NULL, OPT_GROUP},
+	    {"username", required_argument, NULL, OPT_USERNAME},
+	    {"client-id", required_argument, NULL, OPT_CLIENT_ID},
 	    {"help", no_argument, NULL, 'h'},
 	    SG_CLI_VALSRV_LONGOPTS,
 	    {NULL, 0, NULL, 0},
@@ -551,6 +615,12 @@ int sg_cli_key(int argc, char **argv, const struct sg_cli_global *g)
 		case OPT_GROUP:
 			a.group = optarg;
 			break;
+		case OPT_USERNAME:
+			a.username = optarg;
+			break;
+		case OPT_CLIENT_ID:
+			a.client_id = optarg;
+			break;
 		case OPT_VALID_FOR: {
 			char *end;
 			a.valid_for = strtol(optarg, &end, 10);
@@ -571,6 +641,8 @@ int sg_cli_key(int argc, char **argv, const struct sg_cli_global *g)
 	if (!strcmp(sub, "get") || !strcmp(sub, "list") || !strcmp(sub, "group-get") ||
 	    (!strcmp(sub, "register") && !a.vs.name))
 		return ue_cmd(sub, &a);
+	if (!strcmp(sub, "forget"))
+		return forget_cmd(g, &a);
 	if (!strcmp(sub, "register") || !strcmp(sub, "provision") || !strcmp(sub, "rotate") ||
 	    !strcmp(sub, "info") || !strcmp(sub, "revoke"))
 		return vs_cmd(g, sub, &a);

@@ -292,30 +292,79 @@ static sg_err ue_call(const struct sg_skmc_ue *c, const char *path, const json_t
 	return e;
 }
 
-static json_t *register_body(const char *priv_jwk, const char *skmc_uri)
+/* One POST of the registration over KM-UU or KM-S (a path under /km/v1). */
+typedef sg_err (*reg_call_fn)(void *ctx, const char *path, const json_t *body, json_t **out,
+                              char *err, size_t errlen);
+
+/* R2 key continuity: replacing the registered SKM-C key takes a proof that the caller holds
+ * it. The SKM-S sends the proof encrypted to the registered key; prev_jwk (its private half)
+ * opens it. *proof "" when no key is registered (nothing to prove). */
+static sg_err replace_proof(reg_call_fn call, void *ctx, const json_t *pub, const char *prev_jwk,
+                            char proof[SG_KM_PROOF_LEN + 1], char *err, size_t errlen)
 {
-	json_t *pub = sg_skmc_key_public(priv_jwk);
-	if (!pub)
-		return NULL;
-	json_t *b = json_pack("{s:o}", "jwk", pub);
-	if (b && skmc_uri)
-		json_object_set_new(b, "skmcUri", json_string(skmc_uri));
-	return b;
+	*proof = '\0';
+	json_t *b = json_pack("{s:O}", "jwk", (json_t *)pub), *r = NULL;
+	if (!b)
+		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
+	sg_err e = call(ctx, "/km/v1/skmc-keys/challenge", b, &r, err, errlen);
+	json_decref(b);
+	if (e == SG_ERR_DENIED && strstr(err, " SKMC_KEY_NOT_REGISTERED:"))
+		return SG_OK;
+	const char *jwe = json_string_value(json_object_get(r, "challenge"));
+	if (e == SG_OK && !jwe)
+		e = sg_fail(err, errlen, SG_ERR_PROTO, "the challenge answer has no challenge");
+	json_t *pt = e == SG_OK ? decrypt_json(prev_jwk, jwe, err, errlen, &e) : NULL;
+	json_decref(r);
+	if (!pt)
+		return e == SG_ERR_DENIED ? sg_fail(err, errlen, SG_ERR_DENIED,
+		                                    "the registered SKM-C key is not the one kept "
+		                                    "here: its challenge does not open")
+		                          : e;
+	const char *p = json_string_value(json_object_get(pt, "proof"));
+	if (!p || strlen(p) != SG_KM_PROOF_LEN)
+		e = sg_fail(err, errlen, SG_ERR_PROTO, "the challenge holds no proof");
+	else
+		memcpy(proof, p, SG_KM_PROOF_LEN + 1);
+	json_decref(pt);
+	return e;
 }
 
-sg_err sg_skmc_ue_register(const struct sg_skmc_ue *c, const char *priv_jwk, const char *skmc_uri,
-                           json_t **resp, char *err, size_t errlen)
+/* Registers priv_jwk's public half, with the proof of prev_jwk when it replaces that key. */
+static sg_err do_register(reg_call_fn call, void *ctx, const char *priv_jwk, const char *prev_jwk,
+                          const char *skmc_uri, json_t **resp, char *err, size_t errlen)
 {
-	json_t *b = register_body(priv_jwk, skmc_uri), *r = NULL;
+	json_t *pub = sg_skmc_key_public(priv_jwk), *r = NULL;
+	json_t *b = pub ? json_pack("{s:o}", "jwk", pub) : NULL;
 	if (!b)
 		return sg_fail(err, errlen, SG_ERR_INVALID, "the SKM-C key is not a P-256 JWK");
-	sg_err e = ue_call(c, "/km/v1/skmc-keys", b, &r, err, errlen);
+	char proof[SG_KM_PROOF_LEN + 1] = "";
+	sg_err e = SG_OK;
+	if (prev_jwk && strcmp(prev_jwk, priv_jwk))
+		e = replace_proof(call, ctx, pub, prev_jwk, proof, err, errlen);
+	if (e == SG_OK && *proof)
+		json_object_set_new(b, "proof", json_string(proof));
+	if (e == SG_OK && skmc_uri)
+		json_object_set_new(b, "skmcUri", json_string(skmc_uri));
+	if (e == SG_OK)
+		e = call(ctx, "/km/v1/skmc-keys", b, &r, err, errlen);
 	json_decref(b);
 	if (resp)
 		*resp = r;
 	else
 		json_decref(r);
 	return e;
+}
+
+static sg_err ue_reg_call(void *ctx, const char *path, const json_t *body, json_t **out, char *err,
+                          size_t errlen)
+{
+	return ue_call(ctx, path, body, out, err, errlen);
+}
+
+sg_err sg_skmc_ue_register(const struct sg_skmc_ue *c, const char *priv_jwk, const char *prev_jwk,
+                           const char *skmc_uri, json_t **resp, char *err, size_t errlen)
+{
+	return do_register(ue_reg_call, (void *)c, priv_jwk, prev_jwk, skmc_uri, resp, err, errlen);
 }
 
 sg_err sg_skmc_ue_request(const struct sg_skmc_ue *c, const char *priv_jwk, const char *val_service,
@@ -386,21 +435,27 @@ static sg_err vs_call(struct sg_valsrv *v, const char *method, const char *url, 
 	return e;
 }
 
-sg_err sg_skmc_vs_register(struct sg_valsrv *v, const char *base_url, const char *priv_jwk,
-                           const char *skmc_uri, json_t **resp, char *err, size_t errlen)
+struct vs_ctx {
+	struct sg_valsrv *v;
+	const char *base_url;
+};
+
+static sg_err vs_reg_call(void *ctx, const char *path, const json_t *body, json_t **out, char *err,
+                          size_t errlen)
 {
-	json_t *b = register_body(priv_jwk, skmc_uri), *r = NULL;
-	if (!b)
-		return sg_fail(err, errlen, SG_ERR_INVALID, "the SKM-C key is not a P-256 JWK");
+	const struct vs_ctx *x = ctx;
 	char url[1024];
-	snprintf(url, sizeof url, "%s/km/v1/skmc-keys", base_url);
-	sg_err e = vs_call(v, "POST", url, b, 201, &r, err, errlen);
-	json_decref(b);
-	if (resp)
-		*resp = r;
-	else
-		json_decref(r);
-	return e;
+	snprintf(url, sizeof url, "%s%s", x->base_url, path);
+	return vs_call(x->v, "POST", url, body, strcmp(path, "/km/v1/skmc-keys") ? 200 : 201, out,
+	               err, errlen);
+}
+
+sg_err sg_skmc_vs_register(struct sg_valsrv *v, const char *base_url, const char *priv_jwk,
+                           const char *prev_jwk, const char *skmc_uri, json_t **resp, char *err,
+                           size_t errlen)
+{
+	struct vs_ctx x = {v, base_url};
+	return do_register(vs_reg_call, &x, priv_jwk, prev_jwk, skmc_uri, resp, err, errlen);
 }
 
 sg_err sg_skmc_vs_provision(struct sg_valsrv *v, const char *base_url, const json_t *req,

@@ -55,11 +55,15 @@ struct sg_skmc_ue {
 	long timeout_ms;          /* 0 = 30000 */
 };
 
-/* Registers the public half of priv_jwk (skmc_uri may be NULL). *resp (may be NULL) gets the
- * answer {kid, skmcUri, registeredAt}. A refusal is SG_ERR_DENIED with "STATUS CAUSE: detail"
- * in err; the transport's failures keep their codes. */
-sg_err sg_skmc_ue_register(const struct sg_skmc_ue *c, const char *priv_jwk, const char *skmc_uri,
-                           json_t **resp, char *err, size_t errlen);
+/* Registers the public half of priv_jwk (skmc_uri may be NULL). prev_jwk: the key registered
+ * until now, whose holder alone may replace it (R2 key continuity): the SKM-S's challenge is
+ * opened with it and its proof sent along; NULL when none is kept (a first registration, or
+ * one after `sealguard key forget`). *resp (may be NULL) gets the answer {kid, skmcUri,
+ * registeredAt}. A refusal is SG_ERR_DENIED with "STATUS CAUSE: detail" in err (409
+ * SKMC_KEY_CONFLICT: another key is registered and prev_jwk is not it); the transport's
+ * failures keep their codes. */
+sg_err sg_skmc_ue_register(const struct sg_skmc_ue *c, const char *priv_jwk, const char *prev_jwk,
+                           const char *skmc_uri, json_t **resp, char *err, size_t errlen);
 /* SEAL KM Request for the VAL service: ids (n of them) or, when n is 0, all current keys of
  * the user. *response (may be NULL) gets the SEAL KM Response as received (JWEs only);
  * *records (may be NULL) the decrypted records (sg_skmc_records_free). */
@@ -80,7 +84,8 @@ sg_err sg_skmc_ue_group_request(const struct sg_skmc_ue *c, const char *priv_jwk
 /* base_url: the KM-S (SEAL-S) origin, e.g. https://localhost:9444. v must ask for a token
  * with audience sealguard:km (scope seal:km, and seal:kp to provision or revoke). */
 sg_err sg_skmc_vs_register(struct sg_valsrv *v, const char *base_url, const char *priv_jwk,
-                           const char *skmc_uri, json_t **resp, char *err, size_t errlen);
+                           const char *prev_jwk, const char *skmc_uri, json_t **resp, char *err,
+                           size_t errlen);
 /* ss-kpp POST /request with a VALKeyPpReq; *resp (may be NULL) gets the VALKeyPpResp. */
 sg_err sg_skmc_vs_provision(struct sg_valsrv *v, const char *base_url, const json_t *req,
                             json_t **resp, char *err, size_t errlen);

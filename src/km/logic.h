@@ -40,6 +40,7 @@ enum sg_km_error {
 	SG_KM_VAL_SERVICE_NOT_ALLOWED,     /* 403: the VAL server does not serve the VAL service */
 	SG_KM_TARGET_NOT_ALLOWED,          /* 403: keys of another VAL user / UE */
 	SG_KM_PAYLOAD_ID_CONFLICT,         /* 409: payloadId exists for another target */
+	SG_KM_SKMC_KEY_CONFLICT,           /* 409: another SKM-C key is registered (no proof) */
 	SG_KM_KEY_NOT_FOUND,               /* 404: no current key matches */
 	SG_KM_KEY_REVOKED,                 /* 404: the named key is revoked (never released) */
 	SG_KM_KEY_EXPIRED,                 /* 404: the named key is outside its validity */
@@ -111,6 +112,23 @@ int sg_km_time_parse(const char *s, int64_t *ms);
  * private key is refused, never stored), use absent or "enc". *canon (new reference) gets
  * {kty,crv,x,y,kid,use:"enc",alg:"ECDH-ES"} and kid the RFC 7638 thumbprint. -1 with why. */
 int sg_km_jwk_check(const json_t *jwk, json_t **canon, char kid[64], struct sg_km_invalid *why);
+
+/* R2, key continuity: a registered SKM-C key is replaced only by a caller that proves it holds
+ * the registered key's private half, as a token alone (one a TLS-terminating proxy saw) must
+ * not redirect key material to another key. The proof: base64url of exp (ms, 8 bytes big
+ * endian) and HMAC-SHA256 under pk over "sealguard-km-skmc-proof-v1" NUL owner NUL client_id
+ * NUL old_kid NUL new_kid NUL exp; the SKM-S sends it encrypted to the registered key (a
+ * challenge), so only that key's holder reads it. */
+#define SG_KM_PROOF_LEN    54     /* characters, without NUL */
+#define SG_KM_PROOF_TTL_MS 300000 /* a challenge's proof is good for 5 minutes */
+void sg_km_skmc_proof_make(const unsigned char pk[32], const char *owner, const char *client_id,
+                           const char *old_kid, const char *new_kid, int64_t exp_ms,
+                           char out[SG_KM_PROOF_LEN + 1]);
+/* 0 when proof is one sg_km_skmc_proof_make gave for these names and it has not expired at
+ * now_ms (nor expires later than a fresh one would), else -1. Constant time in the MAC. */
+int sg_km_skmc_proof_check(const unsigned char pk[32], const char *owner, const char *client_id,
+                           const char *old_kid, const char *new_kid, const char *proof,
+                           int64_t now_ms);
 
 /* Seals key bytes for record (val_service, key_id, version) under the master key; the AAD is
  * "sealguard-km-v1" NUL val_service NUL key_id NUL version, so a blob moved to another record

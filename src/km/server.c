@@ -25,6 +25,8 @@
 #include "store/store.h"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -35,6 +37,7 @@
 
 #define KM_POOL_THREADS   2
 #define KM_REGISTER       "/km/v1/skmc-keys"
+#define KM_CHALLENGE      "/km/v1/skmc-keys/challenge" /* R2 key continuity */
 #define KM_REQUEST        "/km/v1/key-requests"
 #define KM_REVOKE         "/km/v1/keys/{valServiceId}/{payloadId}"
 #define KPP_REQUEST       "/ss-kpp/v1/request"
@@ -53,6 +56,7 @@ struct sg_km {
 	const struct sg_conf *conf;
 	struct sg_store_pool *pool;
 	unsigned char mk[SG_KEY_LEN]; /* master key: never leaves this struct */
+	unsigned char pk[32];         /* SKM-C key replacement proofs: derived from mk */
 	pthread_mutex_t mu;
 	struct sg_store_vals *vals; /* the VAL servers of the registry */
 	atomic_int busy;
@@ -159,6 +163,7 @@ static void problem(struct sg_http_req *r, enum sg_km_error code, const struct s
 
 enum km_op {
 	KM_REGISTER_KEY,
+	KM_CHALLENGE_KEY,
 	KM_PROVISION,
 	KM_REVOKE_KEY,
 	KM_RETRIEVE_UU,
@@ -177,6 +182,7 @@ struct km_job {
 	char refpoint[64];
 	/* register */
 	char *jwk, kid[64], skmc_uri[SG_KM_URI_MAX + 1];
+	char proof[SG_KM_PROOF_LEN + 1]; /* "" none */
 	/* provision */
 	struct sg_km_pp_req pp;
 	/* retrieve / revoke */
@@ -230,16 +236,38 @@ static sg_err audit(struct sg_store *st, struct km_job *j, const char *action, c
 	return sg_store_audit_append(st, &a);
 }
 
+/* R2 key continuity: registering a key other than the registered one needs the proof from a
+ * challenge (run_challenge), which only the registered key's holder can read. A first
+ * registration (or one after `sealguard key forget`) needs none: trust on first use. */
 static sg_err run_register(struct sg_store *st, struct km_job *j)
 {
+	struct sg_store_km_client cur;
+	sg_err e = sg_store_km_client_get(st, j->owner, j->client_id, &cur);
+	int replace = 0;
+	if (e == SG_OK) {
+		replace = strcmp(cur.kid, j->kid) != 0;
+		if (replace && sg_km_skmc_proof_check(j->m->km->pk, j->owner, j->client_id, cur.kid,
+		                                      j->kid, j->proof, sg_now_ms()))
+			e = refuse(j, SG_KM_SKMC_KEY_CONFLICT,
+			           "another SKM-C key (%.64s) is registered for this client: prove "
+			           "that you hold it (POST " KM_CHALLENGE
+			           ") or have it removed (sealguard key forget)",
+			           cur.kid);
+		sg_store_km_client_clear(&cur);
+		if (e != SG_OK)
+			return e;
+	} else if (e != SG_ERR_NOTFOUND) {
+		return e;
+	}
 	struct sg_store_km_client c = {.owner = j->owner,
 	                               .client_id = j->client_id,
 	                               .kid = j->kid,
 	                               .jwk = j->jwk,
 	                               .skmc_uri = j->skmc_uri};
-	sg_err e = sg_store_km_client_put(st, &c);
+	e = sg_store_km_client_put(st, &c);
 	if (e == SG_OK)
-		e = audit(st, j, "km.skmc.register", j->kid, j->client_id);
+		e = audit(st, j, replace ? "km.skmc.replace" : "km.skmc.register", j->kid,
+		          j->client_id);
 	if (e == SG_OK) {
 		char now[32];
 		sg_km_time_format(sg_now_ms(), now);
@@ -453,6 +481,34 @@ static char *seal_to(const char *jwk, json_t *o)
 	OPENSSL_cleanse(pt, strlen(pt));
 	free(pt);
 	return jwe;
+}
+
+/* The challenge for replacing the registered SKM-C key by j->kid: a proof bound to both keys,
+ * the owner and the client, encrypted to the registered key. */
+static sg_err run_challenge(struct sg_store *st, struct km_job *j)
+{
+	struct sg_store_km_client cur;
+	sg_err e = sg_store_km_client_get(st, j->owner, j->client_id, &cur);
+	if (e == SG_ERR_NOTFOUND)
+		return refuse(
+		    j, SG_KM_SKMC_KEY_NOT_REGISTERED,
+		    "no SKM-C key is registered for this client: register without a proof");
+	if (e != SG_OK)
+		return e;
+	int64_t exp = sg_now_ms() + SG_KM_PROOF_TTL_MS;
+	char proof[SG_KM_PROOF_LEN + 1], until[32];
+	sg_km_skmc_proof_make(j->m->km->pk, j->owner, j->client_id, cur.kid, j->kid, exp, proof);
+	sg_km_time_format(exp, until);
+	char *jwe = seal_to(
+	    cur.jwk, json_pack("{s:s,s:s,s:s}", "proof", proof, "kid", j->kid, "expiresAt", until));
+	OPENSSL_cleanse(proof, sizeof proof);
+	sg_store_km_client_clear(&cur);
+	if (!jwe)
+		return SG_ERR_NOMEM;
+	j->resp = json_pack("{s:s,s:s}", "challenge", jwe, "expiresAt", until);
+	free(jwe);
+	j->status = 200;
+	return j->resp ? SG_OK : SG_ERR_NOMEM;
 }
 
 static sg_err audit_release(struct sg_store *st, struct km_job *j, const struct sg_store_km_key *k)
@@ -858,6 +914,8 @@ static sg_err job_run(struct sg_store *st, void *arg)
 	switch (j->op) {
 	case KM_REGISTER_KEY:
 		return run_register(st, j);
+	case KM_CHALLENGE_KEY:
+		return run_challenge(st, j);
 	case KM_PROVISION:
 		return run_provision(st, j);
 	case KM_REVOKE_KEY:
@@ -990,11 +1048,14 @@ static json_t *body_json(struct sg_http_req *r)
 	return sg_http_req_json(r); /* answers 400 itself */
 }
 
-/* POST /km/v1/skmc-keys {"jwk":{...},"skmcUri":"..."}: registers the SKM-C public key. */
+/* POST /km/v1/skmc-keys {"jwk":{...},"skmcUri":"...","proof":"..."}: registers the SKM-C public
+ * key; POST /km/v1/skmc-keys/challenge {"jwk":{...}}: the challenge for replacing the
+ * registered one by it. */
 static enum sg_http_result h_register(struct sg_http_req *r, void *arg)
 {
 	struct km_mount *m = arg;
-	struct km_job *j = job_new(r, m, KM_REGISTER_KEY);
+	int challenge = !strcmp(sg_http_req_path(r), KM_CHALLENGE);
+	struct km_job *j = job_new(r, m, challenge ? KM_CHALLENGE_KEY : KM_REGISTER_KEY);
 	if (!j)
 		return SG_HTTP_DONE;
 	json_t *b = body_json(r), *canon = NULL;
@@ -1011,7 +1072,24 @@ static enum sg_http_result h_register(struct sg_http_req *r, void *arg)
 		problem(r, SG_KM_INVALID_SKMC_KEY, &why, "the SKM-C key is not usable");
 		goto done;
 	}
+	const json_t *pf = json_object_get(b, "proof");
+	if (pf && (challenge || !json_is_string(pf) || json_string_length(pf) != SG_KM_PROOF_LEN)) {
+		snprintf(why.param, sizeof why.param, "/proof");
+		snprintf(why.reason, sizeof why.reason,
+		         challenge ? "not part of a challenge request"
+		                   : "must be the proof of a challenge (" KM_CHALLENGE ")");
+		problem(r, SG_KM_INVALID_MSG_FORMAT, &why, "proof is not a proof");
+		goto done;
+	}
+	if (pf)
+		snprintf(j->proof, sizeof j->proof, "%s", json_string_value(pf));
 	const json_t *u = json_object_get(b, "skmcUri");
+	if (u && challenge) {
+		snprintf(why.param, sizeof why.param, "/skmcUri");
+		snprintf(why.reason, sizeof why.reason, "not part of a challenge request");
+		problem(r, SG_KM_INVALID_MSG_FORMAT, &why, "skmcUri goes with the registration");
+		goto done;
+	}
 	if (u) {
 		const char *s = json_string_value(u);
 		if (!s || !*s || strlen(s) > SG_KM_URI_MAX || !strchr(s, ':') ||
@@ -1324,6 +1402,11 @@ sg_err sg_km_new(const struct sg_conf *conf, struct sg_km **out, char *err, size
 	atomic_init(&km->busy, 0);
 	/* the master key lives outside the database (auth/keyfile.h) */
 	sg_err e = sg_keyfile_load(conf->state_dir, "master", 1, km->mk, err, errlen);
+	unsigned plen = 0;
+	if (e == SG_OK &&
+	    !HMAC(EVP_sha256(), km->mk, sizeof km->mk,
+	          (const unsigned char *)"sealguard-km-skmc-proof-key-v1", 30, km->pk, &plen))
+		e = sg_fail(err, errlen, SG_ERR_INTERNAL, "km: cannot derive the proof key");
 	const char *driver = conf->store_driver ? conf->store_driver : "sqlite";
 	const char *where = !strcmp(driver, "postgres") ? conf->store_url : conf->store_path;
 	if (e == SG_OK)
@@ -1358,6 +1441,7 @@ void sg_km_free(struct sg_km *km)
 		free(km->mounts[i]);
 	free(km->mounts);
 	OPENSSL_cleanse(km->mk, sizeof km->mk);
+	OPENSSL_cleanse(km->pk, sizeof km->pk);
 	pthread_mutex_destroy(&km->mu);
 	free(km);
 }
@@ -1391,8 +1475,10 @@ sg_err sg_km_mount(struct sg_km *km, struct sg_router *rt, const struct sg_conf_
 		sg_http_handler h;
 	} routes[] = {
 	    {1, "POST", KM_REGISTER, SG_KM_SCOPE, h_register},
+	    {1, "POST", KM_CHALLENGE, SG_KM_SCOPE, h_register},
 	    {1, "POST", KM_REQUEST, SG_KM_SCOPE, h_request},
 	    {0, "POST", KM_REGISTER, SG_KM_SCOPE, h_register},
+	    {0, "POST", KM_CHALLENGE, SG_KM_SCOPE, h_register},
 	    {0, "POST", KPP_REQUEST, SG_KP_SCOPE, h_kpp},
 	    {0, "GET", KIR_RECORDS, SG_KM_SCOPE, h_kir},
 	    {0, "DELETE", KM_REVOKE, SG_KP_SCOPE, h_revoke},

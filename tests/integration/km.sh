@@ -212,6 +212,66 @@ expect_eq "... which replaced the old one once registered, nothing left beside i
 out=$(SG key get --token-cache "$T/bob.tokens" --val-service v2x --json 2>&1)
 expect_eq "bob gets his key" "bob-k1 $(b64u "$K2")" "$(jget "$out" 0 payloadId) $(jget "$out" 0 key)"
 
+# --- R2 key continuity: a token alone (one a TLS-terminating proxy saw) cannot replace a
+# registered key; only the holder of its private half can (the CLI's --new did above) ---
+newkey() { py 'import json,base64
+from cryptography.hazmat.primitives.asymmetric import ec
+k=ec.generate_private_key(ec.SECP256R1()).private_numbers()
+e=lambda n: base64.urlsafe_b64encode(n.to_bytes(32,"big")).decode().rstrip("=")
+print(json.dumps({"kty":"EC","crv":"P-256","x":e(k.public_numbers.x),"y":e(k.public_numbers.y),"d":e(k.private_value)}))'; }
+pub() { py 'import json,sys;k=json.loads(sys.argv[1]);k.pop("d");print(json.dumps(k))' "$1"; }
+# opens a compact JWE (ECDH-ES + A256GCM) with a private JWK and prints the plaintext
+open_jwe() { py 'import sys,json,base64,hashlib
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+d=lambda s: base64.urlsafe_b64decode(s+"="*(-len(s)%4))
+jwk=json.loads(sys.argv[2])
+priv=ec.derive_private_key(int.from_bytes(d(jwk["d"]),"big"),ec.SECP256R1())
+h,ek,iv,ct,tag=sys.argv[1].split(".")
+hd=json.loads(d(h)); p=hd["epk"]
+pub=ec.EllipticCurvePublicNumbers(int.from_bytes(d(p["x"]),"big"),int.from_bytes(d(p["y"]),"big"),ec.SECP256R1()).public_key()
+z=priv.exchange(ec.ECDH(),pub)
+L=lambda b: len(b).to_bytes(4,"big")+b
+k=hashlib.sha256((1).to_bytes(4,"big")+z+L(b"A256GCM")+L(d(hd.get("apu","")))+L(d(hd.get("apv","")))+(256).to_bytes(4,"big")).digest()
+print(AESGCM(k).decrypt(d(iv),d(ct)+d(tag),h.encode()).decode())' "$@"; }
+BOBK=$(cat "$T/bob.tokens.skmc.jwk")
+X1=$(newkey); X2=$(newkey)
+req -H "Authorization: Bearer $BT" "${JS[@]}" -d "{\"jwk\":$(pub "$X1")}" "$KREG"
+expect_eq "bob's token alone registering another key: 409 SKMC_KEY_CONFLICT" "409 SKMC_KEY_CONFLICT" "$CODE $(jget "$BODY" cause)"
+expect "... a ProblemDetails" problem "$BODY"
+req -H "Authorization: Bearer $BT" "${JS[@]}" -d "{\"jwk\":$(pub "$X1"),\"proof\":\"$(py 'print("A"*54)')\"}" "$KREG"
+expect_eq "... with a made-up proof: 409" "409 SKMC_KEY_CONFLICT" "$CODE $(jget "$BODY" cause)"
+req -H "Authorization: Bearer $BT" "${JS[@]}" -d "{\"jwk\":$(pub "$X1"),\"proof\":\"short\"}" "$KREG"
+expect_eq "... with a proof of the wrong shape: 400 /proof" "400 /proof" "$CODE $(jget "$BODY" invalidParams 0 param)"
+req -H "Authorization: Bearer $BT" "${JS[@]}" -d "{\"jwk\":$(pub "$X1")}" "$KREG/challenge"
+expect_eq "the challenge for X1: 200" 200 "$CODE"
+CH=$(jget "$BODY" challenge)
+expect_match "... a JWE" '^ey[^.]*\.\.[^.]+\.[^.]+\.[^.]+$' "$CH"
+if open_jwe "$CH" "$X1" >/dev/null 2>&1; then not_ok "... that the new key cannot open"; else ok "... that the new key cannot open"; fi
+PROOF=$(jget "$(open_jwe "$CH" "$BOBK")" proof)
+expect_match "... that bob's registered key opens: a proof" '^[A-Za-z0-9_-]{54}$' "$PROOF"
+req -H "Authorization: Bearer $BT" "${JS[@]}" -d "{\"jwk\":$(pub "$X2"),\"proof\":\"$PROOF\"}" "$KREG"
+expect_eq "X1's proof used for another key (X2): 409" "409 SKMC_KEY_CONFLICT" "$CODE $(jget "$BODY" cause)"
+req -H "Authorization: Bearer $AT" "${JS[@]}" -d "{\"jwk\":$(pub "$X1"),\"proof\":\"$PROOF\"}" "$KREG"
+expect_eq "bob's proof used by alice: 409" "409 SKMC_KEY_CONFLICT" "$CODE $(jget "$BODY" cause)"
+expect_eq "the refusals changed no registration" "$(sha256sum <"$T/bob.tokens.skmc.jwk") 2" "$(printf '%s' "$BOBK" | sha256sum) $(sql "SELECT count(*) FROM km_clients WHERE owner LIKE 'ue:%'")"
+req -H "Authorization: Bearer $BT" "${JS[@]}" -d "{\"jwk\":$(pub "$X1"),\"proof\":\"$PROOF\"}" "$KREG"
+expect_eq "X1 with its proof: 201, audited as a replacement (with the CLI's --new above)" "201 2" "$CODE $(sql "SELECT count(*) FROM audit WHERE action = 'km.skmc.replace'")"
+# the way back for a lost key: the operator forgets the registration
+refuse "key forget for an unknown user fails" SG key forget --username nobody --client-id ue-app
+refuse "key forget without a client fails" SG key forget --username bob
+out=$(SG key forget --username bob --client-id ue-app 2>&1)
+expect_match "key forget --username bob --client-id ue-app" '^removed the SKM-C key registration of user bob, client ue-app' "$out"
+expect_eq "... audited" 1 "$(sql "SELECT count(*) FROM audit WHERE action = 'km.skmc.forget' AND actor = 'cli'")"
+expect "bob registers his own key again (nothing registered to prove)" SG key register --token-cache "$T/bob.tokens"
+refuse "key forget --name plain-app (a VAL server that registered none) fails" SG key forget --name plain-app
+OLDV=$(sha256sum <"$PKI/val-servers/v2x-app.skmc.jwk")
+out=$(SG key register --name v2x-app --new 2>&1)
+expect_match "v2x-app replaces its SKM-C key over KM-S (the challenge opened with the old one)" '^registered SKM-C key ' "$out"
+expect_eq "... the key file is the new one" changed "$([ "$(sha256sum <"$PKI/val-servers/v2x-app.skmc.jwk")" != "$OLDV" ] && echo changed)"
+out=$(SG key get --token-cache "$T/bob.tokens" --val-service v2x --json 2>&1)
+expect_eq "... and gets his key with it" "bob-k1 $(b64u "$K2")" "$(jget "$out" 0 payloadId) $(jget "$out" 0 key)"
+
 # --- ss-kir (K4) --------------------------------------------------------------------------------
 req "${VAL[@]}" -H "Authorization: Bearer $VTKM" "$KIR?val-service-id=v2x&val-tgt-ue=%7B%22valUserId%22%3A%22alice%40v2x%22%7D"
 expect_eq "ss-kir for alice@v2x: 200" 200 "$CODE"

@@ -233,6 +233,7 @@ static void test_error_codes(void **state)
 	    {SG_KM_VAL_SERVICE_NOT_ALLOWED, 403, "VAL_SERVICE_NOT_ALLOWED"},
 	    {SG_KM_TARGET_NOT_ALLOWED, 403, "TARGET_NOT_ALLOWED"},
 	    {SG_KM_PAYLOAD_ID_CONFLICT, 409, "PAYLOAD_ID_CONFLICT"},
+	    {SG_KM_SKMC_KEY_CONFLICT, 409, "SKMC_KEY_CONFLICT"},
 	    {SG_KM_KEY_NOT_FOUND, 404, "KEY_NOT_FOUND"},
 	    {SG_KM_KEY_REVOKED, 404, "KEY_REVOKED"},
 	    {SG_KM_KEY_EXPIRED, 404, "KEY_EXPIRED"},
@@ -306,6 +307,39 @@ static void test_time(void **state)
 	/* strict RFC 3339 (what strptime let through before) */
 	assert_int_equal(sg_km_time_parse(" 2024-2-9T1:2:3Z", &ms), -1);
 	assert_int_equal(sg_km_time_parse("2024-02-30T00:00:00Z", &ms), -1);
+}
+
+/* R2 key continuity: a replacement proof holds for exactly the names it was made for, until it
+ * expires. */
+static void test_skmc_proof(void **state)
+{
+	(void)state;
+	unsigned char pk[32], other[32];
+	memset(pk, 7, sizeof pk);
+	memset(other, 8, sizeof other);
+	int64_t now = 1700000000000;
+	char p[SG_KM_PROOF_LEN + 1];
+	sg_km_skmc_proof_make(pk, "ue:s1", "app", "old", "new", now + 1000, p);
+	assert_int_equal(strlen(p), SG_KM_PROOF_LEN);
+	assert_int_equal(sg_km_skmc_proof_check(pk, "ue:s1", "app", "old", "new", p, now), 0);
+	assert_int_equal(sg_km_skmc_proof_check(other, "ue:s1", "app", "old", "new", p, now), -1);
+	assert_int_equal(sg_km_skmc_proof_check(pk, "ue:s2", "app", "old", "new", p, now), -1);
+	assert_int_equal(sg_km_skmc_proof_check(pk, "ue:s1", "app2", "old", "new", p, now), -1);
+	assert_int_equal(sg_km_skmc_proof_check(pk, "ue:s1", "app", "old2", "new", p, now), -1);
+	assert_int_equal(sg_km_skmc_proof_check(pk, "ue:s1", "app", "old", "new2", p, now), -1);
+	/* names are NUL-separated: no shifting of bytes between them */
+	assert_int_equal(sg_km_skmc_proof_check(pk, "ue:s1a", "pp", "old", "new", p, now), -1);
+	assert_int_equal(sg_km_skmc_proof_check(pk, "ue:s1", "app", "old", "new", p, now + 1000),
+	                 -1); /* expired */
+	sg_km_skmc_proof_make(pk, "ue:s1", "app", "old", "new", now + SG_KM_PROOF_TTL_MS + 1, p);
+	assert_int_equal(sg_km_skmc_proof_check(pk, "ue:s1", "app", "old", "new", p, now),
+	                 -1); /* longer-lived than a challenge gives */
+	sg_km_skmc_proof_make(pk, "ue:s1", "app", "old", "new", now + 1000, p);
+	p[20] = p[20] == 'A' ? 'B' : 'A';
+	assert_int_equal(sg_km_skmc_proof_check(pk, "ue:s1", "app", "old", "new", p, now), -1);
+	assert_int_equal(sg_km_skmc_proof_check(pk, "ue:s1", "app", "old", "new", "", now), -1);
+	assert_int_equal(sg_km_skmc_proof_check(pk, "ue:s1", "app", "old", "new", NULL, now), -1);
+	assert_int_equal(sg_km_skmc_proof_check(pk, "ue:s1", "app", "old", "new", "!!", now), -1);
 }
 
 /* The store keeps versions, supersedes the older ones, revokes all of them. */
@@ -420,6 +454,7 @@ int main(void)
 	    cmocka_unit_test(test_error_codes),
 	    cmocka_unit_test(test_jwk_check),
 	    cmocka_unit_test(test_time),
+	    cmocka_unit_test(test_skmc_proof),
 	    cmocka_unit_test(test_store_versions),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
