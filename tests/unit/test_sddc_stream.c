@@ -44,6 +44,7 @@ enum scenario {
 	SC_AFTER_END,
 	SC_REATTACH,
 	SC_SEQ_END,
+	SC_SEQ_MID, /* an ATTACHED in the middle of a send moves the numbers to the end */
 	SC_AFTER_RECV,
 	SC_FLOOD,  /* flood_main */
 	SC_HTTP,   /* http_main */
@@ -262,6 +263,25 @@ static void *peer_main(void *arg)
 			    f.len != want[i].len)
 				goto out;
 		pe->ok = 1;
+	} else if (pe->sc == SC_SEQ_MID) {
+		/* the client's send fills the connection while nothing is read here; then an
+		 * ATTACHED that starts the uplink at 2^64 - 1 (the last number), and everything
+		 * read up to the client's raw end marker (seq 99, no payload): no frame numbered
+		 * 0, and one numbered 2^64 - 1 right before the marker */
+		usleep(300000);
+		n = frame(buf, SG_SDD_ATTACHED, UINT64_MAX, g_flow, NULL, 0);
+		if (peer_wr(ssl, buf, n))
+			goto out;
+		uint64_t prev = 0;
+		for (;;) {
+			if (peer_rd_frame(ssl, &f, pl, sizeof pl) || f.type != SG_SDD_DATA ||
+			    f.seq == 0)
+				goto out;
+			if (f.seq == 99 && !f.len)
+				break;
+			prev = f.seq;
+		}
+		pe->ok = prev == UINT64_MAX;
 	} else { /* SC_ECHO, SC_AFTER_RECV: every DATA payload comes back, until 0-length DATA */
 		uint64_t seq = pe->sc == SC_AFTER_RECV ? 2 : 0;
 		for (;;) {
@@ -935,6 +955,26 @@ static void test_seq_end(void **state)
 	peer_end(&pe, s);
 }
 
+/* The same when an ATTACHED read while a send waits for the connection (a URLLC channel's,
+ * say) moves the numbers to the last one: the send takes it and then fails, no frame numbered 0
+ * goes out (the server would drop it and every later one while the send reported success). */
+static void test_seq_mid_send(void **state)
+{
+	(void)state;
+	struct peer pe = {.sc = SC_SEQ_MID};
+	peer_start(&pe);
+	struct sg_sddc *s = open_session(&pe);
+	static uint8_t data[32u << 20]; /* more than the connection holds unread */
+	char err[256] = "";
+	assert_int_equal(sg_sddc_send(s, g_flow_text, data, sizeof data, err, sizeof err),
+	                 SG_ERR_PROTO);
+	assert_non_null(strstr(err, "sequence numbers are used up"));
+	uint8_t end[SG_SDD_HDR_LEN];
+	sg_sdd_frame_header(end, SG_SDD_DATA, 0, 99, g_flow);
+	assert_int_equal(sg_sddc_send_raw(s, end, sizeof end, err, sizeof err), SG_OK);
+	peer_end(&pe, s);
+}
+
 /* The data endpoint of a flow answer: a sealdd:// uri's host (copied through a buffer of its
  * own: it was formatted into sg_sddc_flow.host from itself), cut to 255 bytes when longer, and
  * an ipv4Addr. */
@@ -1195,6 +1235,7 @@ int main(void)
 	    cmocka_unit_test(test_data_after_end),
 	    cmocka_unit_test(test_reattach_after_end),
 	    cmocka_unit_test(test_seq_end),
+	    cmocka_unit_test(test_seq_mid_send),
 	    cmocka_unit_test(test_after_recv),
 	    cmocka_unit_test(test_urllc_refused_one),
 	    cmocka_unit_test(test_flow_answer_host),
