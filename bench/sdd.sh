@@ -168,6 +168,21 @@ if [ -n "${CPU:-}" ]; then
 	done
 	exit 0
 fi
+# SYSCALLS=lat: one latency run (LATN round trips) per relay with the relay's system calls
+# counted, per round trip: what each asks of the kernel for one 1 KiB echo
+if [ "${SYSCALLS:-}" = lat ]; then
+	for path in SDD NGX; do
+		[ "$path" = SDD ] && rel=$SGPID || rel=$NXW
+		perf trace -s -p "${rel// /,}" -o "$T/trace" 2>/dev/null &
+		TP=$!
+		sleep 0.5
+		line=$(load "$path" lat --count "$LATN")
+		kill -INT "$TP"; wait "$TP"
+		echo "$path $line"
+		awk -v n="$LATN" '$2 ~ /^[0-9]+$/ && $1 ~ /^[a-z_0-9]+$/ {c[$1]+=$2} END{for (k in c) printf "    %-16s %9.2f per round trip\n", k, c[k] / n}' "$T/trace" | sort -k2 -nr | head -8
+	done
+	exit 0
+fi
 # SYSCALLS=1: one 1-flow and one 64-flow throughput run per relay with its system calls counted
 # (perf trace -s on the relay process and on the load client): what each asks of the kernel
 if [ -n "${SYSCALLS:-}" ]; then
