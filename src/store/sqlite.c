@@ -1242,12 +1242,13 @@ static sg_err op_purge(struct sg_store *st, int64_t now, size_t batch, uint64_t 
 	    "  WHERE expires_at <= ?1 AND (kind != 2 OR NOT EXISTS (SELECT 1 FROM refresh_tokens r"
 	    "  WHERE r.grant_id = v.id AND r.expires_at > ?1 - 86400000)) LIMIT ?2)",
 	    /* key versions never released again (km/server.c releasable): superseded ones, and
-	     * those past their validUntil, a day later; a revoked key's id stays taken until
-	     * then (PAYLOAD_ID_CONFLICT), and so do the key quotas it counts in */
+	     * those past their validUntil, a day later (not_after 0: no end, a group key's); a
+	     * revoked key's id stays taken until then (PAYLOAD_ID_CONFLICT), and so do the key
+	     * quotas it counts in */
 	    "DELETE FROM km_keys WHERE rowid IN (SELECT rowid FROM km_keys WHERE superseded_at > 0"
 	    "  AND superseded_at <= ?1 - 86400000 LIMIT ?2)",
 	    "DELETE FROM km_keys WHERE rowid IN (SELECT rowid FROM km_keys"
-	    "  WHERE not_after <= ?1 - 86400000 LIMIT ?2)",
+	    "  WHERE not_after > 0 AND not_after <= ?1 - 86400000 LIMIT ?2)",
 	};
 	uint64_t total = 0;
 	WRITE_BEGIN(s);

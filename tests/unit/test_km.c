@@ -438,6 +438,15 @@ static void test_store_versions(void **state)
 	assert_int_equal(sg_store_km_key_latest(st, "v2x", "svc-1", &cur), SG_OK);
 	assert_int_equal(cur.version, 2); /* the current version stays */
 	sg_store_km_key_clear(&cur);
+	/* a key without an end (not_after 0: the group keys) stays however late it is */
+	struct sg_store_km_key g = s1;
+	g.key_id = "grp-1";
+	g.version = 1;
+	g.not_after = 0;
+	assert_int_equal(sg_store_km_key_add(st, &g), SG_OK);
+	assert_int_equal(sg_store_purge(st, now + 400 * day, 0, &purged), SG_OK);
+	assert_int_equal(sg_store_km_key_latest(st, "v2x", "grp-1", &cur), SG_OK);
+	sg_store_km_key_clear(&cur);
 	sg_store_close(st);
 	char cmd[256];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
