@@ -1015,8 +1015,11 @@ static struct km_job *job_new(struct sg_http_req *r, struct km_mount *m, enum km
 static enum sg_http_result submit(struct km_job *j)
 {
 	struct sg_http_req *r = j->r;
-	if (sg_store_pool_submit(j->m->km->pool, job_run, j, job_done, j, sg_http_req_loop(r)) !=
-	    SG_OK) {
+	/* a challenge writes nothing: off the writer's queue */
+	sg_err (*fn)(struct sg_store_pool *, sg_store_job_fn, void *, sg_store_done_fn, void *,
+	             struct event_base *) =
+	    j->op == KM_CHALLENGE_KEY ? sg_store_pool_submit_read : sg_store_pool_submit;
+	if (fn(j->m->km->pool, job_run, j, job_done, j, sg_http_req_loop(r)) != SG_OK) {
 		problem(r, SG_KM_SERVICE_UNAVAILABLE, NULL, "the key store is unavailable");
 		job_free(j);
 		return SG_HTTP_DONE;

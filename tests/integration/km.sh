@@ -263,6 +263,10 @@ refuse "key forget without a client fails" SG key forget --username bob
 out=$(SG key forget --username bob --client-id ue-app 2>&1)
 expect_match "key forget --username bob --client-id ue-app" '^removed the SKM-C key registration of user bob, client ue-app' "$out"
 expect_eq "... audited" 1 "$(sql "SELECT count(*) FROM audit WHERE action = 'km.skmc.forget' AND actor = 'cli'")"
+req -H "Authorization: Bearer $BT" "${JS[@]}" -d "{\"jwk\":$(pub "$X2")}" "$KREG/challenge"
+expect_eq "a challenge with nothing registered: 403 SKMC_KEY_NOT_REGISTERED" "403 SKMC_KEY_NOT_REGISTERED" "$CODE $(jget "$BODY" cause)"
+req -H "Authorization: Bearer $BT" "${JS[@]}" -d "{\"jwk\":$(pub "$X2"),\"proof\":\"$PROOF\"}" "$KREG/challenge"
+expect_eq "a challenge request with a proof in it: 400 /proof" "400 /proof" "$CODE $(jget "$BODY" invalidParams 0 param)"
 expect "bob registers his own key again (nothing registered to prove)" SG key register --token-cache "$T/bob.tokens"
 refuse "key forget --name plain-app (a VAL server that registered none) fails" SG key forget --name plain-app
 OLDV=$(sha256sum <"$PKI/val-servers/v2x-app.skmc.jwk")
