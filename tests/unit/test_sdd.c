@@ -2,6 +2,8 @@
  * malformed and oversized frames, sddFlowId text form, duplicate elimination (URLLC), the flow
  * table (owner binding, limits, expiry), the TS 29.548 TransReq / ConnStatusSubsc checks with
  * the subscription bounds, and the notification queue (bounds, order, fairness). */
+#include "base/clock.h"
+#include "sdd/internal.h"
 #include "sdd/proto.h"
 
 #include <stdarg.h>
@@ -728,6 +730,31 @@ static void test_notifq(void **state)
 	assert_int_equal(sg_sdd_notifq_clear(&q), 0);
 }
 
+/* A periodic job of the SEALDD server (registry refresh, subscription sweep): due once its time
+ * came and the previous run is over; while that one is still in flight it stays due (the next
+ * tick tries again) instead of slipping a whole period. */
+static void test_job_due(void **state)
+{
+	(void)state;
+	struct sg_sdd s;
+	memset(&s, 0, sizeof s);
+	atomic_int busy;
+	atomic_init(&busy, 0);
+	int64_t next = 0;
+	assert_int_equal(sdd_job_due(&s, &next, 1000, &busy), 0); /* no store: never */
+	s.pool = (struct sg_store_pool *)&s;                      /* only tested for NULL */
+	int64_t t0 = sg_now_ms();
+	assert_int_equal(sdd_job_due(&s, &next, 1000, &busy), 1);
+	assert_true(next >= t0 + 1000 && atomic_load(&busy) == 1);
+	assert_int_equal(sdd_job_due(&s, &next, 1000, &busy), 0); /* not yet */
+	next = 0;                                                 /* its time came ... */
+	assert_int_equal(sdd_job_due(&s, &next, 1000, &busy), 0); /* ... the last one runs */
+	assert_int_equal(next, 0);                                /* still due */
+	atomic_store(&busy, 0);                                   /* it finished */
+	assert_int_equal(sdd_job_due(&s, &next, 1000, &busy), 1);
+	assert_true(next >= t0 + 1000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -736,6 +763,7 @@ int main(void)
 	    cmocka_unit_test(test_dedup),           cmocka_unit_test(test_flowtab),
 	    cmocka_unit_test(test_transreq),        cmocka_unit_test(test_subsc_and_conninfo),
 	    cmocka_unit_test(test_subsc_bounds),    cmocka_unit_test(test_notifq),
+	    cmocka_unit_test(test_job_due),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
