@@ -16,7 +16,13 @@ static void wipe_free(void *p)
 
 static void wipe_install(void)
 {
-	json_set_alloc_funcs(malloc, wipe_free);
+	/* only over jansson's own malloc/free: a program's allocators are its business, and
+	 * memory they handed out must go back to them */
+	json_malloc_t m = NULL;
+	json_free_t f = NULL;
+	json_get_alloc_funcs(&m, &f);
+	if (m == malloc && f == free)
+		json_set_alloc_funcs(malloc, wipe_free);
 }
 
 void sg_json_wipe_on_free(void)

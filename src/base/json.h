@@ -13,8 +13,9 @@ json_t *sg_json_merge_patch(const json_t *target, const json_t *patch);
  * material that passed through JSON (a key record before its encryption, a plaintext after its
  * decryption, and the parser's and serializer's intermediate buffers, which the callers never
  * see) does not stay behind in freed memory. Allocation is plain malloc, so what jansson hands
- * out (json_dumps) is still released with free(): callers wipe those themselves. Once per
- * process (later calls do nothing); call it before other threads use jansson. */
+ * out (json_dumps) is still released with free(): callers wipe those themselves. Only over
+ * jansson's default allocators (a program that set its own keeps them). Once per process;
+ * call it at the start, before other threads use jansson (`sealguard` does in main()). */
 void sg_json_wipe_on_free(void);
 
 #endif

@@ -116,7 +116,9 @@ static int default_cache(char *out, size_t len)
 /* The SKM-C key: loaded, or (create) generated when absent or --new and saved beside path as
  * PATH.new (*fresh = 1): skmc_key_commit puts it in place once the SKM-S registered it, so a
  * registration that fails leaves the key the SKM-S encrypts to where it was. With --new the
- * key kept until now goes to *prev (may be NULL when not wanted): it proves the replacement. */
+ * key kept until now goes to *prev (may be NULL when not wanted): it proves the replacement.
+ * A PATH.new left by a --new whose answer never came (the SKM-S may hold it already) is taken
+ * up again by the next --new instead of a fresh key, so the replacement finishes either way. */
 static int skmc_key(const char *path, int create, int replace, char **priv, char **prev, int *fresh)
 {
 	char err[512] = "", tmp[4200];
@@ -124,6 +126,14 @@ static int skmc_key(const char *path, int create, int replace, char **priv, char
 	*fresh = 0;
 	if (prev)
 		*prev = NULL;
+	if (snprintf(tmp, sizeof tmp, "%s.new", path) >= (int)sizeof tmp)
+		return sg_cli_fail("path too long");
+	if (!replace && sg_file_exists(tmp))
+		fprintf(
+		    stderr,
+		    "sealguard: %s is left from a `key register --new` that got no answer: run it "
+		    "again to finish the replacement\n",
+		    tmp);
 	if (!replace && sg_file_exists(path))
 		return sg_skmc_key_load(path, priv, err, sizeof err) == SG_OK
 		           ? 0
@@ -133,27 +143,42 @@ static int skmc_key(const char *path, int create, int replace, char **priv, char
 		return sg_cli_fail("%s", err);
 	if (!create)
 		return sg_cli_fail("no SKM-C key %s: run `sealguard key register` first", path);
+	if (replace && sg_file_exists(tmp)) {
+		if (sg_skmc_key_load(tmp, priv, err, sizeof err) != SG_OK)
+			return sg_cli_fail("%s", err);
+		fprintf(stderr, "sealguard: finishing the replacement by the key in %s\n", tmp);
+		*fresh = 1;
+		return 0;
+	}
 	if (sg_skmc_key_generate(priv) != SG_OK)
 		return sg_cli_fail("cannot generate a P-256 key");
-	if (snprintf(tmp, sizeof tmp, "%s.new", path) >= (int)sizeof tmp ||
-	    sg_skmc_key_save(tmp, *priv, err, sizeof err) != SG_OK) {
+	if (sg_skmc_key_save(tmp, *priv, err, sizeof err) != SG_OK) {
 		sg_skmc_secret_free(*priv);
 		*priv = NULL;
-		return *err ? sg_cli_fail("%s", err) : sg_cli_fail("path too long");
+		return sg_cli_fail("%s", err);
 	}
 	*fresh = 1;
 	return 0;
 }
 
-/* After the registration: a fresh key (skmc_key) replaces the old one (registered), or is
- * removed (not). 0, or 1 with the reason printed. */
-static int skmc_key_commit(const char *path, int fresh, int registered)
+/* After the registration (e its result): a fresh key (skmc_key) replaces the old one once
+ * registered, is removed when the SKM-S refused it, and stays as PATH.new when no answer came
+ * (the SKM-S may have registered it: the next --new finishes). 0, or 1 with the reason printed.
+ */
+static int skmc_key_commit(const char *path, int fresh, sg_err e)
 {
 	char tmp[4200];
 	if (!fresh || snprintf(tmp, sizeof tmp, "%s.new", path) >= (int)sizeof tmp)
 		return 0;
-	if (!registered) {
+	if (e == SG_ERR_DENIED) {
 		unlink(tmp);
+		return 0;
+	}
+	if (e != SG_OK) {
+		fprintf(stderr,
+		        "sealguard: no answer from the SKM-S: the new key stays in %s; run `key "
+		        "register --new` again to finish the replacement\n",
+		        tmp);
 		return 0;
 	}
 	if (rename(tmp, path) != 0)
@@ -272,11 +297,12 @@ static int ue_cmd(const char *sub, struct key_args *a)
 		goto out;
 	if (reg) {
 		json_t *resp = NULL;
-		int ok = sg_skmc_ue_register(&c, priv, prev, a->skmc_uri, &resp, err, sizeof err) ==
-		         SG_OK;
+		sg_err re =
+		    sg_skmc_ue_register(&c, priv, prev, a->skmc_uri, &resp, err, sizeof err);
+		int ok = re == SG_OK;
 		if (!ok)
 			sg_cli_fail("register: %s", err);
-		if (skmc_key_commit(keypath, fresh, ok) || !ok) {
+		if (skmc_key_commit(keypath, fresh, re) || !ok) {
 			json_decref(resp);
 			goto out;
 		}
@@ -409,11 +435,12 @@ static int vs_cmd(const struct sg_cli_global *g, const char *sub, struct key_arg
 			goto out;
 	}
 	if (reg) {
-		int ok = sg_skmc_vs_register(v, url, priv, prev, a->skmc_uri, &resp, err,
-		                             sizeof err) == SG_OK;
+		sg_err re =
+		    sg_skmc_vs_register(v, url, priv, prev, a->skmc_uri, &resp, err, sizeof err);
+		int ok = re == SG_OK;
 		if (!ok)
 			sg_cli_fail("register: %s", err);
-		if (skmc_key_commit(keyp, fresh, ok) || !ok)
+		if (skmc_key_commit(keyp, fresh, re) || !ok)
 			goto out;
 		printf("registered SKM-C key %s (%s) over KM-S; private key in %s (0600)\n",
 		       json_string_value(json_object_get(resp, "kid")),
@@ -518,8 +545,9 @@ static int forget_cmd(const struct sg_cli_global *g, const struct key_args *a)
 	sg_err e = sg_store_tx_begin(st);
 	if (e == SG_OK && a->username) {
 		e = sg_store_user_get_by_name(st, a->username, &u);
-		snprintf(owner, sizeof owner, "ue:%s", u.sub);
-		sg_store_user_clear(&u);
+		snprintf(owner, sizeof owner, "ue:%s", e == SG_OK ? u.sub : "");
+		if (e == SG_OK)
+			sg_store_user_clear(&u);
 	} else {
 		snprintf(owner, sizeof owner, "vs:%s", name);
 	}

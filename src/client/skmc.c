@@ -2,7 +2,6 @@
 #include "client/skmc.h"
 
 #include "base/file.h"
-#include "base/json.h"
 #include "client/valsrv.h"
 #include "http/client.h"
 #include "km/logic.h"
@@ -133,7 +132,6 @@ static json_t *decrypt_json(const char *priv, const char *jwe, char *err, size_t
 {
 	unsigned char *pt = NULL;
 	size_t n = 0;
-	sg_json_wipe_on_free(); /* the parser's buffers hold the plaintext */
 	*e = sg_km_jwe_decrypt(priv, jwe, &pt, &n, err, errlen);
 	if (*e != SG_OK)
 		return NULL;
@@ -296,11 +294,14 @@ static sg_err ue_call(const struct sg_skmc_ue *c, const char *path, const json_t
 typedef sg_err (*reg_call_fn)(void *ctx, const char *path, const json_t *body, json_t **out,
                               char *err, size_t errlen);
 
-/* R2 key continuity: replacing the registered SKM-C key takes a proof that the caller holds
- * it. The SKM-S sends the proof encrypted to the registered key; prev_jwk (its private half)
- * opens it. *proof "" when no key is registered (nothing to prove). */
-static sg_err replace_proof(reg_call_fn call, void *ctx, const json_t *pub, const char *prev_jwk,
-                            char proof[SG_KM_PROOF_LEN + 1], char *err, size_t errlen)
+/* R2 key continuity: replacing the registered SKM-C key (or its skmcUri) takes a proof that the
+ * caller holds it. The SKM-S sends the proof encrypted to the registered key, next to the
+ * thumbprint of the key it lets in; held_jwk (the registered key's private half) opens it. A
+ * challenge for any other key is refused: one a party in the path asked for its own key must
+ * not be answered with a proof it could use. */
+static sg_err registration_proof(reg_call_fn call, void *ctx, const json_t *pub,
+                                 const char *held_jwk, char proof[SG_KM_PROOF_LEN + 1], char *err,
+                                 size_t errlen)
 {
 	*proof = '\0';
 	json_t *b = json_pack("{s:O}", "jwk", (json_t *)pub), *r = NULL;
@@ -308,12 +309,10 @@ static sg_err replace_proof(reg_call_fn call, void *ctx, const json_t *pub, cons
 		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");
 	sg_err e = call(ctx, "/km/v1/skmc-keys/challenge", b, &r, err, errlen);
 	json_decref(b);
-	if (e == SG_ERR_DENIED && strstr(err, " SKMC_KEY_NOT_REGISTERED:"))
-		return SG_OK;
 	const char *jwe = json_string_value(json_object_get(r, "challenge"));
 	if (e == SG_OK && !jwe)
 		e = sg_fail(err, errlen, SG_ERR_PROTO, "the challenge answer has no challenge");
-	json_t *pt = e == SG_OK ? decrypt_json(prev_jwk, jwe, err, errlen, &e) : NULL;
+	json_t *pt = e == SG_OK ? decrypt_json(held_jwk, jwe, err, errlen, &e) : NULL;
 	json_decref(r);
 	if (!pt)
 		return e == SG_ERR_DENIED ? sg_fail(err, errlen, SG_ERR_DENIED,
@@ -321,7 +320,13 @@ static sg_err replace_proof(reg_call_fn call, void *ctx, const json_t *pub, cons
 		                                    "here: its challenge does not open")
 		                          : e;
 	const char *p = json_string_value(json_object_get(pt, "proof"));
-	if (!p || strlen(p) != SG_KM_PROOF_LEN)
+	const char *kid = json_string_value(json_object_get(pt, "kid"));
+	const char *mine = json_string_value(json_object_get(pub, "kid"));
+	if (!kid || !mine || strcmp(kid, mine))
+		e = sg_fail(
+		    err, errlen, SG_ERR_PROTO,
+		    "the challenge is for another key than the one being registered: refused");
+	else if (!p || strlen(p) != SG_KM_PROOF_LEN)
 		e = sg_fail(err, errlen, SG_ERR_PROTO, "the challenge holds no proof");
 	else
 		memcpy(proof, p, SG_KM_PROOF_LEN + 1);
@@ -329,7 +334,10 @@ static sg_err replace_proof(reg_call_fn call, void *ctx, const json_t *pub, cons
 	return e;
 }
 
-/* Registers priv_jwk's public half, with the proof of prev_jwk when it replaces that key. */
+/* Registers priv_jwk's public half. When another key (or another skmcUri) is registered
+ * (409 SKMC_KEY_CONFLICT), proves holding it with prev_jwk, or with priv_jwk itself when
+ * prev_jwk is NULL (the same key, a new skmcUri), and registers again. Registering the key
+ * that is registered already asks for no proof: a --new whose answer was lost finishes so. */
 static sg_err do_register(reg_call_fn call, void *ctx, const char *priv_jwk, const char *prev_jwk,
                           const char *skmc_uri, json_t **resp, char *err, size_t errlen)
 {
@@ -337,16 +345,19 @@ static sg_err do_register(reg_call_fn call, void *ctx, const char *priv_jwk, con
 	json_t *b = pub ? json_pack("{s:o}", "jwk", pub) : NULL;
 	if (!b)
 		return sg_fail(err, errlen, SG_ERR_INVALID, "the SKM-C key is not a P-256 JWK");
-	char proof[SG_KM_PROOF_LEN + 1] = "";
-	sg_err e = SG_OK;
-	if (prev_jwk && strcmp(prev_jwk, priv_jwk))
-		e = replace_proof(call, ctx, pub, prev_jwk, proof, err, errlen);
-	if (e == SG_OK && *proof)
-		json_object_set_new(b, "proof", json_string(proof));
-	if (e == SG_OK && skmc_uri)
+	if (skmc_uri)
 		json_object_set_new(b, "skmcUri", json_string(skmc_uri));
-	if (e == SG_OK)
-		e = call(ctx, "/km/v1/skmc-keys", b, &r, err, errlen);
+	sg_err e = call(ctx, "/km/v1/skmc-keys", b, &r, err, errlen);
+	if (e == SG_ERR_DENIED && strstr(err, " SKMC_KEY_CONFLICT:")) {
+		char proof[SG_KM_PROOF_LEN + 1];
+		e = registration_proof(call, ctx, pub, prev_jwk ? prev_jwk : priv_jwk, proof, err,
+		                       errlen);
+		if (e == SG_OK) {
+			json_object_set_new(b, "proof", json_string(proof));
+			OPENSSL_cleanse(proof, sizeof proof);
+			e = call(ctx, "/km/v1/skmc-keys", b, &r, err, errlen);
+		}
+	}
 	json_decref(b);
 	if (resp)
 		*resp = r;

@@ -55,13 +55,17 @@ struct sg_skmc_ue {
 	long timeout_ms;          /* 0 = 30000 */
 };
 
-/* Registers the public half of priv_jwk (skmc_uri may be NULL). prev_jwk: the key registered
- * until now, whose holder alone may replace it (R2 key continuity): the SKM-S's challenge is
- * opened with it and its proof sent along; NULL when none is kept (a first registration, or
- * one after `sealguard key forget`). *resp (may be NULL) gets the answer {kid, skmcUri,
- * registeredAt}. A refusal is SG_ERR_DENIED with "STATUS CAUSE: detail" in err (409
- * SKMC_KEY_CONFLICT: another key is registered and prev_jwk is not it); the transport's
- * failures keep their codes. */
+/* Registers the public half of priv_jwk (skmc_uri may be NULL). Another key registered for
+ * this client (or another skmcUri) is replaced only by the holder of the registered key (R2
+ * key continuity): prev_jwk, the key registered until now (NULL: priv_jwk itself, e.g. a new
+ * skmcUri), opens the SKM-S's challenge, and its proof goes along. Registering the key that is
+ * registered already needs nothing (so a replacement whose answer was lost can be finished).
+ * *resp (may be NULL) gets the answer {kid, skmcUri, registeredAt}. A refusal is SG_ERR_DENIED
+ * with "STATUS CAUSE: detail" in err (409 SKMC_KEY_CONFLICT, or "the registered SKM-C key is
+ * not the one kept here": the key was lost, the operator's `sealguard key forget` clears it);
+ * the transport's failures keep their codes (the key may have been registered). Key material
+ * is parsed by jansson here: call sg_json_wipe_on_free() (base/json.h) at the start of the
+ * program so that its freed buffers are wiped. */
 sg_err sg_skmc_ue_register(const struct sg_skmc_ue *c, const char *priv_jwk, const char *prev_jwk,
                            const char *skmc_uri, json_t **resp, char *err, size_t errlen);
 /* SEAL KM Request for the VAL service: ids (n of them) or, when n is 0, all current keys of

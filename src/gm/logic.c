@@ -301,8 +301,11 @@ json_t *sg_gm_doc_membership(const json_t *doc)
 		const char *k = json_object_get(m, "valUserId") ? "valUserId" : "valUeId";
 		const json_t *id = json_object_get(m, k);
 		json_t *e = json_object();
-		ok = e && (!id || !json_object_set_new(e, k, json_deep_copy(id))) &&
-		     !json_array_append_new(ms, e);
+		ok = e && (!id || !json_object_set_new(e, k, json_deep_copy(id)));
+		if (!ok)
+			json_decref(e);
+		else
+			ok = !json_array_append_new(ms, e);
 	}
 	if (!ok) {
 		json_decref(o);

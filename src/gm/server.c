@@ -497,10 +497,18 @@ static enum sg_http_result h_list(struct sg_http_req *r, void *arg)
 	if (reader_init(m, r, &rd))
 		return SG_HTTP_DONE;
 	struct gm_docs *s = docs_get(m->gm);
-	char etag[64] = "";
-	if (m->ue == 2 && s)
-		snprintf(etag, sizeof etag, "\"%s-%llu\"", m->gm->etag_base,
-		         (unsigned long long)s->serial);
+	/* the snapshot, and which view of it: the filters and the flag (an ETag names one
+	 * representation, RFC 9110 §8.8.3) */
+	char etag[96] = "";
+	if (m->ue == 2 && s) {
+		uint64_t h = 1469598103934665603ull;
+		const char *parts[] = {gid ? gid : "", "\n", sid ? sid : ""};
+		for (size_t i = 0; i < 3; i++)
+			for (const char *c = parts[i]; *c; c++)
+				h = (h ^ (unsigned char)*c) * 1099511628211ull;
+		snprintf(etag, sizeof etag, "\"%s-%llu-%c%016llx\"", m->gm->etag_base,
+		         (unsigned long long)s->serial, members ? 'm' : 'd', (unsigned long long)h);
+	}
 	if (*etag && etag_matches(sg_http_req_header(r, "if-none-match"), etag)) {
 		docs_put(s);
 		sg_http_resp_header(r, "ETag", etag);
@@ -579,8 +587,10 @@ struct gm_job {
 	struct sg_http_req *r;
 	struct gm_mount *m;
 	enum gm_op op;
-	char *id, *owner;
-	char **svcs; /* the VAL server's VAL services */
+	char *id, *owner;   /* owner: the VAL server writing */
+	char *stored_owner; /* PUT/PATCH/DELETE: the VAL server that created the document */
+	size_t stored_size; /* ... and the size of its JSON now */
+	char **svcs;        /* the VAL server's VAL services */
 	size_t nsvcs;
 	json_t *body; /* create/put: the validated document; patch: the merge patch */
 	/* results */
@@ -596,6 +606,7 @@ static void job_free(struct gm_job *j)
 {
 	free(j->id);
 	free(j->owner);
+	free(j->stored_owner);
 	strv_free(j->svcs, j->nsvcs);
 	json_decref(j->body);
 	doc_put(j->out);
@@ -622,6 +633,10 @@ static sg_err load_writable(struct sg_store *st, struct gm_job *j, json_t **doc)
 	if (e != SG_OK)
 		return e;
 	*doc = json_loads(row.body, 0, NULL);
+	j->stored_size = strlen(row.body);
+	free(j->stored_owner);
+	j->stored_owner = row.owner;
+	row.owner = NULL;
 	sg_store_gm_clear(&row);
 	if (!*doc)
 		return SG_ERR_INTERNAL;
@@ -665,23 +680,31 @@ static sg_err store_doc(struct sg_store *st, struct gm_job *j, json_t *doc, int 
 	char *s = json_dumps(doc, JSON_COMPACT);
 	if (!s)
 		return SG_ERR_NOMEM;
+	/* the quota is the owner's, the VAL server that created the document, whoever writes it
+	 * (another VAL server serving all of its VAL services may: docs/gm.md rule 4); a change
+	 * that does not grow the document is never refused for it */
+	const char *owner = create ? j->owner : j->stored_owner;
+	size_t len = strlen(s);
 	uint64_t docs = 0, bytes = 0;
-	e = sg_store_gm_owner_usage(st, j->owner, create ? "" : j->id, &docs, &bytes);
-	if (e == SG_OK && docs >= q->max_docs_per_server)
+	e = owner ? sg_store_gm_owner_usage(st, owner, create ? "" : j->id, &docs, &bytes)
+	          : SG_ERR_INTERNAL;
+	if (e == SG_OK && create && docs >= q->max_docs_per_server)
 		e = job_refuse(j, 429, "TOO_MANY_REQUESTS",
 		               "this VAL server has as many group documents as it may have");
-	else if (e == SG_OK && bytes + strlen(s) > q->max_bytes_per_server)
+	else if (e == SG_OK && bytes + len > q->max_bytes_per_server &&
+	         (create || len > j->stored_size))
 		e = job_refuse(j, 429, "TOO_MANY_REQUESTS",
-		               "this VAL server's group documents would exceed its size quota");
+		               "the group documents of the VAL server that created this one would "
+		               "exceed its size quota");
 	if (e != SG_OK) {
 		free(s);
 		return e;
 	}
 	struct sg_store_gm_doc row = {
-	    .doc_id = j->id, .owner = j->owner, .val_group_id = (char *)vgid, .body = s};
+	    .doc_id = j->id, .owner = (char *)owner, .val_group_id = (char *)vgid, .body = s};
 	e = sg_store_gm_put(st, &row, create);
 	free(s);
-	if (e == SG_OK && !(j->out = doc_new(j->id, j->owner, json_incref(doc))))
+	if (e == SG_OK && !(j->out = doc_new(j->id, owner, json_incref(doc))))
 		e = SG_ERR_NOMEM;
 	return e;
 }

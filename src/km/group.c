@@ -351,14 +351,16 @@ static int fetch(struct km_gm_reader *g, struct sg_http_client *hc, int *warned)
 	g->snap = s;
 	pthread_mutex_unlock(&g->mu);
 	atomic_store(&g->ok_mono, sg_mono_ms());
-	size_t *changed = s->n ? calloc(s->n, sizeof *changed) : NULL, nc = 0;
+	size_t *changed = s->n ? calloc(s->n, sizeof *changed) : NULL, nc = 0, gone = 0;
 	for (size_t i = 0; changed && i < s->n; i++) {
 		const struct km_group *o = km_groups_find(old, s->v[i].id);
 		if (!o || strcmp(o->hash, s->v[i].hash))
 			changed[nc++] = i;
 	}
-	if (nc && g->cb)
-		g->cb(g->cb_arg, s, changed, nc);
+	for (size_t i = 0; old && i < old->n; i++)
+		gone += !km_groups_find(s, old->v[i].id);
+	if ((nc || gone) && g->cb)
+		g->cb(g->cb_arg, s, changed, nc, gone);
 	free(changed);
 	km_groups_put(old);
 	return 0;

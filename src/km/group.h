@@ -57,9 +57,10 @@ void km_group_key_id(const char *val_group_id, char out[40]);
 
 struct km_gm_reader;
 /* Called on the reader's thread after a new snapshot was published, with the groups whose
- * member hash is new or changed since the previous snapshot (the first snapshot: all). */
+ * member hash is new or changed since the previous snapshot (the first snapshot: all), and
+ * how many groups of the previous snapshot are gone from it. */
 typedef void (*km_gm_changed_fn)(void *arg, const struct km_groups *s, const size_t *changed,
-                                 size_t n);
+                                 size_t n, size_t gone);
 /* gm_url: https://host:port of the group management server's SEAL-E; tls: mode mutual with
  * this server's certificate, key and trust anchors (copied); max_bytes: the largest membership
  * answer read (larger: the fetch fails, the previous snapshot ages). Nothing is fetched before

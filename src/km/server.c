@@ -15,7 +15,6 @@
 #include "auth/policy.h"
 #include "base/b64.h"
 #include "base/clock.h"
-#include "base/json.h"
 #include "base/log.h"
 #include "base/rand.h"
 #include "conf/conf.h"
@@ -236,22 +235,31 @@ static sg_err audit(struct sg_store *st, struct km_job *j, const char *action, c
 	return sg_store_audit_append(st, &a);
 }
 
-/* R2 key continuity: registering a key other than the registered one needs the proof from a
- * challenge (run_challenge), which only the registered key's holder can read. A first
- * registration (or one after `sealguard key forget`) needs none: trust on first use. */
+/* R2 key continuity: registering another key than the registered one, or the same key with
+ * another skmcUri (the userUri of every answer), needs the proof from a challenge
+ * (run_challenge), which only the registered key's holder can read. Registering the registered
+ * key again changes nothing and needs none; nor does a first registration (or one after
+ * `sealguard key forget`): trust on first use. */
 static sg_err run_register(struct sg_store *st, struct km_job *j)
 {
 	struct sg_store_km_client cur;
 	sg_err e = sg_store_km_client_get(st, j->owner, j->client_id, &cur);
-	int replace = 0;
+	int other_key = 0, same = 0;
+	int64_t since = 0;
 	if (e == SG_OK) {
-		replace = strcmp(cur.kid, j->kid) != 0;
-		if (replace && sg_km_skmc_proof_check(j->m->km->pk, j->owner, j->client_id, cur.kid,
-		                                      j->kid, j->proof, sg_now_ms()))
+		other_key = strcmp(cur.kid, j->kid) != 0;
+		same = !other_key && !strcmp(cur.skmc_uri, j->skmc_uri);
+		since = other_key ? 0 : cur.created_at;
+		if (!same && sg_km_skmc_proof_check(j->m->km->pk, j->owner, j->client_id, cur.kid,
+		                                    j->kid, j->proof, sg_now_ms()))
 			e = refuse(j, SG_KM_SKMC_KEY_CONFLICT,
-			           "another SKM-C key (%.64s) is registered for this client: prove "
-			           "that you hold it (POST " KM_CHALLENGE
-			           ") or have it removed (sealguard key forget)",
+			           other_key
+			               ? "another SKM-C key (%.64s) is registered for this "
+			                 "client: prove that you hold it (POST " KM_CHALLENGE
+			                 ") or have it removed (sealguard key forget)"
+			               : "SKM-C key %.64s is registered with another skmcUri: "
+			                 "changing it takes a proof that you hold the key "
+			                 "(POST " KM_CHALLENGE ")",
 			           cur.kid);
 		sg_store_km_client_clear(&cur);
 		if (e != SG_OK)
@@ -263,16 +271,19 @@ static sg_err run_register(struct sg_store *st, struct km_job *j)
 	                               .client_id = j->client_id,
 	                               .kid = j->kid,
 	                               .jwk = j->jwk,
-	                               .skmc_uri = j->skmc_uri};
-	e = sg_store_km_client_put(st, &c);
-	if (e == SG_OK)
-		e = audit(st, j, replace ? "km.skmc.replace" : "km.skmc.register", j->kid,
-		          j->client_id);
+	                               .skmc_uri = j->skmc_uri,
+	                               .created_at = since ? since : sg_now_ms()};
+	if (!same) {
+		e = sg_store_km_client_put(st, &c);
+		if (e == SG_OK)
+			e = audit(st, j, other_key ? "km.skmc.replace" : "km.skmc.register", j->kid,
+			          j->client_id);
+	}
 	if (e == SG_OK) {
-		char now[32];
-		sg_km_time_format(sg_now_ms(), now);
+		char at[32];
+		sg_km_time_format(c.created_at, at);
 		j->resp = json_pack("{s:s,s:s,s:s}", "kid", j->kid, "skmcUri", j->skmc_uri,
-		                    "registeredAt", now);
+		                    "registeredAt", at);
 		j->status = 201;
 		if (!j->resp)
 			e = SG_ERR_NOMEM;
@@ -704,8 +715,8 @@ static sg_err group_current(struct sg_km *km, struct sg_store *st, const struct 
 		sg_err e = sg_store_km_key_latest(st, KM_GROUP_NS, kid, out);
 		int64_t version = 1;
 		if (e == SG_OK) {
-			if (!out->revoked_at && !strcmp(out->skmc_uri, urn) &&
-			    !strcmp(out->target, g->id))
+			if (!out->revoked_at && !out->superseded_at &&
+			    !strcmp(out->skmc_uri, urn) && !strcmp(out->target, g->id))
 				return SG_OK;
 			version = out->version + 1;
 			sg_store_km_key_clear(out);
@@ -892,9 +903,54 @@ static void sync_done(sg_err rc, void *arg)
 	free(y);
 }
 
-static void groups_changed(void *arg, const struct km_groups *s, const size_t *changed, size_t n)
+/* The keys of groups gone from the membership (deleted, or no longer unambiguous) are retired:
+ * superseded, never released again, and deleted by the store upkeep a day later. A group
+ * created again gets a new key (group_current). Judged against the snapshot when the job runs,
+ * never against a stale one. */
+static sg_err retire_job(struct sg_store *st, void *arg)
 {
 	struct sg_km *km = arg;
+	struct km_groups *s = km_gm_reader_get(km->gmr);
+	if (!s)
+		return SG_OK;
+	struct sg_store_km_key *v = NULL;
+	size_t n = 0;
+	sg_err e = sg_store_km_key_list(st, KM_GROUP_NS, NULL, NULL, &v, &n);
+	int64_t now = sg_now_ms();
+	for (size_t i = 0; e == SG_OK && i < n; i++) {
+		if (km_groups_find(s, v[i].target))
+			continue;
+		e = sg_store_km_key_retire(st, KM_GROUP_NS, v[i].key_id, now);
+		char obj[200];
+		snprintf(obj, sizeof obj, "group/%s", v[i].key_id);
+		struct sg_store_audit a = {.ts = now,
+		                           .actor = "skms",
+		                           .action = "km.group.retire",
+		                           .object = obj,
+		                           .refpoint = "SEAL-X1"};
+		if (e == SG_OK)
+			e = sg_store_audit_append(st, &a);
+	}
+	sg_store_km_key_list_free(v, n);
+	km_groups_put(s);
+	return e;
+}
+
+static void retire_done(sg_err rc, void *arg)
+{
+	(void)arg;
+	if (rc != SG_OK)
+		sg_log_warn("km: retiring the keys of deleted VAL groups failed (the next change "
+		            "retries): %s",
+		            sg_err_str(rc));
+}
+
+static void groups_changed(void *arg, const struct km_groups *s, const size_t *changed, size_t n,
+                           size_t gone)
+{
+	struct sg_km *km = arg;
+	if (gone && sg_store_pool_submit(km->pool, retire_job, km, retire_done, km, NULL) != SG_OK)
+		sg_log_warn("km: cannot queue the retirement of deleted VAL groups' keys");
 	for (size_t i = 0; i < n; i++) {
 		struct km_sync *y = calloc(1, sizeof *y);
 		if (y && (y->gid = strdup(s->v[changed[i]].id))) {
@@ -1383,8 +1439,10 @@ static sg_err group_reader(struct sg_km *km, char *err, size_t errlen)
 	                          .key = km->conf->resource.client_key,
 	                          .ca = km->conf->resource.ca,
 	                          .crl = km->conf->resource.crl};
-	sg_err e = km_gm_reader_new(url, &tls, KM_GM_POLL_MS, (size_t)km->conf->km.gm_max_mib << 20,
-	                            groups_changed, km, &km->gmr, err, errlen);
+	uint64_t cap = (uint64_t)km->conf->km.gm_max_mib << 20; /* at most 4 GiB (conf.c) */
+	sg_err e =
+	    km_gm_reader_new(url, &tls, KM_GM_POLL_MS, cap > SIZE_MAX ? SIZE_MAX : (size_t)cap,
+	                     groups_changed, km, &km->gmr, err, errlen);
 	if (e == SG_OK)
 		e = km_gm_reader_start(km->gmr, err, errlen);
 	if (e == SG_OK)
@@ -1396,7 +1454,6 @@ static sg_err group_reader(struct sg_km *km, char *err, size_t errlen)
 sg_err sg_km_new(const struct sg_conf *conf, struct sg_km **out, char *err, size_t errlen)
 {
 	*out = NULL;
-	sg_json_wipe_on_free(); /* key records pass through JSON (main() did it already) */
 	struct sg_km *km = calloc(1, sizeof *km);
 	if (!km)
 		return sg_fail(err, errlen, SG_ERR_NOMEM, "out of memory");

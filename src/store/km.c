@@ -174,6 +174,17 @@ sg_err sg_store_km_key_latest(struct sg_store *st, const char *val_service, cons
 	                  "tt", val_service, key_id);
 }
 
+sg_err sg_store_km_key_retire(struct sg_store *st, const char *val_service, const char *key_id,
+                              int64_t now)
+{
+	if (!val_service || !key_id)
+		return sg_store_fail(SG_ERR_INVALID, "store: VAL service and key id required");
+	return sg_sql_write(st, "key management", "key", NULL,
+	                    "UPDATE km_keys SET superseded_at = ?3 WHERE val_service = ?1 AND"
+	                    " key_id = ?2 AND superseded_at = 0",
+	                    "tti", val_service, key_id, now);
+}
+
 struct counts {
 	uint64_t a, b;
 };

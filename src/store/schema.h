@@ -184,12 +184,15 @@ static const char *const sg_store_sqlite_migrations[] = {
     ("DROP INDEX refresh_tokens_grant;"
      "CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id, expires_at);"),
     /* 10: group-management quotas per VAL server (gm/server.c): each group document's size
-     * in bytes of its JSON text, and the documents of one owner counted and summed with one
-     * index range (owner, size). Key versions that can never be released again (superseded,
-     * or past their validUntil) found by the upkeep's purge without a table scan. */
+     * in bytes of its JSON text, and the documents of one owner counted and summed from one
+     * covering index range (owner, doc_id, size). The key quotas (km/server.c) count current
+     * versions from a covering partial index. Key versions that can never be released again
+     * (superseded, or past their validUntil) found by the upkeep's purge without a scan. */
     "ALTER TABLE gm_docs ADD COLUMN size INTEGER NOT NULL DEFAULT 0;"
     "UPDATE gm_docs SET size = length(CAST(body AS BLOB));"
-    "CREATE INDEX gm_docs_owner ON gm_docs (owner, size);"
+    "CREATE INDEX gm_docs_owner ON gm_docs (owner, doc_id, size);"
+    "CREATE INDEX km_keys_current ON km_keys (val_service, target_kind, target,"
+    "  superseded_at) WHERE superseded_at = 0;"
     "CREATE INDEX km_keys_superseded ON km_keys (superseded_at) WHERE superseded_at > 0;"
     "CREATE INDEX km_keys_not_after ON km_keys (not_after);",
 };

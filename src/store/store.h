@@ -501,6 +501,10 @@ sg_err sg_store_km_key_add(struct sg_store *st, const struct sg_store_km_key *k)
 /* The highest version of (val_service, key_id); *out owned by the caller. SG_ERR_NOTFOUND. */
 sg_err sg_store_km_key_latest(struct sg_store *st, const char *val_service, const char *key_id,
                               struct sg_store_km_key *out);
+/* Supersedes every current version of a key (never released again; the upkeep deletes it a
+ * day later). SG_OK also when none was current. */
+sg_err sg_store_km_key_retire(struct sg_store *st, const char *val_service, const char *key_id,
+                              int64_t now);
 /* How many keys (their current, not superseded, versions; revoked and expired ones included
  * until the upkeep deletes them) a VAL service has: in all (*service) and of target_kind/target
  * (*target; "", "" for the service's own keys). */

@@ -20,13 +20,14 @@ gm:
 YAML
 PKI=$T/state/pki
 SG() { "$SG_BIN" --config "$T/sg.yaml" "$@"; }
-SG pki init --dir "$PKI" --val-server v2x-app --val-server kiosk-app >/dev/null
+SG pki init --dir "$PKI" --val-server v2x-app --val-server kiosk-app --val-server v2x-b >/dev/null
 sg_start "$T/sg.yaml" || { not_ok "server start"; sg_done; }
 CA=$PKI/ca.crt
 ISS=https://localhost:$UU
 SISS=https://localhost:$S
 VAL=(--cert "$PKI/val-servers/v2x-app.crt" --key "$PKI/val-servers/v2x-app.key")
 KIOSK=(--cert "$PKI/val-servers/kiosk-app.crt" --key "$PKI/val-servers/kiosk-app.key")
+VB=(--cert "$PKI/val-servers/v2x-b.crt" --key "$PKI/val-servers/v2x-b.key")
 C=(curl -s --cacert "$CA")
 GMS=$SISS/ss-gm/v1/group-documents
 GMU=$ISS/ss-gm/v1/group-documents
@@ -58,6 +59,7 @@ expect "user add bob" SG user add bob --password-file "$T/bob.pw"
 expect "client add ue-app (SIM-C)" SG client add ue-app --redirect-uri http://127.0.0.1/callback --secret-file "$T/ue.secret"
 expect "valserver add v2x-app (VAL service v2x)" SG valserver add v2x-app --identity DNS:v2x-app --val-service v2x
 expect "valserver add kiosk-app (VAL service kiosk)" SG valserver add kiosk-app --identity DNS:kiosk-app --val-service kiosk
+expect "valserver add v2x-b (VAL service v2x too)" SG valserver add v2x-b --identity DNS:v2x-b --val-service v2x
 sleep 1.2 # the running server follows the store generation
 
 # --- VAL server tokens: client credentials over SEAL-S, one per service (RFC 8707) ---
@@ -68,6 +70,8 @@ expect_match "v2x-app got a token for sealguard:gm" '^ey' "$VT"
 expect_match "kiosk-app got a token for sealguard:gm" '^ey' "$KT"
 AV=(-H "Authorization: Bearer $VT")
 AK=(-H "Authorization: Bearer $KT")
+BT_=$(tok "${VB[@]}" -d client_id=v2x-b)
+AB=(-H "Authorization: Bearer $BT_")
 JS=(-H 'Content-Type: application/json')
 MP=(-H 'Content-Type: application/merge-patch+json')
 
@@ -133,13 +137,17 @@ req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -X PUT -d '{"valGroupId":"third","grpDesc"
 expect_eq "replacing one of the three (its own size not counted twice): 200" 200 "$CODE"
 req "${VAL[@]}" "${AV[@]}" "${MP[@]}" -X PATCH -d "{\"grpDesc\":\"$BIG\"}" "$LOCT"
 expect_eq "a merge patch growing it past the size quota: 429" 429 "$CODE"
+req "${VB[@]}" "${AB[@]}" "${MP[@]}" -X PATCH -d "{\"grpDesc\":\"$BIG\"}" "$LOCT"
+expect_eq "... also from v2x-b, which serves v2x too and has no documents: the quota is the creator's" "429 TOO_MANY_REQUESTS" "$CODE $(jget "$BODY" cause)"
+req "${VB[@]}" "${AB[@]}" "${MP[@]}" -X PATCH -d '{"grpDesc":"edited by v2x-b"}' "$LOCT"
+expect_eq "... while a small edit by v2x-b goes through: 200" 200 "$CODE"
 req "${VAL[@]}" "${AV[@]}" "${MP[@]}" -X PATCH -d '{"members":[{"valUserId":"a"},{"valUserId":"b"},{"valUserId":"c"},{"valUserId":"d"}]}' "$LOCT"
 expect_eq "a merge patch to 4 members: 400 /members" "400 /members" "$CODE $(jget "$BODY" invalidParams 0 param)"
 req "${KIOSK[@]}" "${AK[@]}" "${JS[@]}" -d '{"valGroupId":"kiosk-2","valServiceIds":["kiosk"]}' "$GMS"
 expect_eq "kiosk-app still creates (its own quota): 201" 201 "$CODE"
 KLOC=$(printf '%s\n' "$HDRS" | awk 'tolower($1)=="location:"{print $2}')
 req "${VAL[@]}" "${AV[@]}" "$LOCT"
-expect_eq "the refused writes changed nothing" "third replaced in place" "$(jget "$BODY" valGroupId) $(jget "$BODY" grpDesc)"
+expect_eq "the refused writes changed nothing" "third edited by v2x-b" "$(jget "$BODY" valGroupId) $(jget "$BODY" grpDesc)"
 req "${VAL[@]}" "${AV[@]}" -X DELETE "$LOCT"
 expect_eq "deleting the third: 204" 204 "$CODE"
 req "${KIOSK[@]}" "${AK[@]}" -X DELETE "$KLOC"

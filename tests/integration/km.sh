@@ -268,6 +268,29 @@ expect_eq "a challenge with nothing registered: 403 SKMC_KEY_NOT_REGISTERED" "40
 req -H "Authorization: Bearer $BT" "${JS[@]}" -d "{\"jwk\":$(pub "$X2"),\"proof\":\"$PROOF\"}" "$KREG/challenge"
 expect_eq "a challenge request with a proof in it: 400 /proof" "400 /proof" "$CODE $(jget "$BODY" invalidParams 0 param)"
 expect "bob registers his own key again (nothing registered to prove)" SG key register --token-cache "$T/bob.tokens"
+# a --new that got no answer keeps its key in .new, and the next --new finishes with it
+out=$(SG key register --new --token-cache "$T/bob.tokens" --url "https://localhost:1" 2>&1)
+expect_match "key register --new without an answer (nobody listening) fails, keeping the new key" 'stays in .*bob.tokens.skmc.jwk.new' "$out"
+NEWK=$(sha256sum <"$T/bob.tokens.skmc.jwk.new")
+out=$(SG key register --new --token-cache "$T/bob.tokens" 2>&1)
+expect_match "... the next --new finishes the replacement with that key" 'finishing the replacement.*registered SKM-C key' "$(printf '%s' "$out" | tr '\n' ' ')"
+expect_eq "... which is now the key file, nothing left beside it" "$NEWK absent" "$(sha256sum <"$T/bob.tokens.skmc.jwk") $([ -e "$T/bob.tokens.skmc.jwk.new" ] && echo present || echo absent)"
+# the state a lost answer leaves when the SKM-S did register: it holds B, the file is still A,
+# B waits in .new: the next --new registers B again (no proof needed) and puts it in place
+cp "$T/bob.tokens.skmc.jwk" "$T/bobB.jwk"
+expect "bob replaces his key once more" SG key register --new --token-cache "$T/bob.tokens"
+cp "$T/bob.tokens.skmc.jwk" "$T/bob.tokens.skmc.jwk.new"
+cp "$T/bobB.jwk" "$T/bob.tokens.skmc.jwk"
+NEWK=$(sha256sum <"$T/bob.tokens.skmc.jwk.new")
+expect "... after a lost answer, --new finishes without a proof" SG key register --new --token-cache "$T/bob.tokens"
+expect_eq "... the registered key is in place" "$NEWK" "$(sha256sum <"$T/bob.tokens.skmc.jwk")"
+out=$(SG key get --token-cache "$T/bob.tokens" --val-service v2x --json 2>&1)
+expect_eq "... and bob gets his key with it" "bob-k1 $(b64u "$K2")" "$(jget "$out" 0 payloadId) $(jget "$out" 0 key)"
+# the skmcUri (the userUri of every answer) of a registered key changes only with a proof too
+req -H "Authorization: Bearer $BT" "${JS[@]}" -d "{\"jwk\":$(pub "$(cat "$T/bob.tokens.skmc.jwk")"),\"skmcUri\":\"urn:x:proxy\"}" "$KREG"
+expect_eq "bob's registered key with another skmcUri, no proof: 409 SKMC_KEY_CONFLICT" "409 SKMC_KEY_CONFLICT" "$CODE $(jget "$BODY" cause)"
+out=$(SG key register --token-cache "$T/bob.tokens" --skmc-uri urn:x:bob-phone 2>&1)
+expect_match "key register --skmc-uri by the key's holder (proven with the key itself)" '\(urn:x:bob-phone\)' "$out"
 refuse "key forget --name plain-app (a VAL server that registered none) fails" SG key forget --name plain-app
 OLDV=$(sha256sum <"$PKI/val-servers/v2x-app.skmc.jwk")
 out=$(SG key register --name v2x-app --new 2>&1)

@@ -142,7 +142,9 @@ MV=$EISS/ss-gm/v1/group-documents?group-members=true
 req "${SRV[@]}" "$MV"
 expect_eq "SEAL-E membership view (what the KM server reads): valGroupId, valServiceIds, members by id" '[{"members": [{"valUserId": "alice@v2x"}], "valGroupId": "fleet-7", "valServiceIds": ["v2x"]}]' "$(py 'import sys,json;print(json.dumps(json.loads(sys.argv[1]),sort_keys=True))' "$BODY")"
 ET=$(awk 'tolower($1)=="etag:"{print $2}' "$T/h" | tr -d '\r')
-expect_match "... with an ETag" '^"[A-Za-z0-9_-]+-[0-9]+"$' "$ET"
+expect_match "... with an ETag" '^"[A-Za-z0-9_-]+-[0-9]+-m[0-9a-f]{16}"$' "$ET"
+req "${SRV[@]}" -H "If-None-Match: $ET" "$EISS/ss-gm/v1/group-documents"
+expect_eq "... that the whole documents (another representation) do not match: 200" 200 "$CODE"
 req "${SRV[@]}" -H "If-None-Match: $ET" "$MV"
 expect_eq "... polled with that ETag in If-None-Match: 304 without a body" "304 " "$CODE $BODY"
 expect_eq "... and without Content-Length (RFC 9110)" 0 "$(grep -ci '^content-length' "$T/h")"
@@ -210,6 +212,17 @@ expect_eq "v2x-app deletes the group: 204" 204 "$CODE"
 out=""
 for _ in $(seq 1 30); do out=$(gkey "$BT" bob); [ "$out" = "403 TARGET_NOT_ALLOWED" ] && break; sleep 0.2; done
 expect_eq "bob after the deletion: 403 TARGET_NOT_ALLOWED" "403 TARGET_NOT_ALLOWED" "$out"
+for _ in $(seq 1 30); do [ "$(sql "SELECT count(*) FROM km_keys WHERE target_kind='group' AND superseded_at=0")" = 0 ] && break; sleep 0.2; done
+expect_eq "the deleted group's key is retired (superseded: the upkeep deletes it a day later), audited" "0 1" "$(sql "SELECT count(*) FROM km_keys WHERE target_kind='group' AND superseded_at=0") $(sql "SELECT count(*) FROM audit WHERE action='km.group.retire'")"
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d '{"valGroupId":"fleet-7","members":[{"valUserId":"bob@v2x"}],"valServiceIds":["v2x"]}' "$GMS"
+expect_eq "v2x-app creates fleet-7 again: 201" 201 "$CODE"
+LOC=$(awk 'tolower($1)=="location:"{print $2}' "$T/h" | tr -d '\r')
+out=$(waitfor 4 "$BT" bob)
+expect_match "bob gets a new key for it, version 4 (the retired one is never released again)" '^200 4 [A-Za-z0-9_-]{43} fleet-7$' "$out"
+KB4=$(echo "$out" | awk '{print $3}'); KEYS+=("$KB4")
+if [ "$KB4" != "$KB3" ]; then ok "... not version 3's bytes"; else not_ok "... not version 3's bytes"; fi
+req "${VAL[@]}" "${AV[@]}" -X DELETE "$LOC"
+expect_eq "... and deletes it again: 204" 204 "$CODE"
 
 # --- at rest: no group key bytes in the database, its WAL or the log --------------------------
 scan() {

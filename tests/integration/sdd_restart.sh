@@ -315,7 +315,7 @@ sg_stop >/dev/null
 sqlite3 "$DBF" "DROP TABLE sdd_trans; DROP TABLE sdd_subsc; DROP TRIGGER audit_no_delete; DROP TABLE audit_prune;
   CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
   DROP INDEX gm_docs_owner; ALTER TABLE gm_docs DROP COLUMN size;
-  DROP INDEX km_keys_superseded; DROP INDEX km_keys_not_after;
+  DROP INDEX km_keys_superseded; DROP INDEX km_keys_not_after; DROP INDEX km_keys_current;
   INSERT INTO gm_docs (doc_id, owner, val_group_id, body, created_at, updated_at)
     VALUES ('m1', 'v2x-app', 'mg', '{\"valGroupId\":\"mg\",\"grpDesc\":\"é\"}', 0, 0);
   UPDATE schema_version SET version = 4"

@@ -1187,6 +1187,7 @@ static void test_migration_6_keeps_codes_and_refresh_tokens(void **state)
 	        " BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"
 	        "DROP INDEX gm_docs_owner; ALTER TABLE gm_docs DROP COLUMN size;"
 	        "DROP INDEX km_keys_superseded; DROP INDEX km_keys_not_after;"
+	        "DROP INDEX km_keys_current;"
 	        "UPDATE schema_version SET version = 5; COMMIT;"),
 	    SQLITE_OK);
 	assert_int_equal(
