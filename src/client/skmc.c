@@ -324,7 +324,7 @@ static sg_err registration_proof(reg_call_fn call, void *ctx, const json_t *pub,
 	const char *mine = json_string_value(json_object_get(pub, "kid"));
 	if (!kid || !mine || strcmp(kid, mine))
 		e = sg_fail(
-		    err, errlen, SG_ERR_PROTO,
+		    err, errlen, SG_ERR_DENIED,
 		    "the challenge is for another key than the one being registered: refused");
 	else if (!p || strlen(p) != SG_KM_PROOF_LEN)
 		e = sg_fail(err, errlen, SG_ERR_PROTO, "the challenge holds no proof");

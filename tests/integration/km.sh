@@ -291,6 +291,36 @@ req -H "Authorization: Bearer $BT" "${JS[@]}" -d "{\"jwk\":$(pub "$(cat "$T/bob.
 expect_eq "bob's registered key with another skmcUri, no proof: 409 SKMC_KEY_CONFLICT" "409 SKMC_KEY_CONFLICT" "$CODE $(jget "$BODY" cause)"
 out=$(SG key register --token-cache "$T/bob.tokens" --skmc-uri urn:x:bob-phone 2>&1)
 expect_match "key register --skmc-uri by the key's holder (proven with the key itself)" '\(urn:x:bob-phone\)' "$out"
+# a party in the path (a TLS-terminating proxy) that swaps the challenge request's key for its
+# own gets a challenge the client opens and then refuses: its kid is not the client's new key,
+# so no proof goes out and nothing changes
+PX=$(free_port)
+cat >"$T/swap.py" <<'PY'
+import http.client, http.server, json, ssl, sys
+port, up, cert, key, ca, evil = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path.endswith("/challenge"):
+            b = json.loads(body); b["jwk"] = json.loads(evil); body = json.dumps(b).encode()
+        c = http.client.HTTPSConnection("localhost", up, context=ssl.create_default_context(cafile=ca))
+        h = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+        c.request("POST", self.path, body, h); r = c.getresponse(); data = r.read()
+        self.send_response(r.status); self.send_header("Content-Type", r.getheader("Content-Type", "application/json"))
+        self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", port), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+s.socket = ctx.wrap_socket(s.socket, server_side=True); s.serve_forever()
+PY
+python3 "$T/swap.py" "$PX" "$UU" "$PKI/server.crt" "$PKI/server.key" "$CA" "$(pub "$X1")" &
+SWAP=$!
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PX") 2>/dev/null && break; sleep 0.1; done
+BEFORE=$(sql "SELECT kid FROM km_clients WHERE owner LIKE 'ue:%' AND skmc_uri = 'urn:x:bob-phone'")
+out=$(SG key register --new --token-cache "$T/bob.tokens" --url "https://localhost:$PX" 2>&1)
+kill "$SWAP" 2>/dev/null; wait "$SWAP" 2>/dev/null
+expect_match "key register --new through a proxy that swaps the challenge's key: refused by the client" 'challenge is for another key' "$out"
+expect_eq "... the registration is unchanged, the new key dropped" "$BEFORE absent" "$(sql "SELECT kid FROM km_clients WHERE owner LIKE 'ue:%' AND skmc_uri = 'urn:x:bob-phone'") $([ -e "$T/bob.tokens.skmc.jwk.new" ] && echo present || echo absent)"
 refuse "key forget --name plain-app (a VAL server that registered none) fails" SG key forget --name plain-app
 OLDV=$(sha256sum <"$PKI/val-servers/v2x-app.skmc.jwk")
 out=$(SG key register --name v2x-app --new 2>&1)
