@@ -557,10 +557,16 @@ static int forget_cmd(const struct sg_cli_global *g, const struct key_args *a)
 		sg_store_tx_rollback(st);
 		rc = sg_cli_fail("no user '%s'", a->username);
 	} else {
-		if (e == SG_OK)
+		/* the audit names the key that was registered */
+		struct sg_store_km_client c = {0};
+		char detail[120] = "";
+		if (e == SG_OK && (e = sg_store_km_client_get(st, owner, client, &c)) == SG_OK) {
+			snprintf(detail, sizeof detail, "kid=%.100s", c.kid);
+			sg_store_km_client_clear(&c);
 			e = sg_store_km_client_delete(st, owner, client);
+		}
 		rc = sg_cli_tx_finish(st, e, "SKM-C key registration", "key forget",
-		                      "km.skmc.forget", object, NULL);
+		                      "km.skmc.forget", object, detail);
 	}
 	if (!rc)
 		printf("removed the SKM-C key registration of %s%s, client %s: its next "

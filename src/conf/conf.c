@@ -745,53 +745,41 @@ static sg_err check(struct ctx *x, const struct y_conf *y)
 		return fail_path(x, "audit.retention_days", "must be from 0 (keep) to 36500");
 	if (y->audit && y->audit->max_rows && *y->audit->max_rows && *y->audit->max_rows < 1000)
 		return fail_path(x, "audit.max_rows", "must be 0 (no cap) or at least 1000");
-	if (y->sdd && y->sdd->flow_lifetime_s &&
-	    (*y->sdd->flow_lifetime_s < 60 || *y->sdd->flow_lifetime_s > 86400))
-		return fail_path(x, "sdd.flow_lifetime_s", "must be from 60 to 86400");
-	if (y->sdd && y->sdd->channel_stall_s &&
-	    (*y->sdd->channel_stall_s < 1 || *y->sdd->channel_stall_s > 3600))
-		return fail_path(x, "sdd.channel_stall_s", "must be from 1 to 3600");
-	if (y->sdd && y->sdd->subscription_lifetime_s &&
-	    (*y->sdd->subscription_lifetime_s < 60 || *y->sdd->subscription_lifetime_s > 31536000))
-		return fail_path(x, "sdd.subscription_lifetime_s", "must be from 60 to 31536000");
-	if (y->km && y->km->gm_max_mib && (*y->km->gm_max_mib < 1 || *y->km->gm_max_mib > 4096))
-		return fail_path(x, "km.gm_max_mib", "must be from 1 to 4096");
-	if (y->gm && y->gm->max_bytes_per_server &&
-	    (*y->gm->max_bytes_per_server < 4096 || *y->gm->max_bytes_per_server > (1u << 30)))
-		return fail_path(x, "gm.max_bytes_per_server", "must be from 4096 to 1073741824");
-	if (y->gm && y->gm->max_documents_per_server &&
-	    (*y->gm->max_documents_per_server < 1 || *y->gm->max_documents_per_server > 1000000))
-		return fail_path(x, "gm.max_documents_per_server", "must be from 1 to 1000000");
-	if (y->gm && y->gm->max_members &&
-	    (*y->gm->max_members < 1 || *y->gm->max_members > 1000000))
-		return fail_path(x, "gm.max_members", "must be from 1 to 1000000");
-	if (y->km && y->km->max_keys_per_service &&
-	    (*y->km->max_keys_per_service < 1 || *y->km->max_keys_per_service > 10000000))
-		return fail_path(x, "km.max_keys_per_service", "must be from 1 to 10000000");
-	if (y->km && y->km->max_keys_per_target &&
-	    (*y->km->max_keys_per_target < 1 || *y->km->max_keys_per_target > 100000))
-		return fail_path(x, "km.max_keys_per_target", "must be from 1 to 100000");
-	if (y->sdd && y->sdd->user_output_mib &&
-	    (*y->sdd->user_output_mib < 1 || *y->sdd->user_output_mib > 4096))
-		return fail_path(x, "sdd.user_output_mib", "must be from 1 to 4096");
-	/* G4: the SEALDD limits, each from 1 to 1000000 */
+		/* numbers with a range; G4: the SEALDD, group and key management limits */
+#define SDD(f) (y->sdd ? y->sdd->f : NULL)
+#define GM(f)  (y->gm ? y->gm->f : NULL)
+#define KM(f)  (y->km ? y->km->f : NULL)
 	const struct {
 		const char *name;
 		const uint32_t *v;
-	} lim[] = {
-	    {"sdd.max_subscriptions", y->sdd ? y->sdd->max_subscriptions : NULL},
-	    {"sdd.max_subscriptions_per_server",
-	     y->sdd ? y->sdd->max_subscriptions_per_server : NULL},
-	    {"sdd.max_channels", y->sdd ? y->sdd->max_channels : NULL},
-	    {"sdd.max_channels_per_user", y->sdd ? y->sdd->max_channels_per_user : NULL},
-	    {"sdd.max_unauthenticated_per_address",
-	     y->sdd ? y->sdd->max_unauthenticated_per_address : NULL},
-	    {"sdd.channels_per_second_per_address",
-	     y->sdd ? y->sdd->channels_per_second_per_address : NULL},
+		uint32_t min, max;
+	} rng[] = {
+	    {"sdd.flow_lifetime_s", SDD(flow_lifetime_s), 60, 86400},
+	    {"sdd.channel_stall_s", SDD(channel_stall_s), 1, 3600},
+	    {"sdd.subscription_lifetime_s", SDD(subscription_lifetime_s), 60, 31536000},
+	    {"sdd.user_output_mib", SDD(user_output_mib), 1, 4096},
+	    {"sdd.max_subscriptions", SDD(max_subscriptions), 1, 1000000},
+	    {"sdd.max_subscriptions_per_server", SDD(max_subscriptions_per_server), 1, 1000000},
+	    {"sdd.max_channels", SDD(max_channels), 1, 1000000},
+	    {"sdd.max_channels_per_user", SDD(max_channels_per_user), 1, 1000000},
+	    {"sdd.max_unauthenticated_per_address", SDD(max_unauthenticated_per_address), 1,
+	     1000000},
+	    {"sdd.channels_per_second_per_address", SDD(channels_per_second_per_address), 1,
+	     1000000},
+	    {"gm.max_documents_per_server", GM(max_documents_per_server), 1, 1000000},
+	    {"gm.max_bytes_per_server", GM(max_bytes_per_server), 4096, 1u << 30},
+	    {"gm.max_members", GM(max_members), 1, 1000000},
+	    {"km.gm_max_mib", KM(gm_max_mib), 1, 4096},
+	    {"km.max_keys_per_service", KM(max_keys_per_service), 1, 10000000},
+	    {"km.max_keys_per_target", KM(max_keys_per_target), 1, 100000},
 	};
-	for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++)
-		if (lim[i].v && (*lim[i].v < 1 || *lim[i].v > 1000000))
-			return fail_path(x, lim[i].name, "must be from 1 to 1000000");
+#undef SDD
+#undef GM
+#undef KM
+	for (size_t i = 0; i < sizeof rng / sizeof rng[0]; i++)
+		if (rng[i].v && (*rng[i].v < rng[i].min || *rng[i].v > rng[i].max))
+			return fail_path(x, rng[i].name, "must be from %u to %u",
+			                 (unsigned)rng[i].min, (unsigned)rng[i].max);
 	/* SEALDD-E peers (TS 33.434 Rel-18 D3 / R4): certificate identities, as SANs are written */
 	for (unsigned i = 0; y->sdd && i < y->sdd->peers_count; i++) {
 		const char *v = y->sdd->peers[i];

@@ -72,32 +72,19 @@ sg_err sg_store_gm_group_taken(struct sg_store *st, const char *val_group_id, co
 	return e == SG_ERR_NOTFOUND ? SG_OK : e;
 }
 
-struct usage {
-	uint64_t docs, bytes;
-};
-
-static sg_err read_usage(void *ctx, sqlite3_stmt *q, void *elem)
-{
-	struct usage *u = elem;
-	(void)ctx;
-	u->docs = (uint64_t)sqlite3_column_int64(q, 0);
-	u->bytes = (uint64_t)sqlite3_column_int64(q, 1);
-	return SG_OK;
-}
-
 sg_err sg_store_gm_owner_usage(struct sg_store *st, const char *owner, const char *doc_id,
                                uint64_t *docs, uint64_t *bytes)
 {
 	*docs = *bytes = 0;
 	if (!owner || !doc_id)
 		return sg_store_fail(SG_ERR_INVALID, "store: owner and doc_id required");
-	struct usage u = {0};
-	sg_err e = sg_sql_get(st, "ss-gm", "group document usage", "no usage", read_usage, &u,
+	struct sg_sql_int2 u = {0, 0};
+	sg_err e = sg_sql_get(st, "ss-gm", "group document usage", "no usage", sg_sql_read_int2, &u,
 	                      "SELECT count(*), coalesce(sum(size), 0) FROM gm_docs"
 	                      " WHERE owner = ?1 AND doc_id != ?2",
 	                      "tt", owner, doc_id);
-	*docs = u.docs;
-	*bytes = u.bytes;
+	*docs = (uint64_t)u.a;
+	*bytes = (uint64_t)u.b;
 	return e;
 }
 

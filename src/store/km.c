@@ -185,32 +185,19 @@ sg_err sg_store_km_key_retire(struct sg_store *st, const char *val_service, cons
 	                    "tti", val_service, key_id, now);
 }
 
-struct counts {
-	uint64_t a, b;
-};
-
-static sg_err read_counts(void *ctx, sqlite3_stmt *q, void *elem)
-{
-	struct counts *c = elem;
-	(void)ctx;
-	c->a = (uint64_t)sqlite3_column_int64(q, 0);
-	c->b = (uint64_t)sqlite3_column_int64(q, 1);
-	return SG_OK;
-}
-
 sg_err sg_store_km_key_count(struct sg_store *st, const char *val_service, const char *target_kind,
                              const char *target, uint64_t *service, uint64_t *target_n)
 {
 	*service = *target_n = 0;
 	if (!val_service || !target_kind || !target)
 		return sg_store_fail(SG_ERR_INVALID, "store: VAL service and target required");
-	struct counts c = {0};
-	sg_err e = sg_sql_get(st, "key management", "key count", "no count", read_counts, &c,
+	struct sg_sql_int2 c = {0, 0};
+	sg_err e = sg_sql_get(st, "key management", "key count", "no count", sg_sql_read_int2, &c,
 	                      "SELECT count(*), coalesce(sum(target_kind = ?2 AND target = ?3), 0)"
 	                      " FROM km_keys WHERE val_service = ?1 AND superseded_at = 0",
 	                      "ttt", val_service, target_kind, target);
-	*service = c.a;
-	*target_n = c.b;
+	*service = (uint64_t)c.a;
+	*target_n = (uint64_t)c.b;
 	return e;
 }
 

@@ -61,6 +61,15 @@ sg_err sg_sql_end(struct sg_store *st, sg_err e)
 	return e;
 }
 
+sg_err sg_sql_read_int2(void *ctx, sqlite3_stmt *q, void *elem)
+{
+	struct sg_sql_int2 *v = elem;
+	(void)ctx;
+	v->a = sqlite3_column_int64(q, 0);
+	v->b = sqlite3_column_int64(q, 1);
+	return SG_OK;
+}
+
 char *sg_sql_dup_col(sqlite3_stmt *q, int i)
 {
 	const unsigned char *t = sqlite3_column_text(q, i);

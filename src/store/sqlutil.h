@@ -50,6 +50,12 @@ sg_err sg_sql_write(struct sg_store *st, const char *feature, const char *what,
 sg_err sg_sql_write_count(struct sg_store *st, const char *feature, const char *what,
                           size_t *changed, const char *sql, const char *fmt, ...);
 
+/* A reader of the first two columns as integers (counts, sums) into a struct sg_sql_int2. */
+struct sg_sql_int2 {
+	int64_t a, b;
+};
+sg_err sg_sql_read_int2(void *ctx, sqlite3_stmt *q, void *elem);
+
 /* Runs a SELECT (bound as sg_sql_exec()) in its own transaction and reads its first row into
  * out; SG_ERR_NOTFOUND ("store: <notfound>") when there is none. */
 sg_err sg_sql_get(struct sg_store *st, const char *feature, const char *what, const char *notfound,

@@ -262,7 +262,7 @@ refuse "key forget for an unknown user fails" SG key forget --username nobody --
 refuse "key forget without a client fails" SG key forget --username bob
 out=$(SG key forget --username bob --client-id ue-app 2>&1)
 expect_match "key forget --username bob --client-id ue-app" '^removed the SKM-C key registration of user bob, client ue-app' "$out"
-expect_eq "... audited" 1 "$(sql "SELECT count(*) FROM audit WHERE action = 'km.skmc.forget' AND actor = 'cli'")"
+expect_match "... audited with the kid it removed" '^1 kid=[A-Za-z0-9_-]{43}$' "$(sql "SELECT count(*) || ' ' || max(detail) FROM audit WHERE action = 'km.skmc.forget' AND actor = 'cli'")"
 req -H "Authorization: Bearer $BT" "${JS[@]}" -d "{\"jwk\":$(pub "$X2")}" "$KREG/challenge"
 expect_eq "a challenge with nothing registered: 403 SKMC_KEY_NOT_REGISTERED" "403 SKMC_KEY_NOT_REGISTERED" "$CODE $(jget "$BODY" cause)"
 req -H "Authorization: Bearer $BT" "${JS[@]}" -d "{\"jwk\":$(pub "$X2"),\"proof\":\"$PROOF\"}" "$KREG/challenge"
