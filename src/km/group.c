@@ -359,6 +359,8 @@ static int fetch(struct km_gm_reader *g, struct sg_http_client *hc, int *warned)
 	}
 	for (size_t i = 0; old && i < old->n; i++)
 		gone += !km_groups_find(s, old->v[i].id);
+	if (!old)
+		gone = 1; /* groups may have gone while this server did not read */
 	if ((nc || gone) && g->cb)
 		g->cb(g->cb_arg, s, changed, nc, gone);
 	free(changed);

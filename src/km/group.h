@@ -58,7 +58,8 @@ void km_group_key_id(const char *val_group_id, char out[40]);
 struct km_gm_reader;
 /* Called on the reader's thread after a new snapshot was published, with the groups whose
  * member hash is new or changed since the previous snapshot (the first snapshot: all), and
- * how many groups of the previous snapshot are gone from it. */
+ * how many groups of the previous snapshot are gone from it (the first snapshot: 1, as groups
+ * may have gone while nobody read them). */
 typedef void (*km_gm_changed_fn)(void *arg, const struct km_groups *s, const size_t *changed,
                                  size_t n, size_t gone);
 /* gm_url: https://host:port of the group management server's SEAL-E; tls: mode mutual with

@@ -224,6 +224,21 @@ if [ "$KB4" != "$KB3" ]; then ok "... not version 3's bytes"; else not_ok "... n
 req "${VAL[@]}" "${AV[@]}" -X DELETE "$LOC"
 expect_eq "... and deletes it again: 204" 204 "$CODE"
 
+# --- a group deleted while the KM server was down: its key is retired at the next start ------
+req "${VAL[@]}" "${AV[@]}" "${JS[@]}" -d '{"valGroupId":"fleet-9","members":[{"valUserId":"bob@v2x"}],"valServiceIds":["v2x"]}' "$GMS"
+expect_eq "v2x-app creates fleet-9: 201" 201 "$CODE"
+cur9() { sql "SELECT count(*) FROM km_keys WHERE target_kind='group' AND target='fleet-9' AND superseded_at=0"; }
+for _ in $(seq 1 30); do [ "$(cur9)" = 1 ] && break; sleep 0.2; done
+expect_eq "... the KM server keyed it" 1 "$(cur9)"
+expect "server stops cleanly" sg_stop
+# the KM server's polls of the membership view so far: answered 304 while nothing changed
+N304=$(grep -c '"path":"/ss-gm/v1/group-documents","status":304' "$T/server.log")
+expect_match "the KM server's polls of unchanged membership get 304 ($N304 of them)" '^[1-9]' "$N304"
+sqlite3 "$DB" "DELETE FROM gm_docs WHERE val_group_id = 'fleet-9'"
+sg_start "$T/sg.yaml" || not_ok "server restart"
+for _ in $(seq 1 50); do [ "$(cur9)" = 0 ] && break; sleep 0.2; done
+expect_eq "fleet-9 deleted while the server was down: its key is retired after the start" 0 "$(cur9)"
+
 # --- at rest: no group key bytes in the database, its WAL or the log --------------------------
 scan() {
 	py 'import sys,base64
@@ -239,7 +254,4 @@ expect_eq "scanned ${#KEYS[@]} group keys: none in the database, its WAL or the 
 expect_eq "sealed group keys are 60 bytes (32 + nonce + tag)" 60 "$(sql "SELECT max(length(sealed)) FROM km_keys WHERE target_kind='group'")"
 
 expect "server stops cleanly" sg_stop
-# the KM server's polls of the membership view: answered 304 while nothing changed
-N304=$(grep -c '"path":"/ss-gm/v1/group-documents","status":304' "$T/server.log")
-expect_match "the KM server's polls of unchanged membership get 304 ($N304 of them)" '^[1-9]' "$N304"
 sg_done
